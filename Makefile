@@ -1,0 +1,54 @@
+# lowbit — the two entry points are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= python3
+BIN := .build/release/lowbit
+APT_PACKAGES := libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist
+PY_PACKAGES := onnx onnxruntime numpy pytest
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_MODELS := fm_resnet20 fm_mobilenetv2 fm_inception
+
+.PHONY: all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean
+
+all: build
+
+deps: deps-system deps-python
+
+# Debian packages: OpenBLAS and zlib for the build, Fashion-MNIST for the demo and tests.
+deps-system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+# Python is test tooling only: ONNX Runtime is the reference executor.
+deps-python:
+	@$(PYTHON) -c "import onnx, onnxruntime, numpy, pytest" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check $(PY_PACKAGES)
+
+build: deps-system
+	$(SWIFT) build -c release --product lowbit
+
+demo: build
+	@for m in $(DEMO_MODELS); do \
+	  echo "== $$m (FP32) on the Fashion-MNIST test set"; \
+	  $(BIN) run assets/models/$$m.onnx --data fashion-mnist:test --batch-size 64 || exit 1; \
+	done
+
+test: deps build test-swift test-python
+
+test-swift:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+test-python:
+	LOWBIT_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest tests -q
+
+# Regenerates the ONNX protobuf code and fails if it differs from the committed file.
+check-proto:
+	@d=$$(mktemp -d) && tools/regenerate-onnx-proto.sh $$d && diff -q $$d/onnx.pb.swift Sources/LowbitONNX/Generated/onnx.pb.swift && echo "generated code is up to date"
+
+bench: build deps-python
+	$(PYTHON) benchmarks/bench_fp32.py
+
+clean:
+	rm -rf .build .cache

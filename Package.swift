@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "lowbit",
+  products: [
+    .executable(name: "lowbit", targets: ["lowbit"]),
+    .library(name: "LowbitCore", targets: ["LowbitCore"]),
+    .library(name: "LowbitData", targets: ["LowbitData"]),
+    .library(name: "LowbitONNX", targets: ["LowbitONNX"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+  ],
+  targets: [
+    .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "LowbitCore", dependencies: ["CBLAS"]),
+    .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
+    .target(
+      name: "LowbitONNX",
+      dependencies: ["LowbitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+    .target(name: "LowbitReport", dependencies: ["LowbitCore"]),
+    .target(
+      name: "LowbitCLI",
+      dependencies: [
+        "LowbitCore", "LowbitData", "LowbitONNX", "LowbitReport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
+    .target(name: "LowbitTestSupport", dependencies: ["LowbitCore"], path: "Tests/LowbitTestSupport"),
+    .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport"]),
+    .testTarget(name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"]),
+    .testTarget(
+      name: "LowbitONNXTests", dependencies: ["LowbitONNX", "LowbitData", "LowbitTestSupport"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitONNX
+import LowbitReport
+
+/// `lowbit run`: run a float (or quantized) model over a data set.
+struct RunCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "run",
+    abstract: "Run a model over a data set; report top-1 accuracy (with labels) and throughput.")
+
+  @Argument(help: "The ONNX model file.")
+  var model: String
+
+  @Option(help: "The data to run on (see `lowbit --help` for the forms), e.g. fashion-mnist:test.")
+  var data: String
+
+  @Option(help: "Samples per batch.")
+  var batchSize = 32
+
+  @Option(help: "Use only the first N samples.")
+  var limit: Int?
+
+  @Option(help: "Write outputs: X.npy gets the first graph output, X.npz every output by name.")
+  var saveOutputs: String?
+
+  @Option(help: "Write a JSON summary (model, samples, top1, seconds, samples_per_second) to this file.")
+  var json: String?
+
+  @Flag(help: "Print nothing but errors.")
+  var quiet = false
+
+  func validate() throws {
+    guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    if let limit = limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+    if let path = saveOutputs, !(path.hasSuffix(".npy") || path.hasSuffix(".npz")) {
+      throw ValidationError("--save-outputs must end in .npy or .npz")
+    }
+  }
+
+  struct Summary: Codable {
+    var model: String
+    var data: String
+    var samples: Int
+    var top1: Double?
+    var seconds: Double
+    var samplesPerSecond: Double
+    var batchSize: Int
+    var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+      case model, data, samples, top1, seconds, threads
+      case samplesPerSecond = "samples_per_second", batchSize = "batch_size"
+    }
+  }
+
+  func run() throws {
+    let graph = try ONNXReader.load(contentsOf: model).simplified()
+    let interpreter = try Interpreter(graph)
+    var dataset = try DataSpec.parse(data).load()
+    if let limit = limit { dataset = dataset.prefix(limit) }
+    try dataset.validateFinite()
+    let bar = ProgressBar("run", total: dataset.count, enabled: !quiet && ProgressBar.terminalAttached)
+    let result = try dataset.evaluate(interpreter, batchSize: batchSize) { done in
+      bar.advance(done - bar.done)
+    }
+    bar.finish()
+    if let path = saveOutputs {
+      if path.hasSuffix(".npz") {
+        let members = graph.outputs.compactMap { o in result.outputs[o.name].map { (o.name, $0) } }
+        try NPZ.write(members, to: path)
+      } else if let first = graph.outputs.first, let tensor = result.outputs[first.name] {
+        try NPY.write(tensor, to: path)
+      }
+    }
+    let summary = Summary(
+      model: model, data: data, samples: result.samples, top1: result.top1,
+      seconds: result.seconds, samplesPerSecond: Double(result.samples) / max(result.seconds, 1e-9),
+      batchSize: batchSize, threads: kernelThreadCount)
+    if let path = json { try writeJSON(summary, to: path) }
+    if !quiet {
+      var table = Table(["model", "samples", "top-1 %", "seconds", "samples/s"])
+      table.add([
+        (model as NSString).lastPathComponent, String(summary.samples),
+        summary.top1.map { String(format: "%.2f", $0) } ?? "-",
+        String(format: "%.3f", summary.seconds), String(format: "%.1f", summary.samplesPerSecond),
+      ])
+      print(table.render())
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import Dispatch
+import CBLAS
+
+/// Row-major single-precision GEMM through OpenBLAS: `C = alpha * op(A) * op(B) + beta * C`,
+/// with `op(A)` of shape [m, k] and `op(B)` of shape [k, n].
+///
+/// Safety: callers pass buffers holding at least the elements the leading dimensions address.
+@inlinable
+func sgemm(
+  transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+  if m == 0 || n == 0 { return }
+  if k == 0 {
+    for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+    return
+  }
+  cblas_sgemm(
+    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The same GEMM with the columns of B and C split across worker threads (OpenBLAS itself runs
+/// single-threaded, so the split is the only parallelism and results do not depend on timing).
+@inlinable
+func parallelSgemm(
+  transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+  let blocks = min(kernelThreadCount, max(1, n / 64))
+  if blocks <= 1 || m * n * k < 1 << 18 {
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+          b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    return
+  }
+  let aBits = UInt(bitPattern: a), bBits = UInt(bitPattern: b), cBits = UInt(bitPattern: c)
+  DispatchQueue.concurrentPerform(iterations: blocks) { blk in
+    let j0 = n * blk / blocks, j1 = n * (blk + 1) / blocks
+    guard j0 < j1 else { return }
+    let a = UnsafePointer<Float>(bitPattern: aBits)!
+    let b = UnsafePointer<Float>(bitPattern: bBits)!
+    let c = UnsafeMutablePointer<Float>(bitPattern: cBits)!
+    // Column block j0..<j1 of op(B): row-major B[k, n] starts at column j0; B^T[n, k] at row j0.
+    let bBlock = transB ? b + j0 * ldb : b + j0
+    sgemm(transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
+          b: bBlock, ldb: ldb, beta: beta, c: c + j0, ldc: ldc)
+  }
+}
+
+/// Makes OpenBLAS single-threaded once; lowbit parallelizes around it.
+let configureBLAS: Void = {
+  openblas_set_num_threads(1)
+}()

@@ -1,0 +1,205 @@
+import Dispatch
+
+extension Ops {
+  static let convolutionKernels: [String: Kernel] = ["Conv": conv]
+
+  /// ONNX Conv (1-D and 2-D, NCHW): `y[n, m] = b[m] + sum_{c, k} w[m, c, k] * x[n, g*C/G + c, s*o + d*k - p]`
+  /// over group `g` of `m`. Regular groups run as im2col + sgemm; depthwise ones as direct loops.
+  static func conv(_ ctx: KernelContext) throws -> [Tensor] {
+    _ = configureBLAS
+    let x = try ctx.floatInput(0)
+    let w = try ctx.floatInput(1)
+    let bias = ctx.optionalInput(2)
+    guard x.rank == 3 || x.rank == 4 else {
+      throw ctx.error("input has \(x.rank) dims; only 1-D and 2-D convolution (rank 3 or 4) is supported", .unsupported)
+    }
+    guard w.rank == x.rank else {
+      throw ctx.error("weight has \(w.rank) dims, expected \(x.rank)")
+    }
+    let group = try ctx.int("group", default: 1)
+    let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+    guard group >= 1, c % group == 0, m % group == 0, w.shape[1] * group == c else {
+      throw ctx.error("weight \(w.shape) does not fit input channels \(c) with group \(group)")
+    }
+    if let ks = try ctx.ints("kernel_shape"), ks != Array(w.shape[2...]) {
+      throw ctx.error("kernel_shape \(ks) disagrees with weight shape \(w.shape)")
+    }
+    if let b = bias {
+      guard b.dtype.isFloatingPoint, b.count == m else {
+        throw ctx.error("bias has shape \(b.shape), expected [\(m)]")
+      }
+    }
+    var geo = try ConvGeometry(ctx, input: Array(x.shape[2...]), kernel: Array(w.shape[2...]))
+    let outShape = [n, m] + geo.output
+    let outCount = try checkedElementCount(outShape, ctx)
+    if x.rank == 3 { geo = geo.lifted() }
+    var y = [Float](repeating: 0, count: outCount)
+    let xs = x.floats, ws = w.floats
+    let bs = bias?.floats
+    // Safety: every index below is bounded by the shapes checked above.
+    xs.withUnsafeBufferPointer { xp in
+      ws.withUnsafeBufferPointer { wp in
+        y.withUnsafeMutableBufferPointer { yp in
+          let job = ConvJob(
+            x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, batch: n, channels: c,
+            outChannels: m, group: group, geo: geo)
+          if c == group && m == group {
+            job.depthwise()
+          } else {
+            job.im2colGemm()
+          }
+        }
+      }
+    }
+    if let bs = bs, outCount > 0 {
+      let plane = geo.output[0] * geo.output[1]
+      y.withUnsafeMutableBufferPointer { yp in
+        for i in 0..<(n * m) {
+          let v = bs[i % m]
+          let base = i * plane
+          for j in 0..<plane { yp[base + j] += v }
+        }
+      }
+    }
+    return [Tensor(shape: outShape, floats: y)]
+  }
+}
+
+/// One 2-D convolution over raw buffers (NCHW input, OIHW weight, NCHW output).
+struct ConvJob {
+  let x: UnsafePointer<Float>
+  let w: UnsafePointer<Float>
+  let y: UnsafeMutablePointer<Float>
+  let batch: Int, channels: Int, outChannels: Int, group: Int
+  let geo: ConvGeometry
+
+  var inH: Int { geo.input[0] }
+  var inW: Int { geo.input[1] }
+  var outH: Int { geo.output[0] }
+  var outW: Int { geo.output[1] }
+  var kH: Int { geo.kernel[0] }
+  var kW: Int { geo.kernel[1] }
+
+  var isPointwise: Bool {
+    kH == 1 && kW == 1 && geo.strides == [1, 1] && geo.padBegin == [0, 0] && geo.padEnd == [0, 0]
+  }
+
+  /// Unfolds the patches of `channelsPerGroup` input planes into `col` [C*kH*kW, outH*outW].
+  func im2col(_ src: UnsafePointer<Float>, channelsPerGroup cg: Int, _ col: UnsafeMutablePointer<Float>) {
+    let sh = geo.strides[0], sw = geo.strides[1], dh = geo.dilations[0], dw = geo.dilations[1]
+    let ph = geo.padBegin[0], pw = geo.padBegin[1]
+    let outPlane = outH * outW
+    var row = 0
+    for ci in 0..<cg {
+      let plane = src + ci * inH * inW
+      for ki in 0..<kH {
+        for kj in 0..<kW {
+          let dst = col + row * outPlane
+          for oh in 0..<outH {
+            let ih = oh * sh + ki * dh - ph
+            let line = dst + oh * outW
+            if ih < 0 || ih >= inH {
+              line.update(repeating: 0, count: outW)
+              continue
+            }
+            let srcRow = plane + ih * inW
+            if sw == 1 {
+              // Contiguous run: zero the padded ends, copy the middle.
+              let offset = kj * dw - pw
+              let lo = max(0, -offset), hi = min(outW, inW - offset)
+              if lo > 0 { line.update(repeating: 0, count: min(lo, outW)) }
+              if hi > lo { (line + lo).update(from: srcRow + lo + offset, count: hi - lo) }
+              if hi < outW { (line + max(hi, 0)).update(repeating: 0, count: outW - max(hi, 0)) }
+            } else {
+              for ow in 0..<outW {
+                let iw = ow * sw + kj * dw - pw
+                line[ow] = (iw >= 0 && iw < inW) ? srcRow[iw] : 0
+              }
+            }
+          }
+          row += 1
+        }
+      }
+    }
+  }
+
+  /// Grouped convolution as one GEMM per (image, group): W_g [M/G, C/G*kH*kW] x col.
+  func im2colGemm() {
+    let cg = channels / group, mg = outChannels / group
+    let kDim = cg * kH * kW
+    let outPlane = outH * outW
+    let inPlane = inH * inW
+    let items = batch * group
+    let pointwise = isPointwise
+    let runItem = { (item: Int, col: UnsafeMutablePointer<Float>?, parallelInside: Bool) in
+      let ni = item / group, gi = item % group
+      let src = x + (ni * channels + gi * cg) * inPlane
+      let b: UnsafePointer<Float>
+      if pointwise {
+        b = src
+      } else {
+        self.im2col(src, channelsPerGroup: cg, col!)
+        b = UnsafePointer(col!)
+      }
+      let a = w + gi * mg * kDim
+      let c = y + (ni * outChannels + gi * mg) * outPlane
+      if parallelInside {
+        parallelSgemm(transA: false, transB: false, m: mg, n: outPlane, k: kDim,
+                      a: a, lda: kDim, b: b, ldb: outPlane, c: c, ldc: outPlane)
+      } else {
+        sgemm(transA: false, transB: false, m: mg, n: outPlane, k: kDim,
+              a: a, lda: kDim, b: b, ldb: outPlane, c: c, ldc: outPlane)
+      }
+    }
+    let colCount = pointwise ? 0 : kDim * outPlane
+    let threads = kernelThreadCount
+    if items >= threads && threads > 1 {
+      let chunks = threads
+      DispatchQueue.concurrentPerform(iterations: chunks) { t in
+        let col = colCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: colCount) : nil
+        defer { col?.deallocate() }
+        for item in stride(from: t, to: items, by: chunks) { runItem(item, col, false) }
+      }
+    } else {
+      let col = colCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: colCount) : nil
+      defer { col?.deallocate() }
+      for item in 0..<items { runItem(item, col, true) }
+    }
+  }
+
+  /// Depthwise convolution (one input and one output channel per group) as direct loops.
+  func depthwise() {
+    let sh = geo.strides[0], sw = geo.strides[1], dh = geo.dilations[0], dw = geo.dilations[1]
+    let ph = geo.padBegin[0], pw = geo.padBegin[1]
+    let inPlane = inH * inW, outPlane = outH * outW
+    let planes = batch * channels
+    let xBits = UInt(bitPattern: x), wBits = UInt(bitPattern: w), yBits = UInt(bitPattern: y)
+    let (kH, kW, inH, inW, outH, outW, channels) = (kH, kW, inH, inW, outH, outW, channels)
+    parallelChunks(planes, costPerItem: outPlane * kH * kW) { range in
+      let x = UnsafePointer<Float>(bitPattern: xBits)!
+      let w = UnsafePointer<Float>(bitPattern: wBits)!
+      let y = UnsafeMutablePointer<Float>(bitPattern: yBits)!
+      for p in range {
+        let ci = p % channels
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        let kernel = w + ci * kH * kW
+        for oh in 0..<outH {
+          for ow in 0..<outW {
+            var acc: Float = 0
+            for ki in 0..<kH {
+              let ih = oh * sh + ki * dh - ph
+              if ih < 0 || ih >= inH { continue }
+              for kj in 0..<kW {
+                let iw = ow * sw + kj * dw - pw
+                if iw < 0 || iw >= inW { continue }
+                acc += src[ih * inW + iw] * kernel[ki * kW + kj]
+              }
+            }
+            dst[oh * outW + ow] = acc
+          }
+        }
+      }
+    }
+  }
+}

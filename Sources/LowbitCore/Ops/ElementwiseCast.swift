@@ -1,0 +1,69 @@
+/// Cast, CastLike and Identity, and the table of all elementwise kernels.
+///
+/// Conversion rules of Cast (`to` any `DType`):
+///
+/// | from \ to | float types                | integer types                              | bool   |
+/// |-----------|----------------------------|--------------------------------------------|--------|
+/// | float     | float16 rounds to nearest  | truncate toward zero, clamp to range, NaN→0 | x != 0 |
+/// | integer   | nearest float              | wrap like a C cast (4-bit types clamp)      | x != 0 |
+/// | bool      | 0 or 1                     | 0 or 1                                      | same   |
+///
+/// float64 values are held as Float, so a cast to float64 keeps float32 precision. uint64 is held
+/// as Int64: negative values clamp to 0.
+extension Ops {
+  static let elementwiseKernels: [String: Kernel] = {
+    var table = elementwiseBinaryKernels
+    table.merge(elementwiseUnaryKernels) { first, _ in first }
+    table["Cast"] = { ctx in
+      let raw = try ctx.int("to", default: -1)
+      guard let to = DType(rawValue: raw) else {
+        throw ctx.error("cast to ONNX type \(raw) is not supported", .unsupported)
+      }
+      return [cast(try ctx.input(0), to: to)]
+    }
+    table["CastLike"] = { ctx in [cast(try ctx.input(0), to: try ctx.input(1).dtype)] }
+    table["Identity"] = { ctx in [try ctx.input(0)] }
+    return table
+  }()
+
+  /// `x` converted to `dtype` by the rules in the table above.
+  static func cast(_ x: Tensor, to dtype: DType) -> Tensor {
+    if x.dtype == dtype { return x }
+    let storage: Tensor.Storage
+    switch (x.storage, dtype.storageClass) {
+    case (.float(let v), .float):
+      storage = dtype == .float16 ? .float(parallelMap(v) { roundedToHalf($0) }) : .float(v)
+    case (.float(let v), .int):
+      let range = dtype.integerRange!
+      let lo = Double(range.lowerBound)
+      let hi = Double(range.upperBound)
+      storage = .int(
+        parallelMap(v) { (f: Float) -> Int64 in
+          let d = Double(f)
+          if d.isNaN { return 0 }
+          if d <= lo { return range.lowerBound }
+          if d >= hi { return range.upperBound }
+          return Int64(d)
+        })
+    case (.float(let v), .bool): storage = .bool(parallelMap(v) { $0 != 0 })
+    case (.int(let v), .float):
+      storage = .float(parallelMap(v) { dtype == .float16 ? roundedToHalf(Float($0)) : Float($0) })
+    case (.int(let v), .int): storage = .int(wrapIntegers(v, to: dtype))
+    case (.int(let v), .bool): storage = .bool(parallelMap(v) { $0 != 0 })
+    case (.bool(let v), .float): storage = .float(parallelMap(v) { $0 ? 1 : 0 })
+    case (.bool(let v), .int): storage = .int(parallelMap(v) { $0 ? 1 : 0 })
+    case (.bool(let v), .bool): storage = .bool(v)
+    }
+    return Tensor(dtype: dtype, shape: x.shape, storage: storage)
+  }
+}
+
+/// `x` rounded to the nearest float16 value (ties to even; overflow to infinity).
+@inline(__always)
+func roundedToHalf(_ x: Float) -> Float {
+  #if arch(x86_64) || arch(arm64)
+    return Float(Float16(x))
+  #else
+    return x
+  #endif
+}

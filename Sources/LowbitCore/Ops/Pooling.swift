@@ -1,0 +1,101 @@
+extension Ops {
+  static let poolingKernels: [String: Kernel] = [
+    "MaxPool": { try pool($0, max: true) },
+    "AveragePool": { try pool($0, max: false) },
+    "GlobalAveragePool": { try globalPool($0, max: false) },
+    "GlobalMaxPool": { try globalPool($0, max: true) },
+  ]
+
+  /// MaxPool / AveragePool over 1-D or 2-D windows (NCHW). Max ignores padding; average divides
+  /// by the window's in-bounds count unless `count_include_pad` = 1 (then by the padded window,
+  /// clipped to the padded input as ONNX Runtime does).
+  static func pool(_ ctx: KernelContext, max isMax: Bool) throws -> [Tensor] {
+    let x = try ctx.floatInput(0)
+    guard x.rank == 3 || x.rank == 4 else {
+      throw ctx.error("input has \(x.rank) dims; only 1-D and 2-D pooling is supported", .unsupported)
+    }
+    guard let kernel = try ctx.ints("kernel_shape") else {
+      throw ctx.error("attribute 'kernel_shape' is required")
+    }
+    if ctx.node.outputs.count > 1 && !(ctx.node.outputs[1].isEmpty) {
+      throw ctx.error("the Indices output is not supported", .unsupported)
+    }
+    let ceilMode = try ctx.int("ceil_mode", default: 0) != 0
+    let includePad = try ctx.int("count_include_pad", default: 0) != 0
+    if !isMax, try ctx.ints("dilations").map({ $0.contains { $0 != 1 } }) == true, ctx.opset < 19 {
+      throw ctx.error("dilations need opset 19 for AveragePool")
+    }
+    var geo = try ConvGeometry(ctx, input: Array(x.shape[2...]), kernel: kernel, ceilMode: ceilMode)
+    let outShape = Array(x.shape[0..<2]) + geo.output
+    let total = try checkedElementCount(outShape, ctx)
+    if x.rank == 3 { geo = geo.lifted() }
+    let g = geo
+    let inH = g.input[0], inW = g.input[1], outH = g.output[0], outW = g.output[1]
+    let planes = x.shape[0] * x.shape[1]
+    var y = [Float](repeating: 0, count: total)
+    let xs = x.floats
+    // Safety: window indices are checked against the input bounds before each read.
+    xs.withUnsafeBufferPointer { xp in
+      y.withUnsafeMutableBufferPointer { yp in
+        let xBits = UInt(bitPattern: xp.baseAddress), yBits = UInt(bitPattern: yp.baseAddress)
+        parallelChunks(planes, costPerItem: outH * outW * g.kernel[0] * g.kernel[1]) { range in
+          guard let xb = UnsafePointer<Float>(bitPattern: xBits),
+                let yb = UnsafeMutablePointer<Float>(bitPattern: yBits) else { return }
+          for p in range {
+            let src = xb + p * inH * inW, dst = yb + p * outH * outW
+            for oh in 0..<outH {
+              for ow in 0..<outW {
+                var acc: Float = isMax ? -.infinity : 0
+                var count = 0
+                let h0 = oh * g.strides[0] - g.padBegin[0], w0 = ow * g.strides[1] - g.padBegin[1]
+                for ki in 0..<g.kernel[0] {
+                  let ih = h0 + ki * g.dilations[0]
+                  if ih < 0 || ih >= inH { continue }
+                  for kj in 0..<g.kernel[1] {
+                    let iw = w0 + kj * g.dilations[1]
+                    if iw < 0 || iw >= inW { continue }
+                    let v = src[ih * inW + iw]
+                    if isMax { if v > acc || v.isNaN { acc = v } } else { acc += v }
+                    count += 1
+                  }
+                }
+                if !isMax {
+                  if includePad {
+                    let hEnd = Swift.min(h0 + g.kernel[0], inH + g.padEnd[0])
+                    let wEnd = Swift.min(w0 + g.kernel[1], inW + g.padEnd[1])
+                    count = (hEnd - h0) * (wEnd - w0)
+                  }
+                  acc = count > 0 ? acc / Float(count) : 0
+                }
+                dst[oh * outW + ow] = acc
+              }
+            }
+          }
+        }
+      }
+    }
+    return [Tensor(shape: outShape, floats: y)]
+  }
+
+  /// GlobalAveragePool / GlobalMaxPool: reduce every spatial dim to 1.
+  static func globalPool(_ ctx: KernelContext, max isMax: Bool) throws -> [Tensor] {
+    let x = try ctx.floatInput(0)
+    guard x.rank >= 2 else { throw ctx.error("input needs at least 2 dims, has \(x.rank)") }
+    let planes = x.shape[0] * x.shape[1]
+    let size = x.shape[2...].reduce(1, *)
+    let xs = x.floats
+    var y = [Float](repeating: 0, count: planes)
+    for p in 0..<planes {
+      if isMax {
+        var m = -Float.infinity
+        for i in 0..<size { m = Swift.max(m, xs[p * size + i]) }
+        y[p] = m
+      } else {
+        var s: Float = 0
+        for i in 0..<size { s += xs[p * size + i] }
+        y[p] = size > 0 ? s / Float(size) : 0
+      }
+    }
+    return [Tensor(shape: Array(x.shape[0..<2]) + [Int](repeating: 1, count: x.rank - 2), floats: y)]
+  }
+}

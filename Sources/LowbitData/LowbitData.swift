@@ -1,0 +1,1 @@
+/// LowbitData: data set readers (IDX, NPY, NPZ) and data specs.

@@ -1,0 +1,137 @@
+import Foundation
+import LowbitCore
+import SwiftProtobuf
+
+/// Writes lowbit `Graph` values as ONNX model files.
+public enum ONNXWriter {
+  /// The IR version a reader needs for `opset` (ONNX's versioning table: opset 21+ needs IR 10,
+  /// which also brings the 4-bit types).
+  public static func irVersion(forOpset opset: Int) -> Int64 {
+    switch opset {
+    case ...8: return 4
+    case 9: return 4
+    case 10: return 5
+    case 11: return 6
+    case 12...14: return 7
+    case 15...18: return 8
+    case 19...20: return 9
+    case 21: return 10
+    default: return 11
+    }
+  }
+
+  /// Serializes `graph` as a ModelProto.
+  public static func encode(_ graph: Graph) throws -> Data {
+    var model = Onnx_ModelProto()
+    let needed = irVersion(forOpset: graph.opset)
+    let original = Int64(graph.metadata["ir_version"] ?? "") ?? 0
+    let usesFourBit = graph.initializers.values.contains { $0.dtype == .int4 || $0.dtype == .uint4 }
+    model.irVersion = max(needed, min(original, 11), usesFourBit ? 10 : 0)
+    model.producerName = "lowbit"
+    model.producerVersion = lowbitVersion
+    model.opsetImport = graph.opsets.sorted { $0.key < $1.key }.map { domain, version in
+      var entry = Onnx_OperatorSetIdProto()
+      entry.domain = domain
+      entry.version = Int64(version)
+      return entry
+    }
+    var g = Onnx_GraphProto()
+    g.name = graph.name
+    g.input = graph.inputs.map(valueInfoProto)
+    g.output = graph.outputs.map(valueInfoProto)
+    g.valueInfo = graph.valueInfo.keys.sorted().compactMap { name in
+      let v = graph.valueInfo[name]!
+      return v.dtype == nil ? nil : valueInfoProto(v)
+    }
+    g.initializer = graph.initializers.keys.sorted().map { graph.initializers[$0]!.proto(name: $0) }
+    g.node = graph.nodes.map(nodeProto)
+    model.graph = g
+    return try model.serializedBytes()
+  }
+
+  /// Writes `graph` to `path` atomically: a temporary file in the same folder, renamed into place,
+  /// so a failure never leaves a partial model behind.
+  public static func write(_ graph: Graph, to path: String) throws {
+    let data: Data
+    do {
+      data = try encode(graph)
+    } catch let error as LowbitError {
+      throw error
+    } catch {
+      throw LowbitError.io("cannot serialize the model: \(error)")
+    }
+    try writeAtomically(data, to: path)
+  }
+
+  static func valueInfoProto(_ v: ValueInfo) -> Onnx_ValueInfoProto {
+    var p = Onnx_ValueInfoProto()
+    p.name = v.name
+    var t = Onnx_TypeProto.Tensor()
+    if let dtype = v.dtype { t.elemType = Int32(dtype.rawValue) }
+    if let dims = v.shape {
+      var shape = Onnx_TensorShapeProto()
+      shape.dim = dims.map { d in
+        var dim = Onnx_TensorShapeProto.Dimension()
+        switch d {
+        case .fixed(let n): dim.dimValue = Int64(n)
+        case .symbol(let s): dim.dimParam = s
+        }
+        return dim
+      }
+      t.shape = shape
+    }
+    var type = Onnx_TypeProto()
+    type.tensorType = t
+    p.type = type
+    return p
+  }
+
+  static func nodeProto(_ n: Node) -> Onnx_NodeProto {
+    var p = Onnx_NodeProto()
+    p.name = n.name
+    p.opType = n.opType
+    if !n.domain.isEmpty { p.domain = n.domain }
+    p.input = n.inputs
+    p.output = n.outputs
+    p.attribute = n.attributes.keys.sorted().map { key in
+      var a = Onnx_AttributeProto()
+      a.name = key
+      switch n.attributes[key]! {
+      case .int(let v): a.type = .int; a.i = Int64(v)
+      case .float(let v): a.type = .float; a.f = v
+      case .string(let v): a.type = .string; a.s = Data(v.utf8)
+      case .tensor(let t): a.type = .tensor; a.t = t.proto(name: "")
+      case .ints(let v): a.type = .ints; a.ints = v.map { Int64($0) }
+      case .floats(let v): a.type = .floats; a.floats = v
+      case .strings(let v): a.type = .strings; a.strings = v.map { Data($0.utf8) }
+      }
+      return a
+    }
+    return p
+  }
+}
+
+/// lowbit's version, written into the files it produces.
+public let lowbitVersion = "0.1.0"
+
+/// Writes `data` to a temporary sibling of `path` and renames it into place.
+public func writeAtomically(_ data: Data, to path: String) throws {
+  let url = URL(fileURLWithPath: path)
+  let folder = url.deletingLastPathComponent()
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+    throw LowbitError.io("cannot write '\(path)': folder '\(folder.path)' does not exist")
+  }
+  let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
+  do {
+    try data.write(to: temporary)
+    if FileManager.default.fileExists(atPath: url.path) {
+      _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+    } else {
+      try FileManager.default.moveItem(at: temporary, to: url)
+    }
+  } catch {
+    try? FileManager.default.removeItem(at: temporary)
+    throw LowbitError.io("cannot write '\(path)': \(error.localizedDescription)")
+  }
+}
