@@ -29,6 +29,9 @@ struct RunCommand: ParsableCommand {
   @Option(help: "Write a JSON summary (model, samples, top1, seconds, samples_per_second) to this file.")
   var json: String?
 
+  @Flag(help: "Print the time spent in each op type.")
+  var profile = false
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -63,7 +66,8 @@ struct RunCommand: ParsableCommand {
     if let limit = limit { dataset = dataset.prefix(limit) }
     try dataset.validateFinite()
     let bar = ProgressBar("run", total: dataset.count, enabled: !quiet && ProgressBar.terminalAttached)
-    let result = try dataset.evaluate(interpreter, batchSize: batchSize) { done in
+    let opProfile = profile ? OpProfile() : nil
+    let result = try dataset.evaluate(interpreter, batchSize: batchSize, profile: opProfile) { done in
       bar.advance(done - bar.done)
     }
     bar.finish()
@@ -87,6 +91,15 @@ struct RunCommand: ParsableCommand {
         summary.top1.map { String(format: "%.2f", $0) } ?? "-",
         String(format: "%.3f", summary.seconds), String(format: "%.1f", summary.samplesPerSecond),
       ])
+      print(table.render())
+    }
+    if let opProfile = opProfile {
+      var table = Table(["op", "calls", "seconds", "share %"])
+      let total = opProfile.seconds.values.reduce(0, +)
+      for (op, s) in opProfile.seconds.sorted(by: { $0.value > $1.value }) {
+        table.add([op, String(opProfile.calls[op] ?? 0), String(format: "%.3f", s),
+                   String(format: "%.1f", 100 * s / max(total, 1e-12))])
+      }
       print(table.render())
     }
   }

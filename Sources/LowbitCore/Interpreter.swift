@@ -49,7 +49,8 @@ public struct Interpreter: Sendable {
   /// Runs the graph. `observe` sees every value a node produces, in execution order
   /// (used by calibration and debugging). Returns the graph outputs by name.
   public func run(
-    _ feeds: [String: Tensor], observe: ((Node, [Tensor]) -> Void)? = nil
+    _ feeds: [String: Tensor], observe: ((Node, [Tensor]) -> Void)? = nil,
+    profile: OpProfile? = nil
   ) throws -> [String: Tensor] {
     var env = graph.initializers
     for input in graph.inputs {
@@ -72,6 +73,8 @@ public struct Interpreter: Sendable {
         }
       }
       let results: [Tensor]
+      let started = profile == nil ? 0 : monotonicSeconds()
+      defer { profile?.add(node.opType, seconds: monotonicSeconds() - started) }
       do {
         results = try Ops.kernels[node.opType]!(
           KernelContext(node: node, inputs: args, opset: graph.opset))
@@ -99,4 +102,28 @@ public struct Interpreter: Sendable {
     }
     return outputs
   }
+}
+
+/// Seconds and calls per op type, gathered by `Interpreter.run(_:profile:)`.
+public final class OpProfile: @unchecked Sendable {
+  public private(set) var seconds: [String: Double] = [:]
+  public private(set) var calls: [String: Int] = [:]
+
+  public init() {}
+
+  func add(_ opType: String, seconds s: Double) {
+    seconds[opType, default: 0] += s
+    calls[opType, default: 0] += 1
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A monotonic clock in seconds.
+public func monotonicSeconds() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -44,7 +44,8 @@ extension Dataset {
   /// Runs `interpreter` over the data set in batches of `batchSize`, calling `progress` with the
   /// number of samples done after each batch.
   public func evaluate(
-    _ interpreter: Interpreter, batchSize: Int, progress: ((Int) -> Void)? = nil
+    _ interpreter: Interpreter, batchSize: Int, profile: OpProfile? = nil,
+    progress: ((Int) -> Void)? = nil
   ) throws -> Evaluation {
     precondition(batchSize > 0, "batchSize must be positive")
     var collected: [String: [Tensor]] = [:]
@@ -52,7 +53,7 @@ extension Dataset {
     for range in batches(size: batchSize) {
       let feeds = try feeds(for: interpreter.graph, batch: range)
       let start = Date()
-      let result = try interpreter.run(feeds)
+      let result = try interpreter.run(feeds, profile: profile)
       seconds += Date().timeIntervalSince(start)
       for (name, tensor) in result { collected[name, default: []].append(tensor) }
       progress?(range.upperBound)
