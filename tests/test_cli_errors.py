@@ -117,7 +117,7 @@ def test_run_rejects_bad_input(case, models, lowbit, tmp_path):
     (tmp_path / "out").mkdir()
     for save in (out_npz, out_npy):
         proc = lowbit("run", model, "--data", data, "--save-outputs", save,
-                      "--json", out_json, "--limit", "16", timeout=300)
+                      "--json", out_json, timeout=300)
         assert_clean_error(proc)
         assert not save.exists(), f"{save} created although the run failed"
         assert not out_json.exists(), f"{out_json} created although the run failed"

@@ -60,7 +60,7 @@ struct RunCommand: ParsableCommand {
   }
 
   func run() throws {
-    let graph = try ONNXReader.load(contentsOf: model).simplified()
+    let graph = try ONNXReader.load(contentsOf: model).simplified().foldingBatchNorm().graph
     let interpreter = try Interpreter(graph)
     var dataset = try DataSpec.parse(data).load()
     if let limit = limit { dataset = dataset.prefix(limit) }

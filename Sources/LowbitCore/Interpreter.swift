@@ -6,8 +6,13 @@ public struct Interpreter: Sendable {
   public let graph: Graph
   /// Index of the last node reading each value (graph outputs are never freed).
   private let lastUse: [String: Int]
+  /// For a Conv/Gemm index, the Relu/Clip node folded into it; those nodes are skipped.
+  private let fused: [Int: (activation: FusedActivation, node: Int)]
 
-  public init(_ graph: Graph) throws {
+  /// Validates `graph`. With `fuseActivations`, a Relu or constant-bound Clip that is the only
+  /// reader of a Conv or Gemm output runs inside that kernel (the intermediate value is then
+  /// never materialized, so `observe` does not see it).
+  public init(_ graph: Graph, fuseActivations: Bool = true) throws {
     let ordered = try graph.validated()
     for node in ordered.nodes {
       guard node.domain.isEmpty || node.domain == "ai.onnx" else {
@@ -24,6 +29,41 @@ public struct Interpreter: Sendable {
     for output in ordered.outputs { last[output.name] = Int.max }
     self.graph = ordered
     self.lastUse = last
+    self.fused = fuseActivations ? Interpreter.fusions(in: ordered) : [:]
+  }
+
+  /// Conv/Gemm nodes whose single reader is a Relu or a Clip with constant bounds.
+  private static func fusions(in graph: Graph) -> [Int: (activation: FusedActivation, node: Int)] {
+    var result: [Int: (activation: FusedActivation, node: Int)] = [:]
+    let readers = graph.consumers()
+    let outputs = Set(graph.outputs.map(\.name))
+    for (i, node) in graph.nodes.enumerated() where node.opType == "Conv" || node.opType == "Gemm" {
+      guard node.outputs.count == 1, !outputs.contains(node.outputs[0]),
+            let r = readers[node.outputs[0]], r.count == 1 else { continue }
+      let next = graph.nodes[r[0]]
+      guard next.inputs.first == node.outputs[0] else { continue }
+      if next.opType == "Relu" {
+        result[i] = (FusedActivation(lower: 0, upper: .infinity), r[0])
+      } else if next.opType == "Clip" {
+        var lower = -Float.infinity, upper = Float.infinity
+        if graph.opset < 11 {
+          if case .float(let v)? = next.attributes["min"] { lower = v }
+          if case .float(let v)? = next.attributes["max"] { upper = v }
+        } else {
+          func bound(_ k: Int) -> Float?? {
+            guard k < next.inputs.count, !next.inputs[k].isEmpty else { return .some(nil) }
+            guard let t = graph.initializers[next.inputs[k]], t.dtype.isFloatingPoint, t.count == 1
+            else { return nil }
+            return .some(t.floats[0])
+          }
+          guard let lo = bound(1), let hi = bound(2) else { continue }
+          lower = lo ?? lower
+          upper = hi ?? upper
+        }
+        result[i] = (FusedActivation(lower: lower, upper: upper), r[0])
+      }
+    }
+    return result
   }
 
   /// Checks that a feed matches the declared element type and every fixed dimension.
@@ -60,7 +100,9 @@ public struct Interpreter: Sendable {
       try checkFeed(t, for: input)
       env[input.name] = t
     }
-    for (i, node) in graph.nodes.enumerated() {
+    let skipped = Set(fused.values.map(\.node))
+    for (i, node) in graph.nodes.enumerated() where !skipped.contains(i) {
+      let fusion = fused[i]
       var args: [Tensor?] = []
       args.reserveCapacity(node.inputs.count)
       for name in node.inputs {
@@ -77,7 +119,7 @@ public struct Interpreter: Sendable {
       defer { profile?.add(node.opType, seconds: monotonicSeconds() - started) }
       do {
         results = try Ops.kernels[node.opType]!(
-          KernelContext(node: node, inputs: args, opset: graph.opset))
+          KernelContext(node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation))
       } catch let error as LowbitError {
         throw error.at(opType: node.opType, node: node.name)
       }
@@ -85,9 +127,15 @@ public struct Interpreter: Sendable {
       guard results.count >= wanted else {
         throw node.error(.unsupported, "produced \(results.count) outputs, the graph reads \(wanted)")
       }
-      observe?(node, results)
-      for (name, value) in zip(node.outputs, results) where !name.isEmpty {
-        env[name] = value
+      if let fusion = fusion {
+        let activationNode = graph.nodes[fusion.node]
+        observe?(activationNode, results)
+        env[activationNode.outputs[0]] = results[0]
+      } else {
+        observe?(node, results)
+        for (name, value) in zip(node.outputs, results) where !name.isEmpty {
+          env[name] = value
+        }
       }
       for name in node.inputs where !name.isEmpty && lastUse[name] == i {
         env[name] = nil

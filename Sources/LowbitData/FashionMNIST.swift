@@ -39,7 +39,8 @@ public enum FashionMNIST {
     let n = images.shape[0]
     let scale = 1 / (255 * standardDeviation)
     let shift = mean / standardDeviation
-    let pixels = images.floats.map { $0 * scale - shift }
+    var pixels = images.floats  // the last use of `images`: normalized in place, no second copy
+    for i in pixels.indices { pixels[i] = pixels[i] * scale - shift }
     return try Dataset(
       inputs: [(nil, Tensor(shape: [n, 1, 28, 28], floats: pixels))], labels: labels,
       source: spec ?? "fashion-mnist:\(split.rawValue)", inputSources: [imagesPath],

@@ -150,9 +150,9 @@ struct ElementwiseBinaryTests {
 
   @Test func maxAndMinPropagateNaN() throws {
     let y = try H.run1("Max", [H.floats([2], [.nan, 1]), H.floats([2], [1, .nan])])
-    #expect(y.floats.allSatisfy(\.isNaN))
+    #expect(y.floats.allSatisfy { $0.isNaN })
     let z = try H.run1("Min", [H.floats([2], [.nan, 1]), H.floats([2], [1, .nan])])
-    #expect(z.floats.allSatisfy(\.isNaN))
+    #expect(z.floats.allSatisfy { $0.isNaN })
   }
 
   @Test func whereBroadcastsAllThreeInputs() throws {

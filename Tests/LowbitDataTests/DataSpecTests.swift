@@ -160,7 +160,7 @@ import Testing
     #expect(data.batches(size: 8) == [0..<5])
     let batch = data.batch(2..<4)
     #expect(batch.inputs[0].tensor == Tensor(shape: [2, 2], floats: [4, 5, 6, 7]))
-    #expect(batch.inputs[1].tensor == Tensor(shape: [2, 2], bools: [true, false, false, true]))
+    #expect(batch.inputs[1].tensor == Tensor(shape: [2, 2], bools: [false, false, true, false]))
     #expect(batch.labels == Tensor(shape: [2], ints: [2, 3]))
     #expect(data.prefix(3).count == 3)
     #expect(data.prefix(3).labels?.ints == [0, 1, 2])

@@ -122,7 +122,7 @@ import Testing
     "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': __import__('os'), }",
     "('descr', '<f4')",
     "{'descr': '<f4\\x4', 'fortran_order': False, 'shape': (2, 3), }",
-    String(repeating: "(", count: 10000),
+    String(repeating: "(", count: 1000),
     "",
   ]
 

@@ -256,6 +256,7 @@ def run_lowbit(args: Sequence[str], env: Optional[Mapping[str, str]] = None,
 # signal messages printed by a wrapper, a Python traceback from a script).
 CRASH_MARKERS = (
     "Fatal error:",
+    "Program crashed",
     "Stack dump:",
     "Current stack trace:",
     "Segmentation fault",

@@ -51,13 +51,21 @@ extension Ops {
         }
       }
     }
-    if let bs = bs, outCount > 0 {
+    if bs != nil || ctx.fusedActivation != nil, outCount > 0 {
       let plane = geo.output[0] * geo.output[1]
+      let activation = ctx.fusedActivation
       y.withUnsafeMutableBufferPointer { yp in
-        for i in 0..<(n * m) {
-          let v = bs[i % m]
-          let base = i * plane
-          for j in 0..<plane { yp[base + j] += v }
+        let bits = UInt(bitPattern: yp.baseAddress)
+        parallelChunks(n * m, costPerItem: plane) { range in
+          guard let base = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
+          for i in range {
+            let row = base + i * plane
+            if let bs = bs {
+              let v = bs[i % m]
+              for j in 0..<plane { row[j] += v }
+            }
+            activation?.apply(row, count: plane)
+          }
         }
       }
     }

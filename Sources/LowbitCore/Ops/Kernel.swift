@@ -6,10 +6,15 @@ public struct KernelContext {
   /// The default-domain opset version of the graph.
   public let opset: Int
 
-  public init(node: Node, inputs: [Tensor?], opset: Int) {
+  /// An activation the interpreter fused into this Conv or Gemm: applied to the output in the
+  /// kernel's last pass instead of by a separate node.
+  public let fusedActivation: FusedActivation?
+
+  public init(node: Node, inputs: [Tensor?], opset: Int, fusedActivation: FusedActivation? = nil) {
     self.node = node
     self.inputs = inputs
     self.opset = opset
+    self.fusedActivation = fusedActivation
   }
 
   /// An error located at this node.
@@ -83,6 +88,28 @@ public struct KernelContext {
       throw error("\(what) \(axis) is out of range for rank \(rank)")
     }
     return axis < 0 ? axis + rank : axis
+  }
+}
+
+/// A clamp that a Conv or Gemm applies to its own output: Relu is `clamp(x, 0, +inf)`, Clip
+/// `clamp(x, min, max)`. NaN passes through as it does through the separate ops.
+public struct FusedActivation: Sendable, Equatable {
+  public var lower: Float
+  public var upper: Float
+
+  public init(lower: Float, upper: Float) {
+    self.lower = lower
+    self.upper = upper
+  }
+
+  /// Clamps `count` values in place.
+  @inlinable
+  public func apply(_ p: UnsafeMutablePointer<Float>, count: Int) {
+    let lo = lower, hi = upper
+    for i in 0..<count {
+      let v = p[i]
+      p[i] = v < lo ? lo : (v > hi ? hi : v)
+    }
   }
 }
 

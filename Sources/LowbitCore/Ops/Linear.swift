@@ -39,6 +39,9 @@ extension Ops {
         }
       }
     }
+    if let activation = ctx.fusedActivation {
+      y.withUnsafeMutableBufferPointer { if let base = $0.baseAddress { activation.apply(base, count: $0.count) } }
+    }
     return [Tensor(shape: [m, n], floats: y)]
   }
 
