@@ -132,13 +132,30 @@ def test_info_rejects_bad_model(case, models, lowbit, tmp_path):
         assert_clean_error(proc)
 
 
-def test_unknown_subcommand_fails(lowbit):
-    proc = lowbit("frobnicate", timeout=60)
-    assert proc.returncode > 0, describe(proc)
+USAGE_CASES = {
+    "unknown-subcommand": ["frobnicate"],
+    "zero-batch-size": ["run", "{model}", "--data", "fashion-mnist:test", "--batch-size", "0"],
+    "non-numeric-batch-size": ["run", "{model}", "--data", "fashion-mnist:test",
+                               "--batch-size", "abc"],
+    "negative-limit": ["run", "{model}", "--data", "fashion-mnist:test", "--limit", "-3"],
+    "missing-data-option": ["run", "{model}"],
+    "bad-output-extension": ["run", "{model}", "--data", "fashion-mnist:test",
+                             "--save-outputs", "{tmp}/outputs.txt"],
+}
 
 
-def test_nonpositive_batch_size_fails(models, lowbit, tmp_path):
-    proc = lowbit("run", models["fm_resnet20"], "--data", "fashion-mnist:test",
-                  "--batch-size", "0", "--save-outputs", tmp_path / "o.npy", timeout=120)
-    assert proc.returncode > 0, describe(proc)
-    assert not (tmp_path / "o.npy").exists()
+@pytest.mark.parametrize("case", list(USAGE_CASES))
+def test_usage_errors(case, models, lowbit, tmp_path):
+    """Command-line mistakes: a non-zero status (argument-parser usage errors may use 64), an
+    `error:` line (any case) and no output files; never a crash."""
+    args = [a.format(model=models["fm_resnet20"], tmp=tmp_path) for a in USAGE_CASES[case]]
+    if args[0] == "run" and "--save-outputs" not in args:
+        args += ["--save-outputs", str(tmp_path / "outputs.npy")]
+    args += ["--json", str(tmp_path / "report.json")] if args[0] == "run" else []
+    proc = lowbit(*args, timeout=120)
+    msg = describe(proc)
+    assert proc.returncode > 0, msg
+    assert any(line.lower().startswith("error:") for line in proc.stderr.splitlines()), msg
+    for marker in CRASH_MARKERS:
+        assert marker not in proc.stderr, f"crash marker {marker!r}: {msg}"
+    assert list(tmp_path.iterdir()) == [], f"files left behind: {list(tmp_path.iterdir())}"

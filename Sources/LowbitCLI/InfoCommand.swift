@@ -27,6 +27,10 @@ struct InfoCommand: ParsableCommand {
     var outputs: [Value]
     var ops: [String: Int]
     var unsupportedOps: [String]
+    /// Nodes left after simplification (constant and shape folding, Identity removal).
+    var simplifiedNodes: Int?
+    /// Output shapes as shape inference derives them.
+    var inferredOutputs: [Value]?
   }
 
   func run() throws {
@@ -34,21 +38,29 @@ struct InfoCommand: ParsableCommand {
     func value(_ v: ValueInfo) -> Report.Value {
       Report.Value(name: v.name, dtype: v.dtype?.description, shape: v.shape?.map(\.description))
     }
-    let report = Report(
+    var report = Report(
       model: model, opset: graph.opset, producer: graph.metadata["producer"],
       nodes: graph.nodes.count, parameters: graph.parameterCount,
       inputs: graph.inputs.map(value), outputs: graph.outputs.map(value), ops: graph.opHistogram,
       unsupportedOps: Set(graph.nodes.map(\.opType)).filter { Ops.kernels[$0] == nil }.sorted())
+    if report.unsupportedOps.isEmpty, let simple = try? graph.simplified() {
+      report.simplifiedNodes = simple.nodes.count
+      report.inferredOutputs = simple.outputs.map { o in value(simple.valueInfo[o.name] ?? o) }
+    }
     if json {
       try writeJSON(report, to: "-")
       return
     }
     print("\(model): opset \(report.opset), \(report.nodes) nodes, \(report.parameters) parameters"
       + (report.producer.map { ", from \($0)" } ?? ""))
-    var io = Table(["", "name", "type", "shape"])
+    var io = Table(["value", "name", "type", "shape"])
     for v in report.inputs { io.add(["input", v.name, v.dtype ?? "?", "[" + (v.shape ?? ["?"]).joined(separator: ", ") + "]"]) }
     for v in report.outputs { io.add(["output", v.name, v.dtype ?? "?", "[" + (v.shape ?? ["?"]).joined(separator: ", ") + "]"]) }
+    for v in report.inferredOutputs ?? [] {
+      io.add(["inferred", v.name, v.dtype ?? "?", "[" + (v.shape ?? ["?"]).joined(separator: ", ") + "]"])
+    }
     print(io.render())
+    if let n = report.simplifiedNodes { print("after simplification: \(n) nodes") }
     print("")
     var ops = Table(["op", "count"])
     for (op, count) in report.ops.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {

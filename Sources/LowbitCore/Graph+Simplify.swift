@@ -1,10 +1,12 @@
 extension Graph {
   /// The simplified graph: Constant nodes and every node whose inputs are all constant are
-  /// evaluated into initializers (the shape subgraphs exporters emit), Identity nodes are bypassed
-  /// and nodes that no output depends on are removed. Outputs are unchanged bit for bit.
+  /// evaluated into initializers, shape subgraphs whose result shape inference knows (PyTorch's
+  /// Shape -> Gather -> Unsqueeze -> Concat chains over static dims) are folded, Identity nodes
+  /// are bypassed, nodes that no output depends on are removed, and `valueInfo` holds the
+  /// inferred shapes. Outputs are unchanged bit for bit.
   public func simplified(maxFoldedElements: Int = 1 << 22) throws -> Graph {
-    try validated().foldingConstants(maxFoldedElements: maxFoldedElements).bypassingIdentities()
-      .removingDeadNodes()
+    try validated().foldingConstants(maxFoldedElements: maxFoldedElements).foldingKnownShapes()
+      .bypassingIdentities().removingDeadNodes().withInferredShapes()
   }
 
   /// Evaluates nodes whose inputs are all initializers, in order, into initializers; results above

@@ -43,13 +43,15 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   /// Where `apt-get install dataset-fashion-mnist` puts the files.
   public static let defaultFashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
-  static let forms = "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE"
+  static let forms =
+    "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE"
 
   /// Parses the command-line form; throws `LowbitError.invalidArgument` naming the problem and
   /// the accepted forms. Files are not touched until `load()`.
   public static func parse(_ text: String) throws -> DataSpec {
     guard let colon = text.firstIndex(of: ":") else {
-      throw LowbitError.invalidArgument("data spec '\(text)' has no scheme; expected one of: \(forms)")
+      throw LowbitError.invalidArgument(
+        "data spec '\(text)' has no scheme; expected one of: \(forms)")
     }
     let scheme = String(text[..<colon])
     let rest = String(text[text.index(after: colon)...])
@@ -57,12 +59,14 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     case "fashion-mnist":
       let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
       guard (1...2).contains(parts.count), let split = Split(rawValue: parts[0]) else {
-        throw LowbitError.invalidArgument("data spec '\(text)': expected fashion-mnist:test or fashion-mnist:train, optionally :N")
+        throw LowbitError.invalidArgument(
+          "data spec '\(text)': expected fashion-mnist:test or fashion-mnist:train, optionally :N")
       }
       var limit: Int?
       if parts.count == 2 {
         guard let n = Int(parts[1]), n > 0 else {
-          throw LowbitError.invalidArgument("data spec '\(text)': '\(parts[1])' is not a positive sample count")
+          throw LowbitError.invalidArgument(
+            "data spec '\(text)': '\(parts[1])' is not a positive sample count")
         }
         limit = n
       }
@@ -70,10 +74,13 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     case "npy":
       return try parseNPY(rest, text: text)
     case "npz":
-      guard !rest.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': no file after npz:") }
+      guard !rest.isEmpty else {
+        throw LowbitError.invalidArgument("data spec '\(text)': no file after npz:")
+      }
       return .npz(path: rest)
     default:
-      throw LowbitError.invalidArgument("data spec '\(text)': unknown scheme '\(scheme)'; expected one of: \(forms)")
+      throw LowbitError.invalidArgument(
+        "data spec '\(text)': unknown scheme '\(scheme)'; expected one of: \(forms)")
     }
   }
 
@@ -89,37 +96,42 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     if named.allSatisfy({ $0.name == nil }) {
       guard named.count <= 2 else {
         throw LowbitError.invalidArgument(
-          "data spec '\(text)': \(named.count) unnamed files; give names (NAME=FILE) for several inputs")
+          "data spec '\(text)': \(named.count) unnamed files; give names (NAME=FILE) for several inputs"
+        )
       }
       return .npy(inputs: [named[0]], labels: named.count == 2 ? named[1].path : nil)
     }
     guard named.allSatisfy({ $0.name != nil }) else {
-      throw LowbitError.invalidArgument("data spec '\(text)': mixes named (NAME=FILE) and unnamed files")
+      throw LowbitError.invalidArgument(
+        "data spec '\(text)': mixes named (NAME=FILE) and unnamed files")
     }
     var seen: Set<String> = []
     for file in named {
       guard let name = file.name, !name.isEmpty, !file.path.isEmpty else {
-        throw LowbitError.invalidArgument("data spec '\(text)': '\(file.name ?? "")=\(file.path)' needs NAME=FILE")
+        throw LowbitError.invalidArgument(
+          "data spec '\(text)': '\(file.name ?? "")=\(file.path)' needs NAME=FILE")
       }
       guard seen.insert(name).inserted else {
         throw LowbitError.invalidArgument("data spec '\(text)': '\(name)' given twice")
       }
     }
     let inputs = named.filter { $0.name != "labels" }
-    guard !inputs.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': labels but no inputs") }
+    guard !inputs.isEmpty else {
+      throw LowbitError.invalidArgument("data spec '\(text)': labels but no inputs")
+    }
     return .npy(inputs: inputs, labels: named.first { $0.name == "labels" }?.path)
   }
 
   /// The command-line form of this spec.
   public var description: String {
     switch self {
-    case let .fashionMNIST(split, limit):
+    case .fashionMNIST(let split, let limit):
       return "fashion-mnist:\(split.rawValue)" + (limit.map { ":\($0)" } ?? "")
-    case let .npy(inputs, labels):
+    case .npy(let inputs, let labels):
       let files = inputs.map { ($0.name.map { "\($0)=" } ?? "") + $0.path }
       let labelText = labels.map { inputs.contains { $0.name != nil } ? "labels=\($0)" : $0 }
       return "npy:" + (files + (labelText.map { [$0] } ?? [])).joined(separator: ",")
-    case let .npz(path):
+    case .npz(let path):
       return "npz:\(path)"
     }
   }
@@ -127,20 +139,24 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   /// Reads the files and builds the data set, checking shapes (see `Dataset.init`).
   public func load() throws -> Dataset {
     switch self {
-    case let .fashionMNIST(split, limit):
-      let directory = ProcessInfo.processInfo.environment[Self.fashionMNISTDirectoryVariable]
+    case .fashionMNIST(let split, let limit):
+      let directory =
+        ProcessInfo.processInfo.environment[Self.fashionMNISTDirectoryVariable]
         ?? Self.defaultFashionMNISTDirectory
-      return try FashionMNIST.load(split: split, limit: limit, directory: directory, spec: description)
-    case let .npy(inputs, labels):
+      return try FashionMNIST.load(
+        split: split, limit: limit, directory: directory, spec: description)
+    case .npy(let inputs, let labels):
       let tensors = try inputs.map { (name: $0.name, tensor: try NPY.read(contentsOf: $0.path)) }
       return try Dataset(
         inputs: tensors, labels: try labels.map(NPY.read(contentsOf:)), source: description,
         inputSources: inputs.map(\.path), labelSource: labels)
-    case let .npz(path):
+    case .npz(let path):
       let members = try NPZ.read(contentsOf: path)
       let labels = members.first { $0.0 == "labels" }?.1
       let others = members.filter { $0.0 != "labels" }
-      guard !others.isEmpty else { throw LowbitError.invalidInput("\(path): no input arrays (only labels)") }
+      guard !others.isEmpty else {
+        throw LowbitError.invalidInput("\(path): no input arrays (only labels)")
+      }
       let sources = others.map { "\(path) member '\($0.0).npy'" }
       var inputs: [(name: String?, tensor: Tensor)] = others.map { ($0.0, $0.1) }
       if inputs.count == 1 { inputs[0].name = nil }

@@ -26,7 +26,8 @@ public struct Dataset: Sendable {
   ) throws {
     let sources = inputSources ?? Array(repeating: source, count: inputs.count)
     guard sources.count == inputs.count else {
-      throw LowbitError.invalidArgument("\(source): \(sources.count) input sources for \(inputs.count) inputs")
+      throw LowbitError.invalidArgument(
+        "\(source): \(sources.count) input sources for \(inputs.count) inputs")
     }
     guard let first = inputs.first else { throw LowbitError.invalidInput("\(source): no inputs") }
     var names: Set<String> = []
@@ -35,17 +36,21 @@ public struct Dataset: Sendable {
         throw LowbitError.invalidInput("\(source): input '\(name)' given twice")
       }
       guard input.tensor.rank >= 1 else {
-        throw LowbitError.invalidInput("\(file): input is a scalar; it needs a first (sample) dimension")
+        throw LowbitError.invalidInput(
+          "\(file): input is a scalar; it needs a first (sample) dimension")
       }
     }
     if inputs.count > 1 && inputs.contains(where: { $0.name == nil }) {
       throw LowbitError.invalidInput("\(source): several inputs, not all of them named")
     }
     let n = first.tensor.shape[0]
-    guard n > 0 else { throw LowbitError.invalidInput("\(sources[0]): no samples (first dimension is 0)") }
+    guard n > 0 else {
+      throw LowbitError.invalidInput("\(sources[0]): no samples (first dimension is 0)")
+    }
     for (input, file) in zip(inputs, sources) where input.tensor.shape[0] != n {
       throw LowbitError.invalidInput(
-        "\(file): \(input.tensor.shape[0]) samples (shape \(input.tensor.shape)), but \(sources[0]) has \(n)")
+        "\(file): \(input.tensor.shape[0]) samples (shape \(input.tensor.shape)), but \(sources[0]) has \(n)"
+      )
     }
     self.inputs = inputs
     self.count = n
@@ -61,7 +66,8 @@ public struct Dataset: Sendable {
   /// Labels as int64 [count], or an error naming `name`.
   static func checkedLabels(_ labels: Tensor, count: Int, name: String) throws -> Tensor {
     guard labels.rank == 1 || (labels.rank == 2 && labels.shape[1] == 1) else {
-      throw LowbitError.invalidInput("\(name): labels have shape \(labels.shape); expected [N] class indices")
+      throw LowbitError.invalidInput(
+        "\(name): labels have shape \(labels.shape); expected [N] class indices")
     }
     guard labels.shape[0] == count else {
       throw LowbitError.invalidInput("\(name): \(labels.shape[0]) labels for \(count) samples")
@@ -96,14 +102,21 @@ public struct Dataset: Sendable {
       let label = name.map { "input '\($0)'" } ?? "input"
       let what = values[bad].isNaN ? "NaN" : "\(values[bad])"
       throw LowbitError.invalidInput(
-        "\(file): \(label) holds \(what) at index \(index) (flat index \(bad)); inputs must be finite")
+        "\(file): \(label) holds \(what) at index \(index) (flat index \(bad)); inputs must be finite"
+      )
     }
   }
 
   /// The samples in `range` (within `0..<count`), sliced along the first dimension.
-  public func batch(_ range: Range<Int>) -> (inputs: [(name: String?, tensor: Tensor)], labels: Tensor?) {
-    precondition(range.lowerBound >= 0 && range.upperBound <= count, "batch \(range) outside 0..<\(count)")
-    return (inputs.map { ($0.name, Dataset.rows($0.tensor, range)) }, labels.map { Dataset.rows($0, range) })
+  public func batch(_ range: Range<Int>) -> (
+    inputs: [(name: String?, tensor: Tensor)], labels: Tensor?
+  ) {
+    precondition(
+      range.lowerBound >= 0 && range.upperBound <= count, "batch \(range) outside 0..<\(count)")
+    return (
+      inputs.map { ($0.name, Dataset.rows($0.tensor, range)) },
+      labels.map { Dataset.rows($0, range) }
+    )
   }
 
   /// Consecutive ranges of at most `size` samples covering `0..<count`; the last may be shorter.
@@ -117,7 +130,8 @@ public struct Dataset: Sendable {
     precondition(n > 0 && n <= count, "prefix \(n) outside 1...\(count)")
     let (inputs, labels) = batch(0..<n)
     // Shapes were checked at construction and slicing keeps them consistent.
-    return Dataset(checked: inputs, labels: labels, count: n, source: source, inputSources: inputSources)
+    return Dataset(
+      checked: inputs, labels: labels, count: n, source: source, inputSources: inputSources)
   }
 
   private init(

@@ -26,15 +26,19 @@ public enum FashionMNIST {
     let labelsPath = try locate(names.labels, in: directory)
     let images = try IDX.read(contentsOf: imagesPath, limit: limit)
     let labels = try IDX.read(contentsOf: labelsPath, limit: limit)
-    guard images.rank == 3, images.shape[1] == 28, images.shape[2] == 28, images.dtype == .float32 else {
-      throw LowbitError.invalidInput("\(imagesPath): expected uint8 images of 28 x 28, found \(images.dtype) \(images.shape)")
+    guard images.rank == 3, images.shape[1] == 28, images.shape[2] == 28, images.dtype == .float32
+    else {
+      throw LowbitError.invalidInput(
+        "\(imagesPath): expected uint8 images of 28 x 28, found \(images.dtype) \(images.shape)")
     }
     guard labels.rank == 1, labels.dtype == .int64 else {
-      throw LowbitError.invalidInput("\(labelsPath): expected integer labels [N], found \(labels.dtype) \(labels.shape)")
+      throw LowbitError.invalidInput(
+        "\(labelsPath): expected integer labels [N], found \(labels.dtype) \(labels.shape)")
     }
     if let limit, limit > images.shape[0] {
       throw LowbitError.invalidArgument(
-        "fashion-mnist:\(split.rawValue) has \(images.shape[0]) samples; cannot take the first \(limit)")
+        "fashion-mnist:\(split.rawValue) has \(images.shape[0]) samples; cannot take the first \(limit)"
+      )
     }
     let n = images.shape[0]
     let scale = 1 / (255 * standardDeviation)

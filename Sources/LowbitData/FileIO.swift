@@ -9,7 +9,9 @@ enum FileIO {
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw LowbitError.io("\(path): no such file")
     }
-    guard !isDirectory.boolValue else { throw LowbitError.io("\(path): is a directory, not a file") }
+    guard !isDirectory.boolValue else {
+      throw LowbitError.io("\(path): is a directory, not a file")
+    }
     do {
       let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
       return [UInt8](data)
@@ -24,7 +26,8 @@ enum FileIO {
     let url = URL(fileURLWithPath: path)
     let directory = url.deletingLastPathComponent()
     let temporary = directory.appendingPathComponent(
-      ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max)).tmp")
+      ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max)).tmp"
+    )
     do {
       try Data(bytes).write(to: temporary)
     } catch {
@@ -58,7 +61,8 @@ struct ByteReader {
   func require(_ count: Int, at offset: Int, for what: String) throws {
     guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
       throw LowbitError.invalidInput(
-        "\(name): truncated: \(what) needs \(count) bytes at offset \(offset), file has \(bytes.count)")
+        "\(name): truncated: \(what) needs \(count) bytes at offset \(offset), file has \(bytes.count)"
+      )
     }
   }
 

@@ -12,7 +12,8 @@ enum Float16Bits {
     case 31:  // infinity or NaN (payload kept)
       return Float(bitPattern: UInt32(h & 0x8000) << 16 | 0x7f80_0000 | mantissa << 13)
     default:
-      return Float(bitPattern: UInt32(h & 0x8000) << 16 | UInt32(exponent + 112) << 23 | mantissa << 13)
+      return Float(
+        bitPattern: UInt32(h & 0x8000) << 16 | UInt32(exponent + 112) << 23 | mantissa << 13)
     }
   }
 

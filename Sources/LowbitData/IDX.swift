@@ -33,17 +33,20 @@ public enum IDX {
     let expected = header.offset + header.itemCount * header.itemBytes
     guard bytes.count >= expected else {
       throw LowbitError.invalidInput(
-        "\(name): truncated: header declares shape \(header.shape) (\(expected) bytes), the file has \(bytes.count)")
+        "\(name): truncated: header declares shape \(header.shape) (\(expected) bytes), the file has \(bytes.count)"
+      )
     }
     guard bytes.count == expected else {
       throw LowbitError.invalidInput(
-        "\(name): \(bytes.count - expected) unexpected bytes after the data of shape \(header.shape)")
+        "\(name): \(bytes.count - expected) unexpected bytes after the data of shape \(header.shape)"
+      )
     }
     let items = min(header.itemCount, limit ?? header.itemCount)
     return header.tensor(from: bytes, offset: header.offset, items: items)
   }
 
-  private static func decodeCompressed(_ bytes: [UInt8], name: String, limit: Int?) throws -> Tensor {
+  private static func decodeCompressed(_ bytes: [UInt8], name: String, limit: Int?) throws -> Tensor
+  {
     let stream = try InflateStream(bytes, windowBits: 15 + 32, name: name)
     var prefix = try stream.read(4)
     if prefix.count == 4 { prefix += try stream.read(4 * Int(prefix[3])) }
@@ -52,16 +55,19 @@ public enum IDX {
     let payload = items * header.itemBytes
     guard payload <= inflateLimit else {
       throw LowbitError.invalidInput(
-        "\(name): \(payload) bytes of data declared, more than the \(inflateLimit >> 30) GiB lowbit inflates")
+        "\(name): \(payload) bytes of data declared, more than the \(inflateLimit >> 30) GiB lowbit inflates"
+      )
     }
     let data = try stream.read(payload)
     guard data.count == payload else {
       throw LowbitError.invalidInput(
-        "\(name): truncated: header declares shape \(header.shape), the compressed data ends after \(data.count) of \(payload) bytes")
+        "\(name): truncated: header declares shape \(header.shape), the compressed data ends after \(data.count) of \(payload) bytes"
+      )
     }
     let extra = items == header.itemCount ? try stream.read(1) : []
     if !extra.isEmpty {
-      throw LowbitError.invalidInput("\(name): more data than the header's shape \(header.shape) declares")
+      throw LowbitError.invalidInput(
+        "\(name): more data than the header's shape \(header.shape) declares")
     }
     return header.tensor(from: data, offset: 0, items: items)
   }
@@ -83,14 +89,18 @@ public enum IDX {
       let reader = ByteReader(bytes, name: name)
       try reader.require(4, at: 0, for: "the IDX magic number")
       guard bytes[0] == 0 && bytes[1] == 0 else {
-        throw LowbitError.invalidInput("\(name): not an IDX file (magic number does not start with two zero bytes)")
+        throw LowbitError.invalidInput(
+          "\(name): not an IDX file (magic number does not start with two zero bytes)")
       }
       let widths: [UInt8: Int] = [0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8]
       guard let width = widths[bytes[2]] else {
-        throw LowbitError.invalidInput("\(name): unknown IDX element type 0x\(String(bytes[2], radix: 16))")
+        throw LowbitError.invalidInput(
+          "\(name): unknown IDX element type 0x\(String(bytes[2], radix: 16))")
       }
       let rank = Int(bytes[3])
-      guard rank >= 1 else { throw LowbitError.invalidInput("\(name): IDX file with no dimensions") }
+      guard rank >= 1 else {
+        throw LowbitError.invalidInput("\(name): IDX file with no dimensions")
+      }
       let shape = try (0..<rank).map {
         Int(try reader.uint(at: 4 + 4 * $0, width: 4, bigEndian: true, "IDX dimension \($0)"))
       }
@@ -98,7 +108,8 @@ public enum IDX {
         throw LowbitError.invalidInput("\(name): IDX shape \(shape) is too large")
       }
       let itemBytes = shape.dropFirst().reduce(width, *)
-      return Header(typeByte: bytes[2], width: width, shape: shape, offset: 4 + 4 * rank, itemBytes: itemBytes)
+      return Header(
+        typeByte: bytes[2], width: width, shape: shape, offset: 4 + 4 * rank, itemBytes: itemBytes)
     }
 
     /// The first `items` items from `offset` of `bytes` (the caller checked they are there).
@@ -108,12 +119,16 @@ public enum IDX {
       let values: [Float]
       switch typeByte {
       case 0x0D:
-        values = loadIntegers(UInt32.self, from: bytes, offset: offset, count: count, bigEndian: true)
-          .map(Float.init(bitPattern:))
+        values = loadIntegers(
+          UInt32.self, from: bytes, offset: offset, count: count, bigEndian: true
+        )
+        .map(Float.init(bitPattern:))
         return Tensor(shape: shape, floats: values)
       case 0x0E:
-        values = loadIntegers(UInt64.self, from: bytes, offset: offset, count: count, bigEndian: true)
-          .map { Float(Double(bitPattern: $0)) }
+        values = loadIntegers(
+          UInt64.self, from: bytes, offset: offset, count: count, bigEndian: true
+        )
+        .map { Float(Double(bitPattern: $0)) }
         return Tensor(dtype: .float64, shape: shape, storage: .float(values))
       case 0x08 where shape.count > 1:
         return Tensor(shape: shape, floats: bytes[offset..<offset + count].map(Float.init))
@@ -123,9 +138,13 @@ public enum IDX {
         case 0x08: ints = bytes[offset..<offset + count].map(Int64.init)
         case 0x09: ints = bytes[offset..<offset + count].map { Int64(Int8(bitPattern: $0)) }
         case 0x0B:
-          ints = loadIntegers(Int16.self, from: bytes, offset: offset, count: count, bigEndian: true).map(Int64.init)
+          ints = loadIntegers(
+            Int16.self, from: bytes, offset: offset, count: count, bigEndian: true
+          ).map(Int64.init)
         default:
-          ints = loadIntegers(Int32.self, from: bytes, offset: offset, count: count, bigEndian: true).map(Int64.init)
+          ints = loadIntegers(
+            Int32.self, from: bytes, offset: offset, count: count, bigEndian: true
+          ).map(Int64.init)
         }
         if shape.count == 1 { return Tensor(shape: shape, ints: ints) }
         return Tensor(shape: shape, floats: ints.map(Float.init))

@@ -9,60 +9,63 @@ let inflateLimit = 2 << 30
 /// bombs: output is produced, and memory grows, only as far as it is asked for).
 final class InflateStream {
   private let stream: UnsafeMutablePointer<z_stream>
-  private let input: UnsafeMutableBufferPointer<UInt8>
+  private let input: ArraySlice<UInt8>
+  /// Compressed bytes consumed so far.
+  private var consumed = 0
   private let name: String
   /// Whether the compressed stream has ended.
   private(set) var finished = false
 
   /// Opens `bytes` for inflating; `windowBits` 15 + 32 reads zlib or gzip, -15 raw deflate.
-  init(_ bytes: some Collection<UInt8>, windowBits: Int32, name: String) throws {
+  init(_ bytes: ArraySlice<UInt8>, windowBits: Int32, name: String) throws {
     self.name = name
-    input = .allocate(capacity: max(bytes.count, 1))
-    _ = input.initialize(from: bytes)
+    input = bytes
     // The z_stream lives on the heap: zlib keeps a pointer back to it and checks it on each call.
     stream = .allocate(capacity: 1)
     stream.initialize(to: z_stream())
-    stream.pointee.next_in = input.baseAddress
-    stream.pointee.avail_in = 0
     let rc = inflateInit2_(stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
     guard rc == Z_OK else {
       stream.deinitialize(count: 1)
       stream.deallocate()
-      input.deallocate()
       throw LowbitError.io("\(name): zlib cannot start inflating (code \(rc))")
     }
+  }
+
+  convenience init(_ bytes: [UInt8], windowBits: Int32, name: String) throws {
+    try self.init(bytes[...], windowBits: windowBits, name: name)
   }
 
   deinit {
     inflateEnd(stream)
     stream.deinitialize(count: 1)
     stream.deallocate()
-    input.deallocate()
   }
 
-  /// Compressed bytes not yet consumed.
-  private var consumed = 0
-
   /// Up to `count` bytes of output; fewer only when the stream ends. Throws on corrupt or
-  /// truncated data.
+  /// truncated data. Memory grows with the output actually produced, not with `count`.
   func read(_ count: Int) throws -> [UInt8] {
     var output: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: min(count, 1 << 20))
     while output.count < count && !finished {
       let want = min(count - output.count, chunk.count)
-      if stream.pointee.avail_in == 0 && consumed < input.count {
-        // avail_in is 32-bit: feed the input in pieces.
-        let piece = min(input.count - consumed, Int(UInt32.max))
-        stream.pointee.next_in = input.baseAddress! + consumed
-        stream.pointee.avail_in = UInt32(piece)
-        consumed += piece
-      }
-      let (rc, produced) = chunk.withUnsafeMutableBufferPointer { out -> (Int32, Int) in
-        // Safety: zlib writes at most `want` bytes into `out`, which holds at least that many.
-        stream.pointee.next_out = out.baseAddress
-        stream.pointee.avail_out = UInt32(want)
-        let rc = inflate(stream, Z_NO_FLUSH)
-        return (rc, want - Int(stream.pointee.avail_out))
+      let (rc, produced, inputLeft) = input.withUnsafeBufferPointer { source in
+        chunk.withUnsafeMutableBufferPointer { out -> (Int32, Int, Bool) in
+          // Safety: next_in/avail_in cover the unconsumed part of `source` and next_out/avail_out
+          // the first `want` bytes of `out`; both stay pinned for this one inflate call, and zlib
+          // reads them only during it. avail_in is 32-bit, so the input is fed in pieces.
+          let piece = min(source.count - consumed, Int(UInt32.max))
+          stream.pointee.next_in = source.baseAddress.map {
+            UnsafeMutablePointer(mutating: $0 + consumed)
+          }
+          stream.pointee.avail_in = UInt32(piece)
+          stream.pointee.next_out = out.baseAddress
+          stream.pointee.avail_out = UInt32(want)
+          let rc = inflate(stream, Z_NO_FLUSH)
+          consumed += piece - Int(stream.pointee.avail_in)
+          stream.pointee.next_in = nil
+          stream.pointee.avail_in = 0
+          return (rc, want - Int(stream.pointee.avail_out), consumed < source.count)
+        }
       }
       output.append(contentsOf: chunk[0..<produced])
       switch rc {
@@ -70,7 +73,7 @@ final class InflateStream {
         finished = true
       case Z_OK:
         break
-      case Z_BUF_ERROR where stream.pointee.avail_in == 0 && consumed == input.count:
+      case Z_BUF_ERROR where !inputLeft:
         throw LowbitError.invalidInput("\(name): compressed data ends early (truncated file)")
       default:
         let detail = stream.pointee.msg.map { String(cString: $0) } ?? "code \(rc)"

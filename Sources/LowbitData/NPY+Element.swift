@@ -39,24 +39,33 @@ extension NPY {
         rest = chars.dropFirst()
       }
       if rest.first == "O" {
-        throw LowbitError.unsupported("\(name): object arrays ('\(descr)'); lowbit reads bool, int, uint and float arrays")
+        throw LowbitError.unsupported(
+          "\(name): object arrays ('\(descr)'); lowbit reads bool, int, uint and float arrays")
       }
       guard let letter = rest.first, let size = Int(String(rest.dropFirst())) else {
-        throw LowbitError.unsupported("\(name): NPY dtype '\(descr)'; lowbit reads bool, int, uint and float arrays")
+        throw LowbitError.unsupported(
+          "\(name): NPY dtype '\(descr)'; lowbit reads bool, int, uint and float arrays")
       }
       let table: [Character: [Int: (Kind, DType)]] = [
         "f": [2: (.float, .float16), 4: (.float, .float32), 8: (.float, .float64)],
-        "i": [1: (.signed, .int8), 2: (.signed, .int16), 4: (.signed, .int32), 8: (.signed, .int64)],
-        "u": [1: (.unsigned, .uint8), 2: (.unsigned, .uint16), 4: (.unsigned, .uint32), 8: (.unsigned, .uint64)],
+        "i": [
+          1: (.signed, .int8), 2: (.signed, .int16), 4: (.signed, .int32), 8: (.signed, .int64),
+        ],
+        "u": [
+          1: (.unsigned, .uint8), 2: (.unsigned, .uint16), 4: (.unsigned, .uint32),
+          8: (.unsigned, .uint64),
+        ],
         "b": [1: (.bool, .bool)],
       ]
       guard let (kind, dtype) = table[letter]?[size] else {
-        throw LowbitError.unsupported("\(name): NPY dtype '\(descr)'; lowbit reads bool, int, uint and float arrays")
+        throw LowbitError.unsupported(
+          "\(name): NPY dtype '\(descr)'; lowbit reads bool, int, uint and float arrays")
       }
       // '=' (native) is little-endian on every platform lowbit runs on.
       if order == ">" && size > 1 {
         throw LowbitError.unsupported(
-          "\(name): big-endian NPY data ('\(descr)'); convert with arr.astype(arr.dtype.newbyteorder('<'))")
+          "\(name): big-endian NPY data ('\(descr)'); convert with arr.astype(arr.dtype.newbyteorder('<'))"
+        )
       }
       self.init(kind: kind, size: size, dtype: dtype)
     }
@@ -83,27 +92,43 @@ extension NPY {
     func decode(_ bytes: [UInt8], offset: Int, count: Int, name: String) throws -> Tensor.Storage {
       switch (kind, size) {
       case (.float, 2):
-        return .float(loadIntegers(UInt16.self, from: bytes, offset: offset, count: count).map(Float16Bits.float))
+        return .float(
+          loadIntegers(UInt16.self, from: bytes, offset: offset, count: count).map(
+            Float16Bits.float))
       case (.float, 4):
-        return .float(loadIntegers(UInt32.self, from: bytes, offset: offset, count: count).map(Float.init(bitPattern:)))
+        return .float(
+          loadIntegers(UInt32.self, from: bytes, offset: offset, count: count).map(
+            Float.init(bitPattern:)))
       case (.float, _):
-        return .float(loadIntegers(UInt64.self, from: bytes, offset: offset, count: count).map {
-          Float(Double(bitPattern: $0))
-        })
+        return .float(
+          loadIntegers(UInt64.self, from: bytes, offset: offset, count: count).map {
+            Float(Double(bitPattern: $0))
+          })
       case (.bool, _):
         return .bool(bytes[offset..<offset + count].map { $0 != 0 })
-      case (.signed, 1): return .int(bytes[offset..<offset + count].map { Int64(Int8(bitPattern: $0)) })
-      case (.signed, 2): return .int(loadIntegers(Int16.self, from: bytes, offset: offset, count: count).map(Int64.init))
-      case (.signed, 4): return .int(loadIntegers(Int32.self, from: bytes, offset: offset, count: count).map(Int64.init))
-      case (.signed, _): return .int(loadIntegers(Int64.self, from: bytes, offset: offset, count: count))
+      case (.signed, 1):
+        return .int(bytes[offset..<offset + count].map { Int64(Int8(bitPattern: $0)) })
+      case (.signed, 2):
+        return .int(
+          loadIntegers(Int16.self, from: bytes, offset: offset, count: count).map(Int64.init))
+      case (.signed, 4):
+        return .int(
+          loadIntegers(Int32.self, from: bytes, offset: offset, count: count).map(Int64.init))
+      case (.signed, _):
+        return .int(loadIntegers(Int64.self, from: bytes, offset: offset, count: count))
       case (.unsigned, 1): return .int(bytes[offset..<offset + count].map(Int64.init))
-      case (.unsigned, 2): return .int(loadIntegers(UInt16.self, from: bytes, offset: offset, count: count).map(Int64.init))
-      case (.unsigned, 4): return .int(loadIntegers(UInt32.self, from: bytes, offset: offset, count: count).map(Int64.init))
+      case (.unsigned, 2):
+        return .int(
+          loadIntegers(UInt16.self, from: bytes, offset: offset, count: count).map(Int64.init))
+      case (.unsigned, 4):
+        return .int(
+          loadIntegers(UInt32.self, from: bytes, offset: offset, count: count).map(Int64.init))
       case (.unsigned, _):
         let values = loadIntegers(UInt64.self, from: bytes, offset: offset, count: count)
         if let bad = values.firstIndex(where: { $0 > UInt64(Int64.max) }) {
           throw LowbitError.unsupported(
-            "\(name): uint64 value \(values[bad]) at flat index \(bad) exceeds the int64 range lowbit holds")
+            "\(name): uint64 value \(values[bad]) at flat index \(bad) exceeds the int64 range lowbit holds"
+          )
         }
         return .int(values.map { Int64($0) })
       }

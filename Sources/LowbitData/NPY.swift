@@ -36,7 +36,8 @@ public enum NPY {
     let available = bytes.count - header.dataOffset
     guard size <= available else {
       throw LowbitError.invalidInput(
-        "\(name): truncated: shape \(header.shape) of \(element.descr) needs \(size) bytes of data, the file has \(available)")
+        "\(name): truncated: shape \(header.shape) of \(element.descr) needs \(size) bytes of data, the file has \(available)"
+      )
     }
     guard size == available else {
       throw LowbitError.invalidInput(
@@ -65,7 +66,8 @@ public enum NPY {
     text += String(repeating: " ", count: total - prefix - text.utf8.count - 1) + "\n"
     var bytes = magic + [version, 0]
     let length = text.utf8.count
-    bytes += version == 1
+    bytes +=
+      version == 1
       ? [UInt8(length & 0xff), UInt8(length >> 8)]
       : (0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) }
     bytes += Array(text.utf8)
@@ -89,7 +91,8 @@ public enum NPY {
       }
       let (major, minor) = (bytes[6], bytes[7])
       guard (1...3).contains(major) && minor == 0 else {
-        throw LowbitError.unsupported("\(name): NPY format version \(major).\(minor) (lowbit reads 1.0, 2.0, 3.0)")
+        throw LowbitError.unsupported(
+          "\(name): NPY format version \(major).\(minor) (lowbit reads 1.0, 2.0, 3.0)")
       }
       let width = major == 1 ? 2 : 4
       let length = Int(try reader.uint(at: 8, width: width, "the NPY header length"))
@@ -112,14 +115,16 @@ public enum NPY {
       guard let descr = literal["descr"], let fortran = literal["fortran_order"],
         let shapeValue = literal["shape"]
       else {
-        throw LowbitError.invalidInput("\(name): NPY header lacks 'descr', 'fortran_order' or 'shape'")
+        throw LowbitError.invalidInput(
+          "\(name): NPY header lacks 'descr', 'fortran_order' or 'shape'")
       }
       guard case .tuple(let dims) = shapeValue else {
         throw LowbitError.invalidInput("\(name): NPY 'shape' is not a tuple")
       }
       let shape = try dims.map { dim -> Int in
         guard case .int(let d) = dim, d >= 0 else {
-          throw LowbitError.invalidInput("\(name): NPY 'shape' \(dims) holds a value that is not a non-negative integer")
+          throw LowbitError.invalidInput(
+            "\(name): NPY 'shape' \(dims) holds a value that is not a non-negative integer")
         }
         return d
       }
@@ -131,9 +136,12 @@ public enum NPY {
           "\(name): Fortran-order array; save it in C order (np.ascontiguousarray) first")
       }
       guard case .string(let descrText) = descr else {
-        throw LowbitError.unsupported("\(name): structured NPY dtype \(descr); lowbit reads plain numeric arrays")
+        throw LowbitError.unsupported(
+          "\(name): structured NPY dtype \(descr); lowbit reads plain numeric arrays")
       }
-      return Header(element: try Element(descr: descrText, name: name), shape: shape, dataOffset: start + length)
+      return Header(
+        element: try Element(descr: descrText, name: name), shape: shape, dataOffset: start + length
+      )
     }
   }
 }

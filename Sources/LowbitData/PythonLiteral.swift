@@ -13,12 +13,12 @@ enum PythonLiteral: Equatable {
 
   static func == (a: PythonLiteral, b: PythonLiteral) -> Bool {
     switch (a, b) {
-    case let (.string(x), .string(y)): return x == y
-    case let (.int(x), .int(y)): return x == y
-    case let (.bool(x), .bool(y)): return x == y
+    case (.string(let x), .string(let y)): return x == y
+    case (.int(let x), .int(let y)): return x == y
+    case (.bool(let x), .bool(let y)): return x == y
     case (.none, .none): return true
-    case let (.tuple(x), .tuple(y)), let (.list(x), .list(y)): return x == y
-    case let (.dict(x), .dict(y)):
+    case (.tuple(let x), .tuple(let y)), (.list(let x), .list(let y)): return x == y
+    case (.dict(let x), .dict(let y)):
       return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     default: return false
     }
@@ -77,7 +77,8 @@ enum PythonLiteral: Equatable {
         case "True": return .bool(true)
         case "False": return .bool(false)
         case "None": return .none
-        default: throw error(word.isEmpty ? "unexpected character '\(c)'" : "unknown name '\(word)'")
+        default:
+          throw error(word.isEmpty ? "unexpected character '\(c)'" : "unknown name '\(word)'")
         }
       }
     }
@@ -87,7 +88,10 @@ enum PythonLiteral: Equatable {
       var items: [(key: PythonLiteral, value: PythonLiteral)] = []
       while true {
         skipSpace()
-        if peek == "}" { position += 1; return .dict(items) }
+        if peek == "}" {
+          position += 1
+          return .dict(items)
+        }
         let key = try value(depth: depth + 1)
         skipSpace()
         guard peek == ":" else { throw error("expected ':' after a dict key") }
@@ -95,7 +99,10 @@ enum PythonLiteral: Equatable {
         let item = try value(depth: depth + 1)
         items.append((key, item))
         skipSpace()
-        if peek == "," { position += 1; continue }
+        if peek == "," {
+          position += 1
+          continue
+        }
         guard peek == "}" else { throw error("expected ',' or '}' in a dict") }
       }
     }
@@ -108,11 +115,18 @@ enum PythonLiteral: Equatable {
       var trailingComma = false
       while true {
         skipSpace()
-        if peek == close { position += 1; return (items, trailingComma) }
+        if peek == close {
+          position += 1
+          return (items, trailingComma)
+        }
         items.append(try value(depth: depth + 1))
         skipSpace()
         trailingComma = false
-        if peek == "," { position += 1; trailingComma = true; continue }
+        if peek == "," {
+          position += 1
+          trailingComma = true
+          continue
+        }
         guard peek == close else { throw error("expected ',' or '\(close)'") }
       }
     }
@@ -125,7 +139,10 @@ enum PythonLiteral: Equatable {
         position += 1
         if c == quote { return String(result) }
         if c == "\n" { break }
-        guard c == "\\" else { result.append(c); continue }
+        guard c == "\\" else {
+          result.append(c)
+          continue
+        }
         guard let e = peek else { break }
         position += 1
         switch e {
@@ -135,7 +152,8 @@ enum PythonLiteral: Equatable {
         case "0": result.append("\0")
         case "x":
           guard position + 2 <= chars.count,
-            let v = UInt32(String(String.UnicodeScalarView(chars[position..<position + 2])), radix: 16),
+            let v = UInt32(
+              String(String.UnicodeScalarView(chars[position..<position + 2])), radix: 16),
             let s = Unicode.Scalar(v)
           else { throw error("bad \\x escape in a string") }
           position += 2
@@ -148,7 +166,10 @@ enum PythonLiteral: Equatable {
 
     mutating func integer() throws -> Int {
       var text = ""
-      if let c = peek, c == "-" || c == "+" { text.unicodeScalars.append(c); position += 1 }
+      if let c = peek, c == "-" || c == "+" {
+        text.unicodeScalars.append(c)
+        position += 1
+      }
       while let c = peek, ("0"..."9").contains(c) || c == "_" {
         if c != "_" { text.unicodeScalars.append(c) }
         position += 1

@@ -36,12 +36,14 @@ enum Zip {
       candidate -= 1
     }
     guard let end else {
-      throw LowbitError.invalidInput("\(name): not a zip archive (no end-of-central-directory record)")
+      throw LowbitError.invalidInput(
+        "\(name): not a zip archive (no end-of-central-directory record)")
     }
     let disk = try reader.uint(at: end + 4, width: 2, "the zip disk number")
     var count = Int(try reader.uint(at: end + 10, width: 2, "the zip entry count"))
     var directorySize = Int(try reader.uint(at: end + 12, width: 4, "the central directory size"))
-    var directoryOffset = Int(try reader.uint(at: end + 16, width: 4, "the central directory offset"))
+    var directoryOffset = Int(
+      try reader.uint(at: end + 16, width: 4, "the central directory offset"))
     guard disk == 0 else { throw LowbitError.unsupported("\(name): multi-disk zip archive") }
 
     // ZIP64: a locator right before the end record points at the 64-bit end record.
@@ -53,12 +55,17 @@ enum Zip {
         throw LowbitError.invalidInput("\(name): broken ZIP64 end-of-central-directory locator")
       }
       count = try sizeField(reader.uint(at: r + 32, width: 8, "the ZIP64 entry count"), name)
-      directorySize = try sizeField(reader.uint(at: r + 40, width: 8, "the ZIP64 directory size"), name)
-      directoryOffset = try sizeField(reader.uint(at: r + 48, width: 8, "the ZIP64 directory offset"), name)
+      directorySize = try sizeField(
+        reader.uint(at: r + 40, width: 8, "the ZIP64 directory size"), name)
+      directoryOffset = try sizeField(
+        reader.uint(at: r + 48, width: 8, "the ZIP64 directory offset"), name)
     }
-    guard directoryOffset <= end, directorySize <= end - directoryOffset, count <= directorySize / 46 else {
+    guard directoryOffset <= end, directorySize <= end - directoryOffset,
+      count <= directorySize / 46
+    else {
       throw LowbitError.invalidInput(
-        "\(name): zip central directory (\(count) entries, \(directorySize) bytes at \(directoryOffset)) does not fit the file")
+        "\(name): zip central directory (\(count) entries, \(directorySize) bytes at \(directoryOffset)) does not fit the file"
+      )
     }
 
     var entries: [Entry] = []
@@ -95,7 +102,10 @@ enum Zip {
         while x.remaining >= 4 {
           let id = try x.u16(what)
           let size = Int(try x.u16(what))
-          guard id == 1 else { _ = try x.take(size, what); continue }
+          guard id == 1 else {
+            _ = try x.take(size, what)
+            continue
+          }
           var z = ByteReader(Array(try x.take(size, what)), name: name)
           let z64 = "the ZIP64 extra field of '\(memberName)'"
           if uncompressed == 0xffff_ffff { uncompressed = try z.u64(z64) }
@@ -105,13 +115,15 @@ enum Zip {
           break
         }
         guard found else {
-          throw LowbitError.invalidInput("\(name): member '\(memberName)' needs a ZIP64 extra field and has none")
+          throw LowbitError.invalidInput(
+            "\(name): member '\(memberName)' needs a ZIP64 extra field and has none")
         }
       }
       entries.append(
         Entry(
           name: memberName, flags: flags, method: method, crc: crc,
-          compressedSize: try sizeField(compressed, name), uncompressedSize: try sizeField(uncompressed, name),
+          compressedSize: try sizeField(compressed, name),
+          uncompressedSize: try sizeField(uncompressed, name),
           localHeaderOffset: try sizeField(offset, name)))
     }
     return entries
@@ -125,9 +137,12 @@ enum Zip {
     guard try at <= bytes.count - 30 && reader.uint(at: at, width: 4, "") == localSignature else {
       throw LowbitError.invalidInput("\(member) has no local header at offset \(at)")
     }
-    let start = try at + 30 + Int(reader.uint(at: at + 26, width: 2, "")) + Int(reader.uint(at: at + 28, width: 2, ""))
+    let start =
+      try at + 30 + Int(reader.uint(at: at + 26, width: 2, ""))
+      + Int(reader.uint(at: at + 28, width: 2, ""))
     guard start <= bytes.count, entry.compressedSize <= bytes.count - start else {
-      throw LowbitError.invalidInput("\(member): truncated (\(entry.compressedSize) bytes declared past the end of the file)")
+      throw LowbitError.invalidInput(
+        "\(member): truncated (\(entry.compressedSize) bytes declared past the end of the file)")
     }
     guard entry.flags & 1 == 0 else { throw LowbitError.unsupported("\(member) is encrypted") }
     let raw = bytes[start..<start + entry.compressedSize]
@@ -144,18 +159,21 @@ enum Zip {
         entry.uncompressedSize / 1032 <= entry.compressedSize + 1
       else {
         throw LowbitError.invalidInput(
-          "\(member) claims \(entry.uncompressedSize) bytes from \(entry.compressedSize) compressed (limit \(inflateLimit >> 30) GiB)")
+          "\(member) claims \(entry.uncompressedSize) bytes from \(entry.compressedSize) compressed (limit \(inflateLimit >> 30) GiB)"
+        )
       }
       let stream = try InflateStream(raw, windowBits: -15, name: "\(name) member '\(entry.name)'")
       data = try stream.read(entry.uncompressedSize)
       let extra = data.count == entry.uncompressedSize ? try stream.read(1) : []
       guard data.count == entry.uncompressedSize, extra.isEmpty else {
         throw LowbitError.invalidInput(
-          "\(member) inflates to \(extra.isEmpty ? "\(data.count)" : "more than \(data.count)") bytes, not the \(entry.uncompressedSize) declared")
+          "\(member) inflates to \(extra.isEmpty ? "\(data.count)" : "more than \(data.count)") bytes, not the \(entry.uncompressedSize) declared"
+        )
       }
     default:
       throw LowbitError.unsupported(
-        "\(member) uses compression method \(entry.method); lowbit reads stored (0) and deflate (8)")
+        "\(member) uses compression method \(entry.method); lowbit reads stored (0) and deflate (8)"
+      )
     }
     let crc = crc32Checksum(data)
     guard crc == entry.crc else {
@@ -167,9 +185,12 @@ enum Zip {
 
   /// A zip archive of stored members; throws past the 4 GiB / 65535-member limits of a zip
   /// without ZIP64.
-  static func archive(_ members: [(name: String, data: [UInt8])], archiveName: String) throws -> [UInt8] {
+  static func archive(_ members: [(name: String, data: [UInt8])], archiveName: String) throws
+    -> [UInt8]
+  {
     guard members.count < 0xffff else {
-      throw LowbitError.invalidArgument("\(archiveName): \(members.count) members, more than a zip without ZIP64 holds")
+      throw LowbitError.invalidArgument(
+        "\(archiveName): \(members.count) members, more than a zip without ZIP64 holds")
     }
     var out: [UInt8] = []
     var central: [UInt8] = []
@@ -181,7 +202,8 @@ enum Zip {
         offset + 30 + name.count + member.data.count < 0xffff_ffff
       else {
         throw LowbitError.invalidArgument(
-          "\(archiveName): larger than 4 GiB; lowbit writes zip archives without ZIP64 (write separate .npy files)")
+          "\(archiveName): larger than 4 GiB; lowbit writes zip archives without ZIP64 (write separate .npy files)"
+        )
       }
       let crc = crc32Checksum(member.data)
       // version needed 2.0, flags, method 0 (stored), time 00:00, date 1980-01-01.
@@ -208,7 +230,8 @@ enum Zip {
     }
     let directoryOffset = out.count
     guard directoryOffset + central.count + 22 < 0xffff_ffff else {
-      throw LowbitError.invalidArgument("\(archiveName): larger than 4 GiB; lowbit writes zip archives without ZIP64")
+      throw LowbitError.invalidArgument(
+        "\(archiveName): larger than 4 GiB; lowbit writes zip archives without ZIP64")
     }
     out += central
     put(endSignature, 4, &out)

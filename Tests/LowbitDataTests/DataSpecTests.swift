@@ -13,16 +13,26 @@ import Testing
       ("fashion-mnist:train", .fashionMNIST(split: .train, limit: nil)),
       ("fashion-mnist:test:1000", .fashionMNIST(split: .test, limit: 1000)),
       ("npy:inputs.npy", .npy(inputs: [F(name: nil, path: "inputs.npy")], labels: nil)),
-      ("npy:dir/in.npy,dir/labels.npy", .npy(inputs: [F(name: nil, path: "dir/in.npy")], labels: "dir/labels.npy")),
+      (
+        "npy:dir/in.npy,dir/labels.npy",
+        .npy(inputs: [F(name: nil, path: "dir/in.npy")], labels: "dir/labels.npy")
+      ),
       (
         "npy:input_ids=a.npy,attention_mask=b.npy",
-        .npy(inputs: [F(name: "input_ids", path: "a.npy"), F(name: "attention_mask", path: "b.npy")], labels: nil)
+        .npy(
+          inputs: [F(name: "input_ids", path: "a.npy"), F(name: "attention_mask", path: "b.npy")],
+          labels: nil)
       ),
       (
         "npy:input_ids=a.npy,labels=c.npy,attention_mask=b.npy",
-        .npy(inputs: [F(name: "input_ids", path: "a.npy"), F(name: "attention_mask", path: "b.npy")], labels: "c.npy")
+        .npy(
+          inputs: [F(name: "input_ids", path: "a.npy"), F(name: "attention_mask", path: "b.npy")],
+          labels: "c.npy")
       ),
-      ("npy:input.1=/tmp/x=y.npy", .npy(inputs: [F(name: "input.1", path: "/tmp/x=y.npy")], labels: nil)),
+      (
+        "npy:input.1=/tmp/x=y.npy",
+        .npy(inputs: [F(name: "input.1", path: "/tmp/x=y.npy")], labels: nil)
+      ),
       ("npz:file.npz", .npz(path: "file.npz")),
       ("npz:/a:b/file.npz", .npz(path: "/a:b/file.npz")),
     ]
@@ -34,9 +44,12 @@ import Testing
   }
 
   @Test(arguments: [
-    "", "inputs.npy", "foo:bar", "mnist:test", "fashion-mnist:", "fashion-mnist:val", "fashion-mnist:test:0",
-    "fashion-mnist:test:-5", "fashion-mnist:test:ten", "fashion-mnist:test:10:2", "npy:", "npy:a.npy,",
-    "npy:a.npy,b.npy,c.npy", "npy:a=x.npy,b.npy", "npy:a=x.npy,a=y.npy", "npy:labels=y.npy", "npy:=x.npy",
+    "", "inputs.npy", "foo:bar", "mnist:test", "fashion-mnist:", "fashion-mnist:val",
+    "fashion-mnist:test:0",
+    "fashion-mnist:test:-5", "fashion-mnist:test:ten", "fashion-mnist:test:10:2", "npy:",
+    "npy:a.npy,",
+    "npy:a.npy,b.npy,c.npy", "npy:a=x.npy,b.npy", "npy:a=x.npy,a=y.npy", "npy:labels=y.npy",
+    "npy:=x.npy",
     "npy:a=", "npz:",
   ])
   func refusesBadForms(text: String) {
@@ -88,7 +101,9 @@ import Testing
     try write("a.npy", Tensor(shape: [2, 5], ints: Array(0..<10)))
     try write("b.npy", Tensor(shape: [2, 5], bools: Array(repeating: true, count: 10)))
     try write("c.npy", Tensor(shape: [2], ints: [1, 0]))
-    let data = try DataSpec.parse("npy:input_ids=\(path("a.npy")),attention_mask=\(path("b.npy")),labels=\(path("c.npy"))").load()
+    let data = try DataSpec.parse(
+      "npy:input_ids=\(path("a.npy")),attention_mask=\(path("b.npy")),labels=\(path("c.npy"))"
+    ).load()
     #expect(data.inputs.map(\.name) == ["input_ids", "attention_mask"])
     #expect(data.inputs[1].tensor.dtype == .bool)
     #expect(data.labels?.ints == [1, 0])
@@ -96,14 +111,17 @@ import Testing
 
   @Test func loadsNPZ() throws {
     let x = Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
-    try NPZ.write([("pixels", x), ("labels", Tensor(shape: [2], ints: [5, 6]))], to: path("d.npz"))
+    try NPZ.write(
+      [("pixels", x), ("labels", Tensor(shape: [2], ints: [5, 6]))], to: path("d.npz"))
     let data = try DataSpec.parse("npz:\(path("d.npz"))").load()
     #expect(data.inputs.count == 1 && data.inputs[0].name == nil && data.inputs[0].tensor == x)
     #expect(data.labels?.ints == [5, 6])
     try NPZ.write([("a", x), ("b", x)], to: path("two.npz"))
     #expect(try DataSpec.parse("npz:\(path("two.npz"))").load().inputs.map(\.name) == ["a", "b"])
     try NPZ.write([("labels", Tensor(shape: [2], ints: [5, 6]))], to: path("labels-only.npz"))
-    #expect(throws: LowbitError.self) { try DataSpec.parse("npz:\(path("labels-only.npz"))").load() }
+    #expect(throws: LowbitError.self) {
+      try DataSpec.parse("npz:\(path("labels-only.npz"))").load()
+    }
   }
 
   @Test func refusesMismatchedOrBadData() throws {
@@ -142,11 +160,14 @@ import Testing
       Issue.record("expected an error")
     } catch let error as LowbitError {
       #expect(error.kind == .invalidInput)
-      #expect(error.message.contains("nan.npy") && error.message.contains("[1, 0, 1]") && error.message.contains("NaN"))
+      #expect(
+        error.message.contains("nan.npy") && error.message.contains("[1, 0, 1]")
+          && error.message.contains("NaN"))
     }
     values[7] = 0
     values[11] = -.infinity
-    let inf = try Dataset(inputs: [("x", Tensor(shape: [2, 3, 2], floats: values))], source: "inline")
+    let inf = try Dataset(
+      inputs: [("x", Tensor(shape: [2, 3, 2], floats: values))], source: "inline")
     #expect(throws: LowbitError.self) { try inf.validateFinite() }
   }
 
@@ -154,7 +175,8 @@ import Testing
     let x = Tensor(shape: [5, 2], floats: (0..<10).map(Float.init))
     let mask = Tensor(shape: [5, 2], bools: (0..<10).map { $0 % 3 == 0 })
     let data = try Dataset(
-      inputs: [("x", x), ("mask", mask)], labels: Tensor(shape: [5], ints: [0, 1, 2, 3, 4]), source: "inline")
+      inputs: [("x", x), ("mask", mask)], labels: Tensor(shape: [5], ints: [0, 1, 2, 3, 4]),
+      source: "inline")
     #expect(data.batches(size: 2) == [0..<2, 2..<4, 4..<5])
     #expect(data.batches(size: 5) == [0..<5])
     #expect(data.batches(size: 8) == [0..<5])
@@ -187,7 +209,9 @@ struct FashionMNISTSpecTests {
     let data = try DataSpec.parse("fashion-mnist:test").load()
     #expect(data.count == 10000)
     // python3: ((x / 255 - 0.2860) / 0.3530).mean() over the test images
-    let mean = data.inputs[0].tensor.floats.reduce(0.0) { $0 + Double($1) } / Double(data.inputs[0].tensor.count)
+    let mean =
+      data.inputs[0].tensor.floats.reduce(0.0) { $0 + Double($1) }
+      / Double(data.inputs[0].tensor.count)
     #expect(abs(mean - 0.0024058943690791544) < 1e-5)
     #expect(throws: LowbitError.self) { try DataSpec.parse("fashion-mnist:test:10001").load() }
   }

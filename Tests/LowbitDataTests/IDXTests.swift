@@ -6,7 +6,8 @@ import Testing
 
 /// IDX bytes: header for `shape` and `typeByte`, then `data` (already big-endian).
 func idxBytes(typeByte: UInt8, shape: [UInt32], data: [UInt8]) -> [UInt8] {
-  [0, 0, typeByte, UInt8(shape.count)] + shape.flatMap { d in (0..<4).map { UInt8(truncatingIfNeeded: d >> (24 - 8 * $0)) } } + data
+  [0, 0, typeByte, UInt8(shape.count)]
+    + shape.flatMap { d in (0..<4).map { UInt8(truncatingIfNeeded: d >> (24 - 8 * $0)) } } + data
 }
 
 @Suite struct IDXTests {
@@ -36,8 +37,13 @@ func idxBytes(typeByte: UInt8, shape: [UInt32], data: [UInt8]) -> [UInt8] {
     let f32 = idxBytes(typeByte: 0x0D, shape: [1, 1], data: [0x3f, 0xc0, 0, 0])
     #expect(try IDX.decode(f32, name: "f32") == Tensor(shape: [1, 1], floats: [1.5]))
     let f64 = idxBytes(typeByte: 0x0E, shape: [1], data: [0xc0, 0x04, 0, 0, 0, 0, 0, 0])
-    #expect(try IDX.decode(f64, name: "f64") == Tensor(dtype: .float64, shape: [1], storage: .float([-2.5])))
-    #expect(try IDX.decode(idxBytes(typeByte: 0x08, shape: [0, 28], data: []), name: "empty").shape == [0, 28])
+    #expect(
+      try IDX.decode(f64, name: "f64")
+        == Tensor(dtype: .float64, shape: [1], storage: .float([-2.5])))
+    #expect(
+      try IDX.decode(idxBytes(typeByte: 0x08, shape: [0, 28], data: []), name: "empty").shape == [
+        0, 28,
+      ])
   }
 
   @Test(arguments: ["bomb.idx1.gz", "short.idx3.gz", "badcrc.idx1.gz"])
@@ -61,7 +67,9 @@ func idxBytes(typeByte: UInt8, shape: [UInt32], data: [UInt8]) -> [UInt8] {
     for bytes in cases {
       #expect(throws: LowbitError.self) { try IDX.decode(bytes, name: "hostile") }
     }
-    #expect(throws: LowbitError.self) { try IDX.decode(idxBytes(typeByte: 8, shape: [1], data: [1]), name: "x", limit: -1) }
+    #expect(throws: LowbitError.self) {
+      try IDX.decode(idxBytes(typeByte: 8, shape: [1], data: [1]), name: "x", limit: -1)
+    }
   }
 
   @Test(.enabled(if: IDXTests.hasFashionMNIST))

@@ -28,11 +28,14 @@ import Testing
   func roundTripsEveryDType(dtype: DType) throws {
     let tensor: Tensor
     switch dtype.storageClass {
-    case .float: tensor = Tensor(dtype: dtype, shape: [3, 1, 2], storage: .float([0, -1, 0.5, 2, 1024, -0.25]))
+    case .float:
+      tensor = Tensor(
+        dtype: dtype, shape: [3, 1, 2], storage: .float([0, -1, 0.5, 2, 1024, -0.25]))
     case .bool: tensor = Tensor(shape: [3, 2], bools: [true, false, false, true, true, true])
     case .int:
       let range = try #require(dtype.integerRange)
-      tensor = Tensor(dtype: dtype, shape: [2, 2], storage: .int([range.lowerBound, 0, 1, range.upperBound]))
+      tensor = Tensor(
+        dtype: dtype, shape: [2, 2], storage: .int([range.lowerBound, 0, 1, range.upperBound]))
     }
     let back = try NPY.decode(NPY.encode(tensor), name: "t")
     // 4-bit types are written widened to one byte.
@@ -41,7 +44,10 @@ import Testing
   }
 
   @Test func roundTripsScalarsAndEmptyArrays() throws {
-    for tensor in [Tensor(scalar: 2.5), Tensor(shape: [0, 3], floats: []), Tensor(shape: [7], ints: Array(0..<7))] {
+    for tensor in [
+      Tensor(scalar: 2.5), Tensor(shape: [0, 3], floats: []),
+      Tensor(shape: [7], ints: Array(0..<7)),
+    ] {
       #expect(try NPY.decode(NPY.encode(tensor), name: "t") == tensor)
     }
     #expect(try NPY.read(contentsOf: fixture("scalar.npy")) == Tensor(scalar: 3.5))
@@ -63,13 +69,16 @@ import Testing
 
   @Test func decodesHandBuiltHeader() throws {
     let values: [Float] = [1, 2, 3, -4, 5.5, 0]
-    let bytes = npyBytes(header: "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", data: float32Bytes(values))
+    let bytes = npyBytes(
+      header: "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+      data: float32Bytes(values))
     #expect(bytes.count == 128 + 24)
     #expect(try NPY.decode(bytes, name: "hand") == Tensor(shape: [2, 3], floats: values))
   }
 
   @Test(arguments: [
-    "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2, 3)}",  // double quotes, no trailing comma
+    // double quotes, no trailing comma
+    "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2, 3)}",
     "{'shape': (2, 3), 'descr': '<f4', 'fortran_order': False}",  // other key order
     "{'descr':'<f4','fortran_order':False,'shape':(2L, 3L),}",  // Python 2 longs, no spaces
     "{ 'descr' : '<f4' ,\n 'fortran_order' : False , 'shape' : ( 2 , 3 , ) , }",  // whitespace
@@ -85,7 +94,9 @@ import Testing
     #expect(try PythonLiteral.parse("(5,)", name: "t") == .tuple([.int(5)]))
     #expect(try PythonLiteral.parse("()", name: "t") == .tuple([]))
     #expect(try PythonLiteral.parse("(5)", name: "t") == .int(5))
-    #expect(try PythonLiteral.parse("['a', \"b\\'c\", None]", name: "t") == .list([.string("a"), .string("b'c"), .none]))
+    #expect(
+      try PythonLiteral.parse("['a', \"b\\'c\", None]", name: "t")
+        == .list([.string("a"), .string("b'c"), .none]))
     #expect(try PythonLiteral.parse("{'k': {'n': -3}}", name: "t")["k"]?["n"] == .int(-3))
   }
 
@@ -107,8 +118,9 @@ import Testing
   }
 
   static let hostileHeaders: [String] = [
-    "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }",  // 4 TB of data claimed
-    "{'descr': '<f8', 'fortran_order': False, 'shape': (10000000000, 10000000000), }",  // overflows Int
+    // 4 TB of data claimed, then a product that overflows Int
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (10000000000, 10000000000), }",
     "{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000000000000000000000,), }",
     "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 6), }",
     "{'descr': '<f4', 'fortran_order': False, 'shape': [2, 3], }",
@@ -140,7 +152,8 @@ import Testing
       good + [0],  // a stray byte after the data
       [0x93] + Array("NUMPX".utf8) + Array(good.dropFirst(6)),  // bad magic
       Array(good.prefix(6)) + [4, 0] + Array(good.dropFirst(8)),  // version 4.0
-      Array(good.prefix(8)) + [0xff, 0xff] + Array(good.dropFirst(10)),  // header length past the end
+      // header length past the end
+      Array(good.prefix(8)) + [0xff, 0xff] + Array(good.dropFirst(10)),
       Array(good.prefix(6)) + [2, 0, 0xff, 0xff, 0xff, 0xff] + Array(good.dropFirst(10)),
     ]
     for bytes in cases {
@@ -149,14 +162,16 @@ import Testing
     var generator = SystemRandomNumberGenerator()
     for _ in 0..<200 {
       var noisy = good
-      noisy[Int.random(in: 0..<128, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+      noisy[Int.random(in: 0..<128, using: &generator)] = UInt8.random(
+        in: 0...255, using: &generator)
       _ = try? NPY.decode(noisy, name: "noise")  // may or may not throw, must not crash
     }
   }
 
   @Test func refusesUInt64BeyondInt64() {
     let data: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0x80]
-    let bytes = npyBytes(header: "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }", data: data)
+    let bytes = npyBytes(
+      header: "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }", data: data)
     #expect(throws: LowbitError.self) { try NPY.decode(bytes, name: "u8") }
   }
 
@@ -174,7 +189,9 @@ import Testing
     #expect(throws: LowbitError.self) {
       try NPY.write(first, to: directory.appendingPathComponent("missing/x.npy").path)
     }
-    #expect(throws: LowbitError.self) { try NPY.read(contentsOf: directory.appendingPathComponent("nope.npy").path) }
+    #expect(throws: LowbitError.self) {
+      try NPY.read(contentsOf: directory.appendingPathComponent("nope.npy").path)
+    }
     #expect(throws: LowbitError.self) { try NPY.read(contentsOf: directory.path) }
   }
 
@@ -187,19 +204,25 @@ import Testing
         if !(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN)) {
           mismatches.append("float(\(bits))")
         }
-        if !ours.isNaN && Float16Bits.bits(ours) != bits { mismatches.append("bits(float(\(bits)))") }
+        if !ours.isNaN && Float16Bits.bits(ours) != bits {
+          mismatches.append("bits(float(\(bits)))")
+        }
       }
       var generator = SeededGeneratorForTests(seed: 7)
       for _ in 0..<200_000 {
         let f = Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator))
         if f.isNaN {
-          if !Float16Bits.float(Float16Bits.bits(f)).isNaN { mismatches.append("NaN \(f.bitPattern)") }
+          if !Float16Bits.float(Float16Bits.bits(f)).isNaN {
+            mismatches.append("NaN \(f.bitPattern)")
+          }
         } else if Float16Bits.bits(f) != Float16(f).bitPattern {
           mismatches.append("bits(\(f))")
         }
       }
       // Ties: halfway between two halves, in the normal and subnormal ranges.
-      for f: Float in [1 + 0x1p-11, 1 + 3 * 0x1p-11, 0x1p-25, 3 * 0x1p-25, 65520, 65519.996, 0x1p-24 * 1.5] {
+      for f: Float in [
+        1 + 0x1p-11, 1 + 3 * 0x1p-11, 0x1p-25, 3 * 0x1p-25, 65520, 65519.996, 0x1p-24 * 1.5,
+      ] {
         if Float16Bits.bits(f) != Float16(f).bitPattern { mismatches.append("tie \(f)") }
       }
       #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")

@@ -25,7 +25,8 @@ import Testing
     let directory = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }
     let path = directory.appendingPathComponent("all.npz").path
-    let members = expectedArrays.reversed().map { ($0.code, $0.tensor) } + [("naïve/ü", Tensor(scalar: 1))]
+    let members =
+      expectedArrays.reversed().map { ($0.code, $0.tensor) } + [("naïve/ü", Tensor(scalar: 1))]
     try NPZ.write(members, to: path)
     let back = try NPZ.read(contentsOf: path)
     #expect(back.map(\.0) == members.map(\.0))
@@ -77,7 +78,8 @@ import Testing
     // Random damage anywhere must end in an error or a valid result, never a crash.
     for _ in 0..<300 {
       var bytes = good
-      bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+      bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(
+        in: 0...255, using: &generator)
       _ = try? NPZ.decode(bytes, name: "damaged")
     }
   }
@@ -96,6 +98,8 @@ import Testing
   @Test func refusesMembersThatAreNotNPY() throws {
     let bytes = try Zip.archive([(name: "readme.txt", data: Array("hello".utf8))], archiveName: "t")
     #expect(throws: LowbitError.self) { try NPZ.decode(bytes, name: "txt") }
-    #expect(try Zip.contents(of: Zip.entries(bytes, name: "t")[0], in: bytes, name: "t") == Array("hello".utf8))
+    #expect(
+      try Zip.contents(of: Zip.entries(bytes, name: "t")[0], in: bytes, name: "t")
+        == Array("hello".utf8))
   }
 }
