@@ -31,7 +31,8 @@ let package = Package(
     .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
     .target(name: "LowbitTestSupport", dependencies: ["LowbitCore"], path: "Tests/LowbitTestSupport"),
     .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport"]),
-    .testTarget(name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"]),
+    .testTarget(
+      name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"], exclude: ["Fixtures"]),
     .testTarget(
       name: "LowbitONNXTests", dependencies: ["LowbitONNX", "LowbitData", "LowbitTestSupport"]),
   ],

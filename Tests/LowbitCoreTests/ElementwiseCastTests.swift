@@ -74,7 +74,8 @@ struct ElementwiseCastTests {
   }
 
   @Test func unknownTargetTypeThrows() {
-    #expect(H.throwsNodeError { try cast(H.floats([1], [1]), .float32).dtype == .float32 ? try H.run1("Cast", [H.floats([1], [1]), ], attributes: ["to": .int(16)]) : Tensor(scalar: 0) })
+    // 16 is bfloat16, which lowbit does not hold.
+    #expect(H.throwsNodeError { try H.run1("Cast", [H.floats([1], [1])], attributes: ["to": .int(16)]) })
     #expect(H.throwsNodeError { try H.run1("Cast", [H.floats([1], [1])]) })
   }
 
