@@ -49,6 +49,20 @@ func parallelSgemm(
   }
 }
 
+/// `sgemm` and `parallelSgemm` as positional functions with one signature, to pick at run time:
+/// (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc).
+typealias GemmFunction = (
+  Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
+  UnsafeMutablePointer<Float>, Int
+) -> Void
+
+let sgemm: GemmFunction = {
+  sgemm(transA: $0, transB: $1, m: $2, n: $3, k: $4, alpha: $5, a: $6, lda: $7, b: $8, ldb: $9, beta: $10, c: $11, ldc: $12)
+}
+let parallelSgemm: GemmFunction = {
+  parallelSgemm(transA: $0, transB: $1, m: $2, n: $3, k: $4, alpha: $5, a: $6, lda: $7, b: $8, ldb: $9, beta: $10, c: $11, ldc: $12)
+}
+
 /// Makes OpenBLAS single-threaded once; lowbit parallelizes around it.
 let configureBLAS: Void = {
   openblas_set_num_threads(1)

@@ -92,38 +92,37 @@ struct ConvJob {
     kH == 1 && kW == 1 && geo.strides == [1, 1] && geo.padBegin == [0, 0] && geo.padEnd == [0, 0]
   }
 
-  /// Unfolds the patches of `channelsPerGroup` input planes into `col` [C*kH*kW, outH*outW].
-  func im2col(_ src: UnsafePointer<Float>, channelsPerGroup cg: Int, _ col: UnsafeMutablePointer<Float>) {
+  /// Unfolds the patches of `cg` input planes into `col` rows of `ldc` floats: row
+  /// `(c * kH + ki) * kW + kj`, columns `0..<outH*outW` (the caller offsets `col` per image).
+  func im2col(_ src: UnsafePointer<Float>, channelsPerGroup cg: Int, _ col: UnsafeMutablePointer<Float>, ldc: Int) {
     let sh = geo.strides[0], sw = geo.strides[1], dh = geo.dilations[0], dw = geo.dilations[1]
     let ph = geo.padBegin[0], pw = geo.padBegin[1]
-    let outPlane = outH * outW
+    let (inH, inW, outH, outW, kH, kW) = (inH, inW, outH, outW, kH, kW)
     var row = 0
     for ci in 0..<cg {
       let plane = src + ci * inH * inW
       for ki in 0..<kH {
         for kj in 0..<kW {
-          let dst = col + row * outPlane
+          let dst = col + row * ldc
+          let offset = kj * dw - pw
+          // Output columns whose input column ow * sw + offset lies inside [0, inW).
+          let lo = offset >= 0 ? 0 : min(outW, (-offset + sw - 1) / sw)
+          let hi = max(lo, min(outW, inW - offset <= 0 ? 0 : (inW - offset - 1) / sw + 1))
           for oh in 0..<outH {
             let ih = oh * sh + ki * dh - ph
             let line = dst + oh * outW
             if ih < 0 || ih >= inH {
-              line.update(repeating: 0, count: outW)
+              for ow in 0..<outW { line[ow] = 0 }
               continue
             }
-            let srcRow = plane + ih * inW
+            let srcRow = plane + ih * inW + offset
+            for ow in 0..<lo { line[ow] = 0 }
             if sw == 1 {
-              // Contiguous run: zero the padded ends, copy the middle.
-              let offset = kj * dw - pw
-              let lo = max(0, -offset), hi = min(outW, inW - offset)
-              if lo > 0 { line.update(repeating: 0, count: min(lo, outW)) }
-              if hi > lo { (line + lo).update(from: srcRow + lo + offset, count: hi - lo) }
-              if hi < outW { (line + max(hi, 0)).update(repeating: 0, count: outW - max(hi, 0)) }
+              for ow in lo..<hi { line[ow] = srcRow[ow] }
             } else {
-              for ow in 0..<outW {
-                let iw = ow * sw + kj * dw - pw
-                line[ow] = (iw >= 0 && iw < inW) ? srcRow[iw] : 0
-              }
+              for ow in lo..<hi { line[ow] = srcRow[ow * sw] }
             }
+            for ow in hi..<outW { line[ow] = 0 }
           }
           row += 1
         }
@@ -131,47 +130,64 @@ struct ConvJob {
     }
   }
 
-  /// Grouped convolution as one GEMM per (image, group): W_g [M/G, C/G*kH*kW] x col.
+  /// Grouped convolution as GEMMs of W_g [M/G, C/G*kH*kW] with the unfolded patches of several
+  /// images side by side (so small feature maps still make wide GEMMs); the result columns are
+  /// then scattered to NCHW.
   func im2colGemm() {
     let cg = channels / group, mg = outChannels / group
     let kDim = cg * kH * kW
     let outPlane = outH * outW
     let inPlane = inH * inW
-    let items = batch * group
-    let pointwise = isPointwise
-    let runItem = { (item: Int, col: UnsafeMutablePointer<Float>?, parallelInside: Bool) in
-      let ni = item / group, gi = item % group
-      let src = x + (ni * channels + gi * cg) * inPlane
-      let b: UnsafePointer<Float>
-      if pointwise {
-        b = src
-      } else {
-        self.im2col(src, channelsPerGroup: cg, col!)
-        b = UnsafePointer(col!)
-      }
+    let threads = kernelThreadCount
+    // Images per GEMM: enough for about 2048 columns, but leave work for every thread.
+    let perChunk = max(1, min((2048 + outPlane - 1) / max(outPlane, 1), batch / max(threads, 1)))
+    let chunks = (batch + perChunk - 1) / perChunk
+    let items = chunks * group
+    let pointwise = isPointwise && perChunk == 1
+    let (x, w, y, channels, outChannels, group) = (x, w, y, channels, outChannels, group)
+    let runItem = { (item: Int, col: UnsafeMutablePointer<Float>?, tmp: UnsafeMutablePointer<Float>?, parallelInside: Bool) in
+      let chunk = item / group, gi = item % group
+      let n0 = chunk * perChunk, n1 = min(batch, n0 + perChunk)
+      let width = (n1 - n0) * outPlane
       let a = w + gi * mg * kDim
-      let c = y + (ni * outChannels + gi * mg) * outPlane
-      if parallelInside {
-        parallelSgemm(transA: false, transB: false, m: mg, n: outPlane, k: kDim,
-                      a: a, lda: kDim, b: b, ldb: outPlane, c: c, ldc: outPlane)
-      } else {
-        sgemm(transA: false, transB: false, m: mg, n: outPlane, k: kDim,
-              a: a, lda: kDim, b: b, ldb: outPlane, c: c, ldc: outPlane)
+      if pointwise {
+        let src = x + (n0 * channels + gi * cg) * inPlane
+        let c = y + (n0 * outChannels + gi * mg) * outPlane
+        (parallelInside ? parallelSgemm : sgemm)(false, false, mg, outPlane, kDim, 1, a, kDim, src, outPlane, 0, c, outPlane)
+        return
+      }
+      for ni in n0..<n1 {
+        self.im2col(x + (ni * channels + gi * cg) * inPlane, channelsPerGroup: cg, col! + (ni - n0) * outPlane, ldc: width)
+      }
+      if n1 - n0 == 1 {
+        let c = y + (n0 * outChannels + gi * mg) * outPlane
+        (parallelInside ? parallelSgemm : sgemm)(false, false, mg, outPlane, kDim, 1, a, kDim, col!, width, 0, c, outPlane)
+        return
+      }
+      (parallelInside ? parallelSgemm : sgemm)(false, false, mg, width, kDim, 1, a, kDim, col!, width, 0, tmp!, width)
+      for ni in n0..<n1 {
+        for m in 0..<mg {
+          let dst = y + (ni * outChannels + gi * mg + m) * outPlane
+          let srcRow = tmp! + m * width + (ni - n0) * outPlane
+          dst.update(from: srcRow, count: outPlane)
+        }
       }
     }
-    let colCount = pointwise ? 0 : kDim * outPlane
-    let threads = kernelThreadCount
+    let colCount = pointwise ? 0 : kDim * perChunk * outPlane
+    let tmpCount = perChunk > 1 ? mg * perChunk * outPlane : 0
+    func buffers() -> (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) {
+      (colCount > 0 ? .allocate(capacity: colCount) : nil, tmpCount > 0 ? .allocate(capacity: tmpCount) : nil)
+    }
     if items >= threads && threads > 1 {
-      let chunks = threads
-      DispatchQueue.concurrentPerform(iterations: chunks) { t in
-        let col = colCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: colCount) : nil
-        defer { col?.deallocate() }
-        for item in stride(from: t, to: items, by: chunks) { runItem(item, col, false) }
+      DispatchQueue.concurrentPerform(iterations: threads) { t in
+        let (col, tmp) = buffers()
+        defer { col?.deallocate(); tmp?.deallocate() }
+        for item in stride(from: t, to: items, by: threads) { runItem(item, col, tmp, false) }
       }
     } else {
-      let col = colCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: colCount) : nil
-      defer { col?.deallocate() }
-      for item in 0..<items { runItem(item, col, true) }
+      let (col, tmp) = buffers()
+      defer { col?.deallocate(); tmp?.deallocate() }
+      for item in 0..<items { runItem(item, col, tmp, true) }
     }
   }
 

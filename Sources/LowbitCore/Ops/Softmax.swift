@@ -13,15 +13,16 @@ extension Ops {
 }
 
 private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
-  let x = try ctx.floatInput(0)
+  let input = try ctx.floatInput(0)
+  let x = input.rank == 0 ? input.reshaped([1]) : input  // a scalar is a one-element vector
   let outer: Int
   let dim: Int
   let inner: Int
   if ctx.opset >= 13 {
     let axis = try ctx.axis(try ctx.int("axis", default: -1), rank: x.rank)
-    dim = x.rank == 0 ? 1 : x.shape[axis]
-    outer = x.rank == 0 ? 1 : x.shape[..<axis].reduce(1, *)
-    inner = x.rank == 0 ? 1 : x.shape[(axis + 1)...].reduce(1, *)
+    dim = x.shape[axis]
+    outer = x.shape[..<axis].reduce(1, *)
+    inner = x.shape[(axis + 1)...].reduce(1, *)
   } else {
     var axis = try ctx.int("axis", default: 1)
     guard axis >= -x.rank && axis <= x.rank else {
@@ -34,7 +35,7 @@ private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
   }
   let n = x.count
   let lanes = outer * inner
-  if n == 0 { return [x] }
+  if n == 0 { return [input] }
   let result = x.floats.withUnsafeBufferPointer { px in
     [Float](unsafeUninitializedCapacity: n) { out, initialized in
       // Safety: n = outer * dim * inner > 0; lane (o, i) reads and writes the elements
@@ -68,5 +69,5 @@ private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
       initialized = n
     }
   }
-  return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(result))]
+  return [Tensor(dtype: x.dtype, shape: input.shape, storage: .float(result))]
 }
