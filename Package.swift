@@ -7,6 +7,7 @@ let package = Package(
     .executable(name: "lowbit", targets: ["lowbit"]),
     .library(name: "LowbitCore", targets: ["LowbitCore"]),
     .library(name: "LowbitData", targets: ["LowbitData"]),
+    .library(name: "LowbitQuant", targets: ["LowbitQuant"]),
     .library(name: "LowbitONNX", targets: ["LowbitONNX"]),
   ],
   dependencies: [
@@ -18,6 +19,7 @@ let package = Package(
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "LowbitCore", dependencies: ["CBLAS"]),
     .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
+    .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData"]),
     .target(
       name: "LowbitONNX",
       dependencies: ["LowbitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -25,7 +27,7 @@ let package = Package(
     .target(
       name: "LowbitCLI",
       dependencies: [
-        "LowbitCore", "LowbitData", "LowbitONNX", "LowbitReport",
+        "LowbitCore", "LowbitData", "LowbitQuant", "LowbitONNX", "LowbitReport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
@@ -33,8 +35,10 @@ let package = Package(
     .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport"]),
     .testTarget(
       name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"], exclude: ["Fixtures"]),
+    .testTarget(name: "LowbitQuantTests", dependencies: ["LowbitQuant", "LowbitTestSupport"]),
     .testTarget(
-      name: "LowbitONNXTests", dependencies: ["LowbitONNX", "LowbitData", "LowbitTestSupport"]),
+      name: "LowbitONNXTests",
+      dependencies: ["LowbitONNX", "LowbitData", "LowbitQuant", "LowbitTestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -40,7 +40,8 @@ class Lowbit:
     def ok(self, *args, **kw) -> subprocess.CompletedProcess:
         """Run and fail the test with the command, exit code and stderr unless it exits 0."""
         proc = self(*args, **kw)
-        assert proc.returncode == 0, describe(proc)
+        if proc.returncode != 0:
+            pytest.fail(describe(proc), pytrace=False)
         return proc
 
     def run_json(self, model, data: str, tmp: Path, *extra) -> dict:

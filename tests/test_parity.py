@@ -143,7 +143,8 @@ def test_run_json_fields(models, lowbit, tmp_path):
     for key, t in types.items():
         assert key in report, f"JSON lacks {key!r}: {json.dumps(report)}"
         assert isinstance(report[key], t) and not isinstance(report[key], bool), (key, report)
-    assert "top1" in report and report["top1"] is None, report
+    assert "top1" in report, f"JSON lacks 'top1' (should be null without labels): {report}"
+    assert report["top1"] is None, f"no labels given, top1 should be null: {report}"
     assert report["samples"] == 4 and report["batch_size"] == 4, report
     assert report["threads"] >= 1, report
     assert report["seconds"] >= 0 and report["samples_per_second"] > 0, report

@@ -57,13 +57,26 @@ struct RunCommand: ParsableCommand {
       case model, data, samples, top1, seconds, threads
       case samplesPerSecond = "samples_per_second", batchSize = "batch_size"
     }
+
+    /// Writes every key, `top1` as null when there are no labels.
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(model, forKey: .model)
+      try c.encode(data, forKey: .data)
+      try c.encode(samples, forKey: .samples)
+      try c.encode(top1, forKey: .top1)
+      try c.encode(seconds, forKey: .seconds)
+      try c.encode(samplesPerSecond, forKey: .samplesPerSecond)
+      try c.encode(batchSize, forKey: .batchSize)
+      try c.encode(threads, forKey: .threads)
+    }
   }
 
   func run() throws {
     let graph = try ONNXReader.load(contentsOf: model).simplified().foldingBatchNorm().graph
     let interpreter = try Interpreter(graph)
     var dataset = try DataSpec.parse(data).load()
-    if let limit = limit { dataset = dataset.prefix(limit) }
+    if let limit = limit { dataset = dataset.prefix(min(limit, dataset.count)) }
     try dataset.validateFinite()
     let bar = ProgressBar("run", total: dataset.count, enabled: !quiet && ProgressBar.terminalAttached)
     let opProfile = profile ? OpProfile() : nil

@@ -89,6 +89,9 @@ extension Graph {
     return (result.removingDeadNodes(), stats)
   }
 
+  /// `base`, or `base_1`, `base_2`, ... whichever names no value of this graph yet.
+  public func freshName(_ base: String) -> String { uniqueName(base, in: self) }
+
   /// `base`, or `base_1`, `base_2`, ... whichever names no value of `graph` yet.
   func uniqueName(_ base: String, in graph: Graph) -> String {
     var name = base

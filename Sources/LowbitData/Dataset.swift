@@ -125,9 +125,9 @@ public struct Dataset: Sendable {
     return stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
   }
 
-  /// The first `n` samples (`n` in `1...count`).
-  public func prefix(_ n: Int) -> Dataset {
-    precondition(n > 0 && n <= count, "prefix \(n) outside 1...\(count)")
+  /// The first `min(limit, count)` samples.
+  public func prefix(_ limit: Int) -> Dataset {
+    let n = min(max(limit, 0), count)
     let (inputs, labels) = batch(0..<n)
     // Shapes were checked at construction and slicing keeps them consistent.
     return Dataset(

@@ -342,4 +342,40 @@ struct ShapeOpsTests {
     #expect(batched.floats == [0, 1, 2, 0, 4, 5, 6, 7, 8, 0, 10, 11])
     #expect(H.throwsNodeError { try H.run1("Trilu", [iota([3])]) })
   }
+
+  // MARK: Laws
+
+  @Test("Transpose by perm then by its inverse is the identity", arguments: [[2, 0, 1], [1, 2, 0], [0, 2, 1], [2, 1, 0]])
+  func transposeInverseRoundTrip(perm: [Int]) throws {
+    let x = randomTensor([3, 4, 5], seed: 21)
+    var inverse = [Int](repeating: 0, count: 3)
+    for (i, p) in perm.enumerated() { inverse[p] = i }
+    let y = try H.run1("Transpose", [x], attributes: ["perm": .ints(perm)])
+    #expect(try H.run1("Transpose", [y], attributes: ["perm": .ints(inverse)]) == x)
+  }
+
+  @Test("Split then Concat along the same axis is the identity", arguments: [0, 1, 2, -1])
+  func splitConcatRoundTrip(axis: Int) throws {
+    let x = randomTensor([4, 6, 3], seed: 22)
+    let dim = x.shape[axis < 0 ? axis + 3 : axis]
+    let sizes: [Int64] = [1, Int64(dim - 3), 2]
+    let parts = try H.run("Split", [x, H.ints(sizes)], attributes: ["axis": .int(axis)], outputs: 3)
+    #expect(try H.run1("Concat", parts, attributes: ["axis": .int(axis)]) == x)
+  }
+
+  @Test func gatherOfAFullRangeIsTheIdentityAndReversedSliceIsGatherOfReversedRange() throws {
+    let x = randomTensor([5, 3], seed: 23)
+    let all = try H.run1("Range", [H.ints([], [0]), H.ints([], [5]), H.ints([], [1])])
+    #expect(try H.run1("Gather", [x, all]) == x)
+    let reversed = try H.run1("Range", [H.ints([], [4]), H.ints([], [-1]), H.ints([], [-1])])
+    let sliced = try H.run1("Slice", [x, H.ints([-1]), H.ints([Int64.min]), H.ints([0]), H.ints([-1])])
+    #expect(try H.run1("Gather", [x, reversed]) == sliced)
+  }
+
+  @Test func hugeBroadcastsThrowInsteadOfAllocating() {
+    let a = H.floats([1 << 16, 1], [Float](repeating: 1, count: 1 << 16))
+    let b = H.floats([1, 1 << 16], [Float](repeating: 1, count: 1 << 16))
+    #expect(H.throwsNodeError { try H.run1("Add", [a, b]) })
+    #expect(H.throwsNodeError { try H.run1("Where", [H.bools([1], [true]), a, b]) })
+  }
 }

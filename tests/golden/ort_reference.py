@@ -266,12 +266,12 @@ CRASH_MARKERS = (
 )
 
 
-def describe_proc(proc: subprocess.CompletedProcess, limit: int = 4000) -> str:
+def describe_proc(proc: subprocess.CompletedProcess, limit: int = 2400) -> str:
     """The command, its exit status and (the ends of) its stderr, for assertion messages."""
     cmd = " ".join(str(a) for a in proc.args)
     err = (proc.stderr or "").strip()
     if len(err) > limit:
-        err = err[: limit // 2] + "\n...\n" + err[-limit // 2:]
+        err = err[: limit * 3 // 4] + "\n...\n" + err[-limit // 4:]
     return f"`{cmd}` exited {proc.returncode}\n--- stderr ---\n{err}"
 
 

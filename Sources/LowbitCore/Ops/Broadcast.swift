@@ -166,11 +166,35 @@ struct BroadcastRowCursor {
   }
 }
 
+/// A function of one element. Kernels take ops as types (not closures) so that the generic
+/// loops below are specialized and the op inlined, also inside the parallel chunks.
+protocol UnaryElementOp {
+  associatedtype In
+  associatedtype Out
+  func callAsFunction(_ x: In) -> Out
+}
+
+/// A function of two elements (see `UnaryElementOp`).
+protocol BinaryElementOp {
+  associatedtype A
+  associatedtype B
+  associatedtype Out
+  func callAsFunction(_ a: A, _ b: B) -> Out
+}
+
+/// A function of three elements (see `UnaryElementOp`).
+protocol TernaryElementOp {
+  associatedtype A
+  associatedtype B
+  associatedtype C
+  associatedtype Out
+  func callAsFunction(_ a: A, _ b: B, _ c: C) -> Out
+}
+
 /// `op` applied to two broadcast operands; parallel over rows of the merged shape.
-@inline(__always)
-func broadcastMap<A, B, R>(
-  _ plan: BroadcastPlan, _ a: [A], _ b: [B], cost: Int = 1, _ op: (A, B) -> R
-) -> [R] {
+func broadcastMap<Op: BinaryElementOp>(
+  _ plan: BroadcastPlan, _ a: [Op.A], _ b: [Op.B], cost: Int = 1, _ op: Op
+) -> [Op.Out] {
   let n = plan.count
   if n == 0 { return [] }
   let inner = plan.dims[plan.dims.count - 1]
@@ -179,7 +203,7 @@ func broadcastMap<A, B, R>(
   let ib = plan.strides[1][plan.dims.count - 1]
   return a.withUnsafeBufferPointer { pa in
     b.withUnsafeBufferPointer { pb in
-      [R](unsafeUninitializedCapacity: n) { out, initialized in
+      [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
         // Safety: n > 0 means every operand is non-empty; the plan's strides address only
         // elements inside each operand (its dims match the operand's shape), and each row
         // writes its own `inner` slots of `out`, which holds `n = rows * inner` elements.
@@ -212,11 +236,10 @@ func broadcastMap<A, B, R>(
   }
 }
 
-/// `op` applied to three broadcast operands (Where, Clip with tensor bounds).
-@inline(__always)
-func broadcastMap3<A, B, C, R>(
-  _ plan: BroadcastPlan, _ a: [A], _ b: [B], _ c: [C], _ op: (A, B, C) -> R
-) -> [R] {
+/// `op` applied to three broadcast operands (Where).
+func broadcastMap3<Op: TernaryElementOp>(
+  _ plan: BroadcastPlan, _ a: [Op.A], _ b: [Op.B], _ c: [Op.C], _ op: Op
+) -> [Op.Out] {
   let n = plan.count
   if n == 0 { return [] }
   let inner = plan.dims[plan.dims.count - 1]
@@ -226,7 +249,7 @@ func broadcastMap3<A, B, C, R>(
   return a.withUnsafeBufferPointer { pa in
     b.withUnsafeBufferPointer { pb in
       c.withUnsafeBufferPointer { pc in
-        [R](unsafeUninitializedCapacity: n) { out, initialized in
+        [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
           // Safety: as in `broadcastMap`: non-empty operands, in-bounds strides, disjoint rows.
           let (ba, bb, bc, bo) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, out.baseAddress!)
           parallelChunks(rows, costPerItem: inner) { range in
@@ -249,12 +272,11 @@ func broadcastMap3<A, B, C, R>(
 }
 
 /// `op` applied to every element, in parallel for large arrays.
-@inline(__always)
-func parallelMap<A, R>(_ x: [A], cost: Int = 1, _ op: (A) -> R) -> [R] {
+func parallelMap<Op: UnaryElementOp>(_ x: [Op.In], cost: Int = 1, _ op: Op) -> [Op.Out] {
   let n = x.count
   if n == 0 { return [] }
   return x.withUnsafeBufferPointer { px in
-    [R](unsafeUninitializedCapacity: n) { out, initialized in
+    [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
       // Safety: `out` and `px` both hold n elements; chunks are disjoint ranges of 0..<n.
       let (bx, bo) = (px.baseAddress!, out.baseAddress!)
       parallelChunks(n, costPerItem: cost) { range in

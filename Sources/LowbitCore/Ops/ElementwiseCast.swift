@@ -32,30 +32,47 @@ extension Ops {
     let storage: Tensor.Storage
     switch (x.storage, dtype.storageClass) {
     case (.float(let v), .float):
-      storage = dtype == .float16 ? .float(parallelMap(v) { roundedToHalf($0) }) : .float(v)
-    case (.float(let v), .int):
-      let range = dtype.integerRange!
-      let lo = Double(range.lowerBound)
-      let hi = Double(range.upperBound)
-      storage = .int(
-        parallelMap(v) { (f: Float) -> Int64 in
-          let d = Double(f)
-          if d.isNaN { return 0 }
-          if d <= lo { return range.lowerBound }
-          if d >= hi { return range.upperBound }
-          return Int64(d)
-        })
-    case (.float(let v), .bool): storage = .bool(parallelMap(v) { $0 != 0 })
-    case (.int(let v), .float):
-      storage = .float(parallelMap(v) { dtype == .float16 ? roundedToHalf(Float($0)) : Float($0) })
+      storage = dtype == .float16 ? .float(parallelMap(v, HalfRoundingOp())) : .float(v)
+    case (.float(let v), .int): storage = .int(parallelMap(v, FloatToIntegerOp(range: dtype.integerRange!)))
+    case (.float(let v), .bool): storage = .bool(parallelMap(v, NonZeroOp()))
+    case (.int(let v), .float): storage = .float(parallelMap(v, IntegerToFloatOp(half: dtype == .float16)))
     case (.int(let v), .int): storage = .int(wrapIntegers(v, to: dtype))
-    case (.int(let v), .bool): storage = .bool(parallelMap(v) { $0 != 0 })
-    case (.bool(let v), .float): storage = .float(parallelMap(v) { $0 ? 1 : 0 })
-    case (.bool(let v), .int): storage = .int(parallelMap(v) { $0 ? 1 : 0 })
+    case (.int(let v), .bool): storage = .bool(parallelMap(v, NonZeroOp()))
+    case (.bool(let v), .float): storage = .float(parallelMap(v, BoolToNumberOp()))
+    case (.bool(let v), .int): storage = .int(parallelMap(v, BoolToNumberOp()))
     case (.bool(let v), .bool): storage = .bool(v)
     }
     return Tensor(dtype: dtype, shape: x.shape, storage: storage)
   }
+}
+
+/// Float to integer: truncate toward zero, clamp to `range`, NaN to 0.
+private struct FloatToIntegerOp: UnaryElementOp {
+  let range: ClosedRange<Int64>
+  @inline(__always) func callAsFunction(_ f: Float) -> Int64 {
+    let d = Double(f)
+    if d.isNaN { return 0 }
+    if d <= Double(range.lowerBound) { return range.lowerBound }
+    if d >= Double(range.upperBound) { return range.upperBound }
+    return Int64(d)
+  }
+}
+
+private struct HalfRoundingOp: FloatUnaryOp {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { roundedToHalf(x) }
+}
+
+private struct IntegerToFloatOp: UnaryElementOp {
+  let half: Bool
+  @inline(__always) func callAsFunction(_ x: Int64) -> Float { half ? roundedToHalf(Float(x)) : Float(x) }
+}
+
+private struct NonZeroOp<T: Numeric>: UnaryElementOp {
+  @inline(__always) func callAsFunction(_ x: T) -> Bool { x != 0 }
+}
+
+private struct BoolToNumberOp<T: Numeric>: UnaryElementOp {
+  @inline(__always) func callAsFunction(_ x: Bool) -> T { x ? 1 : 0 }
 }
 
 /// `x` rounded to the nearest float16 value (ties to even; overflow to infinity).

@@ -24,6 +24,10 @@ extension Ops {
   ]
 }
 
+private struct IntArithmeticSquare: UnaryElementOp {
+  @inline(__always) func callAsFunction(_ x: Int64) -> Int64 { x &* x }
+}
+
 private enum Reduction {
   case sum, mean, max, min, prod, l1, l2, sumSquare, logSum, logSumExp
 }
@@ -128,13 +132,14 @@ private func reduce(_ ctx: KernelContext, _ op: Reduction) throws -> [Tensor] {
   if axesList.isEmpty && noop {
     switch (op, x.storage) {
     case (.sumSquare, .float(let v)):
-      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v) { $0 * $0 }))]
+      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v, SquareOp())))]
     case (.sumSquare, .int(let v)):
-      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .int(wrapIntegers(parallelMap(v) { $0 &* $0 }, to: x.dtype)))]
+      let squares = parallelMap(v, IntArithmeticSquare())
+      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .int(wrapIntegers(squares, to: x.dtype)))]
     case (.l1, .float(let v)), (.l2, .float(let v)):
-      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v) { Swift.abs($0) }))]
+      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v, FloatNumeric(op: AbsOp()))))]
     case (.logSum, .float(let v)):
-      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v) { logf($0) }))]
+      return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v, LogOp())))]
     default:
       return [x]
     }

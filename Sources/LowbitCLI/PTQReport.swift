@@ -1,0 +1,97 @@
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitQuant
+import LowbitReport
+
+/// Float vs quantized results on evaluation data.
+struct EvaluationReport: Codable {
+  var samples: Int
+  var floatTop1: Double?
+  var quantizedTop1: Double?
+  var sqnrDB: Double
+  var meanCosine: Double
+  var argmaxAgreement: Double
+  var floatSeconds: Double
+  var quantizedSeconds: Double
+
+  enum CodingKeys: String, CodingKey {
+    case samples, floatTop1 = "fp32_top1", quantizedTop1 = "quantized_top1", sqnrDB = "sqnr_db"
+    case meanCosine = "mean_cosine", argmaxAgreement = "argmax_agreement"
+    case floatSeconds = "fp32_seconds", quantizedSeconds = "quantized_seconds"
+  }
+
+  /// Runs both graphs over `data` and compares their first outputs.
+  static func compare(float: Graph, quantized: Graph, data: Dataset, batchSize: Int, quiet: Bool) throws -> EvaluationReport {
+    func evaluate(_ g: Graph, _ label: String) throws -> Evaluation {
+      let bar = ProgressBar(label, total: data.count, enabled: !quiet && ProgressBar.terminalAttached)
+      defer { bar.finish() }
+      return try data.evaluate(try Interpreter(g), batchSize: batchSize) { bar.advance($0 - bar.done) }
+    }
+    let f = try evaluate(float, "eval fp32")
+    let q = try evaluate(quantized, "eval quantized")
+    guard let name = float.outputs.first?.name, let a = f.outputs[name], let b = q.outputs[name],
+          a.dtype.isFloatingPoint, b.dtype.isFloatingPoint, a.shape == b.shape else {
+      throw LowbitError.invalidInput("the float and quantized models give different outputs")
+    }
+    let width = a.shape.last ?? 1
+    return EvaluationReport(
+      samples: f.samples, floatTop1: f.top1, quantizedTop1: q.top1,
+      sqnrDB: Metrics.sqnr(reference: a.floats, quantized: b.floats),
+      meanCosine: Metrics.meanCosine(reference: a.floats, quantized: b.floats, width: max(width, 1)),
+      argmaxAgreement: Metrics.argmaxAgreement(a.floats, b.floats, width: max(width, 1)),
+      floatSeconds: f.seconds, quantizedSeconds: q.seconds)
+  }
+}
+
+/// The summary `lowbit ptq` prints and writes as JSON.
+struct PTQReport: Codable {
+  var model: String
+  var output: String
+  var config: QuantConfig
+  var opset: Int
+  var weightQuantizers: Int
+  var activationQuantizers: Int
+  var steps: [StepTiming]
+  var evaluation: EvaluationReport?
+
+  enum CodingKeys: String, CodingKey {
+    case model, output, config, opset, steps, evaluation
+    case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
+  }
+
+  init(model: String, output: String, config: QuantConfig, result: QuantizationResult) {
+    self.model = model
+    self.output = output
+    self.config = config
+    self.opset = result.graph.opset
+    let placed = result.sites.filter { result.quantizers[$0.name] != nil }
+    self.weightQuantizers = placed.filter { $0.kind == .weight }.count
+    self.activationQuantizers = placed.filter { $0.kind == .activation }.count
+    self.steps = result.steps
+  }
+
+  func render() -> String {
+    let c = config
+    var lines = [
+      "\(model) -> \(output): W\(c.weightBits)A\(c.activationBits) \(c.perChannel ? "per-channel" : "per-tensor"), "
+        + "\(weightQuantizers) weight and \(activationQuantizers) activation quantizers, opset \(opset)",
+      "",
+    ]
+    var steps = Table(["step", "seconds", "detail"])
+    for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), s.detail ?? ""]) }
+    lines.append(steps.render())
+    if let e = evaluation {
+      lines.append("")
+      var t = Table(["model", "top-1 %", "SQNR dB", "cosine", "argmax agree %", "seconds"])
+      t.add(["fp32", e.floatTop1.map { String(format: "%.2f", $0) } ?? "-", "-", "-", "-", String(format: "%.2f", e.floatSeconds)])
+      t.add([
+        "W\(c.weightBits)A\(c.activationBits)", e.quantizedTop1.map { String(format: "%.2f", $0) } ?? "-",
+        String(format: "%.2f", e.sqnrDB), String(format: "%.5f", e.meanCosine),
+        String(format: "%.2f", 100 * e.argmaxAgreement), String(format: "%.2f", e.quantizedSeconds),
+      ])
+      lines.append(t.render())
+    }
+    return lines.joined(separator: "\n")
+  }
+}

@@ -1,0 +1,88 @@
+extension Ops {
+  static let quantizationKernels: [String: Kernel] = [
+    "QuantizeLinear": quantizeLinear, "DequantizeLinear": dequantizeLinear,
+  ]
+
+  /// ONNX QuantizeLinear: `y = saturate(round(x / y_scale) + y_zero_point)`, round half to even,
+  /// per tensor, per axis or per block (opset 21 `block_size`). The output type is the zero
+  /// point's (uint8 when absent, or `output_dtype`).
+  static func quantizeLinear(_ ctx: KernelContext) throws -> [Tensor] {
+    let x = try ctx.floatInput(0)
+    let scale = try ctx.floatInput(1)
+    let zero = ctx.optionalInput(2)
+    var outType = zero?.dtype ?? .uint8
+    if zero == nil, let code = try? ctx.int("output_dtype", default: 0), code != 0 {
+      guard let t = DType(rawValue: code) else { throw ctx.error("output_dtype \(code) is not supported", .unsupported) }
+      outType = t
+    }
+    guard let range = outType.integerRange, outType != .int64 else {
+      throw ctx.error("quantizing to \(outType) is not supported", .unsupported)
+    }
+    let map = try ParamMap(ctx, x: x, scale: scale, zero: zero)
+    let xs = x.floats, ss = scale.floats
+    let zs = zero?.asInts() ?? [Int64](repeating: 0, count: ss.count)
+    let lo = Float(range.lowerBound), hi = Float(range.upperBound)
+    var out = [Int64](repeating: 0, count: xs.count)
+    for i in 0..<xs.count {
+      let p = map.index(i)
+      let r = (xs[i] / ss[p]).rounded(.toNearestOrEven) + Float(zs[p])
+      out[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+    }
+    return [Tensor(dtype: outType, shape: x.shape, storage: .int(out))]
+  }
+
+  /// ONNX DequantizeLinear: `y = (x - x_zero_point) * x_scale`, per tensor, axis or block.
+  static func dequantizeLinear(_ ctx: KernelContext) throws -> [Tensor] {
+    let x = try ctx.input(0)
+    guard x.dtype.storageClass == .int else {
+      throw ctx.error("input has type \(x.dtype), expected an integer type", .unsupported)
+    }
+    let scale = try ctx.floatInput(1)
+    let zero = ctx.optionalInput(2)
+    if let z = zero, z.dtype != x.dtype { throw ctx.error("zero point type \(z.dtype) differs from input type \(x.dtype)") }
+    let map = try ParamMap(ctx, x: x, scale: scale, zero: zero)
+    let xs = x.ints, ss = scale.floats
+    let zs = zero?.ints ?? [Int64](repeating: 0, count: ss.count)
+    var out = [Float](repeating: 0, count: xs.count)
+    for i in 0..<xs.count {
+      let p = map.index(i)
+      out[i] = Float(Int32(truncatingIfNeeded: xs[i] - zs[p])) * ss[p]
+    }
+    return [Tensor(shape: x.shape, floats: out)]
+  }
+}
+
+/// Maps an element index to its scale/zero-point index for the three ONNX layouts.
+private struct ParamMap {
+  let index: (Int) -> Int
+
+  init(_ ctx: KernelContext, x: Tensor, scale: Tensor, zero: Tensor?) throws {
+    if let z = zero, z.shape != scale.shape {
+      throw ctx.error("zero point shape \(z.shape) differs from scale shape \(scale.shape)")
+    }
+    let blockSize = try ctx.int("block_size", default: 0)
+    if scale.count == 1 && scale.rank <= 1 && blockSize == 0 {
+      index = { _ in 0 }
+      return
+    }
+    let axis = try ctx.axis(try ctx.int("axis", default: 1), rank: x.rank)
+    let dim = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+    if blockSize <= 0 {
+      guard scale.rank == 1, scale.count == dim else {
+        throw ctx.error("scale has shape \(scale.shape), per-axis quantization along axis \(axis) of \(x.shape) needs [\(dim)]")
+      }
+      index = { ($0 / inner) % dim }
+      return
+    }
+    var expected = x.shape
+    expected[axis] = (dim + blockSize - 1) / blockSize
+    guard scale.shape == expected else {
+      throw ctx.error("scale has shape \(scale.shape), blocks of \(blockSize) along axis \(axis) of \(x.shape) need \(expected)")
+    }
+    let groups = expected[axis]
+    index = { i in
+      let outer = i / (inner * dim), a = (i / inner) % dim, r = i % inner
+      return (outer * groups + a / blockSize) * inner + r
+    }
+  }
+}

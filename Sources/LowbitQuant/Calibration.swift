@@ -1,0 +1,117 @@
+import LowbitCore
+
+/// Range setting for every quantizer of a float graph (white paper sec. 3.1).
+///
+/// Weights are fitted directly from their values. Activations run the float graph over the
+/// calibration batches once, feeding a `RangeObserver` per site; the logits' quantizer with the
+/// cross-entropy method sees the float logits; BN-based ranges need no data at all.
+public enum Calibration {
+  /// Fits the weight quantizers (per tensor, per channel or per group).
+  public static func weightQuantizers(
+    _ graph: Graph, sites: [QuantizerSite], config: QuantConfig
+  ) throws -> [String: TensorQuantizer] {
+    var result: [String: TensorQuantizer] = [:]
+    for site in sites where site.kind == .weight && result[site.name] == nil {
+      guard let w = graph.initializers[site.name] else { continue }
+      let granularity: Granularity
+      if let size = config.weightGroupSize, let axis = site.inputAxis {
+        granularity = .perGroup(axis: axis, size: size)
+      } else if config.perChannel, let axis = site.channelAxis {
+        granularity = .perChannel(axis: axis)
+      } else {
+        granularity = .perTensor
+      }
+      let grid = config.weightGrid
+      let parts = TensorQuantizer.partition(w.floats, shape: w.shape, granularity)
+      let params = parts.map { values -> QuantParams in
+        let range = RangeSearch.weightRange(values, method: config.weightRange, grid: grid, symmetric: config.weightSymmetric)
+        return UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
+                                       symmetric: config.weightSymmetric, powerOfTwo: config.powerOfTwo)
+      }
+      result[site.name] = TensorQuantizer(grid: grid, symmetric: config.weightSymmetric, granularity: granularity, params: params)
+    }
+    return result
+  }
+
+  /// Observes every activation site over `batches` (each a feed dictionary) and fits its
+  /// quantizer. `progress` is called after each batch.
+  public static func activationQuantizers(
+    _ graph: Graph, sites: [QuantizerSite], config: QuantConfig,
+    batchNormStatistics: [String: BatchNormStatistics] = [:],
+    batches: [[String: Tensor]], progress: ((Int) -> Void)? = nil
+  ) throws -> [String: TensorQuantizer] {
+    let activationSites = sites.filter { $0.kind == .activation }
+    if activationSites.isEmpty { return [:] }
+    let dataFree = activationSites.allSatisfy { method(for: $0, config) == .bnBased }
+    guard !batches.isEmpty || dataFree else {
+      throw LowbitError.invalidInput("calibration needs at least one batch of data (or the data-free bn-based range method)")
+    }
+    var observers: [String: RangeObserver] = [:]
+    for site in activationSites { observers[site.name] = RangeObserver(name: site.name) }
+    var logits: [String: (values: [Float], classes: Int)] = [:]
+    let interpreter = try Interpreter(graph, fuseActivations: false)
+    let watched = Set(activationSites.map(\.name))
+    let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
+    for (b, feeds) in batches.enumerated() {
+      func record(_ name: String, _ t: Tensor) {
+        guard watched.contains(name), t.dtype.isFloatingPoint else { return }
+        observers[name]?.observe(t.floats)
+        if crossEntropySites.contains(name) {
+          let classes = t.shape.last ?? 1
+          logits[name, default: ([], classes)].values += t.floats
+        }
+      }
+      for (name, t) in feeds { record(name, t) }
+      _ = try interpreter.run(feeds, observe: { node, results in
+        for (name, t) in zip(node.outputs, results) { record(name, t) }
+      })
+      progress?(b + 1)
+    }
+    var result: [String: TensorQuantizer] = [:]
+    let grid = config.activationGrid
+    let producer = graph.producers()
+    for site in activationSites {
+      let m = method(for: site, config)
+      let range: ClosedRange<Float>
+      switch m {
+      case .crossEntropy:
+        guard let l = logits[site.name], l.classes > 1 else {
+          range = try observers[site.name]!.range(method: .mse, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+          break
+        }
+        try observers[site.name]!.checkFinite()
+        range = RangeSearch.crossEntropyRange(logits: l.values, classes: l.classes, grid: grid, symmetric: config.activationSymmetric)
+      case .bnBased:
+        guard let (stats, relu) = batchNormSource(site.name, graph, producer, batchNormStatistics) else {
+          throw LowbitError.invalidArgument("the bn-based range needs a BatchNorm before '\(site.name)'; use another --a-range for this model")
+        }
+        range = RangeSearch.batchNormRange(stats, followedByReLU: relu)
+      default:
+        range = try observers[site.name]!.range(method: m, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+      }
+      let p = UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
+                                      symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
+      result[site.name] = TensorQuantizer(grid: grid, symmetric: config.activationSymmetric, granularity: .perTensor, params: [p])
+    }
+    return result
+  }
+
+  /// The range method for a site: the logits method on graph outputs, the activation method elsewhere.
+  static func method(for site: QuantizerSite, _ config: QuantConfig) -> RangeMethod {
+    site.isOutput ? config.logitsRange : config.activationRange
+  }
+
+  /// The folded BatchNorm statistics feeding `value` (through an activation), and whether that
+  /// activation is a ReLU.
+  static func batchNormSource(
+    _ value: String, _ graph: Graph, _ producer: [String: Int], _ stats: [String: BatchNormStatistics]
+  ) -> (BatchNormStatistics, Bool)? {
+    guard let p = producer[value] else { return nil }
+    let node = graph.nodes[p]
+    if let s = stats[node.name] { return (s, false) }
+    if ["Relu", "Clip"].contains(node.opType), let inner = producer[node.inputs[0]], let s = stats[graph.nodes[inner].name] {
+      return (s, true)
+    }
+    return nil
+  }
+}

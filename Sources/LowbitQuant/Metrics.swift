@@ -1,0 +1,51 @@
+/// Measures of how far quantized outputs are from float ones.
+public enum Metrics {
+  /// Signal-to-quantization-noise ratio in dB: `10 log10(sum r^2 / sum (r - q)^2)`
+  /// (infinite when the outputs are identical).
+  public static func sqnr(reference r: [Float], quantized q: [Float]) -> Double {
+    precondition(r.count == q.count, "sqnr: \(r.count) vs \(q.count) values")
+    var signal = 0.0, noise = 0.0
+    for (a, b) in zip(r, q) {
+      signal += Double(a) * Double(a)
+      noise += (Double(a) - Double(b)) * (Double(a) - Double(b))
+    }
+    if noise == 0 { return .infinity }
+    return 10 * log10(max(signal, .leastNormalMagnitude) / noise)
+  }
+
+  /// Mean over rows of the cosine similarity of each row of `r` and `q` (rows of `width`).
+  public static func meanCosine(reference r: [Float], quantized q: [Float], width: Int) -> Double {
+    precondition(r.count == q.count && width > 0 && r.count % width == 0, "meanCosine: bad sizes")
+    let rows = r.count / width
+    guard rows > 0 else { return 1 }
+    var total = 0.0
+    for i in 0..<rows {
+      var dot = 0.0, na = 0.0, nb = 0.0
+      for j in 0..<width {
+        let a = Double(r[i * width + j]), b = Double(q[i * width + j])
+        dot += a * b
+        na += a * a
+        nb += b * b
+      }
+      total += (na == 0 && nb == 0) ? 1 : dot / max((na * nb).squareRoot(), .leastNormalMagnitude)
+    }
+    return total / Double(rows)
+  }
+
+  /// Fraction of rows (of `width`) whose arg-max agrees.
+  public static func argmaxAgreement(_ a: [Float], _ b: [Float], width: Int) -> Double {
+    precondition(a.count == b.count && width > 0 && a.count % width == 0, "argmaxAgreement: bad sizes")
+    let rows = a.count / width
+    guard rows > 0 else { return 1 }
+    func argmax(_ v: [Float], _ row: Int) -> Int {
+      var best = 0
+      for j in 1..<width where v[row * width + j] > v[row * width + best] { best = j }
+      return best
+    }
+    return Double((0..<rows).filter { argmax(a, $0) == argmax(b, $0) }.count) / Double(rows)
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif

@@ -1,0 +1,144 @@
+import LowbitCore
+
+/// Writes quantizers into a float graph as ONNX QuantizeLinear/DequantizeLinear nodes.
+///
+/// The result is both lowbit's simulation (the interpreter runs Q/DQ exactly as ONNX defines
+/// them) and the file a runtime executes: weights become integer initializers read through a
+/// DequantizeLinear, activations pass through a Q -> DQ pair, and Conv/Gemm biases become int32
+/// with scale `s_w * s_x` where both the weight and the input are quantized.
+public enum QDQBuilder {
+  /// Builds the QDQ graph. `quantizers` is keyed by site name.
+  public static func build(
+    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], opset: Int
+  ) throws -> Graph {
+    var g = try graph.upgradingOpset(to: max(opset, graph.opset))
+    let outputs = Set(g.outputs.map(\.name))
+    var activationScale: [String: Float] = [:]
+    var weightDQ: [String: String] = [:]
+    func fresh(_ base: String) -> String { g.freshName(base) }
+    func paramTensors(_ q: TensorQuantizer, shape: [Int], dtype: DType, base: String) -> (String, String) {
+      let pshape = TensorQuantizer.paramShape(q.granularity, for: shape)
+      let scale = fresh(base + "_scale"), zero = fresh(base + "_zero_point")
+      g.initializers[scale] = Tensor(shape: pshape, floats: q.params.map(\.scale))
+      g.initializers[zero] = Tensor(dtype: dtype, shape: pshape, storage: .int(q.params.map { Int64($0.zeroPoint) }))
+      return (scale, zero)
+    }
+    func attributes(_ q: TensorQuantizer) -> [String: Attribute] {
+      switch q.granularity {
+      case .perTensor: return [:]
+      case .perChannel(let axis): return ["axis": .int(axis)]
+      case .perGroup(let axis, let size): return ["axis": .int(axis), "block_size": .int(size)]
+      }
+    }
+    var newNodes: [String: [Node]] = [:]  // nodes to insert after the producer of a value ("" = at the top)
+    for site in sites {
+      guard let q = quantizers[site.name] else { continue }
+      let dtype = q.grid.storageType(opset: opset)
+      switch site.kind {
+      case .weight:
+        guard let consumer = site.consumer, let w = g.initializers[site.name],
+              let index = g.nodes.firstIndex(where: { $0.name == consumer }) else { continue }
+        try q.validate(for: w.shape, name: site.name)
+        let dq: String
+        if let existing = weightDQ[site.name] {
+          dq = existing
+        } else {
+          let intName = fresh(site.name + "_quantized")
+          g.initializers[intName] = Tensor(dtype: dtype, shape: w.shape, storage: .int(q.quantize(w.floats, shape: w.shape)))
+          let (scale, zero) = paramTensors(q, shape: w.shape, dtype: dtype, base: site.name)
+          dq = fresh(site.name + "_dequantized")
+          newNodes["", default: []].append(Node(
+            name: dq, opType: "DequantizeLinear", inputs: [intName, scale, zero], outputs: [dq], attributes: attributes(q)))
+          weightDQ[site.name] = dq
+        }
+        g.nodes[index].inputs[1] = dq
+      case .activation:
+        guard let p = q.params.first, q.params.count == 1 else { continue }
+        activationScale[site.name] = p.scale
+        var source = site.name
+        let target: String
+        if outputs.contains(site.name), let producerIndex = g.nodes.firstIndex(where: { $0.outputs.contains(site.name) }) {
+          source = fresh(site.name + "_float")
+          for k in g.nodes[producerIndex].outputs.indices where g.nodes[producerIndex].outputs[k] == site.name {
+            g.nodes[producerIndex].outputs[k] = source
+          }
+          target = site.name
+        } else {
+          target = fresh(site.name + "_dequantized")
+          for k in g.nodes.indices {
+            for j in g.nodes[k].inputs.indices where g.nodes[k].inputs[j] == site.name { g.nodes[k].inputs[j] = target }
+          }
+        }
+        let (scale, zero) = paramTensors(q, shape: [], dtype: dtype, base: site.name)
+        var chain: [Node] = []
+        var qInput = source
+        // A grid narrower than its storage type needs the float range clipped first, since
+        // QuantizeLinear saturates only to the storage type's bounds.
+        if let storage = dtype.integerRange, storage != Int64(q.grid.qmin)...Int64(q.grid.qmax) {
+          let range = UniformQuantizer.representableRange(p, q.grid)
+          let lo = fresh(site.name + "_clip_min"), hi = fresh(site.name + "_clip_max")
+          g.initializers[lo] = Tensor(scalar: range.lowerBound)
+          g.initializers[hi] = Tensor(scalar: range.upperBound)
+          qInput = fresh(site.name + "_clipped")
+          chain.append(Node(name: qInput, opType: "Clip", inputs: [source, lo, hi], outputs: [qInput]))
+        }
+        let qName = fresh(site.name + "_quantized")
+        chain.append(Node(name: qName, opType: "QuantizeLinear", inputs: [qInput, scale, zero], outputs: [qName]))
+        chain.append(Node(name: target, opType: "DequantizeLinear", inputs: [qName, scale, zero], outputs: [target]))
+        newNodes[source, default: []] += chain
+      }
+    }
+    // Biases of Conv/Gemm whose weight and input are both quantized: int32 at s_w * s_x.
+    let weightSites = Dictionary(sites.filter { $0.kind == .weight }.map { ($0.consumer ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+    let producer = graph.producers()
+    for k in g.nodes.indices where ["Conv", "Gemm"].contains(g.nodes[k].opType) && g.nodes[k].inputs.count > 2 {
+      let node = g.nodes[k]
+      guard let site = weightSites[node.name], let wq = quantizers[site.name],
+            let b = g.initializers[node.inputs[2]], b.dtype.isFloatingPoint,
+            let sx = inputScale(graph.nodes.first { $0.name == node.name }?.inputs[0] ?? "", graph, producer, activationScale)
+      else { continue }
+      let perChannel: Bool
+      switch wq.granularity {
+      case .perTensor: perChannel = false
+      case .perChannel: perChannel = true
+      case .perGroup: continue
+      }
+      guard !perChannel || wq.params.count == b.count, node.opType != "Gemm" || b.rank == 1 else { continue }
+      let scales = (0..<b.count).map { wq.params[perChannel ? $0 : 0].scale * sx }
+      let ints = zip(b.floats, scales).map { v, s -> Int64 in
+        let r = (v / s).rounded(.toNearestOrEven)
+        return Int64(min(max(r, -2_147_483_648), 2_147_483_520))
+      }
+      let base = node.inputs[2]
+      let intName = fresh(base + "_quantized"), scale = fresh(base + "_scale"), zero = fresh(base + "_zero_point")
+      g.initializers[intName] = Tensor(dtype: .int32, shape: b.shape, storage: .int(ints))
+      g.initializers[scale] = perChannel ? Tensor(shape: [b.count], floats: scales) : Tensor(scalar: scales[0])
+      g.initializers[zero] = Tensor(dtype: .int32, shape: perChannel ? [b.count] : [], storage: .int(Array(repeating: 0, count: perChannel ? b.count : 1)))
+      let dq = fresh(base + "_dequantized")
+      newNodes["", default: []].append(Node(
+        name: dq, opType: "DequantizeLinear", inputs: [intName, scale, zero], outputs: [dq],
+        attributes: perChannel ? ["axis": .int(0)] : [:]))
+      g.nodes[k].inputs[2] = dq
+    }
+    // Splice the new nodes in: weight and bias DQs first, activation Q/DQ after their producers.
+    var ordered: [Node] = newNodes[""] ?? []
+    for input in g.inputs { ordered += newNodes[input.name] ?? [] }
+    for node in g.nodes {
+      ordered.append(node)
+      for out in node.outputs where !out.isEmpty { ordered += newNodes[out] ?? [] }
+    }
+    g.nodes = ordered
+    return try g.removingDeadNodes().validated()
+  }
+
+  /// The activation scale reaching `value`, through data movement ops, if it is quantized.
+  static func inputScale(_ value: String, _ graph: Graph, _ producer: [String: Int], _ scales: [String: Float]) -> Float? {
+    var v = value
+    while true {
+      if let s = scales[v] { return s }
+      guard let p = producer[v], QuantizerPlacement.dataMovement.contains(graph.nodes[p].opType),
+            let src = graph.nodes[p].inputs.first else { return nil }
+      v = src
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import LowbitCore
+
+/// How a Concat's inputs are quantized.
+public enum ConcatMode: String, Sendable, Codable, CaseIterable {
+  /// Each input keeps its own grid; one quantizer after the Concat requantizes the result.
+  case requantize
+  /// All inputs share one grid (the union of their ranges), so the Concat output is on that grid.
+  case sharedGrid = "shared-grid"
+}
+
+/// Everything that decides how a model is quantized. Validated by `validate()`; read from JSON
+/// with `--config` (every field optional there, defaults below).
+public struct QuantConfig: Sendable, Equatable, Codable {
+  /// Weight bit width, 2...16 (default 8).
+  public var weightBits = 8
+  /// Activation bit width, 2...16 (default 8).
+  public var activationBits = 8
+  /// Per-output-channel weight quantization (default per-tensor).
+  public var perChannel = false
+  /// Blocks of this many input-channel weights share a grid (per-group); nil for none.
+  public var weightGroupSize: Int?
+  /// Symmetric weights (z = 0, signed grid), per the paper's hardware argument (default true).
+  public var weightSymmetric = true
+  /// Symmetric activations (default false: asymmetric, unsigned grid).
+  public var activationSymmetric = false
+  /// Scales restricted to powers of two (default false).
+  public var powerOfTwo = false
+  /// Range setting for weights (default MSE).
+  public var weightRange: RangeMethod = .mse
+  /// Range setting for activations (default MSE).
+  public var activationRange: RangeMethod = .mse
+  /// Range setting for the quantizer on the logits (the graph output), default cross-entropy.
+  public var logitsRange: RangeMethod = .crossEntropy
+  /// Percentile for the percentile method, in percent (default 99.99).
+  public var percentile = 99.99
+  /// Concat handling (default requantize).
+  public var concat: ConcatMode = .requantize
+  /// Quantize weights at all (default true).
+  public var quantizeWeights = true
+  /// Quantize activations at all (default true).
+  public var quantizeActivations = true
+  /// Quantizers switched off by name (the value name a quantizer sits on).
+  public var disabled: [String] = []
+  /// Opset of the written model; nil picks max(model's, 13), or 21 when a bit width needs it.
+  public var opset: Int?
+
+  public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case weightBits = "weight_bits", activationBits = "activation_bits", perChannel = "per_channel"
+    case weightGroupSize = "weight_group_size", weightSymmetric = "weight_symmetric"
+    case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
+    case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
+    case percentile, concat, disabled, opset
+    case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = QuantConfig()
+    weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
+    activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
+    perChannel = try c.decodeIfPresent(Bool.self, forKey: .perChannel) ?? d.perChannel
+    weightGroupSize = try c.decodeIfPresent(Int.self, forKey: .weightGroupSize)
+    weightSymmetric = try c.decodeIfPresent(Bool.self, forKey: .weightSymmetric) ?? d.weightSymmetric
+    activationSymmetric = try c.decodeIfPresent(Bool.self, forKey: .activationSymmetric) ?? d.activationSymmetric
+    powerOfTwo = try c.decodeIfPresent(Bool.self, forKey: .powerOfTwo) ?? d.powerOfTwo
+    weightRange = try c.decodeIfPresent(RangeMethod.self, forKey: .weightRange) ?? d.weightRange
+    activationRange = try c.decodeIfPresent(RangeMethod.self, forKey: .activationRange) ?? d.activationRange
+    logitsRange = try c.decodeIfPresent(RangeMethod.self, forKey: .logitsRange) ?? d.logitsRange
+    percentile = try c.decodeIfPresent(Double.self, forKey: .percentile) ?? d.percentile
+    concat = try c.decodeIfPresent(ConcatMode.self, forKey: .concat) ?? d.concat
+    quantizeWeights = try c.decodeIfPresent(Bool.self, forKey: .quantizeWeights) ?? d.quantizeWeights
+    quantizeActivations = try c.decodeIfPresent(Bool.self, forKey: .quantizeActivations) ?? d.quantizeActivations
+    disabled = try c.decodeIfPresent([String].self, forKey: .disabled) ?? d.disabled
+    opset = try c.decodeIfPresent(Int.self, forKey: .opset)
+  }
+
+  /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
+  public func validate() throws {
+    let bits = IntegerGrid.supportedBits
+    guard bits.contains(weightBits) else {
+      throw LowbitError.invalidArgument("weight bits \(weightBits) are not supported: use \(bits.lowerBound) to \(bits.upperBound)")
+    }
+    guard bits.contains(activationBits) else {
+      throw LowbitError.invalidArgument("activation bits \(activationBits) are not supported: use \(bits.lowerBound) to \(bits.upperBound)")
+    }
+    if let g = weightGroupSize, g < 1 { throw LowbitError.invalidArgument("weight group size must be positive, got \(g)") }
+    guard percentile > 0 && percentile <= 100 else {
+      throw LowbitError.invalidArgument("percentile must be in (0, 100], got \(percentile)")
+    }
+    if let o = opset, !(13...21).contains(o) {
+      throw LowbitError.invalidArgument("output opset \(o) is not supported: use 13 to 21 (per-axis QDQ needs 13, 4- and 16-bit types need 21)")
+    }
+    if let o = opset, o < 21, weightBits > 8 || activationBits > 8 {
+      throw LowbitError.invalidArgument("bit widths above 8 need 16-bit integer types: use opset 21")
+    }
+    if weightRange == .crossEntropy || weightRange == .bnBased {
+      throw LowbitError.invalidArgument("weight range '\(weightRange.rawValue)' applies to activations only: use min-max or mse")
+    }
+    if weightGroupSize != nil && (opset ?? 21) < 21 {
+      throw LowbitError.invalidArgument("per-group weights need blocked QuantizeLinear: use opset 21")
+    }
+  }
+
+  /// The opset of the written model for a model of opset `modelOpset`.
+  public func outputOpset(modelOpset: Int) -> Int {
+    if let o = opset { return o }
+    if weightBits > 8 || activationBits > 8 || weightGroupSize != nil { return max(modelOpset, 21) }
+    return max(modelOpset, 13)
+  }
+
+  /// Weight grid: signed when symmetric.
+  public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric) }
+  /// Activation grid: unsigned unless symmetric.
+  public var activationGrid: IntegerGrid { IntegerGrid(bits: activationBits, signed: activationSymmetric) }
+}

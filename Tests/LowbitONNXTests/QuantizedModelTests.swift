@@ -1,0 +1,115 @@
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitQuant
+import LowbitTestSupport
+import Testing
+
+@testable import LowbitONNX
+
+/// Seeded inputs shaped like Fashion-MNIST images, as calibration batches.
+func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[String: Tensor]] {
+  (0..<count).map { i in ["input": randomTensor([batch, 1, 28, 28], seed: seed + UInt64(i), in: -0.8...2.0)] }
+}
+
+@Suite struct QuantizedModelTests {
+  @Test func resnet20PlacementFollowsThePaper() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    let (float, _) = try PostTrainingQuantization.prepare(graph)
+    let sites = QuantizerPlacement.sites(in: float, config: QuantConfig())
+    let activations = Set(sites.filter { $0.kind == .activation }.map(\.name))
+    let readers = float.consumers()
+    // After BN folding there is no BatchNormalization left to quantize after.
+    #expect(!float.nodes.contains { $0.opType == "BatchNormalization" })
+    // One weight quantizer per Conv and Gemm.
+    #expect(sites.filter { $0.kind == .weight }.count == 22)
+    for node in float.nodes {
+      let out = node.outputs[0]
+      let next = readers[out]?.count == 1 ? float.nodes[readers[out]![0]] : nil
+      switch node.opType {
+      case "Conv":
+        // conv + ReLU unit: quantizer after the ReLU, none between; a conv without ReLU: after the conv.
+        if next?.opType == "Relu" {
+          #expect(!activations.contains(out), "quantizer between \(node.name) and its ReLU")
+          #expect(activations.contains(next!.outputs[0]), "no quantizer after the ReLU of \(node.name)")
+        } else {
+          #expect(activations.contains(out), "no quantizer after \(node.name)")
+        }
+      case "Add":
+        // residual add: one quantizer after it (after its ReLU when one follows).
+        let end = next?.opType == "Relu" ? next!.outputs[0] : out
+        #expect(activations.contains(end), "no quantizer after residual add \(node.name)")
+      default: break
+      }
+    }
+    #expect(activations.contains("input"))
+    #expect(activations.contains("logits"))
+    // Exactly: input, 19 ReLU ends, 2 plain convs (downsample 1x1) + 9 second convs, logits = 1 + 19 + 11 + 1.
+    let expected = 1 + 19 + (21 - 19 + 9) + 1
+    #expect(activations.count == expected)
+  }
+
+  @Test func withEveryQuantizerOffTheSimulationEqualsTheFloatEngine() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_mobilenetv2"))
+    var config = QuantConfig()
+    config.quantizeWeights = false
+    config.quantizeActivations = false
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: [])
+    #expect(!result.graph.nodes.contains { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" })
+    let x = randomTensor([4, 1, 28, 28], seed: 3)
+    let reference = try Interpreter(graph).run(["input": x])["logits"]!
+    let simulated = try Interpreter(result.graph).run(["input": x])["logits"]!
+    #expect(maxRelativeError(simulated.floats, reference.floats) < 1e-5)
+  }
+
+  @Test func w8a8SimulationStaysCloseToFloatAndWritesIntegers() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    var config = QuantConfig()
+    config.perChannel = true
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(3))
+    let weights = result.graph.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
+    #expect(weights.count == 21)
+    let biases = result.graph.initializers.values.filter { $0.dtype == .int32 }
+    #expect(biases.count == 22)
+    let x = syntheticBatches(1, batch: 8, seed: 99)[0]["input"]!
+    let reference = try Interpreter(graph).run(["input": x])["logits"]!
+    let simulated = try Interpreter(result.graph).run(["input": x])["logits"]!
+    #expect(Metrics.sqnr(reference: reference.floats, quantized: simulated.floats) > 20)
+  }
+
+  @Test func writtenFileRunsLikeTheSimulation() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_inception"))
+    var config = QuantConfig()
+    config.weightBits = 4
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(2))
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-q-\(getpid()).onnx").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try ONNXWriter.write(result.graph, to: path)
+    let back = try ONNXReader.load(contentsOf: path)
+    let x = syntheticBatches(1, batch: 4, seed: 7)[0]
+    #expect(try Interpreter(back).run(x) == (try Interpreter(result.graph).run(x)))
+    // 4-bit weights in int8 storage stay inside [-8, 7].
+    let w = back.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
+    #expect(!w.isEmpty && w.allSatisfy { $0.ints.allSatisfy { (-8...7).contains($0) } })
+  }
+
+  @Test func badConfigurationsAreRefusedWithTheirLimits() {
+    var c = QuantConfig()
+    c.weightBits = 1
+    #expect(throws: LowbitError.self) { try c.validate() }
+    c = QuantConfig()
+    c.activationBits = 17
+    let e = #expect(throws: LowbitError.self) { try c.validate() }
+    #expect(e?.message.contains("2 to 16") == true)
+    c = QuantConfig()
+    c.weightBits = 12
+    c.opset = 17
+    #expect(throws: LowbitError.self) { try c.validate() }
+  }
+
+  @Test func calibrationWithoutBatchesIsAnError() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    let e = #expect(throws: LowbitError.self) { try PostTrainingQuantization.quantize(graph, config: QuantConfig(), batches: []) }
+    #expect(e?.message.contains("at least one batch") == true)
+  }
+}
