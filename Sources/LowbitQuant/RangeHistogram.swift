@@ -59,7 +59,8 @@ public struct RangeHistogram: Sendable, Equatable {
 
   /// Sets or grows the width so that `[lower, upper]` fits, merging existing bins.
   private mutating func cover(lower: Float, upper: Float) {
-    let lo = Double(lower), hi = Double(upper)
+    let lo = Double(lower)
+    let hi = Double(upper)
     if counts.isEmpty {
       let e = Self.fittingExponent(lo, hi, atLeast: Self.initialExponent(lo, hi))
       widthExponent = e
@@ -126,8 +127,9 @@ public struct RangeHistogram: Sendable, Equatable {
     var result: [Segment] = []
     for (i, c) in counts.enumerated() where c != 0 {
       let a = Double(firstBin + i) * w
-      result.append(Segment(
-        lower: max(a, Double(lower)), upper: min(a + w, Double(upper)), count: Double(c)))
+      result.append(
+        Segment(
+          lower: max(a, Double(lower)), upper: min(a + w, Double(upper)), count: Double(c)))
     }
     return result
   }
@@ -142,7 +144,8 @@ public struct RangeHistogram: Sendable, Equatable {
       let k = firstBin + i
       folded[k >= 0 ? k : -k - 1, default: 0] += c
     }
-    let lo = Double(lower), hi = Double(upper)
+    let lo = Double(lower)
+    let hi = Double(upper)
     let top = max(abs(lo), abs(hi))
     let bottom = lo <= 0 && hi >= 0 ? 0 : min(abs(lo), abs(hi))
     return folded.keys.sorted().map { j in

@@ -56,8 +56,10 @@ public struct RangeObserver: Sendable, Equatable {
   /// Adds one batch of values read from `values` (which must stay valid for the call).
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) {
     batchCount += 1
-    var lo = Float.infinity, hi = -Float.infinity
-    var finite = 0, nans = 0
+    var lo = Float.infinity
+    var hi = -Float.infinity
+    var finite = 0
+    var nans = 0
     // Safety: only reads `values` within its count, during the call.
     for x in values {
       if x.isFinite {
@@ -116,7 +118,8 @@ public struct RangeObserver: Sendable, Equatable {
     case .bnBased:
       throw LowbitError.invalidArgument(
         "activation '\(name)': BN-based range setting needs the preceding BatchNormalization's "
-          + "statistics, not observed values; use RangeSearch.batchNormRange(_:alpha:followedByReLU:)")
+          + "statistics, not observed values; use RangeSearch.batchNormRange(_:alpha:followedByReLU:)"
+      )
     case .minMax:
       try checkFinite()
       return minimum...maximum
@@ -130,7 +133,8 @@ public struct RangeObserver: Sendable, Equatable {
     case .mse:
       try checkFinite()
       let segments = histogram.segments(lower: minimum, upper: maximum)
-      return ClippingSearch.search(lower: minimum, upper: maximum, grid: grid, symmetric: symmetric) {
+      return ClippingSearch.search(lower: minimum, upper: maximum, grid: grid, symmetric: symmetric)
+      {
         QuantizationErrorModel.expectedSquaredError(segments, $0, grid)
       }
     }
@@ -150,9 +154,12 @@ public struct RangeObserver: Sendable, Equatable {
   }
 
   /// The percentile range from the histogram (`p` in `(0, 100]`).
-  private func percentileRange(_ p: Double, grid: IntegerGrid, symmetric: Bool) -> ClosedRange<Float> {
+  private func percentileRange(_ p: Double, grid: IntegerGrid, symmetric: Bool) -> ClosedRange<
+    Float
+  > {
     if symmetric && grid.signed {
-      let a = RangeHistogram.percentile(p, of: histogram.absoluteSegments(lower: minimum, upper: maximum))
+      let a = RangeHistogram.percentile(
+        p, of: histogram.absoluteSegments(lower: minimum, upper: maximum))
       let top = p >= 100 ? max(-minimum, maximum) : Float(a)
       return -top...top
     }

@@ -31,8 +31,9 @@ enum ClippingSearch {
     cost: (QuantParams) -> Double
   ) -> ClosedRange<Float> {
     func evaluate(_ r: ClosedRange<Float>) -> Double {
-      cost(UniformQuantizer.params(
-        lower: r.lowerBound, upper: r.upperBound, grid: grid, symmetric: symmetric))
+      cost(
+        UniformQuantizer.params(
+          lower: r.lowerBound, upper: r.upperBound, grid: grid, symmetric: symmetric))
     }
     if symmetric {
       let top = grid.signed ? max(-lower, upper, 0) : max(upper, 0)
@@ -49,7 +50,8 @@ enum ClippingSearch {
       return candidate(best.i)
     }
 
-    let low = min(lower, 0), high = max(upper, 0)
+    let low = min(lower, 0)
+    let high = max(upper, 0)
     guard low < 0 || high > 0 else { return 0...0 }
     func candidate(_ i: Int, _ j: Int) -> ClosedRange<Float> {
       (low * fraction(i))...(high * fraction(j))
@@ -73,7 +75,8 @@ enum ClippingSearch {
       for i in coarse { for j in coarse { visit(i, j) } }
       let (ci, cj) = (best.i, best.j)
       for i in stride(from: min(ci + fineRadius, steps), through: max(ci - fineRadius, 1), by: -1) {
-        for j in stride(from: min(cj + fineRadius, steps), through: max(cj - fineRadius, 1), by: -1) {
+        for j in stride(from: min(cj + fineRadius, steps), through: max(cj - fineRadius, 1), by: -1)
+        {
           visit(i, j)
         }
       }
@@ -106,8 +109,10 @@ enum QuantizationErrorModel {
 
   /// `x - fq(x)` in real arithmetic.
   static func pointError(_ x: Double, _ p: QuantParams, _ grid: IntegerGrid) -> Double {
-    let s = Double(p.scale), z = Double(p.zeroPoint)
-    let q = min(max((x / s).rounded(.toNearestOrEven), Double(grid.qmin) - z), Double(grid.qmax) - z)
+    let s = Double(p.scale)
+    let z = Double(p.zeroPoint)
+    let q = min(
+      max((x / s).rounded(.toNearestOrEven), Double(grid.qmin) - z), Double(grid.qmax) - z)
     return x - s * q
   }
 
@@ -115,10 +120,15 @@ enum QuantizationErrorModel {
   /// level `L = s (qmin - z)`, the part clipped to the highest `U = s (qmax - z)`, and the part in
   /// between, where the error `x - s round(x / s)` is a saw tooth of period s (each whole period
   /// contributes `s^3 / 12`).
-  static func integral(from a: Double, to b: Double, _ p: QuantParams, _ grid: IntegerGrid) -> Double {
-    let s = Double(p.scale), z = Double(p.zeroPoint)
-    let lowLevel = Double(grid.qmin) - z, highLevel = Double(grid.qmax) - z
-    let lowEdge = (lowLevel - 0.5) * s, highEdge = (highLevel + 0.5) * s
+  static func integral(from a: Double, to b: Double, _ p: QuantParams, _ grid: IntegerGrid)
+    -> Double
+  {
+    let s = Double(p.scale)
+    let z = Double(p.zeroPoint)
+    let lowLevel = Double(grid.qmin) - z
+    let highLevel = Double(grid.qmax) - z
+    let lowEdge = (lowLevel - 0.5) * s
+    let highEdge = (highLevel + 0.5) * s
     var total = 0.0
     if a < lowEdge {
       let l = lowLevel * s
@@ -128,7 +138,8 @@ enum QuantizationErrorModel {
       let u = highLevel * s
       total += cubeDifference(b - u, max(a, highEdge) - u)
     }
-    let from = max(a, lowEdge), to = min(b, highEdge)
+    let from = max(a, lowEdge)
+    let to = min(b, highEdge)
     if to > from { total += sawToothIntegral(to, s) - sawToothIntegral(from, s) }
     return total
   }

@@ -34,7 +34,9 @@ public enum RangeSearch {
     _ values: [Float], method: RangeMethod, grid: IntegerGrid, symmetric: Bool,
     percentile: Double = 99.99
   ) -> ClosedRange<Float> {
-    precondition(method.isComputableFromValues, "weight range '\(method.rawValue)' needs more than the weights")
+    precondition(
+      method.isComputableFromValues, "weight range '\(method.rawValue)' needs more than the weights"
+    )
     precondition(percentile > 0 && percentile <= 100, "percentile \(percentile) outside (0, 100]")
     let finite = values.allSatisfy(\.isFinite) ? values : values.filter(\.isFinite)
     guard let lower = finite.min(), let upper = finite.max() else { return 0...0 }
@@ -150,7 +152,8 @@ public enum RangeSearch {
   public static func batchNormRange(
     _ stats: BatchNormStatistics, alpha: Float = 6, followedByReLU: Bool
   ) -> ClosedRange<Float> {
-    batchNormRange(gamma: stats.gamma, beta: stats.beta, alpha: alpha, followedByReLU: followedByReLU)
+    batchNormRange(
+      gamma: stats.gamma, beta: stats.beta, alpha: alpha, followedByReLU: followedByReLU)
   }
 
   /// `batchNormRange` from the per-channel `gamma` and `beta` (equal counts; `alpha` finite and
@@ -158,11 +161,15 @@ public enum RangeSearch {
   public static func batchNormRange(
     gamma: [Float], beta: [Float], alpha: Float = 6, followedByReLU: Bool
   ) -> ClosedRange<Float> {
-    precondition(gamma.count == beta.count, "BN gamma has \(gamma.count) channels, beta \(beta.count)")
-    precondition(alpha.isFinite && alpha > 0, "BN-based range alpha \(alpha) must be finite and positive")
-    var lower = Float.infinity, upper = -Float.infinity
+    precondition(
+      gamma.count == beta.count, "BN gamma has \(gamma.count) channels, beta \(beta.count)")
+    precondition(
+      alpha.isFinite && alpha > 0, "BN-based range alpha \(alpha) must be finite and positive")
+    var lower = Float.infinity
+    var upper = -Float.infinity
     for (g, b) in zip(gamma, beta) where g.isFinite && b.isFinite {
-      let lo = b - alpha * abs(g), hi = b + alpha * abs(g)
+      let lo = b - alpha * abs(g)
+      let hi = b + alpha * abs(g)
       guard lo.isFinite && hi.isFinite else { continue }
       lower = min(lower, lo)
       upper = max(upper, hi)
@@ -181,10 +188,12 @@ struct SoftmaxTargets {
   let probabilities: [Double]
 
   init(logits all: [Float], classes: Int) {
-    precondition(classes >= 1 && all.count % classes == 0,
-                 "\(all.count) logits do not form rows of \(classes) classes")
+    precondition(
+      classes >= 1 && all.count % classes == 0,
+      "\(all.count) logits do not form rows of \(classes) classes")
     self.classes = classes
-    var kept: [Float] = [], probabilities: [Double] = []
+    var kept: [Float] = []
+    var probabilities: [Double] = []
     kept.reserveCapacity(all.count)
     probabilities.reserveCapacity(all.count)
     for start in stride(from: 0, to: all.count, by: classes) {

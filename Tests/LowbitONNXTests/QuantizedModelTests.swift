@@ -44,8 +44,10 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     }
     #expect(activations.contains("input"))
     #expect(activations.contains("logits"))
-    // Exactly: input, 19 ReLU ends, 2 plain convs (downsample 1x1) + 9 second convs, logits = 1 + 19 + 11 + 1.
-    let expected = 1 + 19 + (21 - 19 + 9) + 1
+    // Exactly: the input, 19 ReLU ends (10 conv + ReLU, 9 add + ReLU), 11 convs without ReLU
+    // (9 second convs of a block, 2 downsampling 1x1), the average pool and the logits.
+    #expect(activations.contains(float.nodes.first { $0.opType == "GlobalAveragePool" }!.outputs[0]))
+    let expected = 1 + 19 + 11 + 1 + 1
     #expect(activations.count == expected)
   }
 
@@ -69,7 +71,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(3))
     let weights = result.graph.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
     #expect(weights.count == 21)
-    let biases = result.graph.initializers.values.filter { $0.dtype == .int32 }
+    let biases = result.graph.initializers.filter { $0.value.dtype == .int32 && $0.key.hasSuffix("_quantized") }
     #expect(biases.count == 22)
     let x = syntheticBatches(1, batch: 8, seed: 99)[0]["input"]!
     let reference = try Interpreter(graph).run(["input": x])["logits"]!

@@ -11,12 +11,16 @@ private func heavyTailed(count: Int, seed: UInt64) -> [Float] {
     let u = Double.random(in: -0.5..<0.5, using: &g)
     return Float((u < 0 ? 1 : -1) * log(1 - 2 * abs(u)))
   }
-  for (i, v) in [(7, Float(38)), (101, -31), (555, 25), (999, 29.5)] where i < count { values[i] = v }
+  for (i, v) in [(7, Float(38)), (101, -31), (555, 25), (999, 29.5)] where i < count {
+    values[i] = v
+  }
   return values
 }
 
-private func params(_ r: ClosedRange<Float>, _ grid: IntegerGrid, _ symmetric: Bool) -> QuantParams {
-  UniformQuantizer.params(lower: r.lowerBound, upper: r.upperBound, grid: grid, symmetric: symmetric)
+private func params(_ r: ClosedRange<Float>, _ grid: IntegerGrid, _ symmetric: Bool) -> QuantParams
+{
+  UniformQuantizer.params(
+    lower: r.lowerBound, upper: r.upperBound, grid: grid, symmetric: symmetric)
 }
 
 /// (grid, symmetric) pairs as lowbit configures them: signed grids are symmetric.
@@ -75,12 +79,18 @@ private let schemes: [(IntegerGrid, Bool)] = [
     for trial in 0..<6 {
       let n = Int.random(in: 1...300, using: &g)
       let shift = Float(trial % 3 - 1) * 0.7
-      let w = (0..<n).map { _ in Float.random(in: -1...1, using: &g) * Float.random(in: 0...3, using: &g) + shift }
-      for (grid, symmetric) in [(IntegerGrid(bits: bits, signed: false), false), (IntegerGrid(bits: bits, signed: true), true)] {
+      let w = (0..<n).map { _ in
+        Float.random(in: -1...1, using: &g) * Float.random(in: 0...3, using: &g) + shift
+      }
+      for (grid, symmetric) in [
+        (IntegerGrid(bits: bits, signed: false), false),
+        (IntegerGrid(bits: bits, signed: true), true),
+      ] {
         let minMax = RangeSearch.weightRange(w, method: .minMax, grid: grid, symmetric: symmetric)
         let mse = RangeSearch.weightRange(w, method: .mse, grid: grid, symmetric: symmetric)
-        #expect(RangeSearch.squaredError(w, range: mse, grid: grid, symmetric: symmetric)
-          <= RangeSearch.squaredError(w, range: minMax, grid: grid, symmetric: symmetric))
+        #expect(
+          RangeSearch.squaredError(w, range: mse, grid: grid, symmetric: symmetric)
+            <= RangeSearch.squaredError(w, range: minMax, grid: grid, symmetric: symmetric))
       }
     }
   }
@@ -94,7 +104,8 @@ private let schemes: [(IntegerGrid, Bool)] = [
     let truth = x.min()!...x.max()!
     for (grid, symmetric) in schemes {
       #expect(try observer.range(method: .minMax, grid: grid, symmetric: symmetric) == truth)
-      #expect(RangeSearch.weightRange(x, method: .minMax, grid: grid, symmetric: symmetric) == truth)
+      #expect(
+        RangeSearch.weightRange(x, method: .minMax, grid: grid, symmetric: symmetric) == truth)
     }
     #expect(observer.count == 3000 && observer.batchCount == 3)
   }
@@ -106,10 +117,13 @@ private let schemes: [(IntegerGrid, Bool)] = [
     observer.observe([0.25, 4, -0.5])  // batch 3: [-0.5, 4]
     let lower = 0.9 * (0.9 * -1.0 + 0.1 * -3.0) + 0.1 * -0.5  // -1.13
     let upper = 0.9 * (0.9 * 2.0 + 0.1 * 1.0) + 0.1 * 4.0  // 2.11
-    let r = try observer.range(method: .runningMinMax, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
+    let r = try observer.range(
+      method: .runningMinMax, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
     #expect(abs(Double(r.lowerBound) - lower) < 1e-6 && abs(Double(r.upperBound) - upper) < 1e-6)
     #expect(abs(lower - -1.13) < 1e-12 && abs(upper - 2.11) < 1e-12)
-    #expect(try observer.range(method: .minMax, grid: IntegerGrid(bits: 8, signed: false), symmetric: false) == -3...4)
+    #expect(
+      try observer.range(
+        method: .minMax, grid: IntegerGrid(bits: 8, signed: false), symmetric: false) == -3...4)
     // A different momentum: r = 0.5 r + 0.5 b.
     var half = RangeObserver(name: "act", momentum: 0.5)
     half.observe([0, 2])
@@ -125,9 +139,11 @@ private let schemes: [(IntegerGrid, Bool)] = [
     observer.observe(Array(x[..<2500]))
     observer.observe(Array(x[2500...]))
     for (grid, symmetric) in schemes {
-      let p100 = try observer.range(method: .percentile, grid: grid, symmetric: symmetric, percentile: 100)
+      let p100 = try observer.range(
+        method: .percentile, grid: grid, symmetric: symmetric, percentile: 100)
       let minMax = try observer.range(method: .minMax, grid: grid, symmetric: symmetric)
-      let w100 = RangeSearch.weightRange(x, method: .percentile, grid: grid, symmetric: symmetric, percentile: 100)
+      let w100 = RangeSearch.weightRange(
+        x, method: .percentile, grid: grid, symmetric: symmetric, percentile: 100)
       if symmetric {
         #expect(params(p100, grid, true) == params(minMax, grid, true))
         #expect(params(w100, grid, true) == params(minMax, grid, true))
@@ -150,15 +166,20 @@ private let schemes: [(IntegerGrid, Bool)] = [
     #expect(abs(above - 100) <= 7 && abs(below - 100) <= 7, "\(r): \(below) below, \(above) above")
     // Exact on weights: with h = 9999 p / 100, P_99 = 98.99 + 0.01 * 0.01 = 98.9901 and
     // P_1 = 0.99 + 0.99 * 0.01 = 0.9999.
-    let w = RangeSearch.weightRange(values, method: .percentile, grid: grid, symmetric: false, percentile: 99)
+    let w = RangeSearch.weightRange(
+      values, method: .percentile, grid: grid, symmetric: false, percentile: 99)
     #expect(abs(w.upperBound - 98.9901) < 1e-4 && abs(w.lowerBound - 0.9999) < 1e-5)
     // Symmetric: the percentile of |x|.
     let signed = values.map { $0 - 50 }
-    let s = RangeSearch.weightRange(signed, method: .percentile, grid: IntegerGrid(bits: 8, signed: true), symmetric: true, percentile: 99)
+    let s = RangeSearch.weightRange(
+      signed, method: .percentile, grid: IntegerGrid(bits: 8, signed: true), symmetric: true,
+      percentile: 99)
     #expect(abs(s.upperBound - 49.5) < 0.01 && s.lowerBound == -s.upperBound)
     var so = RangeObserver(name: "act")
     so.observe(signed)
-    let sr = try so.range(method: .percentile, grid: IntegerGrid(bits: 8, signed: true), symmetric: true, percentile: 99)
+    let sr = try so.range(
+      method: .percentile, grid: IntegerGrid(bits: 8, signed: true), symmetric: true, percentile: 99
+    )
     #expect(abs(sr.upperBound - 49.5) < 0.07 && sr.lowerBound == -sr.upperBound)
   }
 
@@ -213,8 +234,10 @@ private let schemes: [(IntegerGrid, Bool)] = [
       #expect(observer.histogram.totalCount == all.count)
       for (grid, symmetric) in schemes {
         for method in RangeMethod.allCases where method.isComputableFromValues {
-          for r in [try observer.range(method: method, grid: grid, symmetric: symmetric),
-                    RangeSearch.weightRange(all, method: method, grid: grid, symmetric: symmetric)] {
+          for r in [
+            try observer.range(method: method, grid: grid, symmetric: symmetric),
+            RangeSearch.weightRange(all, method: method, grid: grid, symmetric: symmetric),
+          ] {
             #expect(r.lowerBound.isFinite && r.upperBound.isFinite, "\(batches) \(method): \(r)")
             let p = params(r, grid, symmetric)
             #expect(p.scale.isFinite && p.scale > 0)
@@ -224,8 +247,12 @@ private let schemes: [(IntegerGrid, Bool)] = [
     }
     var zeros = RangeObserver(name: "zeros")
     zeros.observe([0, 0])
-    #expect(try zeros.range(method: .mse, grid: IntegerGrid(bits: 8, signed: true), symmetric: true) == 0...0)
-    #expect(RangeSearch.weightRange([], method: .mse, grid: IntegerGrid(bits: 8, signed: true), symmetric: true) == 0...0)
+    #expect(
+      try zeros.range(method: .mse, grid: IntegerGrid(bits: 8, signed: true), symmetric: true)
+        == 0...0)
+    #expect(
+      RangeSearch.weightRange(
+        [], method: .mse, grid: IntegerGrid(bits: 8, signed: true), symmetric: true) == 0...0)
   }
 
   // (e) Cross-entropy.
@@ -234,7 +261,8 @@ private let schemes: [(IntegerGrid, Bool)] = [
     // 300 samples of 10 classes: N(0, 1) logits, the labelled class raised by 4 and, every
     // tenth sample, a confident outlier logit of 25.
     var g = SeededGenerator(seed: 51)
-    let classes = 10, rows = 300
+    let classes = 10
+    let rows = 300
     var logits: [Float] = []
     for r in 0..<rows {
       var row = (0..<classes).map { _ in Float.random(in: -1.7...1.7, using: &g) }
@@ -242,10 +270,14 @@ private let schemes: [(IntegerGrid, Bool)] = [
       logits += row
     }
     for (grid, symmetric) in schemes.prefix(2) {
-      let minMax = RangeSearch.weightRange(logits, method: .minMax, grid: grid, symmetric: symmetric)
-      let ce = RangeSearch.crossEntropyRange(logits: logits, classes: classes, grid: grid, symmetric: symmetric)
-      let ceMinMax = RangeSearch.crossEntropy(logits: logits, classes: classes, range: minMax, grid: grid, symmetric: symmetric)
-      let ceBest = RangeSearch.crossEntropy(logits: logits, classes: classes, range: ce, grid: grid, symmetric: symmetric)
+      let minMax = RangeSearch.weightRange(
+        logits, method: .minMax, grid: grid, symmetric: symmetric)
+      let ce = RangeSearch.crossEntropyRange(
+        logits: logits, classes: classes, grid: grid, symmetric: symmetric)
+      let ceMinMax = RangeSearch.crossEntropy(
+        logits: logits, classes: classes, range: minMax, grid: grid, symmetric: symmetric)
+      let ceBest = RangeSearch.crossEntropy(
+        logits: logits, classes: classes, range: ce, grid: grid, symmetric: symmetric)
       #expect(ceBest <= ceMinMax, "\(ce): \(ceBest) vs min-max \(ceMinMax)")
       // The float prediction survives quantization in every row.
       let p = params(ce, grid, symmetric)
@@ -263,10 +295,13 @@ private let schemes: [(IntegerGrid, Bool)] = [
     let gamma: [Float] = [0.5, -2, 1.5, 0.1]
     let beta: [Float] = [1, 0.5, -3, 2]
     // lower = min(1 - 3, 0.5 - 12, -3 - 9, 2 - 0.6) = -12, upper = max(4, 12.5, 6, 2.6) = 12.5
-    #expect(RangeSearch.batchNormRange(gamma: gamma, beta: beta, followedByReLU: false) == -12...12.5)
+    #expect(
+      RangeSearch.batchNormRange(gamma: gamma, beta: beta, followedByReLU: false) == -12...12.5)
     #expect(RangeSearch.batchNormRange(gamma: gamma, beta: beta, followedByReLU: true) == 0...12.5)
     // alpha = 2: lower = min(0, -3.5, -6, 1.8) = -6, upper = max(2, 4.5, 0, 2.2) = 4.5
-    #expect(RangeSearch.batchNormRange(gamma: gamma, beta: beta, alpha: 2, followedByReLU: false) == -6...4.5)
+    #expect(
+      RangeSearch.batchNormRange(gamma: gamma, beta: beta, alpha: 2, followedByReLU: false)
+        == -6...4.5)
     // All channels negative after ReLU: 0...0.
     #expect(RangeSearch.batchNormRange(gamma: [1], beta: [-10], followedByReLU: true) == 0...0)
     #expect(RangeSearch.batchNormRange(gamma: [], beta: [], followedByReLU: false) == 0...0)
@@ -276,9 +311,13 @@ private let schemes: [(IntegerGrid, Bool)] = [
     let graph = Graph(
       nodes: [
         Node(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["c"]),
-        Node(name: "bn", opType: "BatchNormalization", inputs: ["c", "g", "b", "m", "v"], outputs: ["y"]),
+        Node(
+          name: "bn", opType: "BatchNormalization", inputs: ["c", "g", "b", "m", "v"],
+          outputs: ["y"]),
       ],
-      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(2), .fixed(2), .fixed(2)])],
+      inputs: [
+        ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(2), .fixed(2), .fixed(2)])
+      ],
       outputs: [ValueInfo(name: "y")],
       initializers: [
         "w": Tensor(shape: [2, 2, 1, 1], floats: [1, 2, 3, 4]),
@@ -301,7 +340,8 @@ private let schemes: [(IntegerGrid, Bool)] = [
     #expect(observer.maximum == 4)
     for method in RangeMethod.allCases where method.isComputableFromValues {
       do {
-        _ = try observer.range(method: method, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
+        _ = try observer.range(
+          method: method, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
         Issue.record("\(method) should throw")
       } catch let e as LowbitError {
         #expect(e.kind == .invalidInput)
@@ -317,26 +357,38 @@ private let schemes: [(IntegerGrid, Bool)] = [
   @Test func methodsThatNeedMoreThanValuesThrowFromTheObserver() {
     var observer = RangeObserver(name: "logits")
     observer.observe([1, 2])
-    for (method, hint) in [(RangeMethod.crossEntropy, "crossEntropyRange"), (.bnBased, "batchNormRange")] {
+    for (method, hint) in [
+      (RangeMethod.crossEntropy, "crossEntropyRange"), (.bnBased, "batchNormRange"),
+    ] {
       do {
-        _ = try observer.range(method: method, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
+        _ = try observer.range(
+          method: method, grid: IntegerGrid(bits: 8, signed: false), symmetric: false)
         Issue.record("\(method) should throw")
       } catch let e as LowbitError {
-        #expect(e.kind == .invalidArgument && e.message.contains(hint) && e.message.contains("'logits'"))
+        #expect(
+          e.kind == .invalidArgument && e.message.contains(hint) && e.message.contains("'logits'"))
       } catch {
         Issue.record("unexpected \(error)")
       }
     }
     #expect(throws: LowbitError.self) {
-      try observer.range(method: .percentile, grid: IntegerGrid(bits: 8, signed: false), symmetric: false, percentile: 0)
+      try observer.range(
+        method: .percentile, grid: IntegerGrid(bits: 8, signed: false), symmetric: false,
+        percentile: 0)
     }
-    #expect(RangeMethod.allCases.filter(\.isComputableFromValues) == [.minMax, .runningMinMax, .percentile, .mse])
-    #expect(RangeMethod(rawValue: "cross-entropy") == .crossEntropy && RangeMethod.bnBased.rawValue == "bn-based")
+    #expect(
+      RangeMethod.allCases.filter(\.isComputableFromValues) == [
+        .minMax, .runningMinMax, .percentile, .mse,
+      ])
+    #expect(
+      RangeMethod(rawValue: "cross-entropy") == .crossEntropy
+        && RangeMethod.bnBased.rawValue == "bn-based")
   }
 
   @Test func bufferAndArrayObservationsAgree() {
     let x = heavyTailed(count: 1000, seed: 61)
-    var a = RangeObserver(name: "a"), b = RangeObserver(name: "a")
+    var a = RangeObserver(name: "a")
+    var b = RangeObserver(name: "a")
     a.observe(x)
     x.withUnsafeBufferPointer { b.observe($0) }
     #expect(a == b)

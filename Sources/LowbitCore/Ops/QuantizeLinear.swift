@@ -23,10 +23,26 @@ extension Ops {
     let zs = zero?.asInts() ?? [Int64](repeating: 0, count: ss.count)
     let lo = Float(range.lowerBound), hi = Float(range.upperBound)
     var out = [Int64](repeating: 0, count: xs.count)
-    for i in 0..<xs.count {
-      let p = map.index(i)
-      let r = (xs[i] / ss[p]).rounded(.toNearestOrEven) + Float(zs[p])
-      out[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+    let zf = zs.map { Float($0) }
+    // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
+    out.withUnsafeMutableBufferPointer { op in
+      let bits = UInt(bitPattern: op.baseAddress)
+      parallelChunks(xs.count, costPerItem: 4) { range in
+        guard let o = UnsafeMutablePointer<Int64>(bitPattern: bits) else { return }
+        if map.isUniform {
+          let s = ss[0], z = zf[0]
+          for i in range {
+            let r = (xs[i] / s).rounded(.toNearestOrEven) + z
+            o[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+          }
+        } else {
+          for i in range {
+            let p = map.index(i)
+            let r = (xs[i] / ss[p]).rounded(.toNearestOrEven) + zf[p]
+            o[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+          }
+        }
+      }
     }
     return [Tensor(dtype: outType, shape: x.shape, storage: .int(out))]
   }
@@ -44,9 +60,16 @@ extension Ops {
     let xs = x.ints, ss = scale.floats
     let zs = zero?.ints ?? [Int64](repeating: 0, count: ss.count)
     var out = [Float](repeating: 0, count: xs.count)
-    for i in 0..<xs.count {
-      let p = map.index(i)
-      out[i] = Float(Int32(truncatingIfNeeded: xs[i] - zs[p])) * ss[p]
+    // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
+    out.withUnsafeMutableBufferPointer { op in
+      let bits = UInt(bitPattern: op.baseAddress)
+      parallelChunks(xs.count, costPerItem: 2) { range in
+        guard let o = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
+        for i in range {
+          let p = map.index(i)
+          o[i] = Float(Int32(truncatingIfNeeded: xs[i] - zs[p])) * ss[p]
+        }
+      }
     }
     return [Tensor(shape: x.shape, floats: out)]
   }
@@ -55,6 +78,8 @@ extension Ops {
 /// Maps an element index to its scale/zero-point index for the three ONNX layouts.
 private struct ParamMap {
   let index: (Int) -> Int
+  /// One scale and zero point for every element.
+  var isUniform = false
 
   init(_ ctx: KernelContext, x: Tensor, scale: Tensor, zero: Tensor?) throws {
     if let z = zero, z.shape != scale.shape {
@@ -63,6 +88,7 @@ private struct ParamMap {
     let blockSize = try ctx.int("block_size", default: 0)
     if scale.count == 1 && scale.rank <= 1 && blockSize == 0 {
       index = { _ in 0 }
+      isUniform = true
       return
     }
     let axis = try ctx.axis(try ctx.int("axis", default: 1), rank: x.rank)
