@@ -57,8 +57,9 @@ func writeFileAtomically(_ data: Data, to path: String) throws {
     .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
   do {
     try data.write(to: temporary)
-    _ = try? FileManager.default.removeItem(at: url)
-    try FileManager.default.moveItem(at: temporary, to: url)
+    guard rename(temporary.path, url.path) == 0 else {
+      throw LowbitError.io("rename failed with errno \(errno)")
+    }
   } catch {
     try? FileManager.default.removeItem(at: temporary)
     throw LowbitError.io("cannot write '\(path)': \(error.localizedDescription)")

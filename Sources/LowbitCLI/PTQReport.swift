@@ -55,9 +55,27 @@ struct PTQReport: Codable {
   var activationQuantizers: Int
   var steps: [StepTiming]
   var evaluation: EvaluationReport?
+  var quantizers: [QuantizerEntry]
+
+  /// One quantizer as the JSON lists it: where it sits and its grid.
+  struct QuantizerEntry: Codable {
+    var name: String
+    var kind: String
+    var node: String?
+    var bits: Int
+    var granularity: String
+    var scale: [Float]
+    var zeroPoint: [Int]
+    var range: [Float]
+
+    enum CodingKeys: String, CodingKey {
+      case name, kind, node, bits, granularity, scale, range
+      case zeroPoint = "zero_point"
+    }
+  }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation
+    case model, output, config, opset, steps, evaluation, quantizers
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
 
@@ -70,6 +88,20 @@ struct PTQReport: Codable {
     self.weightQuantizers = placed.filter { $0.kind == .weight }.count
     self.activationQuantizers = placed.filter { $0.kind == .activation }.count
     self.steps = result.steps
+    self.quantizers = placed.compactMap { site in
+      guard let q = result.quantizers[site.name] else { return nil }
+      let granularity: String
+      switch q.granularity {
+      case .perTensor: granularity = "per-tensor"
+      case .perChannel(let axis): granularity = "per-channel(axis \(axis))"
+      case .perGroup(let axis, let size): granularity = "per-group(axis \(axis), size \(size))"
+      }
+      let ranges = q.params.map { UniformQuantizer.representableRange($0, q.grid) }
+      return QuantizerEntry(
+        name: site.name, kind: site.kind.rawValue, node: site.consumer ?? site.producer, bits: q.grid.bits,
+        granularity: granularity, scale: q.params.map(\.scale), zeroPoint: q.params.map(\.zeroPoint),
+        range: [ranges.map(\.lowerBound).min() ?? 0, ranges.map(\.upperBound).max() ?? 0])
+    }
   }
 
   func render() -> String {

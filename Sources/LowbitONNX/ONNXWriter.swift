@@ -125,10 +125,9 @@ public func writeAtomically(_ data: Data, to path: String) throws {
   let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
   do {
     try data.write(to: temporary)
-    if FileManager.default.fileExists(atPath: url.path) {
-      _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-    } else {
-      try FileManager.default.moveItem(at: temporary, to: url)
+    // rename(2) replaces the target atomically on the same file system.
+    guard rename(temporary.path, url.path) == 0 else {
+      throw LowbitError.io("rename failed with errno \(errno)")
     }
   } catch {
     try? FileManager.default.removeItem(at: temporary)

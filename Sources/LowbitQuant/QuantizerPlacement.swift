@@ -72,7 +72,10 @@ public enum QuantizerPlacement {
     }
     var activationValues: [String] = []
     var seen = Set<String>()
+    let facts = graph.inferShapes()
     func add(_ v: String) {
+      // Only floating-point values carry activations (shape arithmetic stays integer).
+      if let dtype = facts[v]?.dtype, !dtype.isFloatingPoint { return }
       if seen.insert(v).inserted { activationValues.append(v) }
     }
     for input in graph.inputs where input.dtype?.isFloatingPoint ?? true {
@@ -83,7 +86,8 @@ public enum QuantizerPlacement {
       if layers.contains(node.opType) {
         add(unitEnd(out, allowBias: node.opType == "MatMul"))
       } else if ["Add", "Sub", "Mul"].contains(node.opType), node.inputs.count == 2,
-                !node.inputs.contains(where: isConstant) {
+                !node.inputs.contains(where: isConstant), soleReader(out)?.opType != "Softmax" {
+        // (An Add feeding a Softmax is an attention mask: the Softmax input stays float.)
         add(unitEnd(out, allowBias: false))
       } else if outputQuantized.contains(node.opType) {
         if node.opType == "Concat" && config.concat == .sharedGrid { continue }
