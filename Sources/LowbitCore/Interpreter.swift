@@ -7,7 +7,7 @@ public struct Interpreter: Sendable {
   /// Index of the last node reading each value (graph outputs are never freed).
   private let lastUse: [String: Int]
   /// For a Conv/Gemm index, the Relu/Clip node folded into it; those nodes are skipped.
-  private let fused: [Int: (activation: FusedActivation, node: Int)]
+  private let fused: [Int: (activation: FusedActivation?, node: Int)]
 
   /// Validates `graph`. With `fuseActivations`, a Relu or constant-bound Clip that is the only
   /// reader of a Conv or Gemm output runs inside that kernel (the intermediate value is then
@@ -33,10 +33,20 @@ public struct Interpreter: Sendable {
   }
 
   /// Conv/Gemm nodes whose single reader is a Relu or a Clip with constant bounds.
-  private static func fusions(in graph: Graph) -> [Int: (activation: FusedActivation, node: Int)] {
-    var result: [Int: (activation: FusedActivation, node: Int)] = [:]
+  private static func fusions(in graph: Graph) -> [Int: (activation: FusedActivation?, node: Int)] {
+    var result: [Int: (activation: FusedActivation?, node: Int)] = [:]
     let readers = graph.consumers()
     let outputs = Set(graph.outputs.map(\.name))
+    // QuantizeLinear -> DequantizeLinear with the same parameters: one fake-quantization pass.
+    for (i, node) in graph.nodes.enumerated() where node.opType == "QuantizeLinear" {
+      guard node.outputs.count == 1, !outputs.contains(node.outputs[0]),
+            let r = readers[node.outputs[0]], r.count == 1 else { continue }
+      let next = graph.nodes[r[0]]
+      if next.opType == "DequantizeLinear", next.inputs.first == node.outputs[0],
+         Array(next.inputs.dropFirst()) == Array(node.inputs.dropFirst()), next.attributes == node.attributes {
+        result[i] = (nil, r[0])
+      }
+    }
     for (i, node) in graph.nodes.enumerated() where node.opType == "Conv" || node.opType == "Gemm" {
       guard node.outputs.count == 1, !outputs.contains(node.outputs[0]),
             let r = readers[node.outputs[0]], r.count == 1 else { continue }
@@ -118,8 +128,13 @@ public struct Interpreter: Sendable {
       let started = profile == nil ? 0 : monotonicSeconds()
       defer { profile?.add(node.opType, seconds: monotonicSeconds() - started) }
       do {
-        results = try Ops.kernels[node.opType]!(
-          KernelContext(node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation))
+        let context = KernelContext(
+          node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation)
+        if fusion != nil && node.opType == "QuantizeLinear" {
+          results = try Ops.fakeQuantizeLinear(context)
+        } else {
+          results = try Ops.kernels[node.opType]!(context)
+        }
       } catch let error as LowbitError {
         throw error.at(opType: node.opType, node: node.name)
       }

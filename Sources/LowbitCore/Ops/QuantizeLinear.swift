@@ -47,6 +47,38 @@ extension Ops {
     return [Tensor(dtype: outType, shape: x.shape, storage: .int(out))]
   }
 
+  /// DequantizeLinear(QuantizeLinear(x)) with the same parameters, in one pass and without the
+  /// integer tensor: `y = (clamp(round(x / s) + z, lo, hi) - z) * s`, bit-identical to the pair.
+  static func fakeQuantizeLinear(_ ctx: KernelContext) throws -> [Tensor] {
+    let x = try ctx.floatInput(0)
+    let scale = try ctx.floatInput(1)
+    let zero = ctx.optionalInput(2)
+    guard let range = (zero?.dtype ?? .uint8).integerRange, zero?.dtype != .int64 else {
+      throw ctx.error("quantizing to \(zero?.dtype ?? .uint8) is not supported", .unsupported)
+    }
+    let map = try ParamMap(ctx, x: x, scale: scale, zero: zero)
+    let xs = x.floats, ss = scale.floats
+    let zs = (zero?.asInts() ?? [Int64](repeating: 0, count: ss.count)).map { Float($0) }
+    let lo = Float(range.lowerBound), hi = Float(range.upperBound)
+    var out = [Float](repeating: 0, count: xs.count)
+    // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
+    out.withUnsafeMutableBufferPointer { op in
+      let bits = UInt(bitPattern: op.baseAddress)
+      parallelChunks(xs.count, costPerItem: 4) { range in
+        guard let o = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
+        for i in range {
+          let p = map.isUniform ? 0 : map.index(i)
+          let s = ss[p], z = zs[p]
+          let r = (xs[i] / s).rounded(.toNearestOrEven) + z
+          let q = r.isNaN ? 0 : min(max(r, lo), hi)
+          // Integer subtraction first, as DequantizeLinear does, then one multiply.
+          o[i] = Float(Int32(q) - Int32(z)) * s
+        }
+      }
+    }
+    return [Tensor(shape: x.shape, floats: out)]
+  }
+
   /// ONNX DequantizeLinear: `y = (x - x_zero_point) * x_scale`, per tensor, axis or block.
   static func dequantizeLinear(_ ctx: KernelContext) throws -> [Tensor] {
     let x = try ctx.input(0)
