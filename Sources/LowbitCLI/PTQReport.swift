@@ -26,8 +26,7 @@ struct EvaluationReport: Codable {
     func evaluate(_ g: Graph, _ label: String) throws -> Evaluation {
       let bar = ProgressBar(label, total: data.count, enabled: !quiet && ProgressBar.terminalAttached)
       defer { bar.finish() }
-      // Weight DequantizeLinear nodes fold into constants once instead of running every batch.
-      return try data.evaluate(try Interpreter(g.foldingConstants()), batchSize: batchSize) { bar.advance($0 - bar.done) }
+      return try data.evaluate(try Interpreter(g), batchSize: batchSize) { bar.advance($0 - bar.done) }
     }
     let f = try evaluate(float, "eval fp32")
     let q = try evaluate(quantized, "eval quantized")

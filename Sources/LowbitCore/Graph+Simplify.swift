@@ -10,7 +10,9 @@ extension Graph {
   }
 
   /// Evaluates nodes whose inputs are all initializers, in order, into initializers; results above
-  /// `maxFoldedElements` stay computed at run time so files do not grow.
+  /// `maxFoldedElements` stay computed at run time so files do not grow. DequantizeLinear of a
+  /// constant stays (a quantized weight is the point of a QDQ file, and the interpreter runs the
+  /// layer reading it in the integer domain).
   public func foldingConstants(maxFoldedElements: Int = 1 << 22) throws -> Graph {
     var result = self
     var kept: [Node] = []
@@ -20,7 +22,7 @@ extension Graph {
     let graphOutputs = Set(outputs.map(\.name))
     for node in nodes {
       let constantInputs = node.inputs.allSatisfy { $0.isEmpty || result.initializers[$0] != nil }
-      guard constantInputs, !nondeterministic.contains(node.opType),
+      guard constantInputs, !nondeterministic.contains(node.opType), node.opType != "DequantizeLinear",
             node.domain.isEmpty || node.domain == "ai.onnx",
             !node.outputs.contains(where: graphOutputs.contains),
             let kernel = Ops.kernels[node.opType]

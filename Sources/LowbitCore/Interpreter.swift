@@ -8,6 +8,8 @@ public struct Interpreter: Sendable {
   private let lastUse: [String: Int]
   /// For a Conv/Gemm index, the Relu/Clip node folded into it; those nodes are skipped.
   private let fused: [Int: (activation: FusedActivation?, node: Int)]
+  /// Layers between dequantized inputs and weights, run in the integer domain.
+  private let integerLayers: [Int: IntegerLayer]
 
   /// Validates `graph`. With `fuseActivations`, a Relu or constant-bound Clip that is the only
   /// reader of a Conv or Gemm output runs inside that kernel (the intermediate value is then
@@ -30,6 +32,12 @@ public struct Interpreter: Sendable {
     self.graph = ordered
     self.lastUse = last
     self.fused = fuseActivations ? Interpreter.fusions(in: ordered) : [:]
+    let producers = ordered.producers()
+    var integer: [Int: IntegerLayer] = [:]
+    for (i, node) in ordered.nodes.enumerated() {
+      if let layer = IntegerLayer.detect(node, in: ordered, producers: producers) { integer[i] = layer }
+    }
+    self.integerLayers = integer
   }
 
   /// Conv/Gemm nodes whose single reader is a Relu or a Clip with constant bounds.
@@ -132,6 +140,8 @@ public struct Interpreter: Sendable {
           node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation)
         if fusion != nil && node.opType == "QuantizeLinear" {
           results = try Ops.fakeQuantizeLinear(context)
+        } else if let layer = integerLayers[i] {
+          results = try layer.run(node, args, opset: graph.opset, activation: fusion?.activation)
         } else {
           results = try Ops.kernels[node.opType]!(context)
         }

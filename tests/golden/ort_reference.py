@@ -7,9 +7,12 @@ Only needs `onnx`, `onnxruntime` and `numpy`:
 - `model_path(name)`: a runnable ONNX file, filling the torchvision `*.graph.onnx` files with
   seeded weights once into `<repo>/.cache/models/` (reused while the source and seed match);
 - `run_ort(...)`: ONNX Runtime (CPUExecutionProvider) outputs by name, optionally batched;
-- `load_fashion_mnist_test()`: the normalized Fashion-MNIST test set read with a tiny IDX reader;
+- `load_fashion_mnist(split, limit)` / `load_fashion_mnist_test()`: normalized Fashion-MNIST read
+  with a tiny IDX reader;
 - `run_lowbit(...)`: run the CLI with a timeout and return the CompletedProcess;
-- comparison metrics used by the parity tests.
+- comparison metrics used by the parity tests;
+- helpers for the quantized (QDQ) files written by `lowbit ptq`: the output quantizer as written
+  in the file and as listed in the ptq JSON, errors in quantization steps, initializer types.
 """
 from __future__ import annotations
 
@@ -141,13 +144,17 @@ def model_path(name: str, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def ort_session(path: Path, threads: Optional[int] = None):
+def ort_session(path: Path, threads: Optional[int] = None, optimization: Optional[str] = None):
+    """A CPUExecutionProvider session. `optimization` names a GraphOptimizationLevel member
+    (e.g. "ORT_DISABLE_ALL"); None keeps ONNX Runtime's default (all optimizations)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
+    if optimization:
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
@@ -215,13 +222,24 @@ def load_idx(path: Path) -> np.ndarray:
     return body.reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def load_fashion_mnist_test(root: Path = FASHION_MNIST_DIR):
-    """(x float32 [10000,1,28,28] normalized as (p/255 - 0.2860)/0.3530, labels int64 [10000])."""
-    images = load_idx(Path(root) / "t10k-images-idx3-ubyte.gz")
-    labels = load_idx(Path(root) / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+def load_fashion_mnist(split: str = "test", limit: Optional[int] = None,
+                       root: Path = FASHION_MNIST_DIR):
+    """(x float32 [N,1,28,28] normalized as (p/255 - 0.2860)/0.3530, labels int64 [N]) for split
+    "test" (10,000 images) or "train" (60,000); `limit` keeps the first N, as the CLI's
+    `fashion-mnist:SPLIT:N` does."""
+    prefix = {"test": "t10k", "train": "train"}[split]
+    images = load_idx(Path(root) / f"{prefix}-images-idx3-ubyte.gz")
+    labels = load_idx(Path(root) / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
     x = images.astype(np.float32) / np.float32(255.0)
     x = (x - np.float32(FASHION_MNIST_MEAN)) / np.float32(FASHION_MNIST_STD)
     return x[:, None, :, :].astype(np.float32), labels
+
+
+def load_fashion_mnist_test(root: Path = FASHION_MNIST_DIR):
+    """(x float32 [10000,1,28,28] normalized as (p/255 - 0.2860)/0.3530, labels int64 [10000])."""
+    return load_fashion_mnist("test", root=root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +298,18 @@ def npy_spec(arrays: Mapping[str, Path]) -> str:
     return "npy:" + ",".join(f"{k}={v}" for k, v in arrays.items())
 
 
+def save_feeds(feeds: Mapping[str, np.ndarray], folder: Path, prefix: str = "in") -> str:
+    """Write each array to `folder/<prefix>_<input>.npy`; return the data spec: the one-array form
+    `npy:FILE` for a single input, else `npy:name=FILE,...`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for k, v in feeds.items():
+        files[k] = folder / f"{prefix}_{k.replace('/', '_')}.npy"
+        np.save(files[k], v)
+    return f"npy:{next(iter(files.values()))}" if len(files) == 1 else npy_spec(files)
+
+
 def load_saved_outputs(path: Path) -> Dict[str, np.ndarray]:
     """Outputs written by --save-outputs: an .npz by name, or an .npy as {'': array}."""
     if str(path).endswith(".npz"):
@@ -311,6 +341,103 @@ def row_cosine(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     num = (a * b).sum(axis=1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return num / np.maximum(den, 1e-30)
+
+
+def step_error(actual: np.ndarray, expected: np.ndarray, scale) -> float:
+    """max|a - b| / scale in float64: the largest difference in quantization steps of a
+    per-tensor quantizer (inf when shapes differ or values are non-finite)."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
+    return float(np.abs(a - b).max(initial=0.0) / float(np.max(scale)))
+
+
+def argmax_agreement(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Fraction of rows whose arg-max over the last axis agrees."""
+    a, b = np.asarray(actual), np.asarray(expected)
+    return float((a.argmax(axis=-1) == b.argmax(axis=-1)).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Quantized (QDQ) files written by `lowbit ptq`
+# --------------------------------------------------------------------------------------------
+
+
+def _load_onnx(model):
+    import onnx
+
+    return model if hasattr(model, "graph") else onnx.load(str(model))
+
+
+def qdq_output_quantizer(model, output: str) -> Optional[dict]:
+    """The quantizer on graph output `output` as written in the file: the DequantizeLinear that
+    writes it, with scale / zero point read from the initializers ({"scale", "zero_point",
+    "scale_name", "zero_point_name", "axis"}); None when no DequantizeLinear writes it."""
+    from onnx import numpy_helper
+
+    m = _load_onnx(model)
+    init = {t.name: t for t in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type == "DequantizeLinear" and output in node.output:
+            scale_name = node.input[1]
+            zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if scale_name not in init:
+                raise ValueError(f"scale {scale_name!r} of the DequantizeLinear writing "
+                                 f"{output!r} is not an initializer")
+            return {
+                "scale": numpy_helper.to_array(init[scale_name]).astype(np.float64),
+                "zero_point": numpy_helper.to_array(init[zp_name]) if zp_name in init else None,
+                "scale_name": scale_name,
+                "zero_point_name": zp_name,
+                "axis": next((a.i for a in node.attribute if a.name == "axis"), None),
+            }
+    return None
+
+
+def ptq_quantizer(report: Mapping, name: str, kind: str = "activation") -> Optional[dict]:
+    """The entry of `report["quantizers"]` (the `lowbit ptq --json` report) of kind `kind` that
+    quantizes the value `name`, or None."""
+    for q in report.get("quantizers", []):
+        if q.get("name") == name and q.get("kind") == kind:
+            return q
+    return None
+
+
+def initializer_types(model) -> Dict[str, int]:
+    """How many initializers of each element type, by TensorProto name (e.g. "INT4")."""
+    import onnx
+
+    counts: Dict[str, int] = {}
+    for t in _load_onnx(model).graph.initializer:
+        key = onnx.TensorProto.DataType.Name(t.data_type)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def qdq_stored_types(model) -> Dict[str, Dict[str, int]]:
+    """Element types (TensorProto names, with counts) of the quantized tensors stored in the
+    file: "weights" = initializers fed to a DequantizeLinear with a per-channel or per-tensor
+    float scale that are not 32-bit (the int32 biases are counted under "biases"), and
+    "zero_points" = zero points of the QuantizeLinear nodes applied to activations."""
+    import onnx
+
+    m = _load_onnx(model)
+    init = {t.name: t for t in m.graph.initializer}
+    name = onnx.TensorProto.DataType.Name
+    out: Dict[str, Dict[str, int]] = {"weights": {}, "biases": {}, "zero_points": {}}
+
+    def count(role, t):
+        out[role][name(t)] = out[role].get(name(t), 0) + 1
+
+    for node in m.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in init:
+            t = init[node.input[0]].data_type
+            count("biases" if t == onnx.TensorProto.INT32 else "weights", t)
+        elif (node.op_type == "QuantizeLinear" and node.input[0] not in init
+              and len(node.input) > 2 and node.input[2] in init):
+            count("zero_points", init[node.input[2]].data_type)
+    return out
 
 
 def describe_env(threads: Optional[int] = None) -> dict:

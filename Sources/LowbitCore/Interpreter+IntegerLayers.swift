@@ -1,0 +1,106 @@
+/// A Conv, Gemm or MatMul whose input and weight both come from DequantizeLinear, run the way an
+/// integer runtime does: `y[c] = (sum (q_x - z_x) * q_w[c] + q_b[c]) * s_x * s_w[c]`.
+///
+/// The products and sums of integer-valued floats are exact while they stay below 2^24, so the
+/// result is the exact integer accumulation scaled once, as in QLinearConv and MatMulInteger,
+/// instead of a float sum whose rounding differs from the runtime's near rounding ties.
+struct IntegerLayer: Sendable {
+  /// Input scale s_x (per tensor).
+  let inputScale: Float
+  /// The weight as integer-valued floats `q_w` (zero point 0).
+  let weight: Tensor
+  /// Integer bias `q_b` per output channel (zero when absent).
+  let bias: [Float]
+  /// `s_x * s_w[c]` per output channel.
+  let outputScale: [Float]
+  /// Axis of the output that indexes channels.
+  let channelAxis: Int
+
+  /// Recognizes the pattern at `node`, with constants from `graph` and DQ producers.
+  static func detect(_ node: Node, in graph: Graph, producers: [String: Int]) -> IntegerLayer? {
+    guard ["Conv", "Gemm", "MatMul"].contains(node.opType), node.inputs.count >= 2 else { return nil }
+    func dq(_ value: String) -> Node? {
+      guard let p = producers[value], graph.nodes[p].opType == "DequantizeLinear" else { return nil }
+      return graph.nodes[p]
+    }
+    func constant(_ name: String?) -> Tensor? { name.flatMap { graph.initializers[$0] } }
+    guard let dx = dq(node.inputs[0]), dx.inputs.count >= 2,
+          let sx = constant(dx.inputs[1]), sx.count == 1, sx.dtype.isFloatingPoint,
+          let dw = dq(node.inputs[1]), dw.inputs.count >= 2,
+          let qw = constant(dw.inputs[0]), qw.dtype.storageClass == .int,
+          let sw = constant(dw.inputs[1]), sw.dtype.isFloatingPoint
+    else { return nil }
+    if dw.inputs.count > 2, let zw = constant(dw.inputs[2]), zw.ints.contains(where: { $0 != 0 }) { return nil }
+    if dw.attributes["block_size"] != nil { return nil }
+    // Output channel axis of the weight, and of the output.
+    var weightAxis: Int, outAxis: Int
+    switch node.opType {
+    case "Conv": (weightAxis, outAxis) = (0, 1)
+    case "Gemm":
+      if case .int(let t)? = node.attributes["transA"], t != 0 { return nil }
+      if case .float(let a)? = node.attributes["alpha"], a != 1 { return nil }
+      let transB: Bool
+      if case .int(let t)? = node.attributes["transB"] { transB = t != 0 } else { transB = false }
+      (weightAxis, outAxis) = (transB ? 0 : 1, 1)
+    default:
+      guard qw.rank == 2 else { return nil }
+      (weightAxis, outAxis) = (1, -1)
+    }
+    let channels = qw.shape[weightAxis]
+    var scales: [Float]
+    if sw.count == 1 {
+      scales = Array(repeating: sw.floats[0], count: channels)
+    } else {
+      var axis = 1
+      if case .int(let a)? = dw.attributes["axis"] { axis = a < 0 ? a + qw.rank : a }
+      guard axis == weightAxis, sw.count == channels else { return nil }
+      scales = sw.floats
+    }
+    let s = sx.floats[0]
+    let outputScale = scales.map { $0 * s }
+    var bias = [Float](repeating: 0, count: channels)
+    if node.opType != "MatMul", node.inputs.count > 2, !node.inputs[2].isEmpty {
+      guard let db = dq(node.inputs[2]), let qb = constant(db.inputs.first), qb.count == channels,
+            let sb = constant(db.inputs.count > 1 ? db.inputs[1] : nil) else { return nil }
+      let sbs = sb.count == 1 ? Array(repeating: sb.floats[0], count: channels) : sb.floats
+      // Only a bias on the s_x * s_w grid adds as an integer.
+      guard sbs.count == channels, zip(sbs, outputScale).allSatisfy({ abs($0 - $1) <= 1e-6 * abs($1) }) else { return nil }
+      bias = qb.ints.map { Float($0) }
+    }
+    return IntegerLayer(
+      inputScale: s, weight: Tensor(shape: qw.shape, floats: qw.ints.map { Float($0) }),
+      bias: bias, outputScale: outputScale, channelAxis: outAxis)
+  }
+
+  /// Runs the layer: integer input recovered as `round(x / s_x)` (exact for dequantized values).
+  func run(_ node: Node, _ args: [Tensor?], opset: Int, activation: FusedActivation?) throws -> [Tensor] {
+    guard let x = args.first ?? nil, x.dtype.isFloatingPoint else {
+      throw node.error(.invalidModel, "input 0 is missing or not floating point")
+    }
+    let s = inputScale
+    let xi = Tensor(shape: x.shape, floats: x.floats.map { ($0 / s).rounded(.toNearestOrEven) })
+    let context = KernelContext(node: node, inputs: [xi, weight], opset: opset)
+    var y = try Ops.kernels[node.opType]!(context)[0]
+    let axis = channelAxis < 0 ? y.rank - 1 : channelAxis
+    guard axis < y.rank, y.shape[axis] == outputScale.count else {
+      throw node.error(.invalidModel, "output \(y.shape) does not have \(outputScale.count) channels on axis \(axis)")
+    }
+    let inner = y.shape[(axis + 1)...].reduce(1, *), channels = outputScale.count
+    var v = y.floats
+    let rows = v.count / max(inner, 1)
+    v.withUnsafeMutableBufferPointer { p in
+      let bits = UInt(bitPattern: p.baseAddress)
+      parallelChunks(rows, costPerItem: inner) { range in
+        guard let base = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
+        for row in range {
+          let c = row % channels, b = bias[c], sc = outputScale[c]
+          let line = base + row * inner
+          for j in 0..<inner { line[j] = (line[j] + b) * sc }
+          activation?.apply(line, count: inner)
+        }
+      }
+    }
+    y = Tensor(shape: y.shape, floats: v)
+    return [y]
+  }
+}
