@@ -6,7 +6,6 @@ BIN := .build/release/lowbit
 APT_PACKAGES := libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist
 PY_PACKAGES := onnx onnxruntime numpy pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_MODELS := fm_resnet20 fm_mobilenetv2 fm_inception
 
 .PHONY: all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean
 
@@ -29,10 +28,7 @@ build: deps-system
 	$(SWIFT) build -c release --product lowbit
 
 demo: build
-	@for m in $(DEMO_MODELS); do \
-	  echo "== $$m (FP32) on the Fashion-MNIST test set"; \
-	  $(BIN) run assets/models/$$m.onnx --data fashion-mnist:test --batch-size 64 || exit 1; \
-	done
+	$(BIN) demo --models assets/models --output out/demo
 
 test: deps build test-swift test-python
 

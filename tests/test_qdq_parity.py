@@ -7,9 +7,9 @@ what lowbit's own simulation (`lowbit run` on the written file) says they mean.
      element is within one step of the output quantizer of lowbit's result:
      |ort - lowbit| <= scale_out * (1 + 1e-4). scale_out is read from the DequantizeLinear that
      writes the graph output and must equal the one in the ptq JSON;
-   - an output with no quantizer (MiniLM's `embedding`: the JSON lists none, the L2 normalization
-     at the end stays float) is compared as floats instead: max|a-b| <= 1e-3 * max|b| (b = ORT)
-     and per-row cosine >= 0.999;
+   - an output with no quantizer (MiniLM's `embedding`: the JSON lists none; the mean-pooling
+     division and the L2 normalization after the last quantizer run in float) is compared as
+     floats instead: max|a-b| <= 1e-3 * max|b| (b = ORT) and per-row cosine >= 0.999;
    - fm_*: arg-max agreement between ORT and lowbit >= 99.9% on the 10,000 Fashion-MNIST test
      images (lowbit's outputs saved by `lowbit run --data fashion-mnist:test --save-outputs`,
      ORT fed the same images normalized by ort_reference's IDX reader).
@@ -31,7 +31,7 @@ When a one-step comparison fails, the message also says how far ONNX Runtime is 
 the same file between ORT_DISABLE_ALL and its default optimizations (both valid evaluations of
 the QDQ graph): a float sum landing on a rounding tie flips one step in one engine and not the
 other, and deep networks can amplify such flips; a gap much larger than ORT's own points at a
-semantic difference in lowbit.
+semantic difference in lowbit. TOLERATE_ORT_SELF_GAP (off) would accept such a gap.
 """
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ FLOAT_REL_TOL = 1e-3      # outputs without a quantizer: max|a-b| <= 1e-3 * max|
 FLOAT_COS_TOL = 0.999     # ... and per-row cosine >= 0.999
 AGREE_TOL = 0.999         # fm_* arg-max agreement over the test set
 W16_REL_TOL = 1e-3        # W16A16 file vs the float model (ORT both)
+# The one-step / float criteria above are the issue's. They fail where a rounding tie flips in
+# one engine and not the other and the network amplifies it (ONNX Runtime disagrees with itself
+# as much between optimization levels). True accepts lowbit when it is no farther from ORT's
+# default than ORT_DISABLE_ALL is. Off: the issue's criterion is what is asserted.
+TOLERATE_ORT_SELF_GAP = False
 
 FM_CALIB = "fashion-mnist:train:256"
 FM_CALIB_N = 256
@@ -97,19 +102,21 @@ def _minilm_calib_feeds(rows: int):
             for k in ("input_ids", "attention_mask")}
 
 
-def _ort_self_gap(q: Path, feeds, output: str, scale, batch_size=None) -> str:
-    """How far ORT is from itself on this file: ORT_DISABLE_ALL vs default optimizations."""
+def _ort_self_gap(q: Path, feeds, output: str, scale, batch_size=None):
+    """How far ORT is from itself on this file, ORT_DISABLE_ALL vs default optimizations:
+    (text, {"steps"} or {"rel", "cos"}; {} when the comparison itself failed)."""
     try:
         ref = R.run_ort(R.ort_session(q), feeds, batch_size=batch_size)[output]
         raw = R.run_ort(R.ort_session(q, optimization="ORT_DISABLE_ALL"), feeds,
                         batch_size=batch_size)[output]
     except Exception as e:  # a diagnostic only: never hide the real failure behind this one
-        return f"(ORT self-comparison failed: {e})"
+        return f"(ORT self-comparison failed: {e})", {}
     if scale is None:
-        return (f"ORT itself, ORT_DISABLE_ALL vs default: max rel {R.max_rel_error(raw, ref):.3g}, "
-                f"min cosine {R.row_cosine(raw, ref).min():.6f}")
-    return (f"ORT itself, ORT_DISABLE_ALL vs default: {R.step_error(raw, ref, scale):.3f} steps "
-            f"max")
+        gap = {"rel": R.max_rel_error(raw, ref), "cos": float(R.row_cosine(raw, ref).min())}
+        return (f"ORT itself, ORT_DISABLE_ALL vs default: max rel {gap['rel']:.3g}, min cosine "
+                f"{gap['cos']:.6f}"), gap
+    gap = {"steps": R.step_error(raw, ref, scale)}
+    return f"ORT itself, ORT_DISABLE_ALL vs default: max {gap['steps']:.3f} steps", gap
 
 
 def _check_one_step(name, res):
@@ -122,7 +129,8 @@ def _check_one_step(name, res):
     model = onnx.load(str(res["q"]))
     for out_name, ort_out in ort_outs.items():
         lb = lb_outs[out_name]
-        assert lb.shape == ort_out.shape, f"{name}/{out_name}: lowbit {lb.shape} vs ORT {ort_out.shape}"
+        assert lb.shape == ort_out.shape, (
+            f"{name}/{out_name}: lowbit {lb.shape} vs ORT {ort_out.shape}")
         assert np.isfinite(lb).all(), f"{name}/{out_name}: non-finite values from lowbit"
         assert np.isfinite(ort_out).all(), f"{name}/{out_name}: non-finite values from ORT"
         in_file = R.qdq_output_quantizer(model, out_name)
@@ -146,9 +154,12 @@ def _check_one_step(name, res):
                     f"{diff.size} elements differ, {n_over} by more than one step")
             lines.append(line)
             if not steps <= STEP_TOL:
-                gap = _ort_self_gap(res["q"], res["feeds"], out_name, scale, res["batch"])
+                text, gap = _ort_self_gap(res["q"], res["feeds"], out_name, scale, res["batch"])
+                if TOLERATE_ORT_SELF_GAP and steps <= max(STEP_TOL, gap.get("steps", 0.0)):
+                    lines[-1] += f" (tolerated: {text})"
+                    continue
                 pytest.fail(f"{name}/{out_name}: ORT vs lowbit {line}; allowed "
-                            f"{STEP_TOL} steps. {gap}", pytrace=False)
+                            f"{STEP_TOL} steps. {text}", pytrace=False)
         else:
             # No quantizer on this output (the JSON lists none): compare as floats.
             rel = R.max_rel_error(lb, ort_out)
@@ -157,9 +168,14 @@ def _check_one_step(name, res):
                     f"min cosine {cos.min():.6f}, mean cosine {cos.mean():.6f}")
             lines.append(line)
             if not (rel <= FLOAT_REL_TOL and cos.min() >= FLOAT_COS_TOL):
-                gap = _ort_self_gap(res["q"], res["feeds"], out_name, None, res["batch"])
+                text, gap = _ort_self_gap(res["q"], res["feeds"], out_name, None, res["batch"])
+                if (TOLERATE_ORT_SELF_GAP and gap
+                        and rel <= max(FLOAT_REL_TOL, gap["rel"])
+                        and cos.min() >= min(FLOAT_COS_TOL, gap["cos"])):
+                    lines[-1] += f" (tolerated: {text})"
+                    continue
                 pytest.fail(f"{name}/{out_name}: ORT vs lowbit {line}; allowed max rel "
-                            f"{FLOAT_REL_TOL}, cosine >= {FLOAT_COS_TOL}. {gap}", pytrace=False)
+                            f"{FLOAT_REL_TOL}, cosine >= {FLOAT_COS_TOL}. {text}", pytrace=False)
     return lines
 
 

@@ -10,7 +10,22 @@ import Testing
   static let original: Data = FileManager.default.contents(atPath: demoModelPath("fm_resnet20"))!
 
   /// Loads, simplifies and runs one image; any failure must be a LowbitError.
+  ///
+  /// Runs on a thread with a 64 MiB stack, as the CLI's main thread has 8 MiB: unoptimized
+  /// (debug) builds of the decoder and interpreter use large frames, and Swift Testing's
+  /// cooperative threads have small stacks (a debug run overflowed there under a full parallel
+  /// suite; the same cases pass under AddressSanitizer and in release builds).
   func exercise(_ data: Data) -> String {
+    var outcome = ""
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread { outcome = self.exerciseNow(data); done.signal() }
+    thread.stackSize = 64 << 20
+    thread.start()
+    done.wait()
+    return outcome
+  }
+
+  func exerciseNow(_ data: Data) -> String {
     do {
       let graph = try ONNXReader.decode(data).simplified()
       let interpreter = try Interpreter(graph)
