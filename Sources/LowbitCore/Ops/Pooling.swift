@@ -41,28 +41,37 @@ extension Ops {
         parallelChunks(planes, costPerItem: outH * outW * g.kernel[0] * g.kernel[1]) { range in
           guard let xb = UnsafePointer<Float>(bitPattern: xBits),
                 let yb = UnsafeMutablePointer<Float>(bitPattern: yBits) else { return }
+          // In-bounds kernel offsets per output column, computed once: no bounds tests inside.
+          let sw = g.strides[1], pw = g.padBegin[1], dw = g.dilations[1], kW = g.kernel[1]
+          let sh = g.strides[0], ph = g.padBegin[0], dh = g.dilations[0], kH = g.kernel[0]
+          func span(_ start: Int, _ k: Int, _ d: Int, _ n: Int) -> Range<Int> {
+            let lo = start >= 0 ? 0 : (-start + d - 1) / d
+            let hi = n - start <= 0 ? 0 : min(k, (n - start + d - 1) / d)
+            return lo..<max(lo, hi)
+          }
+          let columns = (0..<outW).map { span($0 * sw - pw, kW, dw, inW) }
           for p in range {
             let src = xb + p * inH * inW, dst = yb + p * outH * outW
             for oh in 0..<outH {
+              let h0 = oh * sh - ph
+              let rows = span(h0, kH, dh, inH)
               for ow in 0..<outW {
+                let w0 = ow * sw - pw
+                let cols = columns[ow]
                 var acc: Float = isMax ? -.infinity : 0
-                var count = 0
-                let h0 = oh * g.strides[0] - g.padBegin[0], w0 = ow * g.strides[1] - g.padBegin[1]
-                for ki in 0..<g.kernel[0] {
-                  let ih = h0 + ki * g.dilations[0]
-                  if ih < 0 || ih >= inH { continue }
-                  for kj in 0..<g.kernel[1] {
-                    let iw = w0 + kj * g.dilations[1]
-                    if iw < 0 || iw >= inW { continue }
-                    let v = src[ih * inW + iw]
-                    if isMax { if v > acc || v.isNaN { acc = v } } else { acc += v }
-                    count += 1
+                for ki in rows {
+                  let line = src + (h0 + ki * dh) * inW + w0
+                  if isMax {
+                    for kj in cols { let v = line[kj * dw]; if !(v <= acc) { acc = v } }
+                  } else {
+                    for kj in cols { acc += line[kj * dw] }
                   }
                 }
                 if !isMax {
+                  var count = rows.count * cols.count
                   if includePad {
-                    let hEnd = Swift.min(h0 + g.kernel[0], inH + g.padEnd[0])
-                    let wEnd = Swift.min(w0 + g.kernel[1], inW + g.padEnd[1])
+                    let hEnd = Swift.min(h0 + kH, inH + g.padEnd[0])
+                    let wEnd = Swift.min(w0 + kW, inW + g.padEnd[1])
                     count = (hEnd - h0) * (wEnd - w0)
                   }
                   acc = count > 0 ? acc / Float(count) : 0
