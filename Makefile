@@ -7,7 +7,7 @@ APT_PACKAGES := libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist
 PY_PACKAGES := onnx onnxruntime numpy pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean
+.PHONY: check-imports all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean
 
 all: build
 
@@ -30,7 +30,10 @@ build: deps-system
 demo: build
 	$(BIN) demo --models assets/models --output out/demo
 
-test: deps build test-swift test-python
+test: deps build check-imports test-swift test-python
+
+check-imports:
+	tools/check-imports.sh
 
 test-swift:
 	$(SWIFT) build --build-tests

@@ -104,11 +104,17 @@ public enum QDQBuilder {
       case .perGroup: continue
       }
       guard !perChannel || wq.params.count == b.count, node.opType != "Gemm" || b.rank == 1 else { continue }
-      let scales = (0..<b.count).map { wq.params[perChannel ? $0 : 0].scale * sx }
-      let ints = zip(b.floats, scales).map { v, s -> Int64 in
-        let r = (v / s).rounded(.toNearestOrEven)
-        return Int64(min(max(r, -2_147_483_648), 2_147_483_520))
+      var scales = (0..<b.count).map { wq.params[perChannel ? $0 : 0].scale * sx }
+      // Where int32 cannot hold b / (s_w s_x) (tiny scales at 16 bits), that bias gets its own,
+      // larger scale instead of saturating (runtimes then add it in float).
+      let limit: Float = 2_147_483_520
+      let worst = zip(b.floats, scales).map { abs($0) / $1 }.max() ?? 0
+      if !(worst <= limit) {
+        let needed = (b.floats.map(abs).max() ?? 0) / limit * 1.001
+        scales = scales.map { max($0, needed) }
+        if !perChannel { scales = Array(repeating: scales[0], count: scales.count) }
       }
+      let ints = zip(b.floats, scales).map { v, s in Int64((v / s).rounded(.toNearestOrEven)) }
       let base = node.inputs[2]
       let intName = fresh(base + "_quantized"), scale = fresh(base + "_scale"), zero = fresh(base + "_zero_point")
       g.initializers[intName] = Tensor(dtype: .int32, shape: b.shape, storage: .int(ints))
