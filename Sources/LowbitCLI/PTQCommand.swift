@@ -50,6 +50,15 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
+  @Flag(help: "Restrict scales to powers of two.")
+  var powerOfTwo = false
+
+  @Flag(help: "Symmetric activations (signed grid, zero point 0) instead of asymmetric.")
+  var symmetricActivations = false
+
+  @Option(help: "Per-group weights: this many input-channel weights share a scale (needs opset 21).")
+  var groupSize: Int?
+
   @Option(help: "Opset of the written model (13-21; 21 allows int4/uint4 and int16/uint16).")
   var opset: Int?
 
@@ -104,6 +113,9 @@ struct PTQCommand: ParsableCommand {
     if let v = logitsRange { c.logitsRange = v }
     if let v = concat { c.concat = v }
     if let v = opset { c.opset = v }
+    if powerOfTwo { c.powerOfTwo = true }
+    if symmetricActivations { c.activationSymmetric = true }
+    if let v = groupSize { c.weightGroupSize = v }
     c.disabled += disabled
     try c.validate()
     return c

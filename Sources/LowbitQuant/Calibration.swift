@@ -68,6 +68,7 @@ public enum Calibration {
       progress?(b + 1)
     }
     var result: [String: TensorQuantizer] = [:]
+    var ranges: [String: ClosedRange<Float>] = [:]
     let grid = config.activationGrid
     let producer = graph.producers()
     for site in activationSites {
@@ -92,8 +93,36 @@ public enum Calibration {
       let p = UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
                                       symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
       result[site.name] = TensorQuantizer(grid: grid, symmetric: config.activationSymmetric, granularity: .perTensor, params: [p])
+      ranges[site.name] = range
     }
+    if config.concat == .sharedGrid { shareConcatGrids(graph, config: config, ranges: ranges, into: &result) }
     return result
+  }
+
+  /// Shared-grid concatenation: the quantized inputs of each Concat take one grid covering the
+  /// union of their ranges, so the concatenated tensor is on that grid without requantizing.
+  static func shareConcatGrids(
+    _ graph: Graph, config: QuantConfig, ranges: [String: ClosedRange<Float>],
+    into result: inout [String: TensorQuantizer]
+  ) {
+    let producer = graph.producers()
+    let grid = config.activationGrid
+    for node in graph.nodes where node.opType == "Concat" {
+      let sources = node.inputs.compactMap { input -> String? in
+        var v = input
+        while ranges[v] == nil, let p = producer[v], QuantizerPlacement.dataMovement.contains(graph.nodes[p].opType),
+              let src = graph.nodes[p].inputs.first {
+          v = src
+        }
+        return ranges[v] == nil ? nil : v
+      }
+      guard sources.count > 1 else { continue }
+      let lower = sources.compactMap { ranges[$0]?.lowerBound }.min()!
+      let upper = sources.compactMap { ranges[$0]?.upperBound }.max()!
+      let p = UniformQuantizer.params(lower: lower, upper: upper, grid: grid,
+                                      symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
+      for v in sources { result[v]?.params = [p] }
+    }
   }
 
   /// The range method for a site: the logits method on graph outputs, the activation method elsewhere.

@@ -36,7 +36,7 @@ public enum QuantizerPlacement {
     "AveragePool", "GlobalAveragePool", "LayerNormalization", "Softmax", "Concat",
   ]
   /// Ops that only move or select data: a grid passes through them unchanged.
-  static let dataMovement: Set<String> = [
+  public static let dataMovement: Set<String> = [
     "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "GlobalMaxPool", "Slice",
     "Identity", "Split", "Gather", "Expand", "Tile", "Dropout",
   ]

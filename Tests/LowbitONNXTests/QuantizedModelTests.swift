@@ -115,3 +115,52 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     #expect(e?.message.contains("at least one batch") == true)
   }
 }
+
+@Suite struct GranularityAndConcatTests {
+  @Test func sharedGridGivesEveryConcatInputTheSameParameters() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_inception"))
+    var config = QuantConfig()
+    config.concat = .sharedGrid
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(2))
+    let float = result.floatGraph
+    let producer = float.producers()
+    let concats = float.nodes.filter { $0.opType == "Concat" }
+    #expect(concats.count == 3)
+    for concat in concats {
+      #expect(result.quantizers[concat.outputs[0]] == nil, "shared grid: no quantizer after the concat")
+      var params: [QuantParams] = []
+      for input in concat.inputs {
+        var v = input
+        while result.quantizers[v] == nil, let p = producer[v], let src = float.nodes[p].inputs.first,
+              QuantizerPlacement.dataMovement.contains(float.nodes[p].opType) { v = src }
+        if let q = result.quantizers[v] { params.append(q.params[0]) }
+      }
+      #expect(params.count == concat.inputs.count)
+      #expect(Set(params.map(\.scale)).count == 1 && Set(params.map(\.zeroPoint)).count == 1)
+    }
+    var requantize = QuantConfig()
+    requantize.concat = .requantize
+    let other = try PostTrainingQuantization.quantize(graph, config: requantize, batches: syntheticBatches(2))
+    #expect(concats.allSatisfy { other.quantizers[$0.outputs[0]] != nil })
+  }
+
+  @Test func perGroupWeightsUseBlocksAlongTheInputAxis() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    var config = QuantConfig()
+    config.weightBits = 4
+    config.weightGroupSize = 8
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(1))
+    #expect(result.graph.opset == 21)
+    let site = result.sites.first { $0.kind == .weight && result.floatGraph.initializers[$0.name]!.shape[1] == 16 }!
+    let w = result.floatGraph.initializers[site.name]!
+    let q = result.quantizers[site.name]!
+    #expect(q.granularity == .perGroup(axis: 1, size: 8))
+    #expect(q.params.count == w.shape[0] * 2 * w.shape[2] * w.shape[3])
+    let dq = result.graph.nodes.first { $0.opType == "DequantizeLinear" && $0.inputs[0].hasPrefix(site.name) }!
+    #expect(dq.attributes["block_size"] == .int(8) && dq.attributes["axis"] == .int(1))
+    // Each block's grid is fitted to that block: the block's largest |w| maps to 7 or -8.
+    let x = syntheticBatches(1, batch: 2, seed: 5)[0]
+    let simulated = try Interpreter(result.graph).run(x)["logits"]!
+    #expect(simulated.shape == [2, 10] && simulated.floats.allSatisfy(\.isFinite))
+  }
+}
