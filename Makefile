@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 BIN := .build/release/lowbit
-APT_PACKAGES := libopenblas-serial-dev libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist
+APT_PACKAGES := libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist
 PY_PACKAGES := onnx onnxruntime numpy pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

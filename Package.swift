@@ -1,18 +1,5 @@
 // swift-tools-version:6.0
-import Foundation
 import PackageDescription
-
-/// Debian's `libopenblas-serial-dev` (single-threaded OpenBLAS) for this machine's multiarch
-/// triple, when installed; otherwise whatever `pkg-config openblas` names.
-let openblasSerial: (include: String, lib: String)? = {
-  for triple in ["x86_64-linux-gnu", "aarch64-linux-gnu"] {
-    let lib = "/usr/lib/\(triple)/openblas-serial"
-    if FileManager.default.fileExists(atPath: lib + "/libopenblas.so") {
-      return ("/usr/include/\(triple)/openblas-serial", lib)
-    }
-  }
-  return nil
-}()
 
 let package = Package(
   name: "lowbit",
@@ -28,19 +15,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
   ],
   targets: [
-    .systemLibrary(
-      name: "CBLAS", pkgConfig: openblasSerial == nil ? "openblas" : nil,
-      providers: [.apt(["libopenblas-serial-dev"])]),
+    .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
-    // OpenBLAS's single-threaded build: lowbit parallelizes around sgemm itself, and the pthread
-    // build's idle workers spin (sched_yield) on the same 2 cores. The run path makes the loader
-    // pick it over the alternatives-managed libopenblas.so.0.
-    .target(
-      name: "LowbitCore", dependencies: ["CBLAS"],
-      swiftSettings: (openblasSerial.map { [.unsafeFlags(["-Xcc", "-I\($0.include)"])] } ?? []),
-      linkerSettings: openblasSerial.map {
-        [.unsafeFlags(["-L\($0.lib)", "-Xlinker", "-rpath", "-Xlinker", $0.lib])]
-      } ?? []),
+    .target(name: "LowbitCore", dependencies: ["CBLAS"]),
     .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
     .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData"]),
     .target(

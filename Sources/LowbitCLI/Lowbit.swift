@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LowbitCore
+import LowbitONNX
 
 /// The `lowbit` command: quantize, run and inspect ONNX models.
 public struct Lowbit: ParsableCommand {
@@ -33,11 +34,6 @@ public struct Lowbit: ParsableCommand {
 
 let lowbitCLIVersion = "0.1.0"
 
-/// Writes `text` plus a newline to standard error.
-func printError(_ text: String) {
-  FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
 /// Encodes a value as pretty, key-sorted JSON and writes it atomically.
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
   let encoder = JSONEncoder()
@@ -46,22 +42,6 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
   if path == "-" {
     FileHandle.standardOutput.write(data + Data("\n".utf8))
   } else {
-    try writeFileAtomically(data, to: path)
-  }
-}
-
-/// Writes to a temporary sibling and renames into place (no partial files on failure).
-func writeFileAtomically(_ data: Data, to path: String) throws {
-  let url = URL(fileURLWithPath: path)
-  let temporary = url.deletingLastPathComponent()
-    .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
-  do {
-    try data.write(to: temporary)
-    guard rename(temporary.path, url.path) == 0 else {
-      throw LowbitError.io("rename failed with errno \(errno)")
-    }
-  } catch {
-    try? FileManager.default.removeItem(at: temporary)
-    throw LowbitError.io("cannot write '\(path)': \(error.localizedDescription)")
+    try writeAtomically(data, to: path)
   }
 }

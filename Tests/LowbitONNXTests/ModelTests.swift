@@ -31,3 +31,20 @@ import Testing
     #expect(try Interpreter(back).run(["input": x]) == (try Interpreter(graph).run(["input": x])))
   }
 }
+
+@Suite struct BatchConsistencyTests {
+  /// Large batches run GEMMs on several threads at once: every row must equal the same image run
+  /// alone (this caught a BLAS build that is not safe for concurrent calls).
+  @Test(arguments: ["fm_mobilenetv2", "fm_resnet20"])
+  func batchedRowsEqualSingleImageRuns(_ name: String) throws {
+    let interpreter = try Interpreter(try ONNXReader.load(contentsOf: demoModelPath(name)).simplified())
+    let x = randomTensor([48, 1, 28, 28], seed: 33)
+    let batched = try interpreter.run(["input": x])["logits"]!.floats
+    for i in stride(from: 0, to: 48, by: 7) {
+      let one = Tensor(shape: [1, 1, 28, 28], floats: Array(x.floats[(i * 784)..<((i + 1) * 784)]))
+      let single = try interpreter.run(["input": one])["logits"]!.floats
+      #expect(maxRelativeError(Array(batched[(i * 10)..<((i + 1) * 10)]), single) < 1e-5, "row \(i)")
+    }
+    for _ in 0..<3 { #expect(try interpreter.run(["input": x])["logits"]!.floats == batched) }
+  }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import LowbitCore
+import LowbitQuant
+import LowbitTestSupport
+import Testing
+
+@testable import LowbitONNX
+
+@Suite struct CrossLayerEqualizationTests {
+  @Test(arguments: ["fm_resnet20", "fm_mobilenetv2"])
+  func equalizationKeepsOutputsAndEqualizesRanges(_ name: String) throws {
+    let (float, _) = try PostTrainingQuantization.prepare(try ONNXReader.load(contentsOf: demoModelPath(name)))
+    // The same graph with ReLU6 replaced by ReLU but no scaling, as the reference function.
+    let reference = CrossLayerEqualization.equalize(float, iterations: 0).graph
+    let (equalized, pairs) = CrossLayerEqualization.equalize(float)
+    #expect(!pairs.isEmpty)
+    let x = randomTensor([4, 1, 28, 28], seed: 21, in: -1...2)
+    let a = try Interpreter(reference).run(["input": x])["logits"]!
+    let b = try Interpreter(equalized).run(["input": x])["logits"]!
+    #expect(maxRelativeError(b.floats, a.floats) < 1e-4)
+    // Per pair, the first layer's output-channel ranges equal the second's input-channel ranges.
+    let byName = Dictionary(uniqueKeysWithValues: equalized.nodes.map { ($0.name, $0) })
+    for p in pairs {
+      let w1 = equalized.initializers[byName[p.first]!.inputs[1]]!
+      let second = byName[p.second]!
+      let w2 = equalized.initializers[second.inputs[1]]!
+      var groups = 1
+      if case .int(let g)? = second.attributes["group"] { groups = g }
+      let r1 = CrossLayerEqualization.outputChannelRanges(w1)
+      let r2 = CrossLayerEqualization.inputChannelRanges(w2, group: groups, channels: r1.count)
+      for (u, v) in zip(r1, r2) where u > 0 && v > 0 {
+        #expect(Swift.abs(u - v) <= 1e-3 * Swift.max(u, v), "\(p.first) -> \(p.second): \(u) vs \(v)")
+      }
+    }
+  }
+
+  @Test func depthwiseSeparableChainsAndReLU6AreHandled() throws {
+    let (float, _) = try PostTrainingQuantization.prepare(try ONNXReader.load(contentsOf: demoModelPath("fm_mobilenetv2")))
+    let (equalized, pairs) = CrossLayerEqualization.equalize(float)
+    let groups = { (name: String) -> Int in
+      if case .int(let g)? = equalized.nodes.first(where: { $0.name == name })?.attributes["group"] { return g }
+      return 1
+    }
+    // Expand 1x1 -> depthwise and depthwise -> project pairs both appear.
+    #expect(pairs.contains { groups($0.second) > 1 })
+    #expect(pairs.contains { groups($0.first) > 1 })
+    #expect(equalized.nodes.filter { $0.opType == "Clip" }.count < float.nodes.filter { $0.opType == "Clip" }.count)
+  }
+}
