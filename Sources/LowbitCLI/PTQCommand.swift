@@ -50,6 +50,9 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
+  @Flag(help: "Cross-layer equalization before quantizing (ReLU6 between equalized layers becomes ReLU, as in DFQ).")
+  var cle = false
+
   @Flag(help: "Restrict scales to powers of two.")
   var powerOfTwo = false
 
@@ -114,6 +117,7 @@ struct PTQCommand: ParsableCommand {
     if let v = concat { c.concat = v }
     if let v = opset { c.opset = v }
     if powerOfTwo { c.powerOfTwo = true }
+    if cle { c.crossLayerEqualization = true }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
     c.disabled += disabled

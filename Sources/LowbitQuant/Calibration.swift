@@ -42,7 +42,10 @@ public enum Calibration {
   ) throws -> [String: TensorQuantizer] {
     let activationSites = sites.filter { $0.kind == .activation }
     if activationSites.isEmpty { return [:] }
-    let dataFree = activationSites.allSatisfy { method(for: $0, config) == .bnBased }
+    let producers = graph.producers()
+    let dataFree = activationSites.allSatisfy {
+      method(for: $0, config) == .bnBased && batchNormSource($0.name, graph, producers, batchNormStatistics) != nil
+    }
     guard !batches.isEmpty || dataFree else {
       throw LowbitError.invalidInput("calibration needs at least one batch of data (or the data-free bn-based range method)")
     }
@@ -83,10 +86,14 @@ public enum Calibration {
         try observers[site.name]!.checkFinite()
         range = RangeSearch.crossEntropyRange(logits: l.values, classes: l.classes, grid: grid, symmetric: config.activationSymmetric)
       case .bnBased:
-        guard let (stats, relu) = batchNormSource(site.name, graph, producer, batchNormStatistics) else {
-          throw LowbitError.invalidArgument("the bn-based range needs a BatchNorm before '\(site.name)'; use another --a-range for this model")
+        if let (stats, relu) = batchNormSource(site.name, graph, producer, batchNormStatistics) {
+          range = RangeSearch.batchNormRange(stats, followedByReLU: relu)
+        } else if !batches.isEmpty {
+          // No BatchNorm in front (model inputs, residual adds, pooling): fall back to MSE on data.
+          range = try observers[site.name]!.range(method: .mse, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+        } else {
+          throw LowbitError.invalidArgument("the bn-based range has no BatchNorm before '\(site.name)' and there is no calibration data to fall back on")
         }
-        range = RangeSearch.batchNormRange(stats, followedByReLU: relu)
       default:
         range = try observers[site.name]!.range(method: m, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
       }

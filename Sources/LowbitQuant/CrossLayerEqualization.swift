@@ -4,6 +4,9 @@ import LowbitCore
 public struct EqualizedPair: Sendable, Equatable, Codable {
   public var first: String
   public var second: String
+  /// The product over iterations of the scales `s_i` the first layer's output channels were
+  /// divided by (BatchNorm statistics folded into it scale the same way).
+  public var scales: [Float]
   /// Per-channel weight ranges of the pair after equalization (equal up to rounding).
   public var rangesAfter: [Float]
 }
@@ -61,16 +64,21 @@ public enum CrossLayerEqualization {
       g.nodes[p.activation] = Node(name: g.nodes[p.activation].name, opType: "Relu",
                                    inputs: [g.nodes[p.activation].inputs[0]], outputs: g.nodes[p.activation].outputs)
     }
+    var total = found.map { [Float](repeating: 1, count: g.initializers[g.nodes[$0.first].inputs[1]]?.shape[0] ?? 0) }
     for _ in 0..<iterations {
       var moved: Float = 0
-      for p in found { moved = max(moved, equalizePair(&g, p)) }
+      for (k, p) in found.enumerated() {
+        let s = equalizePair(&g, p)
+        if s.count == total[k].count { total[k] = zip(total[k], s).map { $0 * $1 } }
+        moved = max(moved, s.map { abs($0 - 1) }.max() ?? 0)
+      }
       if moved < 1e-4 { break }
     }
-    let summaries = found.map { p -> EqualizedPair in
+    let summaries = found.enumerated().map { k, p -> EqualizedPair in
       let w1 = g.initializers[g.nodes[p.first].inputs[1]]!, w2 = g.initializers[g.nodes[p.second].inputs[1]]!
       let r1 = outputChannelRanges(w1)
       let r2 = inputChannelRanges(w2, group: group(of: g.nodes[p.second]), channels: r1.count)
-      return EqualizedPair(first: g.nodes[p.first].name, second: g.nodes[p.second].name,
+      return EqualizedPair(first: g.nodes[p.first].name, second: g.nodes[p.second].name, scales: total[k],
                            rangesAfter: zip(r1, r2).map { max($0, $1) })
     }
     return (g, summaries)
@@ -105,13 +113,13 @@ public enum CrossLayerEqualization {
     }
   }
 
-  /// One equalization step of a pair; returns the largest |s_i - 1|.
-  static func equalizePair(_ g: inout Graph, _ p: Pair) -> Float {
+  /// One equalization step of a pair; returns the scales `s_i` applied (empty if skipped).
+  static func equalizePair(_ g: inout Graph, _ p: Pair) -> [Float] {
     let first = g.nodes[p.first], second = g.nodes[p.second]
-    guard var w1 = g.initializers[first.inputs[1]], var w2 = g.initializers[second.inputs[1]] else { return 0 }
+    guard var w1 = g.initializers[first.inputs[1]], var w2 = g.initializers[second.inputs[1]] else { return [] }
     let groups = group(of: second)
     let channels = w1.shape[0]
-    guard w2.shape[1] * groups == channels else { return 0 }
+    guard w2.shape[1] * groups == channels else { return [] }
     let r1 = outputChannelRanges(w1), r2 = inputChannelRanges(w2, group: groups, channels: channels)
     let s = zip(r1, r2).map { a, b -> Float in
       guard a > 0, b > 0, a.isFinite, b.isFinite else { return 1 }
@@ -137,6 +145,6 @@ public enum CrossLayerEqualization {
     }
     w2 = Tensor(shape: w2.shape, floats: v2)
     g.initializers[second.inputs[1]] = w2
-    return s.map { abs($0 - 1) }.max() ?? 0
+    return s
   }
 }

@@ -53,7 +53,20 @@ public enum PostTrainingQuantization {
       steps.append(StepTiming(step: name, seconds: monotonicSeconds() - start, detail: detail))
       return value
     }
-    let (float, stats) = try timed("fold batchnorm") { try prepare(graph) }
+    let prepared = try timed("fold batchnorm") { try prepare(graph) }
+    var float = prepared.graph, stats = prepared.statistics
+    if config.crossLayerEqualization {
+      let (equalized, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
+      float = equalized
+      // A layer's output channel i was divided by s_i: so were its BN's gamma_i and beta_i.
+      for pair in pairs {
+        guard var s = stats[pair.first], s.gamma.count == pair.scales.count else { continue }
+        s.gamma = zip(s.gamma, pair.scales).map { $0 / $1 }
+        s.beta = zip(s.beta, pair.scales).map { $0 / $1 }
+        stats[pair.first] = s
+      }
+      steps[steps.count - 1].detail = "\(pairs.count) pairs; ReLU6 between pairs replaced by ReLU (DFQ)"
+    }
     let sites = timed("place quantizers") { QuantizerPlacement.sites(in: float, config: config) }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)

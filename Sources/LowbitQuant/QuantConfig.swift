@@ -43,6 +43,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var disabled: [String] = []
   /// Opset of the written model; nil picks max(model's, 13), or 21 when a bit width needs it.
   public var opset: Int?
+  /// Cross-layer equalization before placing quantizers (white paper sec. 3.2; default off
+  /// until the full PTQ pipeline makes it the default).
+  public var crossLayerEqualization = false
 
   public init() {}
 
@@ -52,6 +55,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
     case percentile, concat, disabled, opset
+    case crossLayerEqualization = "cross_layer_equalization"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
   }
 
@@ -74,6 +78,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     quantizeActivations = try c.decodeIfPresent(Bool.self, forKey: .quantizeActivations) ?? d.quantizeActivations
     disabled = try c.decodeIfPresent([String].self, forKey: .disabled) ?? d.disabled
     opset = try c.decodeIfPresent(Int.self, forKey: .opset)
+    crossLayerEqualization = try c.decodeIfPresent(Bool.self, forKey: .crossLayerEqualization) ?? d.crossLayerEqualization
   }
 
   /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
