@@ -20,6 +20,7 @@ public struct Lowbit: ParsableCommand {
 
   /// Parses and runs a command; lowbit's own errors print as `error: ...` and exit with 1.
   public static func main() {
+    limitOpenBLASThreads()
     do {
       var command = try parseAsRoot()
       try command.run()
@@ -33,6 +34,18 @@ public struct Lowbit: ParsableCommand {
 }
 
 let lowbitCLIVersion = "0.1.0"
+
+/// lowbit runs OpenBLAS single-threaded and parallelizes around it; OpenBLAS's own pool threads
+/// would otherwise spin in sched_yield on the same cores (about a fifth of the CPU time at batch
+/// 32). The pool is sized when the library loads, from OPENBLAS_NUM_THREADS, so when the variable
+/// is unset the process sets it and re-executes itself once (a few milliseconds). If re-executing
+/// fails, lowbit simply goes on with the pool.
+func limitOpenBLASThreads() {
+  guard getenv("OPENBLAS_NUM_THREADS") == nil, getenv("LOWBIT_NO_REEXEC") == nil else { return }
+  setenv("OPENBLAS_NUM_THREADS", "1", 1)
+  setenv("LOWBIT_NO_REEXEC", "1", 1)
+  execv("/proc/self/exe", CommandLine.unsafeArgv)
+}
 
 /// Encodes a value as pretty, key-sorted JSON and writes it atomically.
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
