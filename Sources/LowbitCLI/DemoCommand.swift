@@ -95,9 +95,7 @@ struct DemoCommand: ParsableCommand {
   }
 
   func evaluate(_ graph: Graph, _ data: Dataset, label: String) throws -> Double {
-    let bar = ProgressBar(label, total: data.count)
-    defer { bar.finish() }
-    let result = try data.evaluate(try Interpreter(graph), batchSize: 64) { bar.advance($0 - bar.done) }
+    let result = try evaluateWithProgress(Interpreter(graph), on: data, batchSize: 64, label: label, quiet: false)
     guard let top1 = result.top1 else { throw LowbitError.invalidInput("the demo data has no labels") }
     return top1
   }

@@ -132,9 +132,9 @@ struct PTQCommand: ParsableCommand {
     try calibration.validateFinite()
     let evaluation = try eval.map { try DataSpec.parse($0).load() }
     try evaluation?.validateFinite()
-    let prepared = try graph.simplified()
+    // Feeds bind by input name only; quantize() simplifies the graph once itself.
     let batches = try PostTrainingQuantization.calibrationBatches(
-      calibration, graph: prepared, batchSize: batchSize, limit: calibSize)
+      calibration, graph: graph, batchSize: batchSize, limit: calibSize)
     var bar: ProgressBar?
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches) { step, done, total in
       if bar == nil { bar = ProgressBar(step, total: total, enabled: !quiet && ProgressBar.terminalAttached) }

@@ -24,9 +24,7 @@ struct EvaluationReport: Codable {
   /// Runs both graphs over `data` and compares their first outputs.
   static func compare(float: Graph, quantized: Graph, data: Dataset, batchSize: Int, quiet: Bool) throws -> EvaluationReport {
     func evaluate(_ g: Graph, _ label: String) throws -> Evaluation {
-      let bar = ProgressBar(label, total: data.count, enabled: !quiet && ProgressBar.terminalAttached)
-      defer { bar.finish() }
-      return try data.evaluate(try Interpreter(g), batchSize: batchSize) { bar.advance($0 - bar.done) }
+      try evaluateWithProgress(Interpreter(g), on: data, batchSize: batchSize, label: label, quiet: quiet)
     }
     let f = try evaluate(float, "eval fp32")
     let q = try evaluate(quantized, "eval quantized")

@@ -78,12 +78,9 @@ struct RunCommand: ParsableCommand {
     var dataset = try DataSpec.parse(data).load()
     if let limit = limit { dataset = dataset.prefix(min(limit, dataset.count)) }
     try dataset.validateFinite()
-    let bar = ProgressBar("run", total: dataset.count, enabled: !quiet && ProgressBar.terminalAttached)
     let opProfile = profile ? OpProfile() : nil
-    let result = try dataset.evaluate(interpreter, batchSize: batchSize, profile: opProfile) { done in
-      bar.advance(done - bar.done)
-    }
-    bar.finish()
+    let result = try evaluateWithProgress(
+      interpreter, on: dataset, batchSize: batchSize, label: "run", quiet: quiet, profile: opProfile)
     if let path = saveOutputs {
       if path.hasSuffix(".npz") {
         let members = graph.outputs.compactMap { o in result.outputs[o.name].map { (o.name, $0) } }

@@ -42,9 +42,9 @@ public enum Calibration {
   ) throws -> [String: TensorQuantizer] {
     let activationSites = sites.filter { $0.kind == .activation }
     if activationSites.isEmpty { return [:] }
-    let producers = graph.producers()
+    let producer = graph.producers()
     let dataFree = activationSites.allSatisfy {
-      method(for: $0, config) == .bnBased && batchNormSource($0.name, graph, producers, batchNormStatistics) != nil
+      method(for: $0, config) == .bnBased && batchNormSource($0.name, graph, producer, batchNormStatistics) != nil
     }
     guard !batches.isEmpty || dataFree else {
       throw LowbitError.invalidInput("calibration needs at least one batch of data (or the data-free bn-based range method)")
@@ -73,7 +73,6 @@ public enum Calibration {
     var result: [String: TensorQuantizer] = [:]
     var ranges: [String: ClosedRange<Float>] = [:]
     let grid = config.activationGrid
-    let producer = graph.producers()
     for site in activationSites {
       let m = method(for: site, config)
       let range: ClosedRange<Float>
