@@ -156,15 +156,15 @@ def test_ptq_output_into_missing_folder(models, lowbit, tmp_path):
 # Happy path
 # --------------------------------------------------------------------------------------------
 
-STEPS = ("fold batchnorm", "place quantizers", "weight ranges", "activation ranges",
-         "write QDQ graph")
+STEPS = ("fold batchnorm", "cross-layer equalization", "high-bias absorption", "place quantizers",
+         "weight ranges", "adaround", "activation ranges", "write QDQ graph")
 
 
 def test_ptq_json_report_fm_resnet20_w8a8_per_channel(models, lowbit, tmp_path):
     out, js = tmp_path / "q.onnx", tmp_path / "ptq.json"
     lowbit.ok("ptq", models[MODEL], "--calib", "fashion-mnist:train:512", "--per-channel",
               "--eval", "fashion-mnist:test:2000", "-o", out, "--json", js, "--quiet",
-              timeout=600)
+              "--adaround-iterations", "100", timeout=600)
     assert out.is_file() and js.is_file(), (out.exists(), js.exists())
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
     report = json.loads(js.read_text())

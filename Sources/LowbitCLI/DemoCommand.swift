@@ -12,8 +12,9 @@ struct DemoCommand: ParsableCommand {
     commandName: "demo",
     abstract: "Quantize the demo models and print FP32 vs per-tensor/per-channel W8A8 and W4A8 top-1.",
     discussion: """
-      The layout of the white paper's table 6, here with range setting only (MSE weights and \
-      activations, cross-entropy logits). Models come from --models (every fm_*.onnx there); \
+      The layout of the white paper's table 6, with lowbit's standard PTQ pipeline (CLE, \
+      high-bias absorption, MSE weight ranges, AdaRound, MSE activation ranges, cross-entropy \
+      logits; see docs/ptq-pipeline.md). Models come from --models (every fm_*.onnx there); \
       calibration uses the first --calib-size Fashion-MNIST training images, evaluation the test set.
       """)
 
@@ -26,8 +27,14 @@ struct DemoCommand: ParsableCommand {
   @Option(help: "Calibration images from the training set.")
   var calibSize = 1024
 
-  @Flag(help: "A quick run: 256 calibration images, the first 2000 test images.")
+  @Flag(help: "A quick run: 256 calibration images, the first 2000 test images, 150 AdaRound steps per layer.")
   var quick = false
+
+  @Flag(help: "Range setting only (no CLE, absorption, AdaRound or bias correction).")
+  var rangeSettingOnly = false
+
+  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default: the ptq default).")
+  var adaRoundIterations: Int?
 
   @Option(help: "Write the table as JSON to this file.")
   var json: String?
@@ -70,11 +77,14 @@ struct DemoCommand: ParsableCommand {
       let batches = try PostTrainingQuantization.calibrationBatches(calibration, graph: float, batchSize: 64)
       var row = Row(model: model, fp32: fp32, quantized: [:], seconds: 0)
       for s in Self.settings {
-        var config = QuantConfig()
+        var config = rangeSettingOnly ? QuantConfig.rangeSettingOnly : QuantConfig()
+        if let n = adaRoundIterations ?? (quick ? 150 : nil) { config.adaRoundOptions.iterations = n }
         config.perChannel = s.perChannel
         config.weightBits = s.weightBits
         config.activationBits = s.activationBits
-        let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches)
+        let progress = StepProgress(prefix: "\(model) \(s.name)", enabled: true)
+        let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches, progress: progress.update)
+        progress.finish()
         let path = (output as NSString).appendingPathComponent(
           "\(model)_\(s.name.lowercased().replacingOccurrences(of: " ", with: "_")).onnx")
         try ONNXWriter.write(result.graph, to: path)
@@ -89,7 +99,8 @@ struct DemoCommand: ParsableCommand {
         + Self.settings.map { String(format: "%.2f", r.quantized[$0.name] ?? .nan) }
         + [String(format: "%.1f", r.seconds)])
     }
-    print("Top-1 % on Fashion-MNIST \(quick ? "test[:2000]" : "test"), range setting only (PT per-tensor, PC per-channel weights); files in \(output)/")
+    let pipeline = rangeSettingOnly ? "range setting only" : "standard PTQ pipeline (CLE, absorption, AdaRound, MSE ranges)"
+    print("Top-1 % on Fashion-MNIST \(quick ? "test[:2000]" : "test"), \(pipeline); PT per-tensor, PC per-channel weights; files in \(output)/")
     print(table.render())
     if let path = json { try writeJSON(rows, to: path) }
   }

@@ -12,3 +12,27 @@ func evaluateWithProgress(
   defer { bar.finish() }
   return try data.evaluate(interpreter, batchSize: batchSize, profile: profile) { bar.advance($0 - bar.done) }
 }
+
+/// One progress bar per pipeline step, replaced when the step changes.
+final class StepProgress {
+  private var bar: ProgressBar?
+  private var step = ""
+  private let prefix: String
+  private let enabled: Bool
+
+  init(prefix: String = "", enabled: Bool) {
+    self.prefix = prefix
+    self.enabled = enabled && ProgressBar.terminalAttached
+  }
+
+  func update(_ step: String, _ done: Int, _ total: Int) {
+    if bar == nil || self.step != step {
+      bar?.finish()
+      bar = ProgressBar(prefix.isEmpty ? step : "\(prefix) \(step)", total: total, enabled: enabled)
+      self.step = step
+    }
+    bar?.advance(done - (bar?.done ?? 0))
+  }
+
+  func finish() { bar?.finish() }
+}

@@ -8,6 +8,7 @@ import LowbitReport
 
 extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
+extension BiasCorrectionMode: ExpressibleByArgument {}
 
 /// `lowbit ptq`: post-training quantization to a QDQ ONNX file.
 struct PTQCommand: ParsableCommand {
@@ -15,9 +16,14 @@ struct PTQCommand: ParsableCommand {
     commandName: "ptq",
     abstract: "Quantize a float model after training and write it as a QDQ ONNX file.",
     discussion: """
-      Folds BatchNorm, places quantizers (white paper sec. 2.3), sets their ranges on the \
-      calibration data and writes QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs. \
-      Options given on the command line override the --config file.
+      Runs the white paper's standard PTQ pipeline (fig. 8): BatchNorm folding, cross-layer \
+      equalization with high-bias absorption, quantizer placement, MSE weight ranges, AdaRound \
+      on the calibration data, bias correction where it applies, MSE activation ranges \
+      (cross-entropy for the logits); then writes QuantizeLinear/DequantizeLinear pairs that \
+      ONNX Runtime runs. Each step can be switched off (--no-cle, --no-bias-absorption, \
+      --no-adaround, --bias-correction none); --range-setting-only keeps just the ranges. \
+      The log shows every step with its time. Options given on the command line override the \
+      --config file.
       """)
 
   @Argument(help: "The float ONNX model.")
@@ -50,8 +56,32 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
-  @Flag(help: "Cross-layer equalization before quantizing (ReLU6 between equalized layers becomes ReLU, as in DFQ).")
-  var cle = false
+  @Flag(name: .customLong("no-cle"), help: "Skip cross-layer equalization (on by default; ReLU6 between equalized layers becomes ReLU, as in DFQ).")
+  var noCLE = false
+
+  @Flag(name: .customLong("no-bias-absorption"), help: "Skip high-bias absorption (on by default).")
+  var noBiasAbsorption = false
+
+  @Flag(name: .customLong("no-adaround"), help: "Round weights to nearest instead of AdaRound (AdaRound is on by default).")
+  var noAdaRound = false
+
+  @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
+  var biasCorrection: BiasCorrectionMode?
+
+  @Flag(help: "Range setting only: no equalization, absorption, AdaRound or bias correction.")
+  var rangeSettingOnly = false
+
+  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 1500).")
+  var adaRoundIterations: Int?
+
+  @Option(name: .customLong("adaround-batch-size"), help: "AdaRound rows (conv output positions or samples) per step (default 512).")
+  var adaRoundBatchSize: Int?
+
+  @Option(name: .customLong("adaround-lambda"), help: "Weight of AdaRound's rounding regularizer (default 0.01).")
+  var adaRoundLambda: Float?
+
+  @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
+  var seed: UInt64?
 
   @Flag(help: "Restrict scales to powers of two.")
   var powerOfTwo = false
@@ -117,7 +147,20 @@ struct PTQCommand: ParsableCommand {
     if let v = concat { c.concat = v }
     if let v = opset { c.opset = v }
     if powerOfTwo { c.powerOfTwo = true }
-    if cle { c.crossLayerEqualization = true }
+    if rangeSettingOnly {
+      c.crossLayerEqualization = false
+      c.biasAbsorption = false
+      c.adaRound = false
+      c.biasCorrection = .none
+    }
+    if noCLE { c.crossLayerEqualization = false }
+    if noBiasAbsorption { c.biasAbsorption = false }
+    if noAdaRound { c.adaRound = false }
+    if let v = biasCorrection { c.biasCorrection = v }
+    if let v = adaRoundIterations { c.adaRoundOptions.iterations = v }
+    if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
+    if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }
+    if let v = seed { c.adaRoundOptions.seed = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
     c.disabled += disabled
@@ -127,20 +170,26 @@ struct PTQCommand: ParsableCommand {
 
   func run() throws {
     let config = try quantConfig()
+    // Fail before the long steps on anything that can be checked up front.
+    try checkWritableDestination(output)
+    if let path = json, path != "-" { try checkWritableDestination(path) }
     let graph = try ONNXReader.load(contentsOf: model)
     let calibration = try DataSpec.parse(calib).load()
     try calibration.validateFinite()
     let evaluation = try eval.map { try DataSpec.parse($0).load() }
     try evaluation?.validateFinite()
+    if let data = evaluation {
+      // Shapes and types of the evaluation data must fit the model before quantizing.
+      let interpreter = try Interpreter(graph)
+      let feeds = try data.feeds(for: graph, batch: 0..<min(1, data.count))
+      for input in graph.inputs { if let t = feeds[input.name] { try interpreter.checkFeed(t, for: input) } }
+    }
     // Feeds bind by input name only; quantize() simplifies the graph once itself.
     let batches = try PostTrainingQuantization.calibrationBatches(
       calibration, graph: graph, batchSize: batchSize, limit: calibSize)
-    var bar: ProgressBar?
-    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches) { step, done, total in
-      if bar == nil { bar = ProgressBar(step, total: total, enabled: !quiet && ProgressBar.terminalAttached) }
-      bar?.advance(done - (bar?.done ?? 0))
-    }
-    bar?.finish()
+    let progress = StepProgress(enabled: !quiet)
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches, progress: progress.update)
+    progress.finish()
     try ONNXWriter.write(result.graph, to: output)
     var report = PTQReport(model: model, output: output, config: config, result: result)
     if let data = evaluation {

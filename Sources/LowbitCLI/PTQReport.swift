@@ -53,6 +53,11 @@ struct PTQReport: Codable {
   var steps: [StepTiming]
   var evaluation: EvaluationReport?
   var quantizers: [QuantizerEntry]
+  /// Per layer: AdaRound's reconstruction errors and the empirical bias shift.
+  var layers: [LayerRefinement]
+  var absorbed: [AbsorbedPair]
+  var equalizedPairs: Int
+  var totalSeconds: Double
 
   /// One quantizer as the JSON lists it: where it sits and its grid.
   struct QuantizerEntry: Codable {
@@ -72,7 +77,8 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers
+    case model, output, config, opset, steps, evaluation, quantizers, layers, absorbed
+    case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
 
@@ -85,6 +91,10 @@ struct PTQReport: Codable {
     self.weightQuantizers = placed.filter { $0.kind == .weight }.count
     self.activationQuantizers = placed.filter { $0.kind == .activation }.count
     self.steps = result.steps
+    self.layers = result.layers
+    self.absorbed = result.absorbed
+    self.equalizedPairs = result.equalized.count
+    self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)
     self.quantizers = placed.compactMap { site in
       guard let q = result.quantizers[site.name] else { return nil }
       let granularity: String
@@ -110,6 +120,7 @@ struct PTQReport: Codable {
     ]
     var steps = Table(["step", "seconds", "detail"])
     for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), s.detail ?? ""]) }
+    steps.add(["total", String(format: "%.3f", totalSeconds), ""])
     lines.append(steps.render())
     if let e = evaluation {
       lines.append("")

@@ -5,6 +5,14 @@ public struct BatchNormStatistics: Sendable, Equatable {
   public var gamma: [Float], beta: [Float], mean: [Float], variance: [Float]
   public var epsilon: Float
 
+  public init(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float) {
+    self.gamma = gamma
+    self.beta = beta
+    self.mean = mean
+    self.variance = variance
+    self.epsilon = epsilon
+  }
+
   /// The standard deviation of the BN output's pre-shift term: `gamma / sqrt(var + eps)` per channel.
   public var factors: [Float] {
     zip(gamma, variance).map { g, v in g / (v + epsilon).squareRoot() }

@@ -114,14 +114,23 @@ public enum ONNXWriter {
 /// lowbit's version, written into the files it produces.
 public let lowbitVersion = "0.1.0"
 
-/// Writes `data` to a temporary sibling of `path` and renames it into place.
-public func writeAtomically(_ data: Data, to path: String) throws {
-  let url = URL(fileURLWithPath: path)
-  let folder = url.deletingLastPathComponent()
+/// Throws unless the folder `path` would be written into exists (checked before long work).
+public func checkWritableDestination(_ path: String) throws {
+  let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
   var isDirectory: ObjCBool = false
   guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
     throw LowbitError.io("cannot write '\(path)': folder '\(folder.path)' does not exist")
   }
+  guard FileManager.default.isWritableFile(atPath: folder.path) else {
+    throw LowbitError.io("cannot write '\(path)': folder '\(folder.path)' is not writable")
+  }
+}
+
+/// Writes `data` to a temporary sibling of `path` and renames it into place.
+public func writeAtomically(_ data: Data, to path: String) throws {
+  let url = URL(fileURLWithPath: path)
+  let folder = url.deletingLastPathComponent()
+  try checkWritableDestination(path)
   let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
   do {
     try data.write(to: temporary)

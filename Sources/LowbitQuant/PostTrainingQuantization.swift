@@ -11,22 +11,35 @@ public struct StepTiming: Sendable, Codable, Equatable {
 
 /// What post-training quantization produced.
 public struct QuantizationResult: Sendable {
-  /// The float graph the quantizers were placed on (simplified, BatchNorm folded).
+  /// The float reference: the model simplified, BatchNorm folded (what FP32 accuracy is measured on).
   public var floatGraph: Graph
+  /// The float graph the quantizers were placed on: after equalization and absorption, with
+  /// AdaRound's quantized weights and corrected biases.
+  public var transformedGraph: Graph
   /// The quantized graph with QuantizeLinear/DequantizeLinear nodes: the simulation and the file.
   public var graph: Graph
   public var sites: [QuantizerSite]
   public var quantizers: [String: TensorQuantizer]
   public var batchNormStatistics: [String: BatchNormStatistics]
+  public var equalized: [EqualizedPair] = []
+  public var absorbed: [AbsorbedPair] = []
+  /// Per layer: AdaRound's and empirical bias correction's effect.
+  public var layers: [LayerRefinement] = []
+  /// Layers corrected analytically.
+  public var analyticallyCorrected: [String] = []
   public var steps: [StepTiming]
 }
 
 /// Progress of a long step: its name, units done, units in all.
 public typealias ProgressHandler = (_ step: String, _ done: Int, _ total: Int) -> Void
 
-/// Post-training quantization with range setting (white paper sec. 3.1, fig. 8 without the
-/// optional algorithms): BN folding -> quantizer placement -> weight ranges -> activation ranges
-/// -> QDQ graph.
+/// The white paper's standard PTQ pipeline (sec. 4.1, fig. 8), each step switchable in
+/// `QuantConfig`:
+///
+///     BN folding -> cross-layer equalization (+ high-bias absorption) -> quantizer placement
+///     -> weight ranges (MSE) -> AdaRound (with data) -> bias correction (analytical without
+///     data; empirical only when asked after AdaRound) -> activation ranges (MSE; cross-entropy
+///     for the logits) -> QDQ graph
 public enum PostTrainingQuantization {
   /// Simplifies `graph` and folds its BatchNorms, keeping their statistics.
   public static func prepare(_ graph: Graph) throws -> (graph: Graph, statistics: [String: BatchNormStatistics]) {
@@ -41,7 +54,8 @@ public enum PostTrainingQuantization {
     return try d.batches(size: batchSize).map { try d.feeds(for: graph, batch: $0) }
   }
 
-  /// Quantizes `graph` (a float model as loaded) with `config`, calibrating on `batches`.
+  /// Quantizes `graph` (a float model as loaded) with `config`, calibrating on `batches`
+  /// (which may be empty for the data-free steps).
   public static func quantize(
     _ graph: Graph, config: QuantConfig, batches: [[String: Tensor]], progress: ProgressHandler? = nil
   ) throws -> QuantizationResult {
@@ -55,9 +69,18 @@ public enum PostTrainingQuantization {
     }
     let prepared = try timed("fold batchnorm") { try prepare(graph) }
     var float = prepared.graph, stats = prepared.statistics
+    if let first = batches.first {
+      let interpreter = try Interpreter(float)
+      for input in float.inputs {
+        guard let t = first[input.name] else { throw LowbitError.invalidInput("calibration data has no input '\(input.name)'") }
+        try interpreter.checkFeed(t, for: input)
+      }
+    }
+    var equalized: [EqualizedPair] = [], absorbed: [AbsorbedPair] = []
     if config.crossLayerEqualization {
-      let (equalized, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
-      float = equalized
+      let (g, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
+      float = g
+      equalized = pairs
       // A layer's output channel i was divided by s_i: so were its BN's gamma_i and beta_i.
       for pair in pairs {
         guard var s = stats[pair.first], s.gamma.count == pair.scales.count else { continue }
@@ -67,21 +90,68 @@ public enum PostTrainingQuantization {
       }
       steps[steps.count - 1].detail = "\(pairs.count) pairs; ReLU6 between pairs replaced by ReLU (DFQ)"
     }
+    if config.biasAbsorption {
+      let (g, pairs) = try timed("high-bias absorption") { () throws -> (Graph, [AbsorbedPair]) in
+        let minima = try BiasAbsorption.preActivationMinima(float, batches: batches)
+        return try BiasAbsorption.absorb(float, statistics: &stats, minima: minima)
+      }
+      float = g
+      absorbed = pairs
+      let sources = Set(pairs.map(\.source.rawValue)).sorted().joined(separator: ", ")
+      steps[steps.count - 1].detail = pairs.isEmpty
+        ? "no ReLU pair without padding in the second layer"
+        : "\(pairs.count) pairs, c from \(sources)"
+    }
     let sites = timed("place quantizers") { QuantizerPlacement.sites(in: float, config: config) }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)
     }
+    var transformed = float
+    var layers: [LayerRefinement] = []
+    let runAdaRound = config.adaRound && !batches.isEmpty && config.quantizeWeights
+    let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound)
+    if correction == .empirical && batches.isEmpty {
+      throw LowbitError.invalidArgument("empirical bias correction needs calibration data: use analytical")
+    }
+    if runAdaRound || correction == .empirical {
+      let name = runAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
+      let result = try timed(name) {
+        try LayerwiseRefinement.run(
+          float, sites: sites, quantizers: quantizers, batches: batches,
+          adaRound: runAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
+          progress: { progress?(name, $0, $1) })
+      }
+      transformed = result.graph
+      layers = result.layers
+      var detail = "\(layers.count) layers"
+      if runAdaRound {
+        let o = config.adaRoundOptions
+        let before = layers.compactMap(\.nearestError).reduce(0, +), after = layers.compactMap(\.adaRoundError).reduce(0, +)
+        detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
+      }
+      if correction == .empirical { detail += ", empirical bias correction" }
+      steps[steps.count - 1].detail = detail
+    }
+    var corrected: [String] = []
+    if correction == .analytical {
+      (transformed, corrected) = timed("bias correction") {
+        BiasCorrection.analytical(transformed, sites: sites, quantizers: quantizers, statistics: stats)
+      }
+      steps[steps.count - 1].detail = "analytical, \(corrected.count) layers with BatchNorm statistics at their input"
+    }
     let activations = try timed("activation ranges", config.activationRange.rawValue) {
       try Calibration.activationQuantizers(
-        float, sites: sites, config: config, batchNormStatistics: stats, batches: batches,
+        transformed, sites: sites, config: config, batchNormStatistics: stats, batches: batches,
         progress: { progress?("calibrate", $0, batches.count) })
     }
     quantizers.merge(activations) { a, _ in a }
-    let opset = config.outputOpset(modelOpset: float.opset)
+    let opset = config.outputOpset(modelOpset: transformed.opset)
     let qdq = try timed("write QDQ graph", "opset \(opset)") {
-      try QDQBuilder.build(float, sites: sites, quantizers: quantizers, opset: opset)
+      try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset)
     }
     return QuantizationResult(
-      floatGraph: float, graph: qdq, sites: sites, quantizers: quantizers, batchNormStatistics: stats, steps: steps)
+      floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
+      batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers,
+      analyticallyCorrected: corrected, steps: steps)
   }
 }

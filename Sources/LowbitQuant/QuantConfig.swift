@@ -8,6 +8,25 @@ public enum ConcatMode: String, Sendable, Codable, CaseIterable {
   case sharedGrid = "shared-grid"
 }
 
+/// Which bias correction the PTQ pipeline applies (white paper sec. 3.3).
+public enum BiasCorrectionMode: String, Sendable, Codable, CaseIterable {
+  /// Analytical without calibration data; none after AdaRound; empirical when data is given
+  /// and AdaRound is off.
+  case auto
+  /// `b <- b - (E[W_hat x_hat] - E[W x])` per output channel, measured layer by layer.
+  case empirical
+  /// Data-free: `b <- b - (W_hat - W) E[x]` with `E[x]` from the BatchNorm statistics.
+  case analytical
+  case none
+
+  /// The mode `auto` stands for, given whether there is data and whether AdaRound runs.
+  public func resolved(hasData: Bool, adaRound: Bool) -> BiasCorrectionMode {
+    guard self == .auto else { return self }
+    if !hasData { return .analytical }
+    return adaRound ? .none : .empirical
+  }
+}
+
 /// Everything that decides how a model is quantized. Validated by `validate()`; read from JSON
 /// with `--config` (every field optional there, defaults below).
 public struct QuantConfig: Sendable, Equatable, Codable {
@@ -43,11 +62,29 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var disabled: [String] = []
   /// Opset of the written model; nil picks max(model's, 13), or 21 when a bit width needs it.
   public var opset: Int?
-  /// Cross-layer equalization before placing quantizers (white paper sec. 3.2; default off
-  /// until the full PTQ pipeline makes it the default).
-  public var crossLayerEqualization = false
+  /// Cross-layer equalization before placing quantizers (white paper sec. 3.2; default on).
+  public var crossLayerEqualization = true
+  /// High-bias absorption after equalization (sec. 3.2; default on).
+  public var biasAbsorption = true
+  /// AdaRound for the weights when calibration data is given (sec. 3.4; default on).
+  public var adaRound = true
+  /// AdaRound's settings (see `AdaRoundOptions` for the defaults).
+  public var adaRoundOptions = AdaRoundOptions()
+  /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
+  public var biasCorrection: BiasCorrectionMode = .auto
 
   public init() {}
+
+  /// Range setting only: the defaults without cross-layer equalization, bias absorption,
+  /// AdaRound or bias correction (the white paper's "PTQ with range setting" baseline).
+  public static var rangeSettingOnly: QuantConfig {
+    var c = QuantConfig()
+    c.crossLayerEqualization = false
+    c.biasAbsorption = false
+    c.adaRound = false
+    c.biasCorrection = .none
+    return c
+  }
 
   enum CodingKeys: String, CodingKey {
     case weightBits = "weight_bits", activationBits = "activation_bits", perChannel = "per_channel"
@@ -55,7 +92,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
     case percentile, concat, disabled, opset
-    case crossLayerEqualization = "cross_layer_equalization"
+    case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
+    case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
   }
 
@@ -79,6 +117,10 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     disabled = try c.decodeIfPresent([String].self, forKey: .disabled) ?? d.disabled
     opset = try c.decodeIfPresent(Int.self, forKey: .opset)
     crossLayerEqualization = try c.decodeIfPresent(Bool.self, forKey: .crossLayerEqualization) ?? d.crossLayerEqualization
+    biasAbsorption = try c.decodeIfPresent(Bool.self, forKey: .biasAbsorption) ?? d.biasAbsorption
+    adaRound = try c.decodeIfPresent(Bool.self, forKey: .adaRound) ?? d.adaRound
+    adaRoundOptions = try c.decodeIfPresent(AdaRoundOptions.self, forKey: .adaRoundOptions) ?? d.adaRoundOptions
+    biasCorrection = try c.decodeIfPresent(BiasCorrectionMode.self, forKey: .biasCorrection) ?? d.biasCorrection
   }
 
   /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
@@ -103,6 +145,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     if weightRange == .crossEntropy || weightRange == .bnBased {
       throw LowbitError.invalidArgument("weight range '\(weightRange.rawValue)' applies to activations only: use min-max or mse")
     }
+    try adaRoundOptions.validate()
     if weightGroupSize != nil && (opset ?? 21) < 21 {
       throw LowbitError.invalidArgument("per-group weights need blocked QuantizeLinear: use opset 21")
     }

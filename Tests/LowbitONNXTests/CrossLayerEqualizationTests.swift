@@ -47,3 +47,26 @@ import Testing
     #expect(equalized.nodes.filter { $0.opType == "Clip" }.count < float.nodes.filter { $0.opType == "Clip" }.count)
   }
 }
+
+@Suite struct HighBiasAbsorptionModelTests {
+  /// CLE then high-bias absorption on the demo models: the float function is unchanged on
+  /// calibration data (c from the BatchNorm statistics, capped by the data's minima).
+  @Test(arguments: ["fm_resnet20", "fm_mobilenetv2"])
+  func equalizationAndAbsorptionKeepOutputs(_ name: String) throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath(name))
+    let batches = syntheticBatches(2, batch: 8, seed: 31)
+    var config = QuantConfig.rangeSettingOnly
+    config.crossLayerEqualization = true
+    config.biasAbsorption = true
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches)
+    let reference = CrossLayerEqualization.equalize(result.floatGraph, iterations: 0).graph
+    for feeds in batches {
+      let a = try Interpreter(reference).run(feeds)["logits"]!
+      let b = try Interpreter(result.transformedGraph).run(feeds)["logits"]!
+      #expect(maxRelativeError(b.floats, a.floats) < 1e-4)
+    }
+    // (These trained models have no BatchNorm with beta - 3 gamma > 0, so nothing is absorbed:
+    // the synthetic BiasAbsorptionTests cover the moves themselves.)
+    #expect(result.absorbed.allSatisfy { $0.source == .batchNorm })
+  }
+}

@@ -53,7 +53,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
 
   @Test func withEveryQuantizerOffTheSimulationEqualsTheFloatEngine() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_mobilenetv2"))
-    var config = QuantConfig()
+    var config = QuantConfig.rangeSettingOnly
     config.quantizeWeights = false
     config.quantizeActivations = false
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: [])
@@ -66,7 +66,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
 
   @Test func w8a8SimulationStaysCloseToFloatAndWritesIntegers() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
-    var config = QuantConfig()
+    var config = QuantConfig.rangeSettingOnly
     config.perChannel = true
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(3))
     let weights = result.graph.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
@@ -81,7 +81,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
 
   @Test func writtenFileRunsLikeTheSimulation() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_inception"))
-    var config = QuantConfig()
+    var config = QuantConfig.rangeSettingOnly
     config.weightBits = 4
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(2))
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-q-\(getpid()).onnx").path
@@ -119,7 +119,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
 @Suite struct GranularityAndConcatTests {
   @Test func sharedGridGivesEveryConcatInputTheSameParameters() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_inception"))
-    var config = QuantConfig()
+    var config = QuantConfig.rangeSettingOnly
     config.concat = .sharedGrid
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(2))
     let float = result.floatGraph
@@ -138,7 +138,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
       #expect(params.count == concat.inputs.count)
       #expect(Set(params.map(\.scale)).count == 1 && Set(params.map(\.zeroPoint)).count == 1)
     }
-    var requantize = QuantConfig()
+    var requantize = QuantConfig.rangeSettingOnly
     requantize.concat = .requantize
     let other = try PostTrainingQuantization.quantize(graph, config: requantize, batches: syntheticBatches(2))
     #expect(concats.allSatisfy { other.quantizers[$0.outputs[0]] != nil })
@@ -146,7 +146,7 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
 
   @Test func perGroupWeightsUseBlocksAlongTheInputAxis() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
-    var config = QuantConfig()
+    var config = QuantConfig.rangeSettingOnly
     config.weightBits = 4
     config.weightGroupSize = 8
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(1))

@@ -1,0 +1,333 @@
+import Foundation
+import LowbitCore
+
+/// AdaRound's settings (white paper sec. 3.4; Nagel et al. 2020). Defaults in the comments.
+public struct AdaRoundOptions: Sendable, Equatable, Codable {
+  /// Optimization steps per layer (default 1500).
+  public var iterations = 1500
+  /// Rows (output positions of a conv, samples of a Gemm) per step (default 512).
+  public var batchSize = 512
+  /// Weight of the rounding regularizer, lambda (default 0.01).
+  public var regularization: Float = 0.01
+  /// beta of the regularizer, annealed from `betaStart` to `betaEnd` (defaults 20 and 2).
+  public var betaStart: Float = 20
+  public var betaEnd: Float = 2
+  /// Fraction of the steps before the regularizer switches on (default 0.2).
+  public var warmStart: Float = 0.2
+  /// Adam's step size on V (default 0.01).
+  public var learningRate: Float = 0.01
+  /// Seed of the row sampling (default 0).
+  public var seed: UInt64 = 0
+
+  public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case iterations, batchSize = "batch_size", regularization, betaStart = "beta_start"
+    case betaEnd = "beta_end", warmStart = "warm_start", learningRate = "learning_rate", seed
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = AdaRoundOptions()
+    iterations = try c.decodeIfPresent(Int.self, forKey: .iterations) ?? d.iterations
+    batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+    regularization = try c.decodeIfPresent(Float.self, forKey: .regularization) ?? d.regularization
+    betaStart = try c.decodeIfPresent(Float.self, forKey: .betaStart) ?? d.betaStart
+    betaEnd = try c.decodeIfPresent(Float.self, forKey: .betaEnd) ?? d.betaEnd
+    warmStart = try c.decodeIfPresent(Float.self, forKey: .warmStart) ?? d.warmStart
+    learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
+    seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+  }
+
+  /// Throws `invalidArgument` naming the first setting out of range.
+  public func validate() throws {
+    guard iterations >= 1 else { throw LowbitError.invalidArgument("AdaRound iterations must be at least 1, got \(iterations)") }
+    guard batchSize >= 1 else { throw LowbitError.invalidArgument("AdaRound batch size must be at least 1, got \(batchSize)") }
+    guard regularization >= 0, regularization.isFinite else {
+      throw LowbitError.invalidArgument("AdaRound regularization must be finite and >= 0, got \(regularization)")
+    }
+    guard betaStart >= betaEnd, betaEnd >= 1 else {
+      throw LowbitError.invalidArgument("AdaRound beta must anneal downwards to at least 1 (got \(betaStart) -> \(betaEnd))")
+    }
+    guard (0...1).contains(warmStart) else { throw LowbitError.invalidArgument("AdaRound warm start must be in [0, 1], got \(warmStart)") }
+    guard learningRate > 0, learningRate.isFinite else {
+      throw LowbitError.invalidArgument("AdaRound learning rate must be positive, got \(learningRate)")
+    }
+  }
+}
+
+/// One layer's rounding problem: weights as an `[O, K]` matrix in `groups` blocks of
+/// `O / groups` rows (output channel `o` reads group `o / (O / groups)`'s inputs), each weight's
+/// quantizer parameters, the bias and the clamp of the activation function after the layer.
+public struct RoundingProblem {
+  public var groups: Int
+  public var outputs: Int
+  public var patchSize: Int
+  /// `[outputs * patchSize]`, row-major.
+  public var weights: [Float]
+  /// Per weight: scale and zero point of its grid.
+  public var scales: [Float]
+  public var zeroPoints: [Float]
+  public var grid: IntegerGrid
+  public var bias: [Float]
+  /// The activation function after the layer as a clamp (ReLU: `0...inf`); nil for none.
+  public var activation: FusedActivation?
+  /// Draws `count` rows: the quantized model's inputs, laid out `[groups][count][patchSize]`,
+  /// and the float model's outputs after the activation, `[count][outputs]`.
+  public var sample: (_ count: Int, _ generator: inout AdaRoundGenerator) -> (inputs: [Float], targets: [Float])
+
+  public init(groups: Int, outputs: Int, patchSize: Int, weights: [Float], scales: [Float], zeroPoints: [Float],
+              grid: IntegerGrid, bias: [Float], activation: FusedActivation?,
+              sample: @escaping (_ count: Int, _ generator: inout AdaRoundGenerator) -> (inputs: [Float], targets: [Float])) {
+    self.groups = groups
+    self.outputs = outputs
+    self.patchSize = patchSize
+    self.weights = weights
+    self.scales = scales
+    self.zeroPoints = zeroPoints
+    self.grid = grid
+    self.bias = bias
+    self.activation = activation
+    self.sample = sample
+  }
+}
+
+/// A seeded SplitMix64 generator: AdaRound's row sampling is reproducible under `seed`.
+public struct AdaRoundGenerator: RandomNumberGenerator {
+  var state: UInt64
+  public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// What AdaRound did to one layer.
+public struct AdaRoundOutcome: Sendable, Equatable {
+  /// The integers `clip(floor(w / s) + h + z, qmin, qmax)` with `h` in {0, 1}, row-major `[O, K]`.
+  public var integers: [Int32]
+  /// Reconstruction error `mean_rows sum_o (act(W x_hat + b) - y)^2` on one held-out sample of
+  /// rows, with round-to-nearest and with the learned rounding.
+  public var nearestError: Float
+  public var adaRoundError: Float
+  /// Fraction of weights rounded differently from round-to-nearest.
+  public var flipped: Float
+}
+
+/// Adaptive rounding (white paper sec. 3.4, eq. 21-25).
+///
+/// Instead of rounding `w / s` to the nearest integer, each weight learns whether to round down
+/// or up: `w_soft = s * (clip(floor(w / s) + h(V) + z, qmin, qmax) - z)` with the rectified sigmoid
+/// `h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1)`, `zeta = 1.1`, `gamma = -0.1`, minimizing
+///
+///     mean_rows || f(W_soft x_hat + b) - f(W x + b) ||^2 + lambda * sum (1 - |2 h(V) - 1|^beta)
+///
+/// where `f` is the activation after the layer, `x` the float model's input to the layer and
+/// `x_hat` the input with the preceding layers quantized (asymmetric reconstruction). beta is held
+/// off for the warm start, then cosine-annealed from `betaStart` to `betaEnd`; the regularizer
+/// drives every `h` to 0 or 1. V starts where `h(V)` equals the fractional part of `w / s`, and
+/// is optimized by Adam.
+public enum AdaRound {
+  public static let zeta: Float = 1.1
+  public static let gamma: Float = -0.1
+
+  /// `h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1)`.
+  public static func rectifiedSigmoid(_ v: Float) -> Float {
+    min(1, max(0, sigmoid(v) * (zeta - gamma) + gamma))
+  }
+
+  /// `dh/dV`: `(zeta - gamma) sigmoid(V) (1 - sigmoid(V))` where h is not clipped, else 0.
+  public static func rectifiedSigmoidDerivative(_ v: Float) -> Float {
+    let s = sigmoid(v), raw = s * (zeta - gamma) + gamma
+    return raw > 0 && raw < 1 ? (zeta - gamma) * s * (1 - s) : 0
+  }
+
+  /// The V with `h(V) = fraction` for a fraction in [0, 1).
+  public static func initialV(fraction: Float) -> Float {
+    let p = (fraction - gamma) / (zeta - gamma)
+    return log(p / (1 - p))
+  }
+
+  /// The regularizer term of one weight, `1 - |2h - 1|^beta`.
+  public static func regularizer(_ h: Float, beta: Float) -> Float {
+    1 - pow(abs(2 * h - 1), beta)
+  }
+
+  /// `d/dh (1 - |2h - 1|^beta) = -2 beta |2h - 1|^(beta - 1) sign(2h - 1)`.
+  public static func regularizerDerivative(_ h: Float, beta: Float) -> Float {
+    let u = 2 * h - 1
+    if u == 0 { return 0 }
+    return -2 * beta * pow(abs(u), beta - 1) * (u > 0 ? 1 : -1)
+  }
+
+  /// beta at step `t` of `total`: nil during the warm start (no regularizer), then
+  /// `end + (start - end) (1 + cos(pi r)) / 2` with `r` going from 0 to 1.
+  public static func beta(step t: Int, of total: Int, _ options: AdaRoundOptions) -> Float? {
+    let warm = Int((Float(total) * options.warmStart).rounded(.down))
+    if t < warm { return nil }
+    let r = total - warm <= 1 ? 1 : Float(t - warm) / Float(total - warm - 1)
+    return options.betaEnd + (options.betaStart - options.betaEnd) * 0.5 * (1 + cos(Float.pi * r))
+  }
+
+  static func sigmoid(_ v: Float) -> Float { 1 / (1 + exp(-v)) }
+
+  /// Learns the rounding of `problem`'s weights.
+  public static func optimize(_ problem: RoundingProblem, options: AdaRoundOptions) -> AdaRoundOutcome {
+    let count = problem.weights.count
+    let qmin = Float(problem.grid.qmin), qmax = Float(problem.grid.qmax)
+    var base = [Float](repeating: 0, count: count)
+    var v = [Float](repeating: 0, count: count)
+    var nearest = [Float](repeating: 0, count: count)
+    for e in 0..<count {
+      let x = problem.weights[e] / problem.scales[e]
+      let f = x.rounded(.down)
+      base[e] = f
+      v[e] = initialV(fraction: min(max(x - f, 0), 0.999_999))
+      nearest[e] = problem.scales[e] * (min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax) - problem.zeroPoints[e])
+    }
+    var generator = AdaRoundGenerator(seed: options.seed)
+    let heldOut = problem.sample(options.batchSize, &generator)
+    var m = [Float](repeating: 0, count: count), s2 = [Float](repeating: 0, count: count)
+    let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+    var soft = [Float](repeating: 0, count: count)
+    var slope = [Float](repeating: 0, count: count)  // d w_soft / dV, 0 where clipped
+    var h = [Float](repeating: 0, count: count)
+    var dh = [Float](repeating: 0, count: count)
+    for t in 0..<options.iterations {
+      for e in 0..<count {
+        let sg = sigmoid(v[e]), raw = sg * (zeta - gamma) + gamma
+        h[e] = min(1, max(0, raw))
+        dh[e] = raw > 0 && raw < 1 ? (zeta - gamma) * sg * (1 - sg) : 0
+        let q = base[e] + h[e] + problem.zeroPoints[e]
+        slope[e] = q > qmin && q < qmax ? problem.scales[e] * dh[e] : 0
+        soft[e] = problem.scales[e] * (min(max(q, qmin), qmax) - problem.zeroPoints[e])
+      }
+      let batch = problem.sample(options.batchSize, &generator)
+      let rows = batch.targets.count / problem.outputs
+      let gradient = reconstructionGradient(problem, weights: soft, batch, rows: rows)
+      let beta = beta(step: t, of: options.iterations, options)
+      let correction1 = 1 - pow(beta1, Float(t + 1)), correction2 = 1 - pow(beta2, Float(t + 1))
+      let lr = options.learningRate, lambda = options.regularization
+      for e in 0..<count {
+        var g = gradient[e] * slope[e]
+        if let beta = beta, dh[e] != 0 { g += lambda * regularizerDerivative(h[e], beta: beta) * dh[e] }
+        m[e] = beta1 * m[e] + (1 - beta1) * g
+        s2[e] = beta2 * s2[e] + (1 - beta2) * g * g
+        v[e] -= lr * (m[e] / correction1) / ((s2[e] / correction2).squareRoot() + epsilon)
+      }
+    }
+    var integers = [Int32](repeating: 0, count: count)
+    var hard = [Float](repeating: 0, count: count)
+    var flipped = 0
+    for e in 0..<count {
+      let q = min(max(base[e] + (v[e] >= 0 ? 1 : 0) + problem.zeroPoints[e], qmin), qmax)
+      integers[e] = Int32(q)
+      hard[e] = problem.scales[e] * (q - problem.zeroPoints[e])
+      if hard[e] != nearest[e] { flipped += 1 }
+    }
+    let heldRows = heldOut.targets.count / problem.outputs
+    return AdaRoundOutcome(
+      integers: integers,
+      nearestError: reconstructionError(problem, weights: nearest, heldOut, rows: heldRows),
+      adaRoundError: reconstructionError(problem, weights: hard, heldOut, rows: heldRows),
+      flipped: count == 0 ? 0 : Float(flipped) / Float(count))
+  }
+
+  /// `act(X W^T + b)` for the sampled rows, `[rows][outputs]`, and the pre-activations.
+  static func forward(_ p: RoundingProblem, weights: [Float], _ inputs: [Float], rows: Int) -> [Float] {
+    let og = p.outputs / p.groups, k = p.patchSize
+    var out = [Float](repeating: 0, count: rows * p.outputs)
+    if p.groups == 1 {
+      MatrixProduct.gemm(inputs, weights, into: &out, m: rows, n: p.outputs, k: k, transB: true)
+    } else if og * k <= 64 {
+      // Depthwise and other thin groups: direct dot products.
+      let outputs = p.outputs
+      inputs.withUnsafeBufferPointer { xs in
+        weights.withUnsafeBufferPointer { ws in
+          out.withUnsafeMutableBufferPointer { ys in
+            for g in 0..<p.groups {
+              for r in 0..<rows {
+                let x = xs.baseAddress! + (g * rows + r) * k
+                for o in 0..<og {
+                  let w = ws.baseAddress! + (g * og + o) * k
+                  var s: Float = 0
+                  for j in 0..<k { s += x[j] * w[j] }
+                  ys[r * outputs + g * og + o] = s
+                }
+              }
+            }
+          }
+        }
+      }
+    } else {
+      for g in 0..<p.groups {
+        let x = Array(inputs[(g * rows * k)..<((g + 1) * rows * k)])
+        let w = Array(weights[(g * og * k)..<((g + 1) * og * k)])
+        let y = MatrixProduct.product(x, w, m: rows, n: og, k: k, transB: true)
+        for r in 0..<rows { for o in 0..<og { out[r * p.outputs + g * og + o] = y[r * og + o] } }
+      }
+    }
+    for r in 0..<rows { for o in 0..<p.outputs { out[r * p.outputs + o] += p.bias[o] } }
+    return out
+  }
+
+  static func clamp(_ x: Float, _ a: FusedActivation?) -> Float {
+    guard let a = a else { return x }
+    return x < a.lower ? a.lower : (x > a.upper ? a.upper : x)
+  }
+
+  /// `mean_rows sum_o (act(W x + b) - y)^2`.
+  static func reconstructionError(
+    _ p: RoundingProblem, weights: [Float], _ batch: (inputs: [Float], targets: [Float]), rows: Int
+  ) -> Float {
+    let pre = forward(p, weights: weights, batch.inputs, rows: rows)
+    var total: Double = 0
+    for i in pre.indices {
+      let d = clamp(pre[i], p.activation) - batch.targets[i]
+      total += Double(d * d)
+    }
+    return rows == 0 ? 0 : Float(total / Double(rows))
+  }
+
+  /// d(reconstruction error)/dW, `[O, K]`.
+  static func reconstructionGradient(
+    _ p: RoundingProblem, weights: [Float], _ batch: (inputs: [Float], targets: [Float]), rows: Int
+  ) -> [Float] {
+    let pre = forward(p, weights: weights, batch.inputs, rows: rows)
+    var g = [Float](repeating: 0, count: pre.count)
+    let scale = 2 / Float(max(rows, 1))
+    for i in pre.indices {
+      let y = clamp(pre[i], p.activation)
+      let passes = p.activation.map { pre[i] > $0.lower && pre[i] < $0.upper } ?? true
+      g[i] = passes ? scale * (y - batch.targets[i]) : 0
+    }
+    let og = p.outputs / p.groups, k = p.patchSize
+    var result = [Float](repeating: 0, count: p.outputs * k)
+    if p.groups == 1 {
+      MatrixProduct.gemm(g, batch.inputs, into: &result, m: p.outputs, n: k, k: rows, transA: true)
+    } else {
+      let outputs = p.outputs
+      g.withUnsafeBufferPointer { gs in
+        batch.inputs.withUnsafeBufferPointer { xs in
+          result.withUnsafeMutableBufferPointer { rs in
+            for grp in 0..<p.groups {
+              for o in 0..<og {
+                let dst = rs.baseAddress! + (grp * og + o) * k
+                for r in 0..<rows {
+                  let gv = gs[r * outputs + grp * og + o]
+                  if gv == 0 { continue }
+                  let x = xs.baseAddress! + (grp * rows + r) * k
+                  for j in 0..<k { dst[j] += gv * x[j] }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return result
+  }
+}
