@@ -24,6 +24,7 @@ let package = Package(
       name: "LowbitONNX",
       dependencies: ["LowbitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "LowbitReport", dependencies: ["LowbitCore"]),
+    .target(name: "LowbitTrain", dependencies: ["LowbitCore"]),
     .target(
       name: "LowbitCLI",
       dependencies: [
@@ -39,6 +40,8 @@ let package = Package(
     .testTarget(
       name: "LowbitONNXTests",
       dependencies: ["LowbitONNX", "LowbitData", "LowbitQuant", "LowbitTestSupport"]),
+    .testTarget(
+      name: "LowbitTrainTests", dependencies: ["LowbitTrain", "LowbitONNX", "LowbitTestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,160 @@
+import LowbitCore
+
+/// BatchNormalization with batch statistics (training mode) and its gradient rule.
+///
+/// Per channel `c` over the `m = N * H * W` elements of that channel:
+/// `mu = mean(x)`, `sigma^2 = mean((x - mu)^2)` (biased), `x^ = (x - mu) / sqrt(sigma^2 + eps)`,
+/// `y = gamma * x^ + beta`. The running statistics move as in ONNX and PyTorch, with the ONNX
+/// attribute `momentum` (default 0.9, PyTorch's `1 - momentum`) weighting the old value:
+/// `running_mean = momentum * running_mean + (1 - momentum) * mu` and
+/// `running_var = momentum * running_var + (1 - momentum) * sigma^2 * m / (m - 1)` (PyTorch's
+/// unbiased batch variance; ONNX's reference uses the biased one: see `unbiasedRunningVariance`).
+public enum BatchNormTraining {
+  /// The result of one training-mode forward pass.
+  public struct Forward: Sendable {
+    public var output: Tensor
+    /// Batch mean and `1 / sqrt(sigma^2 + eps)` per channel.
+    public var mean: [Float]
+    public var inverseStd: [Float]
+    public var runningMean: Tensor
+    public var runningVariance: Tensor
+  }
+
+  /// Normalizes `x` ([N, C, ...]) with its batch statistics and returns the moved running ones.
+  public static func forward(
+    x: Tensor, scale: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
+    epsilon: Float, momentum: Float, unbiasedRunningVariance: Bool = true
+  ) -> Forward {
+    let n = x.shape[0], c = x.shape[1], inner = x.shape[2...].reduce(1, *)
+    let m = n * inner
+    let xs = x.floats, gamma = scale.floats, beta = bias.floats
+    var mean = [Float](repeating: 0, count: c), inverseStd = mean, variance = [Double](repeating: 0, count: c)
+    var y = [Float](repeating: 0, count: x.count)
+    xs.withUnsafeBufferPointer { xp in
+      y.withUnsafeMutableBufferPointer { yp in
+        mean.withUnsafeMutableBufferPointer { mp in
+          inverseStd.withUnsafeMutableBufferPointer { sp in
+            variance.withUnsafeMutableBufferPointer { vp in
+              // Safety: channel ch reads and writes only its own planes (image * c + ch) and its
+              // own slot of mean, inverseStd and variance; sums run in image, position order.
+              let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: yp.baseAddress),
+                          UInt(bitPattern: mp.baseAddress), UInt(bitPattern: sp.baseAddress), UInt(bitPattern: vp.baseAddress))
+              parallelChunks(c, costPerItem: 4 * m) { range in
+                guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let yb = UnsafeMutablePointer<Float>(bitPattern: bits.1),
+                      let mb = UnsafeMutablePointer<Float>(bitPattern: bits.2), let sb = UnsafeMutablePointer<Float>(bitPattern: bits.3),
+                      let vb = UnsafeMutablePointer<Double>(bitPattern: bits.4) else { return }
+                for ch in range {
+                  var sum = 0.0
+                  for image in 0..<n { let p = xb + (image * c + ch) * inner; for i in 0..<inner { sum += Double(p[i]) } }
+                  let mu = m > 0 ? sum / Double(m) : 0
+                  var squares = 0.0
+                  for image in 0..<n {
+                    let p = xb + (image * c + ch) * inner
+                    for i in 0..<inner { let d = Double(p[i]) - mu; squares += d * d }
+                  }
+                  let v = m > 0 ? squares / Double(m) : 0
+                  let inv = 1 / (v + Double(epsilon)).squareRoot()
+                  mb[ch] = Float(mu)
+                  sb[ch] = Float(inv)
+                  vb[ch] = v
+                  let mul = Float(inv) * gamma[ch], add = beta[ch] - Float(mu) * Float(inv) * gamma[ch]
+                  for image in 0..<n {
+                    let p = xb + (image * c + ch) * inner, q = yb + (image * c + ch) * inner
+                    for i in 0..<inner { q[i] = p[i] * mul + add }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    let oldMean = runningMean.floats, oldVariance = runningVariance.floats
+    let correction = unbiasedRunningVariance && m > 1 ? Double(m) / Double(m - 1) : 1
+    let newMean = (0..<c).map { momentum * oldMean[$0] + (1 - momentum) * mean[$0] }
+    let newVariance = (0..<c).map { momentum * oldVariance[$0] + (1 - momentum) * Float(variance[$0] * correction) }
+    return Forward(
+      output: Tensor(shape: x.shape, floats: y), mean: mean, inverseStd: inverseStd,
+      runningMean: Tensor(shape: runningMean.shape, floats: newMean),
+      runningVariance: Tensor(shape: runningVariance.shape, floats: newVariance))
+  }
+
+  /// The gradients of `y = gamma * x^ + beta`, per channel with `s = 1 / sqrt(sigma^2 + eps)`:
+  /// `dbeta = sum dy`, `dgamma = sum dy * x^`, and in training mode (batch statistics, which
+  /// depend on x) `dx = gamma * s / m * (m * dy - dbeta - x^ * dgamma)`; in evaluation mode
+  /// (running statistics, constants) `dx = gamma * s * dy`.
+  public static func backward(
+    x: Tensor, scale: Tensor, outputGradient: Tensor, mean: [Float], inverseStd: [Float], training: Bool
+  ) -> (input: Tensor, scale: Tensor, bias: Tensor) {
+    let n = x.shape[0], c = x.shape[1], inner = x.shape[2...].reduce(1, *)
+    let m = Float(n * inner)
+    let xs = x.floats, dy = outputGradient.floats, gamma = scale.floats
+    var dx = [Float](repeating: 0, count: x.count)
+    var dgamma = [Float](repeating: 0, count: c), dbeta = dgamma
+    xs.withUnsafeBufferPointer { xp in
+      dy.withUnsafeBufferPointer { gp in
+        dx.withUnsafeMutableBufferPointer { dp in
+          dgamma.withUnsafeMutableBufferPointer { gammaP in
+            dbeta.withUnsafeMutableBufferPointer { betaP in
+              // Safety: as in `forward`: each channel owns its planes and its slots.
+              let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: gp.baseAddress), UInt(bitPattern: dp.baseAddress),
+                          UInt(bitPattern: gammaP.baseAddress), UInt(bitPattern: betaP.baseAddress))
+              parallelChunks(c, costPerItem: 4 * n * inner) { range in
+                guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let gb = UnsafePointer<Float>(bitPattern: bits.1),
+                      let db = UnsafeMutablePointer<Float>(bitPattern: bits.2),
+                      let dgb = UnsafeMutablePointer<Float>(bitPattern: bits.3),
+                      let dbb = UnsafeMutablePointer<Float>(bitPattern: bits.4) else { return }
+                for ch in range {
+                  let mu = mean[ch], s = inverseStd[ch]
+                  var sumG = 0.0, sumGX = 0.0
+                  for image in 0..<n {
+                    let off = (image * c + ch) * inner
+                    for i in 0..<inner {
+                      let g = Double(gb[off + i])
+                      sumG += g
+                      sumGX += g * Double((xb[off + i] - mu) * s)
+                    }
+                  }
+                  dbb[ch] = Float(sumG)
+                  dgb[ch] = Float(sumGX)
+                  let k = gamma[ch] * s
+                  for image in 0..<n {
+                    let off = (image * c + ch) * inner
+                    for i in 0..<inner {
+                      if training {
+                        let xhat = (xb[off + i] - mu) * s
+                        db[off + i] = k / m * (m * gb[off + i] - Float(sumG) - xhat * Float(sumGX))
+                      } else {
+                        db[off + i] = k * gb[off + i]
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (Tensor(shape: x.shape, floats: dx), Tensor(shape: scale.shape, floats: dgamma),
+            Tensor(shape: scale.shape, floats: dbeta))
+  }
+}
+
+extension GradientRules {
+  static let normalizationRules: [String: GradientRule] = [
+    "BatchNormalization": GradientRule(inputs: [0, 1, 2], batchNorm),
+  ]
+
+  /// BatchNormalization: see `BatchNormTraining.backward`; the running statistics (inputs 3
+  /// and 4) are buffers, not parameters.
+  static func batchNorm(_ ctx: BackwardContext) throws -> [Tensor?] {
+    guard case .batchNorm(let mean, let inverseStd, let training)? = ctx.saved else {
+      throw ctx.error("the forward pass kept no statistics for this node")
+    }
+    let x = try ctx.input(0), scale = try ctx.input(1)
+    let g = BatchNormTraining.backward(
+      x: x, scale: scale, outputGradient: ctx.outputGradient(), mean: mean, inverseStd: inverseStd, training: training)
+    return [g.input, g.scale, g.bias, nil, nil]
+  }
+}
