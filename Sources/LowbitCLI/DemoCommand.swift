@@ -27,7 +27,7 @@ struct DemoCommand: ParsableCommand {
   @Option(help: "Calibration images from the training set.")
   var calibSize = 1024
 
-  @Flag(help: "A quick run: 256 calibration images, the first 2000 test images, 150 AdaRound steps per layer.")
+  @Flag(help: "A quick run: 256 calibration images, the first 2000 test images, 100 AdaRound steps per layer.")
   var quick = false
 
   @Flag(help: "Range setting only (no CLE, absorption, AdaRound or bias correction).")
@@ -78,7 +78,7 @@ struct DemoCommand: ParsableCommand {
       var row = Row(model: model, fp32: fp32, quantized: [:], seconds: 0)
       for s in Self.settings {
         var config = rangeSettingOnly ? QuantConfig.rangeSettingOnly : QuantConfig()
-        if let n = adaRoundIterations ?? (quick ? 150 : nil) { config.adaRoundOptions.iterations = n }
+        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.iterations = n }
         config.perChannel = s.perChannel
         config.weightBits = s.weightBits
         config.activationBits = s.activationBits

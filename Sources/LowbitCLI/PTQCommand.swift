@@ -71,7 +71,7 @@ struct PTQCommand: ParsableCommand {
   @Flag(help: "Range setting only: no equalization, absorption, AdaRound or bias correction.")
   var rangeSettingOnly = false
 
-  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 1500).")
+  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 500).")
   var adaRoundIterations: Int?
 
   @Option(name: .customLong("adaround-batch-size"), help: "AdaRound rows (conv output positions or samples) per step (default 512).")

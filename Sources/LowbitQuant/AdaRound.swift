@@ -3,8 +3,8 @@ import LowbitCore
 
 /// AdaRound's settings (white paper sec. 3.4; Nagel et al. 2020). Defaults in the comments.
 public struct AdaRoundOptions: Sendable, Equatable, Codable {
-  /// Optimization steps per layer (default 1500).
-  public var iterations = 1500
+  /// Optimization steps per layer (default 500).
+  public var iterations = 500
   /// Rows (output positions of a conv, samples of a Gemm) per step (default 512).
   public var batchSize = 512
   /// Weight of the rounding regularizer, lambda (default 0.01).

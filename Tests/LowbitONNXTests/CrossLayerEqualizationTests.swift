@@ -70,3 +70,21 @@ import Testing
     #expect(result.absorbed.allSatisfy { $0.source == .batchNorm })
   }
 }
+
+@Suite struct PipelineStepTests {
+  /// Analytical bias correction inside the pipeline corrects the layers whose input comes from a
+  /// folded BatchNorm, and the result still runs.
+  @Test func analyticalBiasCorrectionCorrectsLayersAfterBatchNorm() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    var config = QuantConfig.rangeSettingOnly
+    config.weightBits = 4
+    config.biasCorrection = .analytical
+    let batches = syntheticBatches(1, batch: 4, seed: 3)
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches)
+    #expect(result.analyticallyCorrected.count >= 9, "\(result.analyticallyCorrected)")
+    #expect(result.steps.contains { $0.step == "bias correction" })
+    let y = try Interpreter(result.graph).run(batches[0])["logits"]!
+    let finite = y.floats.allSatisfy { $0.isFinite }
+    #expect(finite)
+  }
+}
