@@ -1,3 +1,4 @@
+import Foundation
 import LowbitCore
 
 /// What the layer-by-layer pass did to one layer.
@@ -78,6 +79,27 @@ public enum LayerwiseRefinement {
     }
     g.initializers = adjusted
     return (g, records)
+  }
+
+  /// How many of `batches` the layer-by-layer pass keeps in memory: it holds every batch's
+  /// live values in two streams, so the batches are cut where `2 * 4 bytes * (the largest value
+  /// per sample) * 4 (values live at once) * samples` would pass `budget` bytes (default 6 GiB,
+  /// or `LOWBIT_MEMORY_GB`). At least one batch is always kept.
+  public static func batchesWithinBudget(_ graph: Graph, batches: [[String: Tensor]], budget: Double? = nil) -> Int {
+    guard let first = batches.first else { return 0 }
+    let limit = budget ?? {
+      if let text = ProcessInfo.processInfo.environment["LOWBIT_MEMORY_GB"], let gb = Double(text), gb > 0 { return gb * 1_073_741_824 }
+      return 6 * 1_073_741_824
+    }()
+    let facts = graph.inferShapes()
+    var largest = 1
+    for fact in facts.values {
+      guard let dims = fact.shape, fact.dtype?.isFloatingPoint ?? true else { continue }
+      largest = max(largest, dims.dropFirst().reduce(1) { $0 * ($1.value ?? 1) })
+    }
+    let samplesPerBatch = max(1, first.values.first?.shape.first ?? 1)
+    let bytesPerBatch = Double(largest) * 4 * 2 * 4 * Double(samplesPerBatch)
+    return max(1, min(batches.count, Int(limit / bytesPerBatch)))
   }
 
   /// Per output channel, `E[quantized] - E[float]` over every row of every batch.

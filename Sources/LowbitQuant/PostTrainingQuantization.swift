@@ -115,15 +115,17 @@ public enum PostTrainingQuantization {
     }
     if runAdaRound || correction == .empirical {
       let name = runAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
+      let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: batches)
       let result = try timed(name) {
         try LayerwiseRefinement.run(
-          float, sites: sites, quantizers: quantizers, batches: batches,
+          float, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)),
           adaRound: runAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
       transformed = result.graph
       layers = result.layers
       var detail = "\(layers.count) layers"
+      if cached < batches.count { detail += ", first \(cached) of \(batches.count) batches (memory budget)" }
       if runAdaRound {
         let o = config.adaRoundOptions
         let before = layers.compactMap(\.nearestError).reduce(0, +), after = layers.compactMap(\.adaRoundError).reduce(0, +)
