@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """FP32 inference time: lowbit vs ONNX Runtime (CPU), same thread count, same data.
 
-    python3 benchmarks/bench_fp32.py [--threads N] [--models resnet18 fm_resnet20]
+    python3 benchmarks/bench_fp32.py [--threads N] [--models resnet18 fm_resnet20 fm_mobilenetv2]
                                      [--batches 1 32] [--repeats 3] [--check]
 
 lowbit: `lowbit run MODEL --data npy:x.npy --batch-size B --json out.json --quiet` with
@@ -77,7 +77,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="threads for both engines (default: os.cpu_count())")
-    ap.add_argument("--models", nargs="+", default=["resnet18", "fm_resnet20"],
+    ap.add_argument("--models", nargs="+", default=["resnet18", "fm_resnet20", "fm_mobilenetv2"],
                     help=f"short names from {', '.join(R.ALL_MODELS[:-1])}")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement; best kept")

@@ -32,6 +32,26 @@ func runKernel(
     Case(n: 1, c: 1, h: 1, w: 1, m: 3, k: [1, 1]),  // size-1 everything
     Case(n: 0),  // empty batch
     Case(n: 1, c: 3, h: 9, w: 9, m: 130, k: [5, 5], pads: [2, 2, 2, 2]),  // wide enough to split the GEMM
+    // GEMM path: wide rows (stride 1), exact rows, pointwise in place; threaded from the work size.
+    Case(n: 5, c: 8, h: 12, w: 12, m: 16, pads: [1, 1, 1, 1]),  // wide, chunks span images
+    Case(n: 3, c: 64, h: 7, w: 7, m: 24, pads: [1, 1, 1, 1]),  // wide, one output row per chunk
+    Case(n: 1, c: 16, h: 28, w: 28, m: 16, pads: [1, 1, 1, 1]),  // batch 1 split by rows
+    Case(n: 3, c: 8, h: 13, w: 11, m: 12, strides: [2, 2], pads: [1, 1, 1, 1]),  // exact rows, stride 2
+    Case(n: 2, c: 8, h: 9, w: 10, m: 8, strides: [1, 2], pads: [0, 2, 1, 0]),  // stride 1 x 2
+    Case(n: 3, c: 6, h: 10, w: 10, m: 8, pads: [2, 2, 2, 2], dilations: [2, 2]),  // wide, dilated tail
+    Case(n: 2, c: 6, h: 10, w: 3, m: 8, pads: [1, 1, 1, 1]),  // too narrow for wide rows
+    Case(n: 3, c: 5, h: 8, w: 9, m: 7, k: [1, 3]),  // wide without a padded copy
+    Case(n: 3, c: 16, h: 14, w: 14, m: 48, k: [1, 1]),  // pointwise in place, threaded
+    Case(n: 3, c: 32, h: 14, w: 14, m: 16, k: [1, 1], strides: [2, 2], bias: false),  // 1x1 stride 2
+    Case(n: 3, c: 8, h: 9, w: 9, m: 12, pads: [1, 1, 1, 1], group: 4),  // grouped, padded
+    Case(n: 3, c: 4, h: 1, w: 1, m: 5, pads: [1, 1, 1, 1]),  // 1x1 map, padding only
+    Case(n: 1, c: 2, h: 1, w: 1, m: 2, pads: [1, 1, 1, 1], group: 2),  // depthwise on a 1x1 map
+    // Depthwise path: the 3x3 register kernel (strides 1 and 2, dilated) and the general taps.
+    Case(n: 3, c: 16, h: 14, w: 14, m: 16, pads: [1, 1, 1, 1], group: 16),
+    Case(n: 5, c: 24, h: 28, w: 28, m: 24, strides: [2, 2], pads: [0, 0, 1, 1], group: 24),
+    Case(n: 2, c: 8, h: 9, w: 9, m: 8, pads: [2, 2, 2, 2], dilations: [2, 2], group: 8),
+    Case(n: 3, c: 8, h: 9, w: 11, m: 8, k: [5, 5], strides: [2, 1], pads: [2, 1, 2, 1], group: 8),
+    Case(n: 1, c: 3, h: 6, w: 6, m: 3, k: [2, 3], group: 3, bias: false),
   ]
 
   @Test(arguments: cases) func matchesTheDirectLoopReference(_ t: Case) throws {
@@ -46,6 +66,57 @@ func runKernel(
       x: x, w: wt, bias: b?.floats, strides: t.strides, pads: t.pads, dilations: t.dilations, group: t.group)
     #expect(y.shape == ref.shape)
     #expect(maxRelativeError(y.floats, ref.floats) < 1e-5)
+  }
+
+  @Test(arguments: cases) func fusedActivationMatchesTheReference(_ t: Case) throws {
+    let x = randomTensor([t.n, t.c, t.h, t.w], seed: 11)
+    let wt = randomTensor([t.m, t.c / t.group] + t.k, seed: 12)
+    let b = t.bias ? randomTensor([t.m], seed: 13) : nil
+    let clip = FusedActivation(lower: -0.25, upper: 0.5)
+    let y = try runKernel("Conv", [x, wt, b], [
+      "strides": .ints(t.strides), "pads": .ints(t.pads), "dilations": .ints(t.dilations), "group": .int(t.group),
+    ], fused: clip)[0]
+    let ref = Reference.conv2d(
+      x: x, w: wt, bias: b?.floats, strides: t.strides, pads: t.pads, dilations: t.dilations, group: t.group)
+    #expect(y.shape == ref.shape)
+    #expect(y.floats.allSatisfy { $0 >= -0.25 && $0 <= 0.5 })
+    // Clamping does not grow the error: measure it against the unclamped output's scale.
+    let scale = ref.floats.reduce(Float(0)) { max($0, abs($1)) }
+    let diff = zip(y.floats, ref.floats).reduce(Float(0)) { max($0, abs($1.0 - min(max($1.1, -0.25), 0.5))) }
+    #expect(diff <= 1e-5 * max(scale, 1))
+  }
+
+  /// An image's output does not depend on the other images of the batch (nor on how the rows
+  /// were split into GEMM chunks and threads) beyond float rounding: OpenBLAS picks another
+  /// kernel for small products, so the GEMM path agrees to about 1e-7, the depthwise loops bit
+  /// for bit. The same call repeated gives the same bits.
+  @Test(arguments: [
+    Case(c: 8, h: 12, w: 12, m: 16, pads: [1, 1, 1, 1]),  // wide rows
+    Case(c: 64, h: 7, w: 7, m: 24, pads: [1, 1, 1, 1]),  // one row per chunk
+    Case(c: 8, h: 13, w: 11, m: 12, strides: [2, 2], pads: [1, 1, 1, 1]),  // exact rows
+    Case(c: 16, h: 14, w: 14, m: 48, k: [1, 1]),  // pointwise in place
+    Case(c: 8, h: 9, w: 9, m: 12, pads: [1, 1, 1, 1], group: 4),
+    Case(c: 24, h: 28, w: 28, m: 24, strides: [2, 2], pads: [0, 0, 1, 1], group: 24),  // depthwise
+  ])
+  func eachImageIsComputedAsIfAlone(_ t: Case) throws {
+    let n = 5
+    let x = randomTensor([n, t.c, t.h, t.w], seed: 21)
+    let inputs = { (x: Tensor) -> [Tensor?] in
+      [x, randomTensor([t.m, t.c / t.group] + t.k, seed: 22), randomTensor([t.m], seed: 23)]
+    }
+    let attributes: [String: Attribute] = [
+      "strides": .ints(t.strides), "pads": .ints(t.pads), "dilations": .ints(t.dilations), "group": .int(t.group),
+    ]
+    let batched = try runKernel("Conv", inputs(x), attributes)[0]
+    #expect(try runKernel("Conv", inputs(x), attributes)[0].floats == batched.floats)
+    let per = batched.count / n, inPer = x.count / n
+    for i in 0..<n {
+      let one = Tensor(shape: [1, t.c, t.h, t.w], floats: Array(x.floats[(i * inPer)..<((i + 1) * inPer)]))
+      let alone = try runKernel("Conv", inputs(one), attributes)[0].floats
+      let row = Array(batched.floats[(i * per)..<((i + 1) * per)])
+      let error = maxRelativeError(alone, row)
+      #expect(t.group == t.c ? error == 0 : error < 1e-6, "image \(i)")
+    }
   }
 
   @Test func autoPadSameUpperKeepsTheSpatialSize() throws {
