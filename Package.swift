@@ -19,16 +19,16 @@ let package = Package(
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "LowbitCore", dependencies: ["CBLAS"]),
     .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
-    .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData"]),
+    .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData", "LowbitTrain"]),
     .target(
       name: "LowbitONNX",
       dependencies: ["LowbitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "LowbitReport", dependencies: ["LowbitCore"]),
-    .target(name: "LowbitTrain", dependencies: ["LowbitCore"]),
+    .target(name: "LowbitTrain", dependencies: ["LowbitCore", "LowbitData"]),
     .target(
       name: "LowbitCLI",
       dependencies: [
-        "LowbitCore", "LowbitData", "LowbitQuant", "LowbitONNX", "LowbitReport",
+        "LowbitCore", "LowbitData", "LowbitQuant", "LowbitONNX", "LowbitReport", "LowbitTrain",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
@@ -36,7 +36,9 @@ let package = Package(
     .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport"]),
     .testTarget(
       name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"], exclude: ["Fixtures"]),
-    .testTarget(name: "LowbitQuantTests", dependencies: ["LowbitQuant", "LowbitTestSupport"]),
+    .testTarget(
+      name: "LowbitQuantTests",
+      dependencies: ["LowbitQuant", "LowbitTrain", "LowbitONNX", "LowbitData", "LowbitTestSupport"]),
     .testTarget(
       name: "LowbitONNXTests",
       dependencies: ["LowbitONNX", "LowbitData", "LowbitQuant", "LowbitTestSupport"]),

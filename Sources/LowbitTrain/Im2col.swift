@@ -24,6 +24,7 @@ struct Im2col {
     let g = geometry, ld = columns, plane = g.outputPlane
     let (c, c0, cg) = (channels, firstChannel, groupChannels)
     let (ih, iw, oh, ow, kh, kw) = (g.input[0], g.input[1], g.output[0], g.output[1], g.kernel[0], g.kernel[1])
+    let (sh, sw, ph, pw, dh, dw) = (g.strides[0], g.strides[1], g.padBegin[0], g.padBegin[1], g.dilations[0], g.dilations[1])
     x.withUnsafeBufferPointer { xp in
       cols.withUnsafeMutableBufferPointer { cp in
         // Safety: image n reads only its own input planes (bounds-checked taps) and writes only its
@@ -38,12 +39,15 @@ struct Im2col {
               for ki in 0..<kh {
                 for kj in 0..<kw {
                   let dst = cb + ((ch * kh + ki) * kw + kj) * ld + n * plane
+                  let offset = kj * dw - pw, valid = Im2col.inside(ow, stride: sw, offset: offset, limit: iw)
                   for oy in 0..<oh {
-                    let y = g.row(oy, ki)
+                    let y = oy * sh - ph + ki * dh
                     guard y >= 0 && y < ih else { continue }
-                    for ox in 0..<ow {
-                      let xx = g.column(ox, kj)
-                      if xx >= 0 && xx < iw { dst[oy * ow + ox] = src[y * iw + xx] }
+                    let d = dst + oy * ow, base = y * iw + offset
+                    if sw == 1 {
+                      for ox in valid { d[ox] = src[base + ox] }
+                    } else {
+                      for ox in valid { d[ox] = src[base + ox * sw] }
                     }
                   }
                 }
@@ -62,6 +66,7 @@ struct Im2col {
     let g = geometry, ld = columns, plane = g.outputPlane
     let (c, c0, cg) = (channels, firstChannel, groupChannels)
     let (ih, iw, oh, ow, kh, kw) = (g.input[0], g.input[1], g.output[0], g.output[1], g.kernel[0], g.kernel[1])
+    let (sh, sw, ph, pw, dh, dw) = (g.strides[0], g.strides[1], g.padBegin[0], g.padBegin[1], g.dilations[0], g.dilations[1])
     cols.withUnsafeBufferPointer { cp in
       dx.withUnsafeMutableBufferPointer { dp in
         // Safety: image n writes only its own planes of dx and reads only its own column block.
@@ -75,12 +80,15 @@ struct Im2col {
               for ki in 0..<kh {
                 for kj in 0..<kw {
                   let src = cb + ((ch * kh + ki) * kw + kj) * ld + n * plane
+                  let offset = kj * dw - pw, valid = Im2col.inside(ow, stride: sw, offset: offset, limit: iw)
                   for oy in 0..<oh {
-                    let y = g.row(oy, ki)
+                    let y = oy * sh - ph + ki * dh
                     guard y >= 0 && y < ih else { continue }
-                    for ox in 0..<ow {
-                      let xx = g.column(ox, kj)
-                      if xx >= 0 && xx < iw { dst[y * iw + xx] += src[oy * ow + ox] }
+                    let s = src + oy * ow, base = y * iw + offset
+                    if sw == 1 {
+                      for ox in valid { dst[base + ox] += s[ox] }
+                    } else {
+                      for ox in valid { dst[base + ox * sw] += s[ox] }
                     }
                   }
                 }
@@ -90,5 +98,14 @@ struct Im2col {
         }
       }
     }
+  }
+
+  /// The output positions `o` in `0..<count` whose input index `o * stride + offset` lies in
+  /// `0..<limit` (a contiguous range, as the index grows with `o`), so the copy loops need no
+  /// per-element bounds test; positions outside it read or receive padding.
+  @inline(__always) static func inside(_ count: Int, stride: Int, offset: Int, limit: Int) -> Range<Int> {
+    let lower = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+    let upper = limit - 1 - offset < 0 ? 0 : min(count, (limit - 1 - offset) / stride + 1)
+    return min(lower, upper)..<upper
   }
 }

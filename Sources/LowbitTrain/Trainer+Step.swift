@@ -11,7 +11,8 @@ extension Trainer {
 
   /// One step of supervised classification: a training-mode forward pass on `feeds`, softmax
   /// cross-entropy of `output` (default: the first graph output, [N, C] logits) against
-  /// `labels`, the backward pass, the running-statistics update and one optimizer step.
+  /// `labels`, the backward pass, the running-statistics update, one optimizer step and the
+  /// projection of quantizer parameters (`projectParameters`: scales stay positive).
   public mutating func step<O: Optimizer>(
     feeds: [String: Tensor], labels: [Int], output: String? = nil, optimizer: inout O, learningRate: Float
   ) throws -> StepResult {
@@ -26,6 +27,7 @@ extension Trainer {
     var current = parameters
     try optimizer.update(&current, gradients: gradients, learningRate: learningRate)
     parameters = current
+    projectParameters()
     return StepResult(loss: loss.value, correct: loss.correct)
   }
 }

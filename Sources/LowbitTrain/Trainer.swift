@@ -7,7 +7,8 @@ import LowbitCore
 /// Trainable parameters are the float initializers that some node reads at a differentiable input
 /// slot; BatchNormalization running statistics are buffers, moved by training-mode passes.
 /// Forward values come from the inference kernels (`Ops.kernels`), except for BatchNormalization
-/// in training mode (`BatchNormTraining`) and Dropout, which training runs as identity.
+/// in training mode (`BatchNormTraining`) and Dropout, which training runs as identity, and the
+/// training-only ops of domain `lowbit.train` (`TrainingOps`: FakeQuantize).
 public struct Trainer: Sendable {
   /// The graph, nodes in topological order; its initializers hold the current parameters.
   public private(set) var graph: Graph
@@ -23,7 +24,7 @@ public struct Trainer: Sendable {
     let ordered = try graph.validated()
     var parameters = Set<String>(), buffers = Set<String>()
     for node in ordered.nodes {
-      guard node.domain.isEmpty || node.domain == "ai.onnx", Ops.kernels[node.opType] != nil else {
+      guard TrainingOps.kernel(for: node) != nil else {
         throw node.error(.unsupported, "operator \(node.domain.isEmpty ? "" : node.domain + ".")\(node.opType) is not supported")
       }
       let rule = GradientRules.all[node.opType]
@@ -85,7 +86,7 @@ public struct Trainer: Sendable {
           let x = try ctx.input(0)
           results = [x, Tensor(shape: x.shape, bools: [Bool](repeating: true, count: x.count))]
         default:
-          results = try Ops.kernels[node.opType]!(ctx)
+          results = try TrainingOps.kernel(for: node)!(ctx)
         }
       } catch let error as LowbitError {
         throw error.at(opType: node.opType, node: node.name)

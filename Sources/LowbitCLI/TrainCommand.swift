@@ -1,0 +1,250 @@
+import ArgumentParser
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitONNX
+import LowbitReport
+import LowbitTrain
+
+extension OptimizerKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}
+
+/// `lowbit train`: float training of an ONNX classifier, with checkpoints and exact resume.
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Train a float ONNX classifier on labelled data and write the trained model as ONNX.",
+    discussion: """
+      Minimizes softmax cross-entropy of the model's first output ([N, classes] logits) against \
+      the labels, with BatchNorm in training mode (batch statistics; the running statistics move \
+      as in PyTorch) and validates with BatchNorm in inference mode. Each epoch visits the \
+      training samples in a seeded shuffle; rank-4 image data is augmented by a random crop of \
+      the zero-padded image (pad 4 for images of 32 pixels and more, 2 below) and a horizontal \
+      flip (--no-augment switches this off). Weight decay applies to conv and linear weights, \
+      not to biases or BatchNorm scales and shifts. The written model keeps its \
+      BatchNormalization nodes, with the trained running statistics.
+
+      With --checkpoint-dir, every epoch ends by writing DIR/epoch-NNNN.ckpt (parameters, \
+      BatchNorm statistics, optimizer state, config, epoch and step, generator states). \
+      `--resume DIR/epoch-NNNN.ckpt` with the same model and training data continues the run; \
+      it ends with the same bits as the uninterrupted run. Training options left out on resume \
+      come from the checkpoint; given ones must agree with it.
+      """)
+
+  @Argument(help: "The float ONNX model to train (its initializers are the starting point).")
+  var model: String
+
+  @Option(help: "Labelled training data spec, e.g. fashion-mnist:train or npy:x.npy,y.npy.")
+  var train: String
+
+  @Option(help: "Labelled validation data spec: eval top-1 after every epoch.")
+  var eval: String?
+
+  @Option(help: "Passes over the training data (required unless --resume).")
+  var epochs: Int?
+
+  @Option(help: "Samples per optimizer step (default 128).")
+  var batchSize: Int?
+
+  @Option(name: .customLong("lr"), help: "Base learning rate (default 0.1).")
+  var learningRate: Float?
+
+  @Option(help: "sgd or adam (default sgd).")
+  var optimizer: OptimizerKind?
+
+  @Option(help: "SGD momentum (default 0.9).")
+  var momentum: Float?
+
+  @Option(help: "L2 weight decay on conv and linear weights (default 5e-4).")
+  var weightDecay: Float?
+
+  @Option(help: "Learning-rate schedule: cosine (to 0), step (x0.1 at 50% and 75%), constant (default cosine).")
+  var schedule: ScheduleKind?
+
+  @Option(help: "Epochs of linear learning-rate warm-up (default 0).")
+  var warmupEpochs: Int?
+
+  @Flag(help: "Switch off random-crop and flip augmentation (on by default for image data).")
+  var noAugment = false
+
+  @Option(help: "Seed for the shuffles and the augmentation (default 0).")
+  var seed: UInt64?
+
+  @Option(name: .shortAndLong, help: "The trained ONNX model to write.")
+  var output: String
+
+  @Option(help: "Write a checkpoint after every epoch to DIR/epoch-NNNN.ckpt (created if missing).")
+  var checkpointDir: String?
+
+  @Option(help: "Continue the run recorded in this checkpoint.")
+  var resume: String?
+
+  @Option(help: "Write a JSON report (config, every epoch, final numbers) to this file.")
+  var json: String?
+
+  @Flag(help: "Print nothing but errors.")
+  var quiet = false
+
+  /// The config: the checkpoint's on resume (explicit options must agree), else options and defaults.
+  func trainingConfig(resuming checkpoint: Checkpoint?) throws -> TrainingConfig {
+    guard let checkpoint else {
+      guard let epochs else { throw LowbitError.invalidArgument("--epochs is required (unless --resume)") }
+      var c = TrainingConfig(epochs: epochs)
+      if let v = batchSize { c.batchSize = v }
+      if let v = learningRate { c.learningRate = v }
+      if let v = optimizer { c.optimizer = v }
+      if let v = momentum { c.momentum = v }
+      if let v = weightDecay { c.weightDecay = v }
+      if let v = schedule { c.schedule = v }
+      if let v = warmupEpochs { c.warmupEpochs = v }
+      if noAugment { c.augment = false }
+      if let v = seed { c.seed = v }
+      try c.validate()
+      return c
+    }
+    let c = checkpoint.config
+    func agree<T: Equatable>(_ name: String, _ given: T?, _ stored: T) throws {
+      if let given, given != stored {
+        throw LowbitError.invalidArgument(
+          "\(name) \(given) differs from the checkpoint's \(stored); leave it out to resume, or start a new run")
+      }
+    }
+    try agree("--epochs", epochs, c.epochs)
+    try agree("--batch-size", batchSize, c.batchSize)
+    try agree("--lr", learningRate, c.learningRate)
+    try agree("--optimizer", optimizer?.rawValue, c.optimizer.rawValue)
+    try agree("--momentum", momentum, c.momentum)
+    try agree("--weight-decay", weightDecay, c.weightDecay)
+    try agree("--schedule", schedule?.rawValue, c.schedule.rawValue)
+    try agree("--warmup-epochs", warmupEpochs, c.warmupEpochs)
+    try agree("--seed", seed, c.seed)
+    if noAugment && c.augment { throw LowbitError.invalidArgument("--no-augment differs from the checkpoint (augmentation on)") }
+    return c
+  }
+
+  func run() throws {
+    let checkpoint = try resume.map { try Checkpoint(contentsOf: $0) }
+    let config = try trainingConfig(resuming: checkpoint)
+    // Fail before training on anything that can be checked up front.
+    try checkWritableDestination(output)
+    if let path = json, path != "-" { try checkWritableDestination(path) }
+    if let dir = checkpointDir { try prepareCheckpointDirectory(dir) }
+    let graph = try ONNXReader.load(contentsOf: model).simplified()
+    let trainData = try DataSpec.parse(train).load()
+    try trainData.validateFinite()
+    let evalData = try eval.map { try DataSpec.parse($0).load() }
+    try evalData?.validateFinite()
+    if let data = evalData {
+      guard data.labels != nil else {
+        throw LowbitError.invalidInput("evaluation data \(data.source) has no labels; --eval needs class labels")
+      }
+      _ = try data.feeds(for: graph, batch: 0..<1)
+    }
+    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: graph, training: trainData) }
+      ?? TrainingLoop(graph: graph, training: trainData, config: config)
+    if !quiet {
+      let augmentation = loop.augmentation.map { "crop pad \($0.padding) + flip" } ?? "none"
+      let start = resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
+      print("""
+        train \((model as NSString).lastPathComponent): \(trainData.count) samples (\(train)), \(loop.trainer.parameterNames.count) \
+        parameter tensors, \(config.optimizer.rawValue) lr \(config.learningRate) \(config.schedule.rawValue), batch \
+        \(config.batchSize), augmentation \(augmentation), \(kernelThreadCount) threads\(start)
+        """)
+    }
+    let bars = !quiet && ProgressBar.terminalAttached
+    var bar: ProgressBar?
+    var evalBar: ProgressBar?
+    try loop.run(
+      validation: evalData, validationBatchSize: max(config.batchSize, 64),
+      batchProgress: { epoch, done in
+        if bar == nil { bar = ProgressBar("epoch \(epoch)/\(config.epochs)", total: trainData.count, enabled: bars) }
+        bar?.advance(done - (bar?.done ?? 0))
+      },
+      validationProgress: { done in
+        bar?.finish()
+        bar = nil
+        if evalBar == nil { evalBar = ProgressBar("eval", total: evalData?.count ?? 0, enabled: bars) }
+        evalBar?.advance(done - (evalBar?.done ?? 0))
+      },
+      onEpoch: { loop, result in
+        bar?.finish()
+        evalBar?.finish()
+        bar = nil
+        evalBar = nil
+        if let dir = checkpointDir {
+          try loop.checkpoint().write(to: (dir as NSString).appendingPathComponent(String(format: "epoch-%04d.ckpt", result.epoch)))
+        }
+        if !quiet { print(Self.line(result, epochs: config.epochs)) }
+      })
+    try ONNXWriter.write(loop.trainer.graph, to: output)
+    let report = TrainReport(
+      model: model, output: output, train: train, eval: eval, resumedFrom: resume, config: config,
+      samples: trainData.count, threads: kernelThreadCount, epochs: loop.history)
+    if let path = json { try writeJSON(report, to: path) }
+    if !quiet { print(report.render()) }
+  }
+
+  static func line(_ r: EpochResult, epochs: Int) -> String {
+    let eval = r.evalTop1.map { String(format: "  eval top-1 %.2f%%", $0) } ?? ""
+    return String(format: "epoch %d/%d  loss %.4f  train top-1 %.2f%%", r.epoch, epochs, r.loss, r.trainTop1)
+      + eval + String(format: "  %.1f s  %.1f samples/s", r.seconds, r.samplesPerSecond)
+  }
+
+  func prepareCheckpointDirectory(_ dir: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else { throw LowbitError.io("--checkpoint-dir '\(dir)' exists and is not a folder") }
+    } else {
+      do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      } catch {
+        throw LowbitError.io("cannot create --checkpoint-dir '\(dir)': \(error.localizedDescription)")
+      }
+    }
+    try checkWritableDestination((dir as NSString).appendingPathComponent("epoch-0001.ckpt"))
+  }
+}
+
+/// What `lowbit train --json` writes.
+struct TrainReport: Encodable {
+  var model: String
+  var output: String
+  var train: String
+  var eval: String?
+  var resumedFrom: String?
+  var config: TrainingConfig
+  var samples: Int
+  var threads: Int
+  var epochs: [EpochResult]
+
+  enum CodingKeys: String, CodingKey {
+    case model, output, train, eval, config, samples, threads, epochs, final
+    case resumedFrom = "resumed_from"
+  }
+
+  func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(model, forKey: .model)
+    try c.encode(output, forKey: .output)
+    try c.encode(train, forKey: .train)
+    try c.encode(eval, forKey: .eval)
+    try c.encode(resumedFrom, forKey: .resumedFrom)
+    try c.encode(config, forKey: .config)
+    try c.encode(samples, forKey: .samples)
+    try c.encode(threads, forKey: .threads)
+    try c.encode(epochs, forKey: .epochs)
+    try c.encode(epochs.last, forKey: .final)
+  }
+
+  func render() -> String {
+    var table = Table(["epoch", "lr", "loss", "train top-1 %", "eval top-1 %", "seconds", "samples/s"])
+    for r in epochs {
+      table.add([
+        String(r.epoch), String(format: "%.4g", r.learningRate), String(format: "%.4f", r.loss),
+        String(format: "%.2f", r.trainTop1), r.evalTop1.map { String(format: "%.2f", $0) } ?? "-",
+        String(format: "%.1f", r.seconds), String(format: "%.1f", r.samplesPerSecond),
+      ])
+    }
+    return table.render() + "\nwrote \(output)"
+  }
+}

@@ -1,0 +1,249 @@
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitONNX
+@testable import LowbitQuant
+import LowbitTestSupport
+import LowbitTrain
+import Testing
+
+/// Quantization-aware training: FakeQuantize against the quantizer math of LowbitQuant, the QAT
+/// graph of fm_resnet20 against PTQ's QDQ graph, a few training steps and the QDQ export.
+@Suite struct QATTests {
+  // MARK: FakeQuantize against TensorQuantizer and QuantizerGradient
+
+  /// A graph `y = FakeQuantize(x)` simulating `q` on a tensor of `shape`.
+  static func fakeQuantizeGraph(_ q: TensorQuantizer, shape: [Int]) -> Graph {
+    let pshape = TensorQuantizer.paramShape(q.granularity, for: shape)
+    var initializers = ["s": Tensor(shape: pshape, floats: q.params.map(\.scale))]
+    if !q.symmetric { initializers["z"] = Tensor(shape: pshape, floats: q.params.map { Float($0.zeroPoint) }) }
+    var axis: Int?
+    if case .perChannel(let a) = q.granularity { axis = a }
+    return Graph(
+      nodes: [FakeQuantize.node(
+        name: "fq", input: "x", scale: "s", offset: q.symmetric ? nil : "z", output: "y",
+        qmin: q.grid.qmin, qmax: q.grid.qmax, axis: axis)],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: shape.map { .fixed($0) })],
+      outputs: [ValueInfo(name: "y")], initializers: initializers)
+  }
+
+  /// Quantizers fitted to `x` (min-max per channel or tensor), on several grids.
+  static func quantizers(for x: Tensor) -> [TensorQuantizer] {
+    var result: [TensorQuantizer] = []
+    for (bits, signed, symmetric) in [(8, true, true), (8, false, false), (4, true, true), (4, false, false), (3, true, false), (16, true, true)] {
+      for granularity in [Granularity.perTensor, .perChannel(axis: 0), .perChannel(axis: 1)] {
+        let grid = IntegerGrid(bits: bits, signed: signed)
+        // A range a little narrower than the data, so that both ends clip.
+        let params = TensorQuantizer.partition(x.floats, shape: x.shape, granularity).map { part in
+          UniformQuantizer.params(lower: 0.8 * part.min()!, upper: 0.8 * part.max()!, grid: grid, symmetric: symmetric)
+        }
+        result.append(TensorQuantizer(grid: grid, symmetric: symmetric, granularity: granularity, params: params))
+      }
+    }
+    return result
+  }
+
+  /// Data with exact ties `x/s = k + 0.5` for the first quantizer's scale, extremes and NaN.
+  static func testTensor() -> Tensor {
+    var values = randomTensor([4, 6, 5], seed: 17, in: -2...3).floats
+    values[0] = .nan
+    values[1] = .infinity
+    values[2] = -.infinity
+    values[3] = 1e30
+    return Tensor(shape: [4, 6, 5], floats: values)
+  }
+
+  @Test func fakeQuantizeForwardEqualsTensorQuantizerExactly() throws {
+    let x = Self.testTensor()
+    let finite = Tensor(shape: x.shape, floats: x.floats.map { $0.isFinite ? $0 : 0 })
+    for q in Self.quantizers(for: finite) {
+      // Exact ties for this grid's first scale.
+      var values = x.floats
+      for k in 0..<8 { values[4 + k] = (Float(k - 4) + 0.5) * q.params[0].scale }
+      let input = Tensor(shape: x.shape, floats: values)
+      let y = try Trainer(Self.fakeQuantizeGraph(q, shape: x.shape)).forward(["x": input], mode: .inference).value("y")!
+      let expected = q.fakeQuantize(values, shape: x.shape)
+      #expect(y.floats.map(\.bitPattern) == expected.map(\.bitPattern), "\(q.grid) \(q.granularity) symmetric \(q.symmetric)")
+    }
+  }
+
+  @Test func fakeQuantizeGradientsEqualQuantizerGradient() {
+    var gen = SeededGenerator(seed: 4)
+    for (bits, signed) in [(8, true), (8, false), (4, false), (2, true)] {
+      let grid = IntegerGrid(bits: bits, signed: signed)
+      for _ in 0..<50 {
+        let p = QuantParams(
+          scale: Float.random(in: 0.001...0.5, using: &gen),
+          zeroPoint: Int.random(in: grid.qmin...grid.qmax, using: &gen))
+        let range = UniformQuantizer.representableRange(p, grid)
+        let span = range.upperBound - range.lowerBound
+        for x in randomFloats(40, in: (range.lowerBound - span / 4)...(range.upperBound + span / 4), using: &gen) {
+          let z = Float(p.zeroPoint)
+          #expect(FakeQuantize.value(x, scale: p.scale, offset: z, qmin: grid.qmin, qmax: grid.qmax)
+            == UniformQuantizer.fakeQuantize(x, p, grid))
+          #expect(FakeQuantize.inputGradient(x, scale: p.scale, offset: z, qmin: grid.qmin, qmax: grid.qmax)
+            == QuantizerGradient.input(x, p, grid))
+          #expect(FakeQuantize.scaleGradient(x, scale: p.scale, offset: z, qmin: grid.qmin, qmax: grid.qmax)
+            == QuantizerGradient.scale(x, p, grid))
+          #expect(FakeQuantize.offsetGradient(x, scale: p.scale, offset: z, qmin: grid.qmin, qmax: grid.qmax)
+            == QuantizerGradient.zeroPoint(x, p, grid))
+        }
+      }
+    }
+  }
+
+  @Test func gridsRoundTripThroughQminQmax() {
+    for bits in IntegerGrid.supportedBits {
+      for signed in [false, true] {
+        let grid = IntegerGrid(bits: bits, signed: signed)
+        #expect(QuantizationAwareTraining.grid(qmin: grid.qmin, qmax: grid.qmax) == grid)
+      }
+    }
+    #expect(QuantizationAwareTraining.grid(qmin: -3, qmax: 4) == nil)
+    #expect(QuantizationAwareTraining.grid(qmin: 0, qmax: 99) == nil)
+  }
+
+  // MARK: fm_resnet20
+
+  @Test func untrainedQATGraphComputesWhatThePTQGraphComputes() throws {
+    let f = try ResNetFixture.shared.get()
+    let (qat, parameters) = try QuantizationAwareTraining.graph(from: f.result)
+    let fakeQuantizers = qat.nodes.filter(FakeQuantize.isFakeQuantize)
+    // 22 weights (Conv, Gemm) and 33 activations (see QuantizedModelTests' placement test).
+    #expect(fakeQuantizers.count == 55 && parameters.quantizers.count == 55)
+    #expect(parameters.quantizers.filter { $0.kind == .weight }.allSatisfy { $0.offset == nil && $0.granularity == .perChannel(axis: 0) })
+    #expect(parameters.quantizers.filter { $0.kind == .activation }.allSatisfy { $0.offset != nil })
+    #expect(qat.initializers["logits_qat_scale"] != nil && qat.outputs.map(\.name) == ["logits"])
+    // LSQ gradient scales 1 / sqrt(n qmax): the first conv's 3x3 channels at 4 bits, the logits' 10 at uint8.
+    let first = parameters.quantizers.first { $0.kind == .weight }!
+    #expect(abs(first.gradientScale - 1 / (9 * 7 as Float).squareRoot()) < 1e-6)
+    #expect(abs(parameters.quantizers.first { $0.site == "logits" }!.gradientScale - 1 / (10 * 255 as Float).squareRoot()) < 1e-6)
+    // The quantizers come back unchanged.
+    #expect(try QuantizationAwareTraining.quantizers(from: qat) == f.result.quantizers)
+
+    // Same logits as the QDQ graph, up to the int32 bias rounding: the QDQ graph adds
+    // round(b / (s_w s_x)) s_w s_x, within s_w s_x / 2 of the float bias the QAT graph adds;
+    // where that shifts a value across a rounding tie of the next activation grid, the value
+    // moves by one step there, and the change propagates to the logits.
+    let x = ResNetFixture.rows(f.images, 0..<64)
+    let trained = try Trainer(qat).forward(["input": x], mode: .inference).value("logits")!.floats
+    let ptq = try Interpreter(f.result.graph).run(["input": x])["logits"]!.floats
+    let step = f.result.quantizers["logits"]!.params[0].scale
+    let steps = zip(trained, ptq).map { abs($0 - $1) / step }
+    let equal = steps.filter { $0 < 1e-3 }.count
+    print("QAT vs PTQ logits: \(equal)/\(steps.count) equal, largest difference \(steps.max()!) steps of \(step)")
+    #expect(steps.max()! <= 4)
+    #expect(Metrics.argmaxAgreement(trained, ptq, width: 10) >= 0.98)
+    // With the QDQ graph's int32 biases the QAT graph matches (what could remain is the
+    // interpreter's exact integer accumulation against the float sums of the QAT graph's Conv).
+    var rounded = qat
+    for node in qat.nodes where ["Conv", "Gemm"].contains(node.opType) && node.inputs.count > 2 {
+      let b = node.inputs[2]
+      guard let q = f.result.graph.initializers[b + "_quantized"], let scale = f.result.graph.initializers[b + "_scale"] else { continue }
+      let ss = scale.floats
+      rounded.initializers[b] = Tensor(shape: q.shape, floats: q.ints.enumerated().map { Float($1) * ss[ss.count == 1 ? 0 : $0] })
+    }
+    let withIntegerBiases = try Trainer(rounded).forward(["input": x], mode: .inference).value("logits")!.floats
+    let equalWithIntegerBiases = zip(withIntegerBiases, ptq).filter { abs($0 - $1) < 1e-3 * step }.count
+    print("QAT with the QDQ biases vs PTQ logits: \(equalWithIntegerBiases)/\(steps.count) equal")
+    #expect(Double(equalWithIntegerBiases) >= 0.95 * Double(steps.count))
+
+    // Exporting the untrained graph gives PTQ's QDQ graph back: the same outputs bit for bit.
+    let exported = try QuantizationAwareTraining.export(qat, parameters: parameters)
+    #expect(try Interpreter(exported).run(["input": x])["logits"]!.floats == ptq)
+    // And the float graph under it is PTQ's transformed graph.
+    let float = QuantizationAwareTraining.floatGraph(from: qat)
+    #expect(Set(float.initializers.keys) == Set(f.result.transformedGraph.initializers.keys))
+    #expect(float.nodes.count == f.result.transformedGraph.nodes.count)
+  }
+
+  @Test func aFewSGDStepsLowerTheLossKeepScalesPositiveAndExportARunnableQDQGraph() throws {
+    let f = try ResNetFixture.shared.get()
+    let (qat, parameters) = try QuantizationAwareTraining.graph(from: f.result)
+    var trainer = try Trainer(qat)
+    #expect(parameters.parameterNames.isSubset(of: Set(trainer.parameterNames)))
+    let batches = (0..<2).map { b in b * 32..<(b + 1) * 32 }
+    func meanLoss(_ t: Trainer) throws -> Float {
+      var total: Float = 0
+      for r in batches {
+        let logits = try t.forward(["input": ResNetFixture.rows(f.images, r)], mode: .inference).value("logits")!
+        total += try SoftmaxCrossEntropy(logits: logits, labels: Array(f.labels[r])).value
+      }
+      return total / Float(batches.count)
+    }
+    let before = try meanLoss(trainer)
+    var sgd = SGD(momentum: 0.9, noWeightDecay: parameters.parameterNames)
+    var losses: [Float] = []
+    for _ in 0..<2 {
+      for r in batches {
+        let step = try trainer.step(
+          feeds: ["input": ResNetFixture.rows(f.images, r)], labels: Array(f.labels[r]), optimizer: &sgd,
+          learningRate: ResNetFixture.learningRate)
+        losses.append(step.loss)
+      }
+    }
+    let after = try meanLoss(trainer)
+    print("QAT (\(f.source)): loss \(before) -> \(after); step losses \(losses)")
+    #expect(after < before)
+    let scales = parameters.quantizers.flatMap { trainer.graph.initializers[$0.scale]!.floats }
+    #expect(scales.allSatisfy { $0 > 0 && $0.isFinite })
+    let moved = parameters.quantizers.filter { trainer.graph.initializers[$0.scale] != qat.initializers[$0.scale] }
+    #expect(!moved.isEmpty)
+
+    // The export is a plain QDQ graph; written and read back as ONNX, it runs in the interpreter
+    // and computes what the trained QAT graph computes (up to the int32 biases, as above).
+    let exported = try QuantizationAwareTraining.export(trainer.graph, parameters: parameters)
+    #expect(!exported.nodes.contains { $0.domain == FakeQuantize.domain })
+    #expect(exported.nodes.contains { $0.opType == "QuantizeLinear" })
+    #expect(exported.initializers.values.filter { $0.dtype == .int4 || $0.dtype == .int8 }.count >= 22)
+    let reread = try ONNXReader.decode(try ONNXWriter.encode(exported))
+    let x = ResNetFixture.rows(f.images, 0..<32)
+    let qdq = try Interpreter(reread).run(["input": x])["logits"]!.floats
+    let simulated = try trainer.forward(["input": x], mode: .inference).value("logits")!.floats
+    let step = try QuantizationAwareTraining.quantizers(from: trainer.graph)["logits"]!.params[0].scale
+    let worst = zip(qdq, simulated).map { abs($0 - $1) / step }.max()!
+    print("exported QDQ vs trained QAT logits: largest difference \(worst) steps")
+    #expect(worst <= 4)
+    #expect(Metrics.argmaxAgreement(qdq, simulated, width: 10) >= 0.95)
+  }
+}
+
+/// fm_resnet20 after PTQ (W4A8, per-channel weights, range setting only; calibrated on 64
+/// training images) and those 64 labelled Fashion-MNIST training images (seeded synthetic images
+/// labelled by the float model when the data set is not installed).
+struct ResNetFixture: Sendable {
+  var result: QuantizationResult
+  var images: Tensor
+  var labels: [Int]
+  var source: String
+
+  static let learningRate: Float = 0.001
+  static let shared: Result<ResNetFixture, any Error> = Result { try make() }
+
+  static func make() throws -> ResNetFixture {
+    let model = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
+    var images: Tensor, labels: [Int], source: String
+    if let data = try? DataSpec.parse("fashion-mnist:train:64").load(), let l = data.labels {
+      images = data.inputs[0].tensor
+      labels = l.asInts().map { Int($0) }
+      source = "Fashion-MNIST"
+    } else {
+      images = randomTensor([64, 1, 28, 28], seed: 8, in: -0.8...2.0)
+      let logits = try Interpreter(model).run(["input": images])["logits"]!.floats
+      labels = (0..<64).map { n in (0..<10).max { logits[n * 10 + $0] < logits[n * 10 + $1] }! }
+      source = "synthetic"
+    }
+    var config = QuantConfig.rangeSettingOnly
+    config.perChannel = true
+    config.weightBits = 4
+    let calibration = [["input": rows(images, 0..<64)]]
+    let result = try PostTrainingQuantization.quantize(model, config: config, batches: calibration)
+    return ResNetFixture(result: result, images: images, labels: labels, source: source)
+  }
+
+  /// Rows `range` of an [N, ...] tensor.
+  static func rows(_ t: Tensor, _ range: Range<Int>) -> Tensor {
+    let width = t.count / t.shape[0]
+    return Tensor(shape: [range.count] + t.shape.dropFirst(), floats: Array(t.floats[(range.lowerBound * width)..<(range.upperBound * width)]))
+  }
+}
