@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitTrain
 
 /// AdaRound's settings (white paper sec. 3.4; Nagel et al. 2020). Defaults in the comments.
 public struct AdaRoundOptions: Sendable, Equatable, Codable {
@@ -74,11 +75,11 @@ public struct RoundingProblem {
   public var activation: FusedActivation?
   /// Draws `count` rows: the quantized model's inputs, laid out `[groups][count][patchSize]`,
   /// and the float model's outputs after the activation, `[count][outputs]`.
-  public var sample: (_ count: Int, _ generator: inout AdaRoundGenerator) -> (inputs: [Float], targets: [Float])
+  public var sample: (_ count: Int, _ generator: inout SplitMix64) -> (inputs: [Float], targets: [Float])
 
   public init(groups: Int, outputs: Int, patchSize: Int, weights: [Float], scales: [Float], zeroPoints: [Float],
               grid: IntegerGrid, bias: [Float], activation: FusedActivation?,
-              sample: @escaping (_ count: Int, _ generator: inout AdaRoundGenerator) -> (inputs: [Float], targets: [Float])) {
+              sample: @escaping (_ count: Int, _ generator: inout SplitMix64) -> (inputs: [Float], targets: [Float])) {
     self.groups = groups
     self.outputs = outputs
     self.patchSize = patchSize
@@ -89,19 +90,6 @@ public struct RoundingProblem {
     self.bias = bias
     self.activation = activation
     self.sample = sample
-  }
-}
-
-/// A seeded SplitMix64 generator: AdaRound's row sampling is reproducible under `seed`.
-public struct AdaRoundGenerator: RandomNumberGenerator {
-  var state: UInt64
-  public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
 
@@ -188,7 +176,7 @@ public enum AdaRound {
       v[e] = initialV(fraction: min(max(x - f, 0), 0.999_999))
       nearest[e] = problem.scales[e] * (min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax) - problem.zeroPoints[e])
     }
-    var generator = AdaRoundGenerator(seed: options.seed)
+    var generator = SplitMix64(seed: options.seed)
     let heldOut = problem.sample(options.batchSize, &generator)
     var m = [Float](repeating: 0, count: count), s2 = [Float](repeating: 0, count: count)
     let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8

@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitTrain
 
 /// What the layer-by-layer pass did to one layer.
 public struct LayerRefinement: Sendable, Codable, Equatable {
@@ -175,13 +176,13 @@ public enum LayerwiseRefinement {
       let run = patches == nil ? 1 : 32
       var r = 0
       while r < rows {
-        let global = Int.random(in: 0..<totalRows, using: &generator)
+        let global = generator.uniform(below: totalRows)
         var b = 0
         while firstRow[b + 1] <= global { b += 1 }
         var row = global - firstRow[b]
         let image = row / positions
         for _ in 0..<min(run, rows - r) {
-          if run > 1 { row = image * positions + Int.random(in: 0..<positions, using: &generator) }
+          if run > 1 { row = image * positions + generator.uniform(below: positions) }
           inputs[b].withUnsafeBufferPointer { src in
             x.withUnsafeMutableBufferPointer { dst in
               if let p = patches {

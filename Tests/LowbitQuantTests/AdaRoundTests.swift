@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitTrain
 import LowbitTestSupport
 import Testing
 
@@ -117,7 +118,7 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     ) { count, gen in
       var xs: [Float] = [], ys: [Float] = []
       for _ in 0..<count {
-        let r = Int.random(in: 0..<poolRows, using: &gen)
+        let r = gen.uniform(below: poolRows)
         xs += x[(r * k)..<((r + 1) * k)]
         ys += targets[(r * o)..<((r + 1) * o)]
       }
