@@ -2,17 +2,17 @@
 /// resolved begin/end padding per spatial axis, with the output size
 /// `out = floor((in + padBegin + padEnd - dilation * (kernel - 1) - 1) / stride) + 1`
 /// (`ceil` instead of `floor` under `ceil_mode`).
-struct ConvGeometry {
-  var kernel: [Int]
-  var strides: [Int]
-  var dilations: [Int]
-  var padBegin: [Int]
-  var padEnd: [Int]
-  var input: [Int]
-  var output: [Int]
+public struct ConvGeometry: Sendable {
+  public var kernel: [Int]
+  public var strides: [Int]
+  public var dilations: [Int]
+  public var padBegin: [Int]
+  public var padEnd: [Int]
+  public var input: [Int]
+  public var output: [Int]
 
   /// Reads and checks `strides`, `dilations`, `pads`, `auto_pad` (and `ceil_mode` for pools).
-  init(_ ctx: KernelContext, input: [Int], kernel: [Int], ceilMode: Bool = false) throws {
+  public init(_ ctx: KernelContext, input: [Int], kernel: [Int], ceilMode: Bool = false) throws {
     let rank = input.count
     guard kernel.count == rank, kernel.allSatisfy({ $0 >= 1 && $0 <= 1 << 16 }) else {
       throw ctx.error("kernel shape \(kernel) does not fit \(rank) spatial dims")
@@ -70,7 +70,7 @@ struct ConvGeometry {
   }
 
   /// Geometry with a leading unit axis added (1-D ops run through the 2-D kernels).
-  func lifted() -> ConvGeometry {
+  public func lifted() -> ConvGeometry {
     var g = self
     g.kernel.insert(1, at: 0)
     g.strides.insert(1, at: 0)
