@@ -55,20 +55,9 @@ public enum QDQBuilder {
       case .activation:
         guard let p = q.params.first, q.params.count == 1 else { continue }
         activationScale[site.name] = p.scale
-        var source = site.name
-        let target: String
-        if outputs.contains(site.name), let producerIndex = g.nodes.firstIndex(where: { $0.outputs.contains(site.name) }) {
-          source = fresh(site.name + "_float")
-          for k in g.nodes[producerIndex].outputs.indices where g.nodes[producerIndex].outputs[k] == site.name {
-            g.nodes[producerIndex].outputs[k] = source
-          }
-          target = site.name
-        } else {
-          target = fresh(site.name + "_dequantized")
-          for k in g.nodes.indices {
-            for j in g.nodes[k].inputs.indices where g.nodes[k].inputs[j] == site.name { g.nodes[k].inputs[j] = target }
-          }
-        }
+        let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_dequantized")
+        let (source, target) = g.redirectForQuantizer(
+          site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
         let (scale, zero) = paramTensors(q, shape: [], dtype: dtype, base: site.name)
         var chain: [Node] = []
         var qInput = source
@@ -127,13 +116,7 @@ public enum QDQBuilder {
       g.nodes[k].inputs[2] = dq
     }
     // Splice the new nodes in: weight and bias DQs first, activation Q/DQ after their producers.
-    var ordered: [Node] = newNodes[""] ?? []
-    for input in g.inputs { ordered += newNodes[input.name] ?? [] }
-    for node in g.nodes {
-      ordered.append(node)
-      for out in node.outputs where !out.isEmpty { ordered += newNodes[out] ?? [] }
-    }
-    g.nodes = ordered
+    g.insertNodes(newNodes)
     return try g.removingDeadNodes().validated()
   }
 
@@ -146,5 +129,37 @@ public enum QDQBuilder {
             let src = graph.nodes[p].inputs.first else { return nil }
       v = src
     }
+  }
+}
+
+extension Graph {
+  /// Makes room for a quantizer on `value`: the quantizer reads `source` and writes `target`.
+  /// A graph output keeps its name (its producer now writes `renamedOutput`, the quantizer writes
+  /// the output); any other value keeps its producer, and its readers read `newValue` instead.
+  mutating func redirectForQuantizer(
+    _ value: String, isOutput: Bool, renamedOutput: String, newValue: String
+  ) -> (source: String, target: String) {
+    if isOutput, let producer = nodes.firstIndex(where: { $0.outputs.contains(value) }) {
+      for k in nodes[producer].outputs.indices where nodes[producer].outputs[k] == value {
+        nodes[producer].outputs[k] = renamedOutput
+      }
+      return (renamedOutput, value)
+    }
+    for k in nodes.indices {
+      for j in nodes[k].inputs.indices where nodes[k].inputs[j] == value { nodes[k].inputs[j] = newValue }
+    }
+    return (value, newValue)
+  }
+
+  /// Inserts `newNodes[v]` right after the node producing `v` (after the graph inputs for an
+  /// input `v`), and `newNodes[""]` first.
+  mutating func insertNodes(_ newNodes: [String: [Node]]) {
+    var ordered: [Node] = newNodes[""] ?? []
+    for input in inputs { ordered += newNodes[input.name] ?? [] }
+    for node in nodes {
+      ordered.append(node)
+      for out in node.outputs where !out.isEmpty { ordered += newNodes[out] ?? [] }
+    }
+    nodes = ordered
   }
 }

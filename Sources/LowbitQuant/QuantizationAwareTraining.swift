@@ -142,20 +142,9 @@ public enum QuantizationAwareTraining {
         g.nodes[index].inputs[1] = output
       case .activation:
         guard q.params.count == 1, q.granularity == .perTensor else { continue }  // as QDQBuilder
-        var source = site.name
-        let output: String
-        if outputs.contains(site.name), let producer = g.nodes.firstIndex(where: { $0.outputs.contains(site.name) }) {
-          source = fresh(site.name + "_float")
-          for k in g.nodes[producer].outputs.indices where g.nodes[producer].outputs[k] == site.name {
-            g.nodes[producer].outputs[k] = source
-          }
-          output = site.name
-        } else {
-          output = fresh(site.name + "_fakequant_output")
-          for k in g.nodes.indices {
-            for j in g.nodes[k].inputs.indices where g.nodes[k].inputs[j] == site.name { g.nodes[k].inputs[j] = output }
-          }
-        }
+        let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_fakequant_output")
+        let (source, output) = g.redirectForQuantizer(
+          site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
         // Elements per sample: the value's dimensions after the first (batch) one, when known.
         let dims = facts[site.name]?.shape?.dropFirst().map(\.value)
         let perSample = dims.flatMap { $0.contains(nil) ? nil : $0.reduce(1) { $0 * $1! } }
@@ -163,13 +152,7 @@ public enum QuantizationAwareTraining {
           try fakeQuantize(site, q, input: source, output: output, shape: [], elements: perSample))
       }
     }
-    var ordered: [Node] = newNodes[""] ?? []
-    for input in g.inputs { ordered += newNodes[input.name] ?? [] }
-    for node in g.nodes {
-      ordered.append(node)
-      for out in node.outputs where !out.isEmpty { ordered += newNodes[out] ?? [] }
-    }
-    g.nodes = ordered
+    g.insertNodes(newNodes)
     g.opsets[FakeQuantize.domain] = 1
     return (try g.validated(), QATParameters(quantizers: entries, sites: sites, opset: opset))
   }

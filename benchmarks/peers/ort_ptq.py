@@ -86,9 +86,6 @@ class _Reader:
     def __len__(self):
         return (len(self.x) + self.batch - 1) // self.batch
 
-    def set_range(self, start_index: int, end_index: int):
-        raise NotImplementedError("strided calibration is not used here")
-
 
 def quantize(model: Path, out: Path, calib: np.ndarray, method: str = "minmax", w_bits: int = 8,
              a_bits: int = 8, per_channel: bool = False, batch_size: int = 64,
