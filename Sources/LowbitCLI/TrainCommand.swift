@@ -22,7 +22,8 @@ struct TrainCommand: ParsableCommand {
       the zero-padded image (pad 4 for images of 32 pixels and more, 2 below) and a horizontal \
       flip (--no-augment switches this off). Weight decay applies to conv and linear weights, \
       not to biases or BatchNorm scales and shifts. The written model keeps its \
-      BatchNormalization nodes, with the trained running statistics.
+      BatchNormalization nodes, with the trained running statistics. Defaults: batch 128, \
+      SGD with momentum 0.9, lr 0.1 with cosine decay to 0, no warm-up, weight decay 5e-4, seed 0.
 
       With --checkpoint-dir, every epoch ends by writing DIR/epoch-NNNN.ckpt (parameters, \
       BatchNorm statistics, optimizer state, config, epoch and step, generator states). \
@@ -40,44 +41,11 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Labelled validation data spec: eval top-1 after every epoch.")
   var eval: String?
 
-  @Option(help: "Passes over the training data (required unless --resume).")
-  var epochs: Int?
-
-  @Option(help: "Samples per optimizer step (default 128).")
-  var batchSize: Int?
-
-  @Option(name: .customLong("lr"), help: "Base learning rate (default 0.1).")
-  var learningRate: Float?
-
-  @Option(help: "sgd or adam (default sgd).")
-  var optimizer: OptimizerKind?
-
-  @Option(help: "SGD momentum (default 0.9).")
-  var momentum: Float?
-
-  @Option(help: "L2 weight decay on conv and linear weights (default 5e-4).")
-  var weightDecay: Float?
-
-  @Option(help: "Learning-rate schedule: cosine (to 0), step (x0.1 at 50% and 75%), constant (default cosine).")
-  var schedule: ScheduleKind?
-
-  @Option(help: "Epochs of linear learning-rate warm-up (default 0).")
-  var warmupEpochs: Int?
-
-  @Flag(help: "Switch off random-crop and flip augmentation (on by default for image data).")
-  var noAugment = false
-
-  @Option(help: "Seed for the shuffles and the augmentation (default 0).")
-  var seed: UInt64?
+  @OptionGroup(title: "Training")
+  var training: TrainingOptions
 
   @Option(name: .shortAndLong, help: "The trained ONNX model to write.")
   var output: String
-
-  @Option(help: "Write a checkpoint after every epoch to DIR/epoch-NNNN.ckpt (created if missing).")
-  var checkpointDir: String?
-
-  @Option(help: "Continue the run recorded in this checkpoint.")
-  var resume: String?
 
   @Option(help: "Write a JSON report (config, every epoch, final numbers) to this file.")
   var json: String?
@@ -85,50 +53,17 @@ struct TrainCommand: ParsableCommand {
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
-  /// The config: the checkpoint's on resume (explicit options must agree), else options and defaults.
-  func trainingConfig(resuming checkpoint: Checkpoint?) throws -> TrainingConfig {
-    guard let checkpoint else {
-      guard let epochs else { throw LowbitError.invalidArgument("--epochs is required (unless --resume)") }
-      var c = TrainingConfig(epochs: epochs)
-      if let v = batchSize { c.batchSize = v }
-      if let v = learningRate { c.learningRate = v }
-      if let v = optimizer { c.optimizer = v }
-      if let v = momentum { c.momentum = v }
-      if let v = weightDecay { c.weightDecay = v }
-      if let v = schedule { c.schedule = v }
-      if let v = warmupEpochs { c.warmupEpochs = v }
-      if noAugment { c.augment = false }
-      if let v = seed { c.seed = v }
-      try c.validate()
-      return c
-    }
-    let c = checkpoint.config
-    func agree<T: Equatable>(_ name: String, _ given: T?, _ stored: T) throws {
-      if let given, given != stored {
-        throw LowbitError.invalidArgument(
-          "\(name) \(given) differs from the checkpoint's \(stored); leave it out to resume, or start a new run")
-      }
-    }
-    try agree("--epochs", epochs, c.epochs)
-    try agree("--batch-size", batchSize, c.batchSize)
-    try agree("--lr", learningRate, c.learningRate)
-    try agree("--optimizer", optimizer?.rawValue, c.optimizer.rawValue)
-    try agree("--momentum", momentum, c.momentum)
-    try agree("--weight-decay", weightDecay, c.weightDecay)
-    try agree("--schedule", schedule?.rawValue, c.schedule.rawValue)
-    try agree("--warmup-epochs", warmupEpochs, c.warmupEpochs)
-    try agree("--seed", seed, c.seed)
-    if noAugment && c.augment { throw LowbitError.invalidArgument("--no-augment differs from the checkpoint (augmentation on)") }
-    return c
-  }
-
   func run() throws {
+    let resume = training.resume
     let checkpoint = try resume.map { try Checkpoint(contentsOf: $0) }
-    let config = try trainingConfig(resuming: checkpoint)
+    if let checkpoint, !checkpoint.annotations.isEmpty {
+      throw LowbitError.invalidArgument("'\(resume!)' is a `lowbit \(checkpoint.annotations["command"] ?? "qat")` checkpoint; resume it with that command")
+    }
+    let config = try training.config(resuming: checkpoint) { TrainingConfig(epochs: $0) }
     // Fail before training on anything that can be checked up front.
     try checkWritableDestination(output)
     if let path = json, path != "-" { try checkWritableDestination(path) }
-    if let dir = checkpointDir { try prepareCheckpointDirectory(dir) }
+    try training.prepareCheckpointDirectory()
     let graph = try ONNXReader.load(contentsOf: model).simplified()
     let trainData = try DataSpec.parse(train).load()
     try trainData.validateFinite()
@@ -171,9 +106,7 @@ struct TrainCommand: ParsableCommand {
         evalBar?.finish()
         bar = nil
         evalBar = nil
-        if let dir = checkpointDir {
-          try loop.checkpoint().write(to: (dir as NSString).appendingPathComponent(String(format: "epoch-%04d.ckpt", result.epoch)))
-        }
+        try training.writeCheckpoint(loop, epoch: result.epoch)
         if !quiet { print(Self.line(result, epochs: config.epochs)) }
       })
     try ONNXWriter.write(loop.trainer.graph, to: output)
@@ -188,20 +121,6 @@ struct TrainCommand: ParsableCommand {
     let eval = r.evalTop1.map { String(format: "  eval top-1 %.2f%%", $0) } ?? ""
     return String(format: "epoch %d/%d  loss %.4f  train top-1 %.2f%%", r.epoch, epochs, r.loss, r.trainTop1)
       + eval + String(format: "  %.1f s  %.1f samples/s", r.seconds, r.samplesPerSecond)
-  }
-
-  func prepareCheckpointDirectory(_ dir: String) throws {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) {
-      guard isDirectory.boolValue else { throw LowbitError.io("--checkpoint-dir '\(dir)' exists and is not a folder") }
-    } else {
-      do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-      } catch {
-        throw LowbitError.io("cannot create --checkpoint-dir '\(dir)': \(error.localizedDescription)")
-      }
-    }
-    try checkWritableDestination((dir as NSString).appendingPathComponent("epoch-0001.ckpt"))
   }
 }
 

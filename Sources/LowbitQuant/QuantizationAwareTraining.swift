@@ -49,10 +49,12 @@ public struct QATParameters: Sendable, Equatable {
 /// - every activation site followed by `FakeQuantize(x, s_x, z_x)`, placed where QDQBuilder puts
 ///   its Q/DQ pair (after the producer; a graph output keeps its name on the quantized value);
 ///
+/// - every Conv/Gemm bias the QDQ graph stores as int32 at `s_w * s_x` read through
+///   `BiasQuantize(b, s_w, s_x)`, which rounds it the same way;
+///
 /// each scale and offset initialized from the PTQ quantizer (range setting, AdaRound), so the
-/// untrained QAT graph computes what the PTQ QDQ graph computes, except that biases stay float
-/// (the QDQ graph rounds them to int32 at `s_w * s_x`). Symmetric quantizers get no offset
-/// input: their zero point is 0 and stays 0.
+/// untrained QAT graph computes what the PTQ QDQ graph computes (up to float summation order).
+/// Symmetric quantizers get no offset input: their zero point is 0 and stays 0.
 ///
 /// With `gradientScaling` (default) each node scales the gradients of its scale and offset by
 /// LSQ's `1 / sqrt(n * qmax)`, n the elements one scale serves (a weight channel's elements; an
@@ -153,8 +155,59 @@ public enum QuantizationAwareTraining {
       }
     }
     g.insertNodes(newNodes)
+    g = try g.validated()
+    quantizeBiases(&g)
     g.opsets[FakeQuantize.domain] = 1
     return (try g.validated(), QATParameters(quantizers: entries, sites: sites, opset: opset))
+  }
+
+  /// Inserts a `BiasQuantize` node for every Conv/Gemm bias the QDQ writer stores as int32:
+  /// the layer's weight comes from a FakeQuantize node (per tensor, or per channel with one
+  /// scale per bias element) and its input, through data-movement ops, from a per-tensor
+  /// activation FakeQuantize node. Layers whose output feeds a BatchNormalization (BN kept
+  /// for training) keep a float bias: their file bias is the one after folding.
+  static func quantizeBiases(_ g: inout Graph) {
+    var taken = Set<String>()
+    let producer = g.producers(), readers = g.consumers()
+    func fakeQuantizer(_ value: String) -> Node? {
+      guard let p = producer[value], FakeQuantize.isFakeQuantize(g.nodes[p]) else { return nil }
+      return g.nodes[p]
+    }
+    var inserted: [Int: Node] = [:]
+    for (k, node) in g.nodes.enumerated() where ["Conv", "Gemm"].contains(node.opType) && node.domain.isEmpty {
+      guard node.inputs.count > 2, let b = g.initializers[node.inputs[2]], b.dtype.isFloatingPoint,
+            node.opType != "Gemm" || b.rank == 1,
+            let wq = fakeQuantizer(node.inputs[1]), g.initializers[wq.inputs[0]] != nil,
+            let ws = g.initializers[wq.inputs[1]], ws.count == 1 || (wq.attributes["axis"] != nil && ws.count == b.count),
+            !(readers[node.outputs[0]] ?? []).contains(where: { g.nodes[$0].opType == "BatchNormalization" })
+      else { continue }
+      var v = node.inputs[0]
+      var activation: Node?
+      var seen = Set<String>()
+      while activation == nil, seen.insert(v).inserted, let p = producer[v] {
+        let n = g.nodes[p]
+        if FakeQuantize.isFakeQuantize(n) {
+          if n.attributes["axis"] == nil, g.initializers[n.inputs[1]]?.count == 1 { activation = n }
+          break
+        }
+        guard QuantizerPlacement.dataMovement.contains(n.opType), let next = n.inputs.first else { break }
+        v = next
+      }
+      guard let activation else { continue }
+      var output = g.freshName(node.inputs[2] + "_qat_quantized"), n = 1
+      while taken.contains(output) { output = g.freshName(node.inputs[2] + "_qat_quantized_\(n)"); n += 1 }
+      taken.insert(output)
+      inserted[k] = BiasQuantize.node(
+        name: output, bias: node.inputs[2], weightScale: wq.inputs[1], inputScale: activation.inputs[1], output: output)
+      g.nodes[k].inputs[2] = output
+    }
+    guard !inserted.isEmpty else { return }
+    var nodes: [Node] = []
+    for (k, node) in g.nodes.enumerated() {
+      if let q = inserted[k] { nodes.append(q) }
+      nodes.append(node)
+    }
+    g.nodes = nodes
   }
 
   /// The quantizers a (trained) QAT graph holds, keyed by site: each FakeQuantize node's scale
@@ -193,12 +246,14 @@ public enum QuantizationAwareTraining {
     return result
   }
 
-  /// The float graph under a QAT graph: every FakeQuantize node removed (its readers read its
-  /// input again; a graph output gets its name back) with its scale and offset initializers.
+  /// The float graph under a QAT graph: every FakeQuantize and BiasQuantize node removed (its
+  /// readers read its input again; a graph output gets its name back) with its scale and offset
+  /// initializers.
   public static func floatGraph(from graph: Graph) -> Graph {
     var g = graph
     let outputs = Set(g.outputs.map(\.name))
     var reads: [String: String] = [:], writes: [String: String] = [:]
+    for node in g.nodes where BiasQuantize.isBiasQuantize(node) { reads[node.outputs[0]] = node.inputs[0] }
     for node in g.nodes where FakeQuantize.isFakeQuantize(node) {
       if outputs.contains(node.outputs[0]) {
         writes[node.inputs[0]] = node.outputs[0]
@@ -211,7 +266,7 @@ public enum QuantizationAwareTraining {
       while let next = reads[v] { v = next }
       return writes[v] ?? v
     }
-    g.nodes = g.nodes.filter { !FakeQuantize.isFakeQuantize($0) }.map { node in
+    g.nodes = g.nodes.filter { !FakeQuantize.isFakeQuantize($0) && !BiasQuantize.isBiasQuantize($0) }.map { node in
       var n = node
       n.inputs = n.inputs.map { $0.isEmpty ? $0 : resolve($0) }
       n.outputs = n.outputs.map { writes[$0] ?? $0 }
@@ -221,13 +276,15 @@ public enum QuantizationAwareTraining {
     return g.removingDeadNodes()
   }
 
-  /// The QDQ graph of a trained QAT graph: `QDQBuilder.build` on its float graph with its
+  /// The QDQ graph of a trained QAT graph: BatchNorms kept through training absorbed into the
+  /// weight scales (`foldBatchNorm`), then `QDQBuilder.build` on its float graph with its
   /// quantizers, at `parameters.sites` (opset: `parameters.opset` unless given). Weights are
   /// stored as the integers the FakeQuantize nodes computed, so the file runs the trained model.
   public static func export(_ trained: Graph, parameters: QATParameters, opset: Int? = nil) throws -> Graph {
-    let quantizers = try quantizers(from: trained)
+    let folded = try foldBatchNorm(trained).graph
+    let quantizers = try quantizers(from: folded)
     return try QDQBuilder.build(
-      floatGraph(from: trained), sites: parameters.sites, quantizers: quantizers, opset: opset ?? parameters.opset)
+      floatGraph(from: folded), sites: parameters.sites, quantizers: quantizers, opset: opset ?? parameters.opset)
   }
 
   /// The grid with ends `qmin`, `qmax`, if it is one of `IntegerGrid`'s.

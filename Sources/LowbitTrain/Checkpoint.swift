@@ -15,7 +15,7 @@ import LowbitData
 /// | 8 | magic `LOWBITCK` |
 /// | 4 | format version, UInt32 = 1 |
 /// | 8 | header length `H`, UInt64 |
-/// | H | header: UTF-8 JSON object with `config`, `epoch`, `step`, `samples`, `data`, `augmentation_generator`, `history`, and `tensors` (a list of `{name, kind, shape}`, kind `parameter` or `statistics`) |
+/// | H | header: UTF-8 JSON object with `config`, `epoch`, `step`, `samples`, `data`, `augmentation_generator`, `history`, `tensors` (a list of `{name, kind, shape}`, kind `parameter` or `statistics`) and, when not empty, `annotations` (string to string) |
 /// | 8 | optimizer length `O`, UInt64 |
 /// | O | the optimizer state: UTF-8 JSON of `TrainingOptimizer`'s `Codable` form (floats print in shortest round-trip form, so they read back exactly) |
 /// | 4 x elements, per tensor | the tensors' values in header order, Float32 little-endian, row-major |
@@ -38,6 +38,9 @@ public struct Checkpoint: Sendable, Equatable {
   /// Trainable parameters and BatchNormalization running statistics, by initializer name.
   public var parameters: [String: Tensor]
   public var statistics: [String: Tensor]
+  /// Settings of the run beyond `config` that a resume must repeat (e.g. `lowbit qat`'s bit
+  /// widths), as the command that wrote the checkpoint records them; empty for plain training.
+  public var annotations: [String: String] = [:]
 
   public init(
     config: TrainingConfig, epoch: Int, step: Int, samples: Int, dataSource: String,
@@ -73,9 +76,10 @@ public struct Checkpoint: Sendable, Equatable {
     var augmentationGenerator: SplitMix64
     var history: [EpochResult]
     var tensors: [Entry]
+    var annotations: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-      case config, epoch, step, samples, data, history, tensors
+      case config, epoch, step, samples, data, history, tensors, annotations
       case augmentationGenerator = "augmentation_generator"
     }
   }
@@ -100,7 +104,8 @@ public struct Checkpoint: Sendable, Equatable {
       + statistics.keys.sorted().map { Header.Entry(name: $0, kind: "statistics", shape: statistics[$0]!.shape) }
     let header = Header(
       config: config, epoch: epoch, step: step, samples: samples, data: dataSource,
-      augmentationGenerator: augmentationGenerator, history: history, tensors: entries)
+      augmentationGenerator: augmentationGenerator, history: history, tensors: entries,
+      annotations: annotations.isEmpty ? nil : annotations)
     let headerBytes: [UInt8], optimizerBytes: [UInt8]
     do {
       headerBytes = [UInt8](try Self.encoder().encode(header))
@@ -171,6 +176,7 @@ public struct Checkpoint: Sendable, Equatable {
       config: header.config, epoch: header.epoch, step: header.step, samples: header.samples, dataSource: header.data,
       augmentationGenerator: header.augmentationGenerator, history: header.history, optimizer: optimizer,
       parameters: parameters, statistics: statistics)
+    self.annotations = header.annotations ?? [:]
   }
 
   /// Reads the checkpoint file at `path`.

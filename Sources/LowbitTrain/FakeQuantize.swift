@@ -134,10 +134,13 @@ public enum FakeQuantize {
   }
 }
 
-/// Forward kernels of the ops only training runs (domain `lowbit.train`), beside Core's.
+/// Forward kernels of the ops only training runs (domain `lowbit.train`: FakeQuantize,
+/// BiasQuantize), beside Core's.
 public enum TrainingOps {
   /// Training-only kernels by op type.
-  public static let kernels: [String: Kernel] = [FakeQuantize.opType: FakeQuantize.forward]
+  public static let kernels: [String: Kernel] = [
+    FakeQuantize.opType: FakeQuantize.forward, BiasQuantize.opType: BiasQuantize.forward,
+  ]
 
   /// The forward kernel for `node`: Core's for the default ONNX domain, ours for `lowbit.train`.
   public static func kernel(for node: Node) -> Kernel? {

@@ -11,7 +11,7 @@ import LowbitCore
 /// training-only ops of domain `lowbit.train` (`TrainingOps`: FakeQuantize).
 public struct Trainer: Sendable {
   /// The graph, nodes in topological order; its initializers hold the current parameters.
-  public private(set) var graph: Graph
+  public internal(set) var graph: Graph
   /// Trainable parameter names, sorted.
   public let parameterNames: [String]
   /// BatchNormalization running-statistics initializers, sorted.

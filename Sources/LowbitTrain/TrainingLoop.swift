@@ -179,12 +179,15 @@ public struct TrainingLoop: Sendable {
     guard let labelTensor = data.labels else {
       throw LowbitError.invalidInput("evaluation data \(data.source) has no labels; validation needs class labels")
     }
-    let interpreter = try Interpreter(trainer.graph)
+    // Graphs with training-only ops (FakeQuantize) run on the trainer in inference mode.
+    let trainingOps = trainer.graph.nodes.contains { !$0.domain.isEmpty && $0.domain != "ai.onnx" }
+    let interpreter = trainingOps ? nil : try Interpreter(trainer.graph)
     var lossSum = 0.0, correct = 0
     let labels = labelTensor.asInts().map { Int($0) }
     for range in data.batches(size: batchSize) {
-      let outputs = try interpreter.run(data.feeds(for: trainer.graph, batch: range))
-      guard let logits = outputs[output] else { throw LowbitError.invalidModel("output '\(output)' was not computed") }
+      let feeds = try data.feeds(for: trainer.graph, batch: range)
+      let logits = try interpreter.map { try $0.run(feeds)[output] } ?? trainer.forward(feeds, mode: .inference).value(output)
+      guard let logits else { throw LowbitError.invalidModel("output '\(output)' was not computed") }
       let batchLabels = Array(labels[range])
       if let bad = batchLabels.first(where: { $0 < 0 || $0 >= classes }) {
         throw LowbitError.invalidInput("evaluation data \(data.source): label \(bad) is outside 0..<\(classes) (the model's classes)")

@@ -1,0 +1,299 @@
+import ArgumentParser
+import Foundation
+import LowbitCore
+import LowbitData
+import LowbitONNX
+import LowbitQuant
+import LowbitReport
+import LowbitTrain
+
+extension QATBatchNorm: ExpressibleByArgument {}
+
+/// `lowbit qat`: quantization-aware training to a QDQ ONNX file.
+struct QATCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "qat",
+    abstract: "Quantization-aware training of a float ONNX classifier; writes a QDQ ONNX file.",
+    discussion: """
+      Runs the white paper's QAT pipeline (fig. 11): BatchNorm folding, cross-layer equalization \
+      (--cle, off by default), quantizer placement, range setting (MSE; cross-entropy for the \
+      logits) on the first --calib-size training samples, then trains weights, biases and every \
+      quantizer's scale and offset together (straight-through estimator; LSQ scale gradients \
+      with gradient scaling) on the labelled training data, and writes QuantizeLinear / \
+      DequantizeLinear pairs with the trained grids.
+
+      BatchNorm: --batchnorm fold (default) folds it statically before training; --batchnorm \
+      keep (per-channel weights only) keeps it unfolded and training in training mode, then \
+      absorbs it into the per-channel weight scales for the file. --bn-reestimation N \
+      recomputes the running statistics on N batches of the trained network before that.
+
+      Training defaults: SGD with momentum 0.9, lr 0.01 with cosine decay to 0, batch 128, \
+      weight decay 5e-5 on conv and linear weights (none on biases, BatchNorm and quantizer \
+      parameters), random crop and flip for image data, seed 0. Every epoch validates on \
+      --eval (the quantized network) and, with --checkpoint-dir, writes DIR/epoch-NNNN.ckpt; \
+      `--resume` with the same model, data and quantization options continues the run bit for bit.
+      """)
+
+  @Argument(help: "The float ONNX model (trained; its weights are the starting point).")
+  var model: String
+
+  @Option(help: "Labelled training data spec, e.g. fashion-mnist:train or npy:x.npy,y.npy.")
+  var train: String
+
+  @Option(help: "Labelled validation data spec: quantized top-1 after every epoch and for the written file.")
+  var eval: String?
+
+  @Option(name: .customLong("w-bits"), help: "Weight bit width (2-16, default 8).")
+  var weightBits = 8
+
+  @Option(name: .customLong("a-bits"), help: "Activation bit width (2-16, default 8).")
+  var activationBits = 8
+
+  @Flag(help: "Per-output-channel weight scales.")
+  var perChannel = false
+
+  @Flag(name: .customLong("cle"), help: "Cross-layer equalization before placing quantizers.")
+  var crossLayerEqualization = false
+
+  @Option(help: "BatchNorm during training: fold (static folding) or keep (unfolded, per-channel only).")
+  var batchnorm: QATBatchNorm = .fold
+
+  @Option(help: "Re-estimate BatchNorm statistics on this many training batches after training (with --batchnorm keep).")
+  var bnReestimation = 0
+
+  @Option(help: "Training samples used for range setting (default 1024).")
+  var calibSize = 1024
+
+  @OptionGroup(title: "Training")
+  var training: TrainingOptions
+
+  @Option(name: .shortAndLong, help: "The quantized ONNX file to write.")
+  var output: String
+
+  @Option(help: "Write a JSON report (settings, PTQ steps, every epoch, final accuracies) to this file.")
+  var json: String?
+
+  @Flag(help: "Print nothing but errors.")
+  var quiet = false
+
+  /// `lowbit qat`'s training defaults (see the discussion).
+  static func defaultConfig(epochs: Int) -> TrainingConfig {
+    var c = TrainingConfig(epochs: epochs)
+    c.learningRate = 0.01
+    c.weightDecay = 5e-5
+    return c
+  }
+
+  func validate() throws {
+    for (name, bits) in [("--w-bits", weightBits), ("--a-bits", activationBits)] where !IntegerGrid.supportedBits.contains(bits) {
+      throw ValidationError("\(name) \(bits) is not supported: use 2 to 16")
+    }
+    guard calibSize > 0 else { throw ValidationError("--calib-size must be positive") }
+    guard bnReestimation >= 0 else { throw ValidationError("--bn-reestimation must be 0 or more batches") }
+    if batchnorm == .keep && !perChannel {
+      throw ValidationError("--batchnorm keep needs --per-channel: only per-channel weight scales can absorb BatchNorm after training")
+    }
+    if bnReestimation > 0 && batchnorm == .fold {
+      throw ValidationError("--bn-reestimation needs --batchnorm keep: folded BatchNorm has no statistics left to re-estimate")
+    }
+  }
+
+  /// The range-setting-only PTQ config QAT starts from.
+  var quantConfig: QuantConfig {
+    var c = QuantConfig.rangeSettingOnly
+    c.weightBits = weightBits
+    c.activationBits = activationBits
+    c.perChannel = perChannel
+    c.crossLayerEqualization = crossLayerEqualization
+    return c
+  }
+
+  /// The settings a checkpoint records and a resume must repeat.
+  var annotations: [String: String] {
+    [
+      "command": "qat", "w_bits": String(weightBits), "a_bits": String(activationBits),
+      "per_channel": String(perChannel), "cle": String(crossLayerEqualization),
+      "batchnorm": batchnorm.rawValue, "calib_size": String(calibSize),
+    ]
+  }
+
+  func run() throws {
+    let started = monotonicSeconds()
+    let checkpoint = try training.resume.map { try Checkpoint(contentsOf: $0) }
+    if let checkpoint {
+      for (key, value) in annotations where checkpoint.annotations[key] != value {
+        throw LowbitError.invalidArgument(
+          "'\(training.resume!)' was made with \(key) \(checkpoint.annotations[key] ?? "(none: not a qat checkpoint)"), this run asks for \(value); resume with the options the run started with")
+      }
+    }
+    let config = try training.config(resuming: checkpoint, defaults: Self.defaultConfig)
+    let qconfig = quantConfig
+    try qconfig.validate()
+    try checkWritableDestination(output)
+    if let path = json, path != "-" { try checkWritableDestination(path) }
+    try training.prepareCheckpointDirectory()
+    let graph = try ONNXReader.load(contentsOf: model)
+    let trainData = try DataSpec.parse(train).load()
+    try trainData.validateFinite()
+    let evalData = try eval.map { try DataSpec.parse($0).load() }
+    try evalData?.validateFinite()
+    if let data = evalData {
+      guard data.labels != nil else {
+        throw LowbitError.invalidInput("evaluation data \(data.source) has no labels; --eval needs class labels")
+      }
+      let interpreter = try Interpreter(graph)
+      let feeds = try data.feeds(for: graph, batch: 0..<min(1, data.count))
+      for input in graph.inputs { if let t = feeds[input.name] { try interpreter.checkFeed(t, for: input) } }
+    }
+
+    // PTQ part: fold, equalize, place quantizers, set ranges; then the trainable graph.
+    let batches = try PostTrainingQuantization.calibrationBatches(trainData, graph: graph, batchSize: 32, limit: calibSize)
+    let progress = StepProgress(prefix: "qat", enabled: !quiet)
+    let setup = try QuantizationAwareTraining.prepare(
+      graph, config: qconfig, batchNorm: batchnorm, batches: batches, progress: progress.update)
+    progress.finish()
+    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: setup.graph, training: trainData) }
+      ?? TrainingLoop(graph: setup.graph, training: trainData, config: config)
+    let quantizers = setup.parameters.quantizers
+    if !quiet {
+      let start = training.resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
+      print("""
+        qat \((model as NSString).lastPathComponent): W\(weightBits)A\(activationBits) \(perChannel ? "per-channel" : "per-tensor"), \
+        \(quantizers.filter { $0.kind == .weight }.count) weight and \(quantizers.filter { $0.kind == .activation }.count) \
+        activation quantizers, BatchNorm \(batchnorm == .fold ? "folded" : "kept (\(setup.unfolded.count) layers)"); \
+        \(trainData.count) samples, \(config.optimizer.rawValue) lr \(config.learningRate) \(config.schedule.rawValue), \
+        batch \(config.batchSize), \(kernelThreadCount) threads\(start)
+        """)
+    }
+    let bars = !quiet && ProgressBar.terminalAttached
+    var startTop1: Double?
+    if let data = evalData, checkpoint == nil {
+      startTop1 = try loop.evaluate(data, batchSize: 256, progress: nil).top1
+      if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (range setting only)", config.epochs, startTop1!)) }
+    }
+    var bar: ProgressBar?
+    var evalBar: ProgressBar?
+    try loop.run(
+      validation: evalData, validationBatchSize: 256,
+      batchProgress: { epoch, done in
+        if bar == nil { bar = ProgressBar("epoch \(epoch)/\(config.epochs)", total: trainData.count, enabled: bars) }
+        bar?.advance(done - (bar?.done ?? 0))
+      },
+      validationProgress: { done in
+        bar?.finish()
+        bar = nil
+        if evalBar == nil { evalBar = ProgressBar("eval", total: evalData?.count ?? 0, enabled: bars) }
+        evalBar?.advance(done - (evalBar?.done ?? 0))
+      },
+      onEpoch: { loop, result in
+        bar?.finish()
+        evalBar?.finish()
+        bar = nil
+        evalBar = nil
+        try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations)
+        if !quiet { print(TrainCommand.line(result, epochs: config.epochs)) }
+      })
+
+    var trained = loop.trainer
+    var reestimated = 0
+    if bnReestimation > 0 {
+      let batches = try PostTrainingQuantization.calibrationBatches(
+        trainData, graph: trained.graph, batchSize: config.batchSize, limit: bnReestimation * config.batchSize)
+      reestimated = try trained.reestimateBatchNormStatistics(batches)
+    }
+    let folded = try QuantizationAwareTraining.foldBatchNorm(trained.graph)
+    let qdq = try QuantizationAwareTraining.export(folded.graph, parameters: setup.parameters)
+    var report = QATReport(
+      model: model, output: output, train: train, eval: eval, resumedFrom: training.resume, quant: qconfig,
+      batchNorm: batchnorm, unfolded: setup.unfolded, bnReestimated: reestimated, clippedWeights: folded.clippedWeights,
+      config: config, samples: trainData.count, threads: kernelThreadCount, ptqSteps: setup.ptq.steps,
+      epochs: loop.history, startTop1: startTop1)
+    if let data = evalData {
+      report.evaluation = try EvaluationReport.compare(
+        float: setup.ptq.floatGraph, quantized: qdq, data: data, batchSize: 256, quiet: quiet)
+    }
+    try ONNXWriter.write(qdq, to: output)
+    report.totalSeconds = monotonicSeconds() - started
+    if let path = json { try writeJSON(report, to: path) }
+    if !quiet { print(report.render()) }
+  }
+}
+
+/// What `lowbit qat --json` writes.
+struct QATReport: Encodable {
+  var model: String
+  var output: String
+  var train: String
+  var eval: String?
+  var resumedFrom: String?
+  var quant: QuantConfig
+  var batchNorm: QATBatchNorm
+  var unfolded: [UnfoldedLayer]
+  var bnReestimated: Int
+  var clippedWeights: Int
+  var config: TrainingConfig
+  var samples: Int
+  var threads: Int
+  var ptqSteps: [StepTiming]
+  var epochs: [EpochResult]
+  /// The quantized network's top-1 before training (range setting only), on the eval data.
+  var startTop1: Double?
+  /// FP32 vs the written file on the eval data.
+  var evaluation: EvaluationReport?
+  var totalSeconds = 0.0
+
+  enum CodingKeys: String, CodingKey {
+    case model, output, train, eval, quant, unfolded, config, samples, threads, epochs, evaluation
+    case resumedFrom = "resumed_from", batchNorm = "batchnorm", bnReestimated = "bn_reestimated"
+    case clippedWeights = "clipped_weights", ptqSteps = "ptq_steps", startTop1 = "start_top1"
+    case totalSeconds = "total_seconds", trainingSeconds = "training_seconds"
+  }
+
+  func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(model, forKey: .model)
+    try c.encode(output, forKey: .output)
+    try c.encode(train, forKey: .train)
+    try c.encode(eval, forKey: .eval)
+    try c.encode(resumedFrom, forKey: .resumedFrom)
+    try c.encode(quant, forKey: .quant)
+    try c.encode(batchNorm, forKey: .batchNorm)
+    try c.encode(unfolded, forKey: .unfolded)
+    try c.encode(bnReestimated, forKey: .bnReestimated)
+    try c.encode(clippedWeights, forKey: .clippedWeights)
+    try c.encode(config, forKey: .config)
+    try c.encode(samples, forKey: .samples)
+    try c.encode(threads, forKey: .threads)
+    try c.encode(ptqSteps, forKey: .ptqSteps)
+    try c.encode(epochs, forKey: .epochs)
+    try c.encode(startTop1, forKey: .startTop1)
+    try c.encode(evaluation, forKey: .evaluation)
+    try c.encode(epochs.map(\.seconds).reduce(0, +), forKey: .trainingSeconds)
+    try c.encode(totalSeconds, forKey: .totalSeconds)
+  }
+
+  func render() -> String {
+    var table = Table(["epoch", "lr", "loss", "train top-1 %", "eval top-1 %", "seconds", "samples/s"])
+    if let s = startTop1 { table.add(["0 (PTQ)", "-", "-", "-", String(format: "%.2f", s), "-", "-"]) }
+    for r in epochs {
+      table.add([
+        String(r.epoch), String(format: "%.4g", r.learningRate), String(format: "%.4f", r.loss),
+        String(format: "%.2f", r.trainTop1), r.evalTop1.map { String(format: "%.2f", $0) } ?? "-",
+        String(format: "%.1f", r.seconds), String(format: "%.1f", r.samplesPerSecond),
+      ])
+    }
+    var lines = [table.render()]
+    if let e = evaluation {
+      var t = Table(["model", "top-1 %", "SQNR dB", "cosine", "argmax agree %"])
+      t.add(["fp32", e.floatTop1.map { String(format: "%.2f", $0) } ?? "-", "-", "-", "-"])
+      t.add([
+        "W\(quant.weightBits)A\(quant.activationBits) QAT (file)", e.quantizedTop1.map { String(format: "%.2f", $0) } ?? "-",
+        String(format: "%.2f", e.sqnrDB), String(format: "%.5f", e.meanCosine), String(format: "%.2f", 100 * e.argmaxAgreement),
+      ])
+      lines.append(t.render())
+    }
+    if clippedWeights > 0 { lines.append("note: \(clippedWeights) weights clipped by one step where a BN factor turned negative") }
+    lines.append(String(format: "wrote %@ (%.1f s)", output, totalSeconds))
+    return lines.joined(separator: "\n")
+  }
+}

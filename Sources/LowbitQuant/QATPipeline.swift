@@ -1,0 +1,56 @@
+import LowbitCore
+import LowbitTrain
+
+/// A QAT graph ready to train, and how it came about.
+public struct QATSetup: Sendable {
+  /// The trainable graph: FakeQuantize nodes at every quantizer site, scales and offsets
+  /// initialized by PTQ's range setting.
+  public var graph: Graph
+  public var parameters: QATParameters
+  /// The PTQ run that placed the quantizers and set their ranges (its QDQ graph is the
+  /// untrained starting point).
+  public var ptq: QuantizationResult
+  public var batchNorm: QATBatchNorm
+  /// The layers whose BatchNorm was unfolded again (`QATBatchNorm.keep`).
+  public var unfolded: [UnfoldedLayer]
+}
+
+extension QuantizationAwareTraining {
+  /// The white paper's QAT pipeline up to training (sec. 4.3, fig. 11):
+  ///
+  ///     BN folding -> CLE (optional, `config.crossLayerEqualization`) -> quantizer placement
+  ///     -> range setting (MSE; cross-entropy for the logits) -> learnable scales and offsets
+  ///
+  /// The PTQ part is `PostTrainingQuantization.quantize(graph, config:batches:)`, so every PTQ
+  /// switch applies (the CLI runs it as range setting only, optionally with CLE). With
+  /// `batchNorm == .keep` the folded BatchNorms come back unfolded (`unfoldBatchNorm`); that
+  /// needs symmetric per-channel weights, since only a per-channel scale can absorb BN's
+  /// per-channel factor after training.
+  public static func prepare(
+    _ graph: Graph, config: QuantConfig, batchNorm: QATBatchNorm = .fold, batches: [[String: Tensor]],
+    gradientScaling: Bool = true, progress: ProgressHandler? = nil
+  ) throws -> QATSetup {
+    if batchNorm == .keep {
+      guard config.perChannel, config.weightGroupSize == nil else {
+        throw LowbitError.invalidArgument(
+          "keeping BatchNorm unfolded needs per-channel weights (a per-tensor scale cannot absorb BN's per-channel factor): add --per-channel or fold BatchNorm")
+      }
+      guard config.weightSymmetric else {
+        throw LowbitError.invalidArgument("keeping BatchNorm unfolded needs symmetric weight quantizers")
+      }
+    }
+    let ptq = try PostTrainingQuantization.quantize(graph, config: config, batches: batches, progress: progress)
+    switch batchNorm {
+    case .fold:
+      let (g, parameters) = try QuantizationAwareTraining.graph(from: ptq, gradientScaling: gradientScaling)
+      return QATSetup(graph: g, parameters: parameters, ptq: ptq, batchNorm: .fold, unfolded: [])
+    case .keep:
+      let unfolded = try unfoldBatchNorm(
+        ptq.transformedGraph, statistics: ptq.batchNormStatistics, sites: ptq.sites, quantizers: ptq.quantizers)
+      let (g, parameters) = try QuantizationAwareTraining.graph(
+        unfolded.graph, sites: ptq.sites, quantizers: unfolded.quantizers, opset: ptq.graph.opset,
+        gradientScaling: gradientScaling)
+      return QATSetup(graph: g, parameters: parameters, ptq: ptq, batchNorm: .keep, unfolded: unfolded.layers)
+    }
+  }
+}
