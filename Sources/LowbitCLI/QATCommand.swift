@@ -84,17 +84,20 @@ struct QATCommand: ParsableCommand {
     return c
   }
 
-  func validate() throws {
+  /// Option checks; they throw `LowbitError.invalidArgument` (exit 1, an `error:` line).
+  func checkOptions() throws {
     for (name, bits) in [("--w-bits", weightBits), ("--a-bits", activationBits)] where !IntegerGrid.supportedBits.contains(bits) {
-      throw ValidationError("\(name) \(bits) is not supported: use 2 to 16")
+      throw LowbitError.invalidArgument("\(name) \(bits) is not supported: use 2 to 16")
     }
-    guard calibSize > 0 else { throw ValidationError("--calib-size must be positive") }
-    guard bnReestimation >= 0 else { throw ValidationError("--bn-reestimation must be 0 or more batches") }
+    guard calibSize > 0 else { throw LowbitError.invalidArgument("--calib-size must be positive, got \(calibSize)") }
+    guard bnReestimation >= 0 else { throw LowbitError.invalidArgument("--bn-reestimation must be 0 or more batches") }
     if batchnorm == .keep && !perChannel {
-      throw ValidationError("--batchnorm keep needs --per-channel: only per-channel weight scales can absorb BatchNorm after training")
+      throw LowbitError.invalidArgument(
+        "--batchnorm keep needs --per-channel: only per-channel weight scales can absorb BatchNorm after training")
     }
     if bnReestimation > 0 && batchnorm == .fold {
-      throw ValidationError("--bn-reestimation needs --batchnorm keep: folded BatchNorm has no statistics left to re-estimate")
+      throw LowbitError.invalidArgument(
+        "--bn-reestimation needs --batchnorm keep: folded BatchNorm has no statistics left to re-estimate")
     }
   }
 
@@ -119,6 +122,7 @@ struct QATCommand: ParsableCommand {
 
   func run() throws {
     let started = monotonicSeconds()
+    try checkOptions()
     let checkpoint = try training.resume.map { try Checkpoint(contentsOf: $0) }
     if let checkpoint {
       for (key, value) in annotations where checkpoint.annotations[key] != value {
