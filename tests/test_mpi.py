@@ -24,19 +24,19 @@ from ort_reference import CRASH_MARKERS, describe_proc as describe
 MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (Debian: apt-get install openmpi-bin)")
 
-TRAIN = ["--train", "fashion-mnist:train:512", "--eval", "fashion-mnist:test:256", "--batch-size", "64",
-         "--lr", "0.2", "--seed", "5"]
+TRAIN = ["--train", "fashion-mnist:train:2048", "--eval", "fashion-mnist:test:256", "--batch-size", "64",
+         "--lr", "0.5", "--seed", "5"]
 
 
 def tiny_cnn(path):
-    """Conv(1->8, s2) BN ReLU Conv(8->16, s2) BN ReLU GlobalAveragePool Flatten Gemm(16->10), He init."""
+    """Conv(1->16, s2) BN ReLU Conv(16->32, s2) BN ReLU GlobalAveragePool Flatten Gemm(32->10), He init."""
     rng = np.random.default_rng(0)
 
     def he(*shape):
         return (rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))).astype(np.float32)
 
     inits, nodes = [], []
-    for i, (cin, cout) in enumerate([(1, 8), (8, 16)]):
+    for i, (cin, cout) in enumerate([(1, 16), (16, 32)]):
         src = "x" if i == 0 else f"r{i - 1}"
         inits += [numpy_helper.from_array(he(cout, cin, 3, 3), f"conv{i}.w"),
                   numpy_helper.from_array(np.zeros(cout, np.float32), f"conv{i}.b"),
@@ -49,7 +49,7 @@ def tiny_cnn(path):
                   helper.make_node("BatchNormalization", [f"c{i}", f"bn{i}.scale", f"bn{i}.bias", f"bn{i}.mean",
                                                           f"bn{i}.var"], [f"n{i}"], name=f"bn{i}"),
                   helper.make_node("Relu", [f"n{i}"], [f"r{i}"], name=f"relu{i}")]
-    inits += [numpy_helper.from_array(he(10, 16), "fc.w"), numpy_helper.from_array(np.zeros(10, np.float32), "fc.b")]
+    inits += [numpy_helper.from_array(he(10, 32), "fc.w"), numpy_helper.from_array(np.zeros(10, np.float32), "fc.b")]
     nodes += [helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool"),
               helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
               helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
