@@ -17,6 +17,7 @@ let package = Package(
   targets: [
     .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
     .target(name: "LowbitCore", dependencies: ["CBLAS"]),
     .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
     .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData", "LowbitTrain"]),
@@ -25,10 +26,11 @@ let package = Package(
       dependencies: ["LowbitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "LowbitReport", dependencies: ["LowbitCore"]),
     .target(name: "LowbitTrain", dependencies: ["LowbitCore", "LowbitData"]),
+    .target(name: "LowbitDistributed", dependencies: ["CMPI", "LowbitCore", "LowbitTrain"]),
     .target(
       name: "LowbitCLI",
       dependencies: [
-        "LowbitCore", "LowbitData", "LowbitQuant", "LowbitONNX", "LowbitReport", "LowbitTrain",
+        "LowbitCore", "LowbitData", "LowbitQuant", "LowbitONNX", "LowbitReport", "LowbitTrain", "LowbitDistributed",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
@@ -44,6 +46,7 @@ let package = Package(
       dependencies: ["LowbitONNX", "LowbitData", "LowbitQuant", "LowbitTestSupport"]),
     .testTarget(
       name: "LowbitTrainTests", dependencies: ["LowbitTrain", "LowbitONNX", "LowbitTestSupport"]),
+    .testTarget(name: "LowbitDistributedTests", dependencies: ["LowbitDistributed", "LowbitTrain"]),
   ],
   swiftLanguageModes: [.v5]
 )

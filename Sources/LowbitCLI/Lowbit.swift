@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LowbitCore
+import LowbitDistributed
 import LowbitONNX
 
 /// The `lowbit` command: quantize, run and inspect ONNX models.
@@ -19,15 +20,23 @@ public struct Lowbit: ParsableCommand {
   public init() {}
 
   /// Parses and runs a command; lowbit's own errors print as `error: ...` and exit with 1.
+  /// Under `mpirun` (see `Distributed`), MPI ends after the command, and a failing rank ends
+  /// them all.
   public static func main() {
     limitOpenBLASThreads()
+    Distributed.prepareThreads()
     do {
       var command = try parseAsRoot()
       try command.run()
+      try Distributed.finish()
     } catch let error as LowbitError {
-      FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-      Foundation.exit(1)
+      FileHandle.standardError.write(Data("error: \(error)\(Distributed.rankNote)\n".utf8))
+      Distributed.abort(exitCode: 1)
     } catch {
+      if MPICollective.isActive {
+        FileHandle.standardError.write(Data("error: \(error)\(Distributed.rankNote)\n".utf8))
+        Distributed.abort(exitCode: 1)
+      }
       exit(withError: error)
     }
   }

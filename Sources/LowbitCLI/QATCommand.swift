@@ -123,7 +123,11 @@ struct QATCommand: ParsableCommand {
   func run() throws {
     let started = monotonicSeconds()
     try checkOptions()
-    let checkpoint = try training.resume.map { try Checkpoint(contentsOf: $0) }
+    let collective = try Distributed.collective()
+    let root = collective.isRoot, quiet = self.quiet || !root
+    let checkpoint = try training.resume.map {
+      try Checkpoint(decoding: Distributed.rootReads($0, what: "checkpoint", collective: collective), source: $0)
+    }
     if let checkpoint {
       for (key, value) in annotations where checkpoint.annotations[key] != value {
         throw LowbitError.invalidArgument(
@@ -133,9 +137,11 @@ struct QATCommand: ParsableCommand {
     let config = try training.config(resuming: checkpoint, defaults: Self.defaultConfig)
     let qconfig = quantConfig
     try qconfig.validate()
-    try checkWritableDestination(output)
-    if let path = json, path != "-" { try checkWritableDestination(path) }
-    try training.prepareCheckpointDirectory()
+    if root {
+      try checkWritableDestination(output)
+      if let path = json, path != "-" { try checkWritableDestination(path) }
+      try training.prepareCheckpointDirectory()
+    }
     let graph = try ONNXReader.load(contentsOf: model)
     let trainData = try DataSpec.parse(train).load()
     try trainData.validateFinite()
@@ -153,11 +159,13 @@ struct QATCommand: ParsableCommand {
     // PTQ part: fold, equalize, place quantizers, set ranges; then the trainable graph.
     let batches = try PostTrainingQuantization.calibrationBatches(trainData, graph: graph, batchSize: 32, limit: calibSize)
     let progress = StepProgress(prefix: "qat", enabled: !quiet)
-    let setup = try QuantizationAwareTraining.prepare(
+    var setup = try QuantizationAwareTraining.prepare(
       graph, config: qconfig, batchNorm: batchnorm, batches: batches, progress: progress.update)
     progress.finish()
-    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: setup.graph, training: trainData) }
-      ?? TrainingLoop(graph: setup.graph, training: trainData, config: config)
+    // Every rank calibrated on the same samples; rank 0's parameters make the start identical.
+    try collective.broadcastInitializers(of: &setup.graph)
+    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: setup.graph, training: trainData, collective: collective) }
+      ?? TrainingLoop(graph: setup.graph, training: trainData, config: config, collective: collective)
     let quantizers = setup.parameters.quantizers
     if !quiet {
       let start = training.resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
@@ -166,7 +174,7 @@ struct QATCommand: ParsableCommand {
         \(quantizers.filter { $0.kind == .weight }.count) weight and \(quantizers.filter { $0.kind == .activation }.count) \
         activation quantizers, BatchNorm \(batchnorm == .fold ? "folded" : "kept (\(setup.unfolded.count) layers)"); \
         \(trainData.count) samples, \(config.optimizer.rawValue) lr \(config.learningRate) \(config.schedule.rawValue), \
-        batch \(config.batchSize), \(kernelThreadCount) threads\(start)
+        batch \(config.batchSize), \(kernelThreadCount) threads\(collective.size > 1 ? " per rank, \(collective.size) ranks" : "")\(start)
         """)
     }
     let bars = !quiet && ProgressBar.terminalAttached
@@ -194,7 +202,7 @@ struct QATCommand: ParsableCommand {
         evalBar?.finish()
         bar = nil
         evalBar = nil
-        try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations)
+        if root { try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations) }
         if !quiet { print(TrainCommand.line(result, epochs: config.epochs)) }
       })
 
@@ -204,7 +212,11 @@ struct QATCommand: ParsableCommand {
       let batches = try PostTrainingQuantization.calibrationBatches(
         trainData, graph: trained.graph, batchSize: config.batchSize, limit: bnReestimation * config.batchSize)
       reestimated = try trained.reestimateBatchNormStatistics(batches)
+      var graph = trained.graph
+      try collective.broadcastInitializers(of: &graph)
+      trained = try Trainer(graph)
     }
+    guard root else { return }
     let folded = try QuantizationAwareTraining.foldBatchNorm(trained.graph)
     let qdq = try QuantizationAwareTraining.export(folded.graph, parameters: setup.parameters)
     var report = QATReport(

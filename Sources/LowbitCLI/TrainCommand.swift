@@ -30,6 +30,13 @@ struct TrainCommand: ParsableCommand {
       `--resume DIR/epoch-NNNN.ckpt` with the same model and training data continues the run; \
       it ends with the same bits as the uninterrupted run. Training options left out on resume \
       come from the checkpoint; given ones must agree with it.
+
+      Data parallel: `mpirun -np K lowbit train ...` (on one machine, or across machines with \
+      --hostfile) runs K ranks on the same data; each global batch of --batch-size is split \
+      over the ranks and their gradients averaged (MPI allreduce), so the ranks stay \
+      identical. Rank 0 alone prints and writes the model, checkpoints and JSON; the model, \
+      data and options must be the same on every machine, a --resume checkpoint need exist \
+      only on rank 0's. Resuming with the same K continues bit for bit.
       """)
 
   @Argument(help: "The float ONNX model to train (its initializers are the starting point).")
@@ -53,17 +60,29 @@ struct TrainCommand: ParsableCommand {
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
+  @Option(help: ArgumentHelp("Every rank writes its final model to DIR/rank-R.onnx (for testing data-parallel runs).", visibility: .hidden))
+  var rankModels: String?
+
   func run() throws {
+    let collective = try Distributed.collective()
+    let root = collective.isRoot, quiet = self.quiet || !root
     let resume = training.resume
-    let checkpoint = try resume.map { try Checkpoint(contentsOf: $0) }
+    let checkpoint = try resume.map {
+      try Checkpoint(decoding: Distributed.rootReads($0, what: "checkpoint", collective: collective), source: $0)
+    }
     if let checkpoint, !checkpoint.annotations.isEmpty {
       throw LowbitError.invalidArgument("'\(resume!)' is a `lowbit \(checkpoint.annotations["command"] ?? "qat")` checkpoint; resume it with that command")
     }
     let config = try training.config(resuming: checkpoint) { TrainingConfig(epochs: $0) }
-    // Fail before training on anything that can be checked up front.
-    try checkWritableDestination(output)
-    if let path = json, path != "-" { try checkWritableDestination(path) }
-    try training.prepareCheckpointDirectory()
+    // Fail before training on anything that can be checked up front; rank 0 alone writes.
+    if root {
+      try checkWritableDestination(output)
+      if let path = json, path != "-" { try checkWritableDestination(path) }
+      try training.prepareCheckpointDirectory()
+    }
+    if let dir = rankModels {
+      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
     let graph = try ONNXReader.load(contentsOf: model).simplified()
     let trainData = try DataSpec.parse(train).load()
     try trainData.validateFinite()
@@ -75,16 +94,20 @@ struct TrainCommand: ParsableCommand {
       }
       _ = try data.feeds(for: graph, batch: 0..<1)
     }
-    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: graph, training: trainData) }
-      ?? TrainingLoop(graph: graph, training: trainData, config: config)
+    var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: graph, training: trainData, collective: collective) }
+      ?? TrainingLoop(graph: graph, training: trainData, config: config, collective: collective)
     if !quiet {
       let augmentation = loop.augmentation.map { "crop pad \($0.padding) + flip" } ?? "none"
       let start = resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
+      let ranks = collective.size > 1 ? " per rank, \(collective.size) ranks" : ""
       print("""
         train \((model as NSString).lastPathComponent): \(trainData.count) samples (\(train)), \(loop.trainer.parameterNames.count) \
         parameter tensors, \(config.optimizer.rawValue) lr \(config.learningRate) \(config.schedule.rawValue), batch \
-        \(config.batchSize), augmentation \(augmentation), \(kernelThreadCount) threads\(start)
+        \(config.batchSize), augmentation \(augmentation), \(kernelThreadCount) threads\(ranks)\(start)
         """)
+      if let checkpoint, checkpoint.ranks != collective.size {
+        print("note: the checkpoint was written by a run of \(checkpoint.ranks) rank(s), this one has \(collective.size): it continues, but not bit for bit")
+      }
     }
     let bars = !quiet && ProgressBar.terminalAttached
     var bar: ProgressBar?
@@ -106,13 +129,17 @@ struct TrainCommand: ParsableCommand {
         evalBar?.finish()
         bar = nil
         evalBar = nil
-        try training.writeCheckpoint(loop, epoch: result.epoch)
+        if root { try training.writeCheckpoint(loop, epoch: result.epoch) }
         if !quiet { print(Self.line(result, epochs: config.epochs)) }
       })
+    if let dir = rankModels {
+      try ONNXWriter.write(loop.trainer.graph, to: (dir as NSString).appendingPathComponent("rank-\(collective.rank).onnx"))
+    }
+    guard root else { return }
     try ONNXWriter.write(loop.trainer.graph, to: output)
     let report = TrainReport(
       model: model, output: output, train: train, eval: eval, resumedFrom: resume, config: config,
-      samples: trainData.count, threads: kernelThreadCount, epochs: loop.history)
+      samples: trainData.count, threads: kernelThreadCount, ranks: collective.size, epochs: loop.history)
     if let path = json { try writeJSON(report, to: path) }
     if !quiet { print(report.render()) }
   }
@@ -134,10 +161,12 @@ struct TrainReport: Encodable {
   var config: TrainingConfig
   var samples: Int
   var threads: Int
+  /// Data-parallel ranks (1: a single process); `threads` is per rank.
+  var ranks: Int
   var epochs: [EpochResult]
 
   enum CodingKeys: String, CodingKey {
-    case model, output, train, eval, config, samples, threads, epochs, final
+    case model, output, train, eval, config, samples, threads, ranks, epochs, final
     case resumedFrom = "resumed_from"
   }
 
@@ -151,6 +180,7 @@ struct TrainReport: Encodable {
     try c.encode(config, forKey: .config)
     try c.encode(samples, forKey: .samples)
     try c.encode(threads, forKey: .threads)
+    try c.encode(ranks, forKey: .ranks)
     try c.encode(epochs, forKey: .epochs)
     try c.encode(epochs.last, forKey: .final)
   }

@@ -15,7 +15,7 @@ import LowbitData
 /// | 8 | magic `LOWBITCK` |
 /// | 4 | format version, UInt32 = 1 |
 /// | 8 | header length `H`, UInt64 |
-/// | H | header: UTF-8 JSON object with `config`, `epoch`, `step`, `samples`, `data`, `augmentation_generator`, `history`, `tensors` (a list of `{name, kind, shape}`, kind `parameter` or `statistics`) and, when not empty, `annotations` (string to string) |
+/// | H | header: UTF-8 JSON object with `config`, `epoch`, `step`, `samples`, `data`, `augmentation_generator`, `history`, `ranks` (only when more than 1), `tensors` (a list of `{name, kind, shape}`, kind `parameter` or `statistics`) and, when not empty, `annotations` (string to string) |
 /// | 8 | optimizer length `O`, UInt64 |
 /// | O | the optimizer state: UTF-8 JSON of `TrainingOptimizer`'s `Codable` form (floats print in shortest round-trip form, so they read back exactly) |
 /// | 4 x elements, per tensor | the tensors' values in header order, Float32 little-endian, row-major |
@@ -24,6 +24,11 @@ import LowbitData
 /// Files are written atomically (a temporary sibling, then `rename(2)`), so a crash leaves the
 /// previous checkpoint intact. Reading checks the magic, version, lengths and hash and throws
 /// `LowbitError.invalidInput` naming the file for anything else.
+///
+/// A data-parallel run (several ranks) is written by rank 0 alone; all ranks hold the same
+/// parameters, statistics and optimizer state, and their augmentation generators are derived
+/// from (seed, rank, epoch), so the file does not depend on the rank. It records the number of
+/// ranks: resuming with the same number continues bit for bit.
 public struct Checkpoint: Sendable, Equatable {
   public var config: TrainingConfig
   /// Completed epochs and optimizer steps.
@@ -35,6 +40,8 @@ public struct Checkpoint: Sendable, Equatable {
   public var augmentationGenerator: SplitMix64
   public var history: [EpochResult]
   public var optimizer: TrainingOptimizer
+  /// The number of ranks that trained (1: a single process).
+  public var ranks: Int
   /// Trainable parameters and BatchNormalization running statistics, by initializer name.
   public var parameters: [String: Tensor]
   public var statistics: [String: Tensor]
@@ -45,7 +52,7 @@ public struct Checkpoint: Sendable, Equatable {
   public init(
     config: TrainingConfig, epoch: Int, step: Int, samples: Int, dataSource: String,
     augmentationGenerator: SplitMix64, history: [EpochResult], optimizer: TrainingOptimizer,
-    parameters: [String: Tensor], statistics: [String: Tensor]
+    parameters: [String: Tensor], statistics: [String: Tensor], ranks: Int = 1
   ) {
     self.config = config
     self.epoch = epoch
@@ -57,6 +64,7 @@ public struct Checkpoint: Sendable, Equatable {
     self.optimizer = optimizer
     self.parameters = parameters
     self.statistics = statistics
+    self.ranks = ranks
   }
 
   static let magic = Array("LOWBITCK".utf8)
@@ -76,10 +84,12 @@ public struct Checkpoint: Sendable, Equatable {
     var augmentationGenerator: SplitMix64
     var history: [EpochResult]
     var tensors: [Entry]
+    /// Absent for a single process, so such files are unchanged.
+    var ranks: Int?
     var annotations: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-      case config, epoch, step, samples, data, history, tensors, annotations
+      case config, epoch, step, samples, data, history, tensors, ranks, annotations
       case augmentationGenerator = "augmentation_generator"
     }
   }
@@ -104,7 +114,7 @@ public struct Checkpoint: Sendable, Equatable {
       + statistics.keys.sorted().map { Header.Entry(name: $0, kind: "statistics", shape: statistics[$0]!.shape) }
     let header = Header(
       config: config, epoch: epoch, step: step, samples: samples, data: dataSource,
-      augmentationGenerator: augmentationGenerator, history: history, tensors: entries,
+      augmentationGenerator: augmentationGenerator, history: history, tensors: entries, ranks: ranks > 1 ? ranks : nil,
       annotations: annotations.isEmpty ? nil : annotations)
     let headerBytes: [UInt8], optimizerBytes: [UInt8]
     do {
@@ -175,7 +185,7 @@ public struct Checkpoint: Sendable, Equatable {
     self.init(
       config: header.config, epoch: header.epoch, step: header.step, samples: header.samples, dataSource: header.data,
       augmentationGenerator: header.augmentationGenerator, history: header.history, optimizer: optimizer,
-      parameters: parameters, statistics: statistics)
+      parameters: parameters, statistics: statistics, ranks: header.ranks ?? 1)
     self.annotations = header.annotations ?? [:]
   }
 
@@ -214,13 +224,18 @@ extension TrainingLoop {
       config: config, epoch: epoch, step: step, samples: sampleCount, dataSource: dataSource,
       augmentationGenerator: augmentationGenerator, history: history, optimizer: optimizer,
       parameters: Dictionary(uniqueKeysWithValues: trainer.parameterNames.map { ($0, g[$0]!) }),
-      statistics: Dictionary(uniqueKeysWithValues: trainer.bufferNames.map { ($0, g[$0]!) }))
+      statistics: Dictionary(uniqueKeysWithValues: trainer.bufferNames.map { ($0, g[$0]!) }), ranks: collective.size)
   }
 
   /// Continues the run `checkpoint` recorded, on `graph` (the same model it was made from, prepared
   /// the same way) and `data` (the same training data). Throws when the parameter or statistics
-  /// names or shapes differ from the graph's, or the sample count differs.
-  public init(resuming checkpoint: Checkpoint, graph: Graph, training data: Dataset) throws {
+  /// names or shapes differ from the graph's, or the sample count differs. With several ranks
+  /// every rank calls this with the same checkpoint (rank 0's tensors are broadcast again, so
+  /// every rank continues from identical ones); a run continues bit for bit with as many ranks
+  /// as `checkpoint.ranks`, and deterministically, but differently, with another number.
+  public init(
+    resuming checkpoint: Checkpoint, graph: Graph, training data: Dataset, collective: any Collective = SingleProcess()
+  ) throws {
     try checkpoint.config.validate()
     var trainer = try Trainer(graph)
     for (kind, names, stored) in [
@@ -239,6 +254,7 @@ extension TrainingLoop {
     trainer.parameters = checkpoint.parameters
     var restored = trainer.graph
     for (name, t) in checkpoint.statistics { restored.initializers[name] = t }
+    try collective.broadcastInitializers(of: &restored, root: 0)
     trainer = try Trainer(restored)
     guard data.count == checkpoint.samples else {
       throw LowbitError.invalidInput(
@@ -249,7 +265,7 @@ extension TrainingLoop {
     }
     try self.init(
       trainer: trainer, data: data, config: checkpoint.config, optimizer: checkpoint.optimizer,
-      augmentationGenerator: checkpoint.augmentationGenerator)
+      augmentationGenerator: checkpoint.augmentationGenerator, collective: collective)
     restoreProgress(epoch: checkpoint.epoch, step: checkpoint.step, history: checkpoint.history)
   }
 }

@@ -59,7 +59,15 @@ public struct Trainer: Sendable {
 
   /// Replaces the running statistics with those a training-mode pass computed.
   public mutating func updateStatistics(from tape: GradientTape) {
-    for (name, value) in tape.runningStatistics { graph.initializers[name] = value }
+    updateStatistics(tape.runningStatistics)
+  }
+
+  /// Replaces running statistics by name (e.g. ones averaged over ranks); shapes must not change.
+  public mutating func updateStatistics(_ statistics: [String: Tensor]) {
+    for (name, value) in statistics {
+      precondition(graph.initializers[name].map { $0.shape == value.shape } ?? true, "statistics '\(name)' changed shape")
+      graph.initializers[name] = value
+    }
   }
 
   /// Runs the graph on `feeds` and records every value.

@@ -51,11 +51,29 @@ public struct EpochResult: Codable, Sendable, Equatable {
 /// The loop is a value holding all of its state (parameters and running statistics in
 /// `trainer.graph`, optimizer state, step and epoch counts, the augmentation generator), so
 /// `checkpoint()` after an epoch and `init(resuming:graph:training:)` continue bit for bit.
+///
+/// Data parallelism: with a `collective` of K > 1 ranks (e.g. K processes under `mpirun`), every
+/// rank holds the whole data set and runs the same loop. The initializers of rank 0 are
+/// broadcast at the start, so every rank starts from identical parameters. Each global batch of
+/// `batchSize` (the same shuffle on every rank) is split into contiguous parts
+/// (`Collective.share(of:)`); each rank runs forward and backward on its part, and one
+/// `allreduce` per step sums the rank's mean gradient and its new BatchNorm running statistics,
+/// each weighted by the rank's share of the batch `n_r / N`, together with its loss and correct
+/// count. The sums are the mean gradient over the global batch, and running statistics and
+/// metrics over the global batch; every rank then applies the same optimizer step and stays
+/// identical to the others. BatchNorm normalizes with the statistics of the rank's own part (as
+/// PyTorch's DistributedDataParallel without SyncBatchNorm does). Rank `r` draws its
+/// augmentation at epoch `e` from a generator seeded by `(seed, r, e)`, so a run is
+/// reproducible for a given K, and a run resumed from a checkpoint with the same K continues bit
+/// for bit. Validation is split over the ranks the same way and its sums reduced. With K = 1
+/// nothing is reduced and the loop runs exactly as a single process.
 public struct TrainingLoop: Sendable {
   public let config: TrainingConfig
+  /// The ranks training together (`SingleProcess()` by default).
+  public let collective: any Collective
   /// The graph under training; its initializers hold the current parameters and statistics.
-  public private(set) var trainer: Trainer
-  public private(set) var optimizer: TrainingOptimizer
+  public internal(set) var trainer: Trainer
+  public internal(set) var optimizer: TrainingOptimizer
   /// Epochs completed and optimizer steps taken.
   public private(set) var epoch = 0
   public private(set) var step = 0
@@ -81,19 +99,28 @@ public struct TrainingLoop: Sendable {
   /// Starts a run on `graph` (usually simplified; BatchNormalization nodes stay and train).
   /// Throws for a bad config, data without labels or not fitting the graph's inputs, a first
   /// output that is not [N, classes] logits, or labels outside `0..<classes`.
-  public init(graph: Graph, training data: Dataset, config: TrainingConfig) throws {
+  ///
+  /// With a `collective` of several ranks, every rank must call this with the same config and
+  /// the same data; rank 0's initializers are broadcast to the others (the call is collective).
+  public init(graph: Graph, training data: Dataset, config: TrainingConfig, collective: any Collective = SingleProcess()) throws {
     try config.validate()
+    var graph = graph
+    try collective.broadcastInitializers(of: &graph, root: 0)
     let trainer = try Trainer(graph)
     let noDecay = Set(trainer.parameterNames.filter { trainer.graph.initializers[$0]!.rank <= 1 })
     try self.init(
       trainer: trainer, data: data, config: config, optimizer: config.makeOptimizer(noWeightDecay: noDecay),
-      augmentationGenerator: SplitMix64.stream(0x6175_6775, of: config.seed))
+      augmentationGenerator: SplitMix64.stream(0x6175_6775, of: config.seed), collective: collective)
   }
 
-  init(trainer: Trainer, data: Dataset, config: TrainingConfig, optimizer: TrainingOptimizer, augmentationGenerator: SplitMix64) throws {
+  init(
+    trainer: Trainer, data: Dataset, config: TrainingConfig, optimizer: TrainingOptimizer, augmentationGenerator: SplitMix64,
+    collective: any Collective
+  ) throws {
     guard let labelTensor = data.labels else {
       throw LowbitError.invalidInput("training data \(data.source) has no labels; training needs class labels")
     }
+    try Self.checkSameCount(data.count, of: "training samples", across: collective)
     let graph = trainer.graph
     guard let output = graph.outputs.first?.name else { throw LowbitError.invalidModel("the model has no outputs") }
     // Bind the data to the graph inputs once (this throws the data set's own messages).
@@ -110,6 +137,7 @@ public struct TrainingLoop: Sendable {
         "training data \(data.source): label \(labels[bad]) of sample \(bad) is outside 0..<\(logits.shape[1]) (the model's classes)")
     }
     self.config = config
+    self.collective = collective
     self.trainer = trainer
     self.optimizer = optimizer
     self.data = data
@@ -143,16 +171,24 @@ public struct TrainingLoop: Sendable {
     let start = Date()
     var lossSum = 0.0, correct = 0, done = 0
     var rate: Float = 0
+    let distributed = collective.size > 1
+    if distributed {
+      augmentationGenerator = Self.augmentationGenerator(seed: config.seed, rank: collective.rank, epoch: epoch)
+    }
     for indices in shuffler.batches(epoch: epoch, batchSize: config.batchSize) {
+      let local = distributed ? Array(indices[collective.share(of: indices.count)]) : indices
       var feeds: [String: Tensor] = [:]
-      for (input, target) in zip(data.inputs, targets) {
-        var batch = gatherRows(input.tensor, indices)
+      for (input, target) in zip(data.inputs, targets) where !local.isEmpty {
+        var batch = gatherRows(input.tensor, local)
         if let augmentation { batch = try augmentation.apply(to: batch, using: &augmentationGenerator) }
         feeds[target] = batch
       }
       rate = schedule.rate(atStep: step)
-      let result = try trainer.step(
-        feeds: feeds, labels: indices.map { labels[$0] }, output: output, optimizer: &optimizer, learningRate: rate)
+      let result =
+        distributed
+        ? try distributedStep(feeds: feeds, labels: local.map { labels[$0] }, batchSize: indices.count, learningRate: rate)
+        : try trainer.step(
+          feeds: feeds, labels: indices.map { labels[$0] }, output: output, optimizer: &optimizer, learningRate: rate)
       guard result.loss.isFinite else {
         throw LowbitError.invalidInput(
           "the training loss became \(result.loss) at epoch \(epoch + 1), step \(step + 1) (learning rate \(rate)); try a smaller --lr")
@@ -175,6 +211,9 @@ public struct TrainingLoop: Sendable {
 
   /// Mean softmax cross-entropy and top-1 (percent) of the current graph on `data` (which must
   /// have labels), BatchNorm in inference mode; `progress` gets the samples done.
+  /// With several ranks each evaluates its contiguous share of `data` (`Collective.share(of:)`)
+  /// and the sums are reduced, so every rank returns the numbers for all of `data` (the call is
+  /// collective); `progress` then estimates the samples done by all ranks.
   public func evaluate(_ data: Dataset, batchSize: Int, progress: ((Int) -> Void)? = nil) throws -> (loss: Double, top1: Double) {
     guard let labelTensor = data.labels else {
       throw LowbitError.invalidInput("evaluation data \(data.source) has no labels; validation needs class labels")
@@ -184,7 +223,9 @@ public struct TrainingLoop: Sendable {
     let interpreter = trainingOps ? nil : try Interpreter(trainer.graph)
     var lossSum = 0.0, correct = 0
     let labels = labelTensor.asInts().map { Int($0) }
-    for range in data.batches(size: batchSize) {
+    let part = collective.share(of: data.count)
+    for start in stride(from: part.lowerBound, to: part.upperBound, by: batchSize) {
+      let range = start..<min(start + batchSize, part.upperBound)
       let feeds = try data.feeds(for: trainer.graph, batch: range)
       let logits = try interpreter.map { try $0.run(feeds)[output] } ?? trainer.forward(feeds, mode: .inference).value(output)
       guard let logits else { throw LowbitError.invalidModel("output '\(output)' was not computed") }
@@ -195,7 +236,13 @@ public struct TrainingLoop: Sendable {
       let loss = try SoftmaxCrossEntropy(logits: logits, labels: batchLabels)
       lossSum += Double(loss.value) * Double(range.count)
       correct += loss.correct
-      progress?(range.upperBound)
+      progress?(min(data.count, (range.upperBound - part.lowerBound) * collective.size))
+    }
+    if collective.size > 1 {
+      var sums = [lossSum, Double(correct)]
+      try collective.allreduceSum(&sums)
+      lossSum = sums[0]
+      correct = Int(sums[1])
     }
     return (lossSum / Double(data.count), 100 * Double(correct) / Double(data.count))
   }
