@@ -55,8 +55,14 @@ def test_w4a4_run_writes_a_qdq_model_that_matches_the_simulation(lowbit, fashion
     onnx.checker.check_model(str(out))
     assert "BatchNormalization" not in ops and ops.count("QuantizeLinear") >= 30, ops
     assert not any(o.domain == "lowbit.train" for o in m.opset_import)
-    int4 = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT4]
-    assert len(int4) == 22, "every conv and gemm weight is stored as int4"
+    stored = R.qdq_stored_types(out)
+    assert sum(stored["weights"].values()) == 22 and set(stored["weights"]) <= {"INT4", "INT8"}, stored
+    assert stored["biases"] == {"INT32": 22}, stored
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and init.get(n.input[0]) is not None and init[n.input[0]].dtype == np.int8:
+            w = init[n.input[0]]
+            assert w.min() >= -8 and w.max() <= 7, f"{n.input[0]} is not on the 4-bit grid"
 
     # ONNX Runtime on the written file = lowbit's evaluation of the file = its QAT simulation.
     x, labels = fashion_mnist_test
