@@ -5,21 +5,43 @@ import LowbitData
 import LowbitONNX
 import LowbitQuant
 import LowbitReport
+import LowbitTrain
 
 /// `lowbit demo`: the main job on the embedded Fashion-MNIST models, as a table.
 struct DemoCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "demo",
-    abstract: "Quantize the demo models and print FP32 vs per-tensor/per-channel W8A8 and W4A8 top-1.",
+    abstract: "Quantize the demo models with PTQ and QAT and print the white paper's tables.",
     discussion: """
-      The layout of the white paper's table 6, with lowbit's standard PTQ pipeline (CLE, \
-      high-bias absorption, MSE weight ranges, AdaRound, MSE activation ranges, cross-entropy \
-      logits; see docs/ptq-pipeline.md). Models come from --models (every fm_*.onnx there); \
-      calibration uses the first --calib-size Fashion-MNIST training images, evaluation the test set.
+      1. Models: every fm_*.onnx in --models (the trained copies); a model whose architecture is \
+      in --architectures but has no trained copy is first trained from scratch on Fashion-MNIST \
+      (--train-epochs, `lowbit train --from-scratch` settings) and cached in --models.
+      2. PTQ, the layout of the white paper's table 6 (FP32 | per-tensor W8A8, W4A8 | \
+      per-channel W8A8, W4A8) with lowbit's standard PTQ pipeline (CLE, high-bias absorption, \
+      MSE weight ranges, AdaRound, MSE activation ranges, cross-entropy logits; see \
+      docs/ptq-pipeline.md), calibrated on the first --calib-size training images.
+      3. QAT at W4A4, per-tensor and per-channel (table 10's hardest columns): range setting \
+      (the PTQ start), then one epoch of `lowbit qat` on the first --qat-samples training images.
+      Evaluation: the Fashion-MNIST test set (its first 2000 images with --quick).
       """)
 
   @Option(help: "Folder holding the demo models.")
   var models = "assets/models"
+
+  @Option(help: "Folder of the untrained architectures, for demo models without a trained copy.")
+  var architectures = "assets/architectures"
+
+  @Option(help: "Epochs of from-scratch training for a demo model without a trained copy.")
+  var trainEpochs = 1
+
+  @Option(help: "Training images for from-scratch training (default: all 60000).")
+  var trainSamples: Int?
+
+  @Option(help: "Training images per QAT run (default 4096; 1024 with --quick).")
+  var qatSamples: Int?
+
+  @Flag(help: "Skip the QAT table.")
+  var noQAT = false
 
   @Option(help: "Folder for the quantized files.")
   var output = "out/demo"
@@ -61,9 +83,7 @@ struct DemoCommand: ParsableCommand {
   }
 
   func run() throws {
-    let names = try FileManager.default.contentsOfDirectory(atPath: models)
-      .filter { $0.hasPrefix("fm_") && $0.hasSuffix(".onnx") }.sorted()
-    guard !names.isEmpty else { throw LowbitError.io("no fm_*.onnx models in '\(models)'") }
+    let names = try demoModels()
     try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
     let calibration = try DataSpec.parse("fashion-mnist:train:\(quick ? 256 : calibSize)").load()
     let test = try DataSpec.parse(quick ? "fashion-mnist:test:2000" : "fashion-mnist:test").load()
@@ -102,7 +122,110 @@ struct DemoCommand: ParsableCommand {
     let pipeline = rangeSettingOnly ? "range setting only" : "standard PTQ pipeline (CLE, absorption, AdaRound, MSE ranges)"
     print("Top-1 % on Fashion-MNIST \(quick ? "test[:2000]" : "test"), \(pipeline); PT per-tensor, PC per-channel weights; files in \(output)/")
     print(table.render())
-    if let path = json { try writeJSON(rows, to: path) }
+    var report = DemoReport(ptq: rows, qat: [])
+    if !noQAT {
+      report.qat = try qatTable(names, test: test)
+    }
+    if let path = json { try writeJSON(report, to: path) }
+  }
+
+  /// The demo models' file names: the trained copies in `models`, after training any model
+  /// whose architecture has no trained copy yet.
+  func demoModels() throws -> [String] {
+    let fm = { (dir: String) in
+      ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("fm_") && $0.hasSuffix(".onnx") }
+    }
+    let trained = Set(fm(models))
+    for file in fm(architectures).sorted() where !trained.contains(file) {
+      try FileManager.default.createDirectory(atPath: models, withIntermediateDirectories: true)
+      try trainFromScratch(file)
+    }
+    let names = fm(models).sorted()
+    guard !names.isEmpty else { throw LowbitError.io("no fm_*.onnx models in '\(models)' and no architectures in '\(architectures)'") }
+    return names
+  }
+
+  /// Trains `architectures/file` from scratch on Fashion-MNIST and writes it to `models/file`.
+  func trainFromScratch(_ file: String) throws {
+    let model = String(file.dropLast(5))
+    print("\(model): no trained copy in \(models)/, training it from scratch (\(trainEpochs) epoch(s) on \(trainSamples.map(String.init) ?? "all") training images)")
+    let architecture = try ONNXReader.load(contentsOf: (architectures as NSString).appendingPathComponent(file)).simplified()
+    let graph = try ParameterInitialization.heNormal(architecture, seed: 0)
+    let data = try DataSpec.parse("fashion-mnist:train" + (trainSamples.map { ":\($0)" } ?? "")).load()
+    var loop = try TrainingLoop(graph: graph, training: data, config: TrainingConfig(epochs: trainEpochs))
+    var bar: ProgressBar?
+    try loop.run(batchProgress: { epoch, done in
+      if bar == nil || bar!.done > done { bar?.finish(); bar = ProgressBar("\(model) train epoch \(epoch)", total: data.count, enabled: true) }
+      bar?.advance(done - bar!.done)
+    }, onEpoch: { _, result in
+      bar?.finish()
+      bar = nil
+      print(TrainCommand.line(result, epochs: trainEpochs))
+    })
+    try ONNXWriter.write(loop.trainer.graph, to: (models as NSString).appendingPathComponent(file))
+  }
+
+  /// W4A4 per-tensor and per-channel: the range-setting start and one epoch of QAT, per model.
+  func qatTable(_ names: [String], test: Dataset) throws -> [QATRow] {
+    let samples = qatSamples ?? (quick ? 1024 : 4096)
+    let data = try DataSpec.parse("fashion-mnist:train:\(samples)").load()
+    var rows: [QATRow] = []
+    for file in names {
+      let model = String(file.dropLast(5))
+      let graph = try ONNXReader.load(contentsOf: (models as NSString).appendingPathComponent(file))
+      var row = QATRow(model: model, fp32: 0, start: [:], qat: [:], seconds: 0)
+      let start = monotonicSeconds()
+      row.fp32 = try evaluate(graph.simplified(), test, label: "\(model) fp32")
+      for perChannel in [false, true] {
+        let name = perChannel ? "PC W4A4" : "PT W4A4"
+        var config = QuantConfig.rangeSettingOnly
+        config.weightBits = 4
+        config.activationBits = 4
+        config.perChannel = perChannel
+        let progress = StepProgress(prefix: "\(model) \(name) qat", enabled: true)
+        var bar: ProgressBar?
+        let run = try QuantizationAwareTraining.run(
+          graph, config: config, training: data, trainingConfig: QATCommand.defaultConfig(epochs: 1),
+          progress: progress.update,
+          epochProgress: { _, done in
+            progress.finish()
+            if bar == nil { bar = ProgressBar("\(model) \(name) qat epoch", total: data.count, enabled: true) }
+            bar?.advance(done - bar!.done)
+          })
+        bar?.finish()
+        row.start[name] = try evaluate(run.setup.ptq.graph, test, label: "\(model) \(name) range setting")
+        row.qat[name] = try evaluate(run.qdq, test, label: "\(model) \(name) qat")
+        try ONNXWriter.write(run.qdq, to: (output as NSString).appendingPathComponent(
+          "\(model)_qat_\(name.lowercased().replacingOccurrences(of: " ", with: "_")).onnx"))
+      }
+      row.seconds = monotonicSeconds() - start
+      rows.append(row)
+    }
+    let columns = ["PT W4A4", "PC W4A4"]
+    var table = Table(["model", "FP32"] + columns.flatMap { ["\($0) PTQ", "\($0) QAT"] } + ["seconds"])
+    for r in rows {
+      table.add([r.model, String(format: "%.2f", r.fp32)]
+        + columns.flatMap { [String(format: "%.2f", r.start[$0] ?? .nan), String(format: "%.2f", r.qat[$0] ?? .nan)] }
+        + [String(format: "%.1f", r.seconds)])
+    }
+    print("")
+    let c = QATCommand.defaultConfig(epochs: 1)
+    print("Top-1 % at W4A4: range setting only (PTQ) and after one epoch of QAT on \(samples) training images (lowbit qat defaults: \(c.optimizer.rawValue) lr \(c.learningRate) \(c.schedule.rawValue))")
+    print(table.render())
+    return rows
+  }
+
+  struct QATRow: Codable {
+    var model: String
+    var fp32: Double
+    var start: [String: Double]
+    var qat: [String: Double]
+    var seconds: Double
+  }
+
+  struct DemoReport: Codable {
+    var ptq: [Row]
+    var qat: [QATRow]
   }
 
   func evaluate(_ graph: Graph, _ data: Dataset, label: String) throws -> Double {

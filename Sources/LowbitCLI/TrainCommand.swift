@@ -51,6 +51,9 @@ struct TrainCommand: ParsableCommand {
   @OptionGroup(title: "Training")
   var training: TrainingOptions
 
+  @Flag(help: "Train from scratch: the model gives the architecture; conv and linear weights start He-normal (seeded by --seed), biases 0, BatchNorm at identity.")
+  var fromScratch = false
+
   @Option(name: .shortAndLong, help: "The trained ONNX model to write.")
   var output: String
 
@@ -83,7 +86,8 @@ struct TrainCommand: ParsableCommand {
     if let dir = rankModels {
       try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
-    let graph = try ONNXReader.load(contentsOf: model).simplified()
+    var graph = try ONNXReader.load(contentsOf: model).simplified()
+    if fromScratch && checkpoint == nil { graph = try ParameterInitialization.heNormal(graph, seed: config.seed) }
     let trainData = try DataSpec.parse(train).load()
     try trainData.validateFinite()
     let evalData = try eval.map { try DataSpec.parse($0).load() }

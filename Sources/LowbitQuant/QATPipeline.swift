@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitTrain
 
 /// A QAT graph ready to train, and how it came about.
@@ -52,5 +53,23 @@ extension QuantizationAwareTraining {
         gradientScaling: gradientScaling)
       return QATSetup(graph: g, parameters: parameters, ptq: ptq, batchNorm: .keep, unfolded: unfolded.layers)
     }
+  }
+}
+
+extension QuantizationAwareTraining {
+  /// The whole QAT pipeline in one call: `prepare` on the first `calibrationSize` samples of
+  /// `training` (batches of 32), then `training.epochs` epochs of `TrainingLoop`, then the QDQ
+  /// export (BatchNorm kept for training absorbed into the weight scales). Returns the QDQ graph
+  /// and the loop (its `history` has every epoch). `epochProgress` gets (epoch, samples done).
+  public static func run(
+    _ model: Graph, config: QuantConfig, batchNorm: QATBatchNorm = .fold, training data: Dataset,
+    trainingConfig: TrainingConfig, calibrationSize: Int = 1024, validation: Dataset? = nil,
+    progress: ProgressHandler? = nil, epochProgress: ((Int, Int) -> Void)? = nil
+  ) throws -> (qdq: Graph, loop: TrainingLoop, setup: QATSetup) {
+    let batches = try PostTrainingQuantization.calibrationBatches(data, graph: model, batchSize: 32, limit: calibrationSize)
+    let setup = try prepare(model, config: config, batchNorm: batchNorm, batches: batches, progress: progress)
+    var loop = try TrainingLoop(graph: setup.graph, training: data, config: trainingConfig)
+    try loop.run(validation: validation, validationBatchSize: 256, batchProgress: epochProgress)
+    return (try export(loop.trainer.graph, parameters: setup.parameters), loop, setup)
   }
 }
