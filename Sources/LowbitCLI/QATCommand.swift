@@ -61,6 +61,12 @@ struct QATCommand: ParsableCommand {
   @Option(help: "Re-estimate BatchNorm statistics on this many training batches after training (with --batchnorm keep).")
   var bnReestimation = 0
 
+  @Option(help: "Knowledge distillation from the float model: the weight of its term in the loss, 0 to 1 (default 0: labels only).")
+  var distill: Float = 0
+
+  @Option(help: "Temperature of the distillation term (default 1).")
+  var distillTemperature: Float = 1
+
   @Option(help: "Training samples used for range setting (default 1024).")
   var calibSize = 1024
 
@@ -88,6 +94,10 @@ struct QATCommand: ParsableCommand {
   func checkOptions() throws {
     for (name, bits) in [("--w-bits", weightBits), ("--a-bits", activationBits)] where !IntegerGrid.supportedBits.contains(bits) {
       throw LowbitError.invalidArgument("\(name) \(bits) is not supported: use 2 to 16")
+    }
+    guard (0...1).contains(distill) else { throw LowbitError.invalidArgument("--distill must be in [0, 1], got \(distill)") }
+    guard distillTemperature > 0, distillTemperature.isFinite else {
+      throw LowbitError.invalidArgument("--distill-temperature must be positive, got \(distillTemperature)")
     }
     guard calibSize > 0 else { throw LowbitError.invalidArgument("--calib-size must be positive, got \(calibSize)") }
     guard bnReestimation >= 0 else { throw LowbitError.invalidArgument("--bn-reestimation must be 0 or more batches") }
@@ -117,6 +127,7 @@ struct QATCommand: ParsableCommand {
       "command": "qat", "w_bits": String(weightBits), "a_bits": String(activationBits),
       "per_channel": String(perChannel), "cle": String(crossLayerEqualization),
       "batchnorm": batchnorm.rawValue, "calib_size": String(calibSize),
+      "distill": "\(distill)", "distill_temperature": "\(distillTemperature)",
     ]
   }
 
@@ -166,6 +177,7 @@ struct QATCommand: ParsableCommand {
     try collective.broadcastInitializers(of: &setup.graph)
     var loop = try checkpoint.map { try TrainingLoop(resuming: $0, graph: setup.graph, training: trainData, collective: collective) }
       ?? TrainingLoop(graph: setup.graph, training: trainData, config: config, collective: collective)
+    if distill > 0 { loop.teacher = try Teacher(setup.ptq.floatGraph, weight: distill, temperature: distillTemperature) }
     let quantizers = setup.parameters.quantizers
     if !quiet {
       let start = training.resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""

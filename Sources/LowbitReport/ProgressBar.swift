@@ -47,10 +47,11 @@ public final class ProgressBar {
     let fraction = total == 0 ? 1 : Double(done) / Double(total)
     let filled = Int(fraction * Double(width))
     let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-    let seconds = max(now.timeIntervalSince(start), 1e-9)
-    let rate = Double(done) / seconds
-    let eta = rate > 0 ? Double(total - done) / rate : 0
-    let line = "\r\(label) [\(bar)] \(done)/\(total) \(format(rate))/s eta \(Int(eta.rounded()))s  "
+    let seconds = now.timeIntervalSince(start)
+    // A rate over less than a fifth of a second says nothing (a bar made after its first unit).
+    let rate = seconds >= 0.2 ? Double(done) / seconds : 0
+    let speed = rate > 0 ? "\(format(rate))/s eta \(Int((Double(total - done) / rate).rounded()))s" : "-/s eta -"
+    let line = "\r\(label) [\(bar)] \(done)/\(total) \(speed)  "
     FileHandle.standardError.write(Data(line.utf8))
   }
 

@@ -33,25 +33,38 @@ extension Trainer {
   /// projection of quantizer parameters (`projectParameters`: scales stay positive).
   /// The same as `gradients(feeds:labels:output:)` followed by `apply(_:optimizer:learningRate:)`.
   public mutating func step<O: Optimizer>(
-    feeds: [String: Tensor], labels: [Int], output: String? = nil, optimizer: inout O, learningRate: Float
+    feeds: [String: Tensor], labels: [Int], output: String? = nil, teacher: Teacher? = nil, optimizer: inout O,
+    learningRate: Float
   ) throws -> StepResult {
-    let computed = try gradients(feeds: feeds, labels: labels, output: output)
+    let computed = try gradients(feeds: feeds, labels: labels, output: output, teacher: teacher)
     try apply(computed, optimizer: &optimizer, learningRate: learningRate)
     return computed.result
   }
 
   /// The forward and backward passes of `step` without the update: loss and top-1 of the batch,
   /// parameter gradients of the mean softmax cross-entropy, and the new running statistics.
-  public func gradients(feeds: [String: Tensor], labels: [Int], output: String? = nil) throws -> StepGradients {
+  /// With a `teacher` the loss is `DistillationLoss` against the teacher's logits for `feeds`.
+  public func gradients(
+    feeds: [String: Tensor], labels: [Int], output: String? = nil, teacher: Teacher? = nil
+  ) throws -> StepGradients {
     guard let name = output ?? graph.outputs.first?.name else {
       throw LowbitError.invalidArgument("the graph has no output to train")
     }
     let tape = try forward(feeds, mode: .training)
     guard let logits = tape.value(name) else { throw LowbitError.invalidArgument("no value '\(name)'") }
-    let loss = try SoftmaxCrossEntropy(logits: logits, labels: labels)
-    let gradients = try backward(tape, outputGradients: [name: loss.gradient])
+    let (value, gradient, correct): (Float, Tensor, Int)
+    if let teacher {
+      let loss = try DistillationLoss(
+        logits: logits, labels: labels, teacher: try teacher.logits(feeds), weight: teacher.weight,
+        temperature: teacher.temperature)
+      (value, gradient, correct) = (loss.value, loss.gradient, loss.correct)
+    } else {
+      let loss = try SoftmaxCrossEntropy(logits: logits, labels: labels)
+      (value, gradient, correct) = (loss.value, loss.gradient, loss.correct)
+    }
+    let gradients = try backward(tape, outputGradients: [name: gradient])
     return StepGradients(
-      result: StepResult(loss: loss.value, correct: loss.correct), gradients: gradients,
+      result: StepResult(loss: value, correct: correct), gradients: gradients,
       runningStatistics: tape.runningStatistics)
   }
 

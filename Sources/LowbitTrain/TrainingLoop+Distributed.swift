@@ -17,7 +17,7 @@ extension TrainingLoop {
         gradients: Dictionary(uniqueKeysWithValues: trainer.parameterNames.map { ($0, Tensor(shape: g[$0]!.shape, repeating: 0)) }),
         runningStatistics: [:])
     } else {
-      computed = try trainer.gradients(feeds: feeds, labels: labels, output: output)
+      computed = try trainer.gradients(feeds: feeds, labels: labels, output: output, teacher: teacher)
     }
     let weight = Float(labels.count) / Float(batchSize)
     try Self.reduce(&computed, weight: weight, trainer: trainer, collective: collective)

@@ -82,6 +82,9 @@ public struct TrainingLoop: Sendable {
   /// the generator it draws from.
   public let augmentation: ImageAugmentation?
   public private(set) var augmentationGenerator: SplitMix64
+  /// Knowledge distillation from this teacher (`DistillationLoss`), when set. Not part of a
+  /// checkpoint: a resumed run must set the same teacher again.
+  public var teacher: Teacher?
   /// One result per completed epoch.
   public private(set) var history: [EpochResult] = []
   public let schedule: LearningRateSchedule
@@ -188,7 +191,8 @@ public struct TrainingLoop: Sendable {
         distributed
         ? try distributedStep(feeds: feeds, labels: local.map { labels[$0] }, batchSize: indices.count, learningRate: rate)
         : try trainer.step(
-          feeds: feeds, labels: indices.map { labels[$0] }, output: output, optimizer: &optimizer, learningRate: rate)
+          feeds: feeds, labels: indices.map { labels[$0] }, output: output, teacher: teacher, optimizer: &optimizer,
+          learningRate: rate)
       guard result.loss.isFinite else {
         throw LowbitError.invalidInput(
           "the training loss became \(result.loss) at epoch \(epoch + 1), step \(step + 1) (learning rate \(rate)); try a smaller --lr")
