@@ -45,7 +45,7 @@ def test_w4a4_run_writes_a_qdq_model_that_matches_the_simulation(lowbit, fashion
     report = json.loads(js.read_text())
     assert report["quant"]["weight_bits"] == 4 and report["quant"]["activation_bits"] == 4
     assert report["batchnorm"] == "fold" and report["unfolded"] == [] and report["clipped_weights"] == 0
-    assert report["config"]["learning_rate"] == pytest.approx(0.01) and report["config"]["optimizer"] == "sgd"
+    assert report["config"]["learning_rate"] == pytest.approx(0.003) and report["config"]["optimizer"] == "sgd"
     assert [s["step"] for s in report["ptq_steps"]][:1] == ["fold batchnorm"], report["ptq_steps"]
     [epoch] = report["epochs"]
     assert np.isfinite(epoch["loss"]) and epoch["samples_per_second"] > 0

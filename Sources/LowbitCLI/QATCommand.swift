@@ -27,7 +27,7 @@ struct QATCommand: ParsableCommand {
       absorbs it into the per-channel weight scales for the file. --bn-reestimation N \
       recomputes the running statistics on N batches of the trained network before that.
 
-      Training defaults: SGD with momentum 0.9, lr 0.01 with cosine decay to 0, batch 128, \
+      Training defaults: SGD with momentum 0.9, lr 0.003 with cosine decay to 0, batch 128, \
       weight decay 5e-5 on conv and linear weights (none on biases, BatchNorm and quantizer \
       parameters), random crop and flip for image data, seed 0. Every epoch validates on \
       --eval (the quantized network) and, with --checkpoint-dir, writes DIR/epoch-NNNN.ckpt; \
@@ -85,7 +85,7 @@ struct QATCommand: ParsableCommand {
   /// `lowbit qat`'s training defaults (see the discussion).
   static func defaultConfig(epochs: Int) -> TrainingConfig {
     var c = TrainingConfig(epochs: epochs)
-    c.learningRate = 0.01
+    c.learningRate = 0.003
     c.weightDecay = 5e-5
     return c
   }
