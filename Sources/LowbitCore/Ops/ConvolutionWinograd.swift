@@ -28,7 +28,10 @@ extension ConvJob {
   /// thread transforms a cache-sized chunk of tiles, multiplies, and transforms back); every
   /// output element is computed from its own tile with the same operations whatever the split, so
   /// results do not depend on the batch or the thread count (beyond the GEMM's own kernel choice).
-  func winograd() {
+  ///
+  /// `filters`, when given, are this weight's transformed filters (`PreparedWeights`); otherwise
+  /// they are transformed for this call.
+  func winograd(filters prepared: UnsafePointer<Float>? = nil) {
     let cg = channels / group, mg = outChannels / group
     let tilesH = (outH + 1) / 2, tilesW = (outW + 1) / 2
     // Tile rows are stored 4-aligned: the vector loops then never store part of a vector (the
@@ -45,8 +48,10 @@ extension ConvJob {
     // 32 ran 25% slower with 512 KiB chunks, 10% with 128 KiB.
     let maxTiles = max(16, (1 << 14) / (16 * (cg + mg)))
     let plan = ConvJob.chunks(batch: batch, outH: tilesH, rowWidth: rowTiles, threads: threads, maxColumns: maxTiles)
-    let filters = transformedFilters()
-    defer { filters.deallocate() }
+    let owned: UnsafeMutablePointer<Float>? = prepared == nil ? .allocate(capacity: 16 * outChannels * cg) : nil
+    defer { owned?.deallocate() }
+    if let owned = owned { ConvJob.transformFilters(w, count: outChannels * cg, into: owned) }
+    let filters = prepared ?? UnsafePointer(owned!)
     let (x, y, bias, activation) = (x, y, bias, activation)
     let (channels, outChannels, group, inH, inW, outH, outW) = (channels, outChannels, group, inH, inW, outH, outW)
 
@@ -115,13 +120,12 @@ extension ConvJob {
     }
   }
 
-  /// `U_p[o, c] = (G g_{o,c} G^T)_p` for every output channel `o` and channel `c` of its group,
-  /// laid out `[16][M][C/G]` (allocated; the caller deallocates).
-  func transformedFilters() -> UnsafeMutablePointer<Float> {
-    let cg = channels / group
-    let count = outChannels * cg
-    let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * count)
-    // Safety: `w` holds `count` 3x3 filters; `u` 16 planes of `count`.
+  /// `U_p[f] = (G g_f G^T)_p` for `count` 3x3 filters `g_f` (the weight's `[M][C/G]` filters in
+  /// order), laid out `[16][count]`: for group `gi`, `U_p`'s rows `gi * M/G ..< (gi + 1) * M/G`
+  /// are the `[M/G, C/G]` left factor of that group's products.
+  ///
+  /// Safety: `w` holds `9 * count` floats, `u` `16 * count`.
+  static func transformFilters(_ w: UnsafePointer<Float>, count: Int, into u: UnsafeMutablePointer<Float>) {
     for f in 0..<count {
       let g = w + 9 * f
       // Column j of G g (lanes i = 0..<4): (g_0j, (g_0j + g_1j + g_2j) / 2, (g_0j - g_1j + g_2j) / 2, g_2j).
@@ -139,7 +143,6 @@ extension ConvJob {
         u[(4 * i + 3) * count + f] = columns.3[i]
       }
     }
-    return u
   }
 
   /// Copies `planes` input planes into zero-padded planes (the border was zeroed once and only
