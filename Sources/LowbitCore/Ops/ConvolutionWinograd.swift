@@ -43,10 +43,10 @@ extension ConvJob {
     let plane = paddedH * paddedW
     let work = batch * outChannels * tilesH * tilesW * cg * 16
     let threads = work < 1 << 17 ? 1 : min(kernelThreadCount, batch * tilesH)
-    // About 64 KiB of transformed inputs and products per chunk (so they stay in the fastest
-    // caches between the transforms and the GEMMs), but at least 16 tiles. fm_resnet20 at batch
-    // 32 ran 25% slower with 512 KiB chunks, 10% with 128 KiB.
-    let maxTiles = max(16, (1 << 14) / (16 * (cg + mg)))
+    // About 256 KiB of transformed inputs and products per chunk, but at least 64 tiles
+    // (fm_resnet20 at batch 32: anything from 64 to 192 tiles per chunk runs within a few
+    // percent; 16 tiles 15% slower, 256 10%).
+    let maxTiles = max(64, (1 << 16) / (16 * (cg + mg)))
     let plan = ConvJob.chunks(batch: batch, outH: tilesH, rowWidth: rowTiles, threads: threads, maxColumns: maxTiles)
     let owned: UnsafeMutablePointer<Float>? = prepared == nil ? .allocate(capacity: 16 * outChannels * cg) : nil
     defer { owned?.deallocate() }
@@ -66,8 +66,8 @@ extension ConvJob {
       if chunks.isEmpty { return }
       let maxWidth = chunks.map { $0.reduce(0) { $0 + $1.rows.count * rowTiles } }.max() ?? 0
       let padBuffer = UnsafeMutablePointer<Float>.allocate(capacity: cg * plane + 8)
-      let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * cg * maxWidth)
-      let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * mg * maxWidth)
+      let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * (cg * maxWidth + 32))
+      let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * (mg * maxWidth + 32))
       let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4 * rowTiles)
       defer { padBuffer.deallocate(); v.deallocate(); m.deallocate(); scratch.deallocate() }
       padBuffer.initialize(repeating: 0, count: cg * plane + 8)
@@ -75,6 +75,10 @@ extension ConvJob {
 
       for chunk in chunks {
         let width = chunk.reduce(0) { $0 + $1.rows.count * rowTiles }
+        // The 16 planes of V and M sit 128 bytes further apart than their size: at sizes that
+        // are multiples of 4 KiB, the transforms' 16 streams would share cache sets (32 or 64
+        // tiles per chunk ran 20-30% slower than 48).
+        let vStride = cg * width + 32, mStride = mg * width + 32
         for gi in 0..<group {
           var offset = 0
           for seg in chunk {
@@ -86,7 +90,7 @@ extension ConvJob {
             for c in 0..<cg {
               for ty in seg.rows {
                 let dst = v + c * width + offset + (ty - seg.rows.lowerBound) * rowTiles
-                ConvJob.winogradInputRow(padBuffer + c * plane + 2 * ty * paddedW, rowStride: paddedW, tiles: rowTiles, into: dst, stride: cg * width)
+                ConvJob.winogradInputRow(padBuffer + c * plane + 2 * ty * paddedW, rowStride: paddedW, tiles: rowTiles, into: dst, stride: vStride)
               }
             }
             offset += seg.rows.count * rowTiles
@@ -94,7 +98,7 @@ extension ConvJob {
           for p in 0..<16 {
             sgemm(
               transA: false, transB: false, m: mg, n: width, k: cg, a: filters + (p * outChannels + gi * mg) * cg,
-              lda: cg, b: v + p * cg * width, ldb: width, c: m + p * mg * width, ldc: width)
+              lda: cg, b: v + p * vStride, ldb: width, c: m + p * mStride, ldc: width)
           }
           offset = 0
           for seg in chunk {
@@ -104,7 +108,7 @@ extension ConvJob {
               for ty in seg.rows {
                 let src = m + o * width + offset + (ty - seg.rows.lowerBound) * rowTiles
                 ConvJob.winogradOutputRow(
-                  src, stride: mg * width, tiles: rowTiles, scratch: scratch, into: dstPlane + 2 * ty * outW, outW: outW,
+                  src, stride: mStride, tiles: rowTiles, scratch: scratch, into: dstPlane + 2 * ty * outW, outW: outW,
                   rows: min(2, outH - 2 * ty), bias: b, activation)
               }
             }
@@ -236,4 +240,5 @@ extension ConvJob {
     }
   }
 }
+
 
