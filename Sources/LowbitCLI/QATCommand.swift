@@ -189,34 +189,14 @@ struct QATCommand: ParsableCommand {
         batch \(config.batchSize), \(kernelThreadCount) threads\(collective.size > 1 ? " per rank, \(collective.size) ranks" : "")\(start)
         """)
     }
-    let bars = !quiet && ProgressBar.terminalAttached
     var startTop1: Double?
     if let data = evalData, checkpoint == nil {
       startTop1 = try loop.evaluate(data, batchSize: 256, progress: nil).top1
       if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (range setting only)", config.epochs, startTop1!)) }
     }
-    var bar: ProgressBar?
-    var evalBar: ProgressBar?
-    try loop.run(
-      validation: evalData, validationBatchSize: 256,
-      batchProgress: { epoch, done in
-        if bar == nil { bar = ProgressBar("epoch \(epoch)/\(config.epochs)", total: trainData.count, enabled: bars) }
-        bar?.advance(done - (bar?.done ?? 0))
-      },
-      validationProgress: { done in
-        bar?.finish()
-        bar = nil
-        if evalBar == nil { evalBar = ProgressBar("eval", total: evalData?.count ?? 0, enabled: bars) }
-        evalBar?.advance(done - (evalBar?.done ?? 0))
-      },
-      onEpoch: { loop, result in
-        bar?.finish()
-        evalBar?.finish()
-        bar = nil
-        evalBar = nil
-        if root { try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations) }
-        if !quiet { print(TrainCommand.line(result, epochs: config.epochs)) }
-      })
+    try runEpochs(&loop, validation: evalData, validationBatchSize: 256, quiet: quiet) { loop, result in
+      if root { try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations) }
+    }
 
     var trained = loop.trainer
     var reestimated = 0

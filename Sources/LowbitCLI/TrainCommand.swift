@@ -113,29 +113,9 @@ struct TrainCommand: ParsableCommand {
         print("note: the checkpoint was written by a run of \(checkpoint.ranks) rank(s), this one has \(collective.size): it continues, but not bit for bit")
       }
     }
-    let bars = !quiet && ProgressBar.terminalAttached
-    var bar: ProgressBar?
-    var evalBar: ProgressBar?
-    try loop.run(
-      validation: evalData, validationBatchSize: max(config.batchSize, 64),
-      batchProgress: { epoch, done in
-        if bar == nil { bar = ProgressBar("epoch \(epoch)/\(config.epochs)", total: trainData.count, enabled: bars) }
-        bar?.advance(done - (bar?.done ?? 0))
-      },
-      validationProgress: { done in
-        bar?.finish()
-        bar = nil
-        if evalBar == nil { evalBar = ProgressBar("eval", total: evalData?.count ?? 0, enabled: bars) }
-        evalBar?.advance(done - (evalBar?.done ?? 0))
-      },
-      onEpoch: { loop, result in
-        bar?.finish()
-        evalBar?.finish()
-        bar = nil
-        evalBar = nil
-        if root { try training.writeCheckpoint(loop, epoch: result.epoch) }
-        if !quiet { print(Self.line(result, epochs: config.epochs)) }
-      })
+    try runEpochs(&loop, validation: evalData, validationBatchSize: max(config.batchSize, 64), quiet: quiet) { loop, result in
+      if root { try training.writeCheckpoint(loop, epoch: result.epoch) }
+    }
     if let dir = rankModels {
       try ONNXWriter.write(loop.trainer.graph, to: (dir as NSString).appendingPathComponent("rank-\(collective.rank).onnx"))
     }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import LowbitCore
+import LowbitData
 import LowbitONNX
+import LowbitReport
 import LowbitTrain
 
 /// The training options `lowbit train` and `lowbit qat` share. Each command has its own
@@ -104,4 +106,37 @@ struct TrainingOptions: ParsableArguments {
     checkpoint.annotations = annotations
     try checkpoint.write(to: (dir as NSString).appendingPathComponent(String(format: "epoch-%04d.ckpt", epoch)))
   }
+}
+
+/// Runs `loop`'s remaining epochs with a progress bar per epoch and one for validation on
+/// `validation` (drawn on a terminal unless `quiet`), then `onEpoch` and, unless `quiet`, the
+/// epoch's line: the one epoch loop of `lowbit train` and `lowbit qat`.
+func runEpochs(
+  _ loop: inout TrainingLoop, validation: Dataset?, validationBatchSize: Int, quiet: Bool,
+  onEpoch: @escaping (TrainingLoop, EpochResult) throws -> Void
+) throws {
+  let bars = !quiet && ProgressBar.terminalAttached
+  let epochs = loop.config.epochs, samples = loop.sampleCount
+  var bar: ProgressBar?
+  var evalBar: ProgressBar?
+  try loop.run(
+    validation: validation, validationBatchSize: validationBatchSize,
+    batchProgress: { epoch, done in
+      if bar == nil { bar = ProgressBar("epoch \(epoch)/\(epochs)", total: samples, enabled: bars) }
+      bar?.advance(done - (bar?.done ?? 0))
+    },
+    validationProgress: { done in
+      bar?.finish()
+      bar = nil
+      if evalBar == nil { evalBar = ProgressBar("eval", total: validation?.count ?? 0, enabled: bars) }
+      evalBar?.advance(done - (evalBar?.done ?? 0))
+    },
+    onEpoch: { loop, result in
+      bar?.finish()
+      evalBar?.finish()
+      bar = nil
+      evalBar = nil
+      try onEpoch(loop, result)
+      if !quiet { print(TrainCommand.line(result, epochs: epochs)) }
+    })
 }
