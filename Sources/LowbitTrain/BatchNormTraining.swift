@@ -29,7 +29,8 @@ public enum BatchNormTraining {
     let m = n * inner
     let xs = x.floats, gamma = scale.floats, beta = bias.floats
     var mean = [Float](repeating: 0, count: c), inverseStd = mean, variance = [Double](repeating: 0, count: c)
-    var y = [Float](repeating: 0, count: x.count)
+    // Every element of y is written below (each channel's planes by that channel).
+    var y = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
     xs.withUnsafeBufferPointer { xp in
       y.withUnsafeMutableBufferPointer { yp in
         mean.withUnsafeMutableBufferPointer { mp in
@@ -45,12 +46,11 @@ public enum BatchNormTraining {
                       let vb = UnsafeMutablePointer<Double>(bitPattern: bits.4) else { return }
                 for ch in range {
                   var sum = 0.0
-                  for image in 0..<n { let p = xb + (image * c + ch) * inner; for i in 0..<inner { sum += Double(p[i]) } }
+                  for image in 0..<n { sum += planeSum(xb + (image * c + ch) * inner, inner) { Double($0) } }
                   let mu = m > 0 ? sum / Double(m) : 0
                   var squares = 0.0
                   for image in 0..<n {
-                    let p = xb + (image * c + ch) * inner
-                    for i in 0..<inner { let d = Double(p[i]) - mu; squares += d * d }
+                    squares += planeSum(xb + (image * c + ch) * inner, inner) { let d = Double($0) - mu; return d * d }
                   }
                   let v = m > 0 ? squares / Double(m) : 0
                   let inv = 1 / (v + Double(epsilon)).squareRoot()
@@ -81,7 +81,9 @@ public enum BatchNormTraining {
 
   /// The gradients of `y = gamma * x^ + beta`, per channel with `s = 1 / sqrt(sigma^2 + eps)`:
   /// `dbeta = sum dy`, `dgamma = sum dy * x^`, and in training mode (batch statistics, which
-  /// depend on x) `dx = gamma * s / m * (m * dy - dbeta - x^ * dgamma)`; in evaluation mode
+  /// depend on x) `dx = gamma * s / m * (m * dy - dbeta - x^ * dgamma)` (evaluated as
+  /// `k * dy + b * x + a` with per-channel constants `k = gamma * s`, `b = -k * s * dgamma / m`,
+  /// `a = -k * dbeta / m - b * mu`); in evaluation mode
   /// (running statistics, constants) `dx = gamma * s * dy`.
   public static func backward(
     x: Tensor, scale: Tensor, outputGradient: Tensor, mean: [Float], inverseStd: [Float], training: Bool
@@ -89,7 +91,8 @@ public enum BatchNormTraining {
     let n = x.shape[0], c = x.shape[1], inner = x.shape[2...].reduce(1, *)
     let m = Float(n * inner)
     let xs = x.floats, dy = outputGradient.floats, gamma = scale.floats
-    var dx = [Float](repeating: 0, count: x.count)
+    // Every element of dx is written below (each channel's planes by that channel).
+    var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
     var dgamma = [Float](repeating: 0, count: c), dbeta = dgamma
     xs.withUnsafeBufferPointer { xp in
       dy.withUnsafeBufferPointer { gp in
@@ -109,25 +112,19 @@ public enum BatchNormTraining {
                   var sumG = 0.0, sumGX = 0.0
                   for image in 0..<n {
                     let off = (image * c + ch) * inner
-                    for i in 0..<inner {
-                      let g = Double(gb[off + i])
-                      sumG += g
-                      sumGX += g * Double((xb[off + i] - mu) * s)
-                    }
+                    sumG += planeSum(gb + off, inner) { Double($0) }
+                    sumGX += planeSum(gb + off, xb + off, inner) { g, x in Double(g) * Double((x - mu) * s) }
                   }
                   dbb[ch] = Float(sumG)
                   dgb[ch] = Float(sumGX)
+                  // dx = k / m * (m * dy - dbeta - (x - mu) * s * dgamma) = k * dy + b * x + a.
                   let k = gamma[ch] * s
+                  let bx = training ? -k / m * s * Float(sumGX) : 0
+                  let a = training ? -k / m * Float(sumG) - bx * mu : 0
                   for image in 0..<n {
                     let off = (image * c + ch) * inner
-                    for i in 0..<inner {
-                      if training {
-                        let xhat = (xb[off + i] - mu) * s
-                        db[off + i] = k / m * (m * gb[off + i] - Float(sumG) - xhat * Float(sumGX))
-                      } else {
-                        db[off + i] = k * gb[off + i]
-                      }
-                    }
+                    let dst = db + off, g = gb + off, xv = xb + off
+                    for i in 0..<inner { dst[i] = k * g[i] + bx * xv[i] + a }
                   }
                 }
               }
@@ -139,6 +136,36 @@ public enum BatchNormTraining {
     return (Tensor(shape: x.shape, floats: dx), Tensor(shape: scale.shape, floats: dgamma),
             Tensor(shape: scale.shape, floats: dbeta))
   }
+}
+
+/// `sum_i f(p[i])` over `count` values in Double, as four interleaved partial sums (lanes
+/// `i % 4`) added as `(s0 + s1) + (s2 + s3)`: a fixed order, and four independent additions in
+/// flight instead of one chain.
+@inline(__always)
+func planeSum(_ p: UnsafePointer<Float>, _ count: Int, _ f: (Float) -> Double) -> Double {
+  var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, i = 0
+  while i + 4 <= count {
+    s0 += f(p[i]); s1 += f(p[i + 1]); s2 += f(p[i + 2]); s3 += f(p[i + 3])
+    i += 4
+  }
+  if i < count { s0 += f(p[i]) }
+  if i + 1 < count { s1 += f(p[i + 1]) }
+  if i + 2 < count { s2 += f(p[i + 2]) }
+  return (s0 + s1) + (s2 + s3)
+}
+
+/// `sum_i f(p[i], q[i])`, summed as in `planeSum(_:_:_:)`.
+@inline(__always)
+func planeSum(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, _ count: Int, _ f: (Float, Float) -> Double) -> Double {
+  var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, i = 0
+  while i + 4 <= count {
+    s0 += f(p[i], q[i]); s1 += f(p[i + 1], q[i + 1]); s2 += f(p[i + 2], q[i + 2]); s3 += f(p[i + 3], q[i + 3])
+    i += 4
+  }
+  if i < count { s0 += f(p[i], q[i]) }
+  if i + 1 < count { s1 += f(p[i + 1], q[i + 1]) }
+  if i + 2 < count { s2 += f(p[i + 2], q[i + 2]) }
+  return (s0 + s1) + (s2 + s3)
 }
 
 extension GradientRules {

@@ -60,7 +60,7 @@ extension GradientRules {
   /// `Y = max(X, 0)`: `dX = dY` where `X > 0`, else 0 (the subgradient 0 at `X = 0`).
   static func relu(_ ctx: BackwardContext) throws -> [Tensor?] {
     let x = try ctx.input(0).floats, g = ctx.outputGradient().floats
-    return [Tensor(shape: ctx.outputs[0].shape, floats: (0..<x.count).map { x[$0] > 0 ? g[$0] : 0 })]
+    return [Tensor(shape: ctx.outputs[0].shape, floats: TensorArithmetic.passing(g, where: x, above: 0, below: nil))]
   }
 
   /// `Y = min(max(X, lo), hi)` (ReLU6 is `lo = 0, hi = 6`): `dX = dY` where `lo < X < hi`, else 0
@@ -75,7 +75,7 @@ extension GradientRules {
       if let t = ctx.forward.optionalInput(2) { hi = t.asFloats()[0] }
     }
     let x = try ctx.input(0).floats, g = ctx.outputGradient().floats
-    return [Tensor(shape: ctx.outputs[0].shape, floats: (0..<x.count).map { x[$0] > lo && x[$0] < hi ? g[$0] : 0 })]
+    return [Tensor(shape: ctx.outputs[0].shape, floats: TensorArithmetic.passing(g, where: x, above: lo, below: hi))]
   }
 
   /// `Y = X` (Identity, and Dropout, which training runs as identity): `dX = dY`.

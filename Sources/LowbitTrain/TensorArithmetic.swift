@@ -7,7 +7,47 @@ enum TensorArithmetic {
   static func sum(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.shape == b.shape, "sum: shapes \(a.shape) and \(b.shape) differ")
     let x = a.floats, y = b.floats
-    return Tensor(shape: a.shape, floats: (0..<x.count).map { x[$0] + y[$0] })
+    let out = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+      x.withUnsafeBufferPointer { xp in
+        y.withUnsafeBufferPointer { yp in
+          // Safety: three buffers of `x.count` floats; chunks write disjoint ranges.
+          let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: yp.baseAddress), UInt(bitPattern: out.baseAddress))
+          parallelChunks(x.count) { range in
+            guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let yb = UnsafePointer<Float>(bitPattern: bits.1),
+                  let ob = UnsafeMutablePointer<Float>(bitPattern: bits.2) else { return }
+            for i in range { ob[i] = xb[i] + yb[i] }
+          }
+        }
+      }
+      initialized = x.count
+    }
+    return Tensor(shape: a.shape, floats: out)
+  }
+
+  /// `g[i]` where `lower < x[i] < upper` (no upper test when `upper` is nil), else 0: the
+  /// gradient mask of ReLU and Clip.
+  static func passing(_ g: [Float], where x: [Float], above lower: Float, below upper: Float?) -> [Float] {
+    precondition(g.count == x.count, "passing: \(g.count) gradients for \(x.count) values")
+    let hi = upper ?? .infinity, bounded = upper != nil
+    return [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+      x.withUnsafeBufferPointer { xp in
+        g.withUnsafeBufferPointer { gp in
+          // Safety: three buffers of `x.count` floats; chunks write disjoint ranges.
+          let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: gp.baseAddress), UInt(bitPattern: out.baseAddress))
+          parallelChunks(x.count) { range in
+            guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let gb = UnsafePointer<Float>(bitPattern: bits.1),
+                  let ob = UnsafeMutablePointer<Float>(bitPattern: bits.2) else { return }
+            // Both values are loaded unconditionally so that the loops compile to vector selects.
+            if bounded {
+              for i in range { let v = xb[i], d = gb[i]; ob[i] = v > lower && v < hi ? d : 0 }
+            } else {
+              for i in range { let v = xb[i], d = gb[i]; ob[i] = v > lower ? d : 0 }
+            }
+          }
+        }
+      }
+      initialized = x.count
+    }
   }
 
   /// `scale * a`.

@@ -4,8 +4,9 @@ extension Ops {
   static let convolutionKernels: [String: Kernel] = ["Conv": conv]
 
   /// ONNX Conv (1-D and 2-D, NCHW): `y[n, m] = b[m] + sum_{c, k} w[m, c, k] * x[n, g*C/G + c, s*o + d*k - p]`
-  /// over group `g` of `m`, then the fused activation. Regular groups run as (implicit) im2col +
-  /// sgemm (`ConvolutionGemm.swift`), depthwise ones as direct loops (`ConvolutionDepthwise.swift`).
+  /// over group `g` of `m`, then the fused activation. 3x3 stride-1 convolutions run as Winograd
+  /// F(2x2, 3x3) (`ConvolutionWinograd.swift`), other regular groups as (implicit) im2col + sgemm
+  /// (`ConvolutionGemm.swift`), depthwise ones as direct loops (`ConvolutionDepthwise.swift`).
   static func conv(_ ctx: KernelContext) throws -> [Tensor] {
     _ = configureBLAS
     let x = try ctx.floatInput(0)
@@ -37,6 +38,9 @@ extension Ops {
     let xs = x.floats, ws = w.floats
     let bs = bias?.floats
     let activation = ctx.fusedActivation
+    // Prepared filters belong to this weight when they have its element count (the interpreter
+    // prepares them from the node's initializer).
+    let winogradFilters = ctx.prepared?.winogradFilters.flatMap { $0.count == 16 * w.count / 9 ? $0 : nil }
     // Safety: every index below is bounded by the shapes checked above; the kernels write each
     // of the `outCount` elements exactly once, so the buffer starts uninitialized.
     let y = [Float](unsafeUninitializedCapacity: outCount) { yp, initialized in
@@ -50,6 +54,12 @@ extension Ops {
               outChannels: m, group: group, geo: geo)
             if c == group && m == group {
               job.depthwise()
+            } else if job.prefersWinograd {
+              if let filters = winogradFilters {
+                filters.withUnsafeBufferPointer { job.winograd(filters: $0.baseAddress!) }
+              } else {
+                job.winograd()
+              }
             } else {
               job.im2colGemm()
             }

@@ -22,6 +22,21 @@ public enum MatrixProduct {
     }
   }
 
+  /// The same product on raw row-major buffers with leading dimensions, on the calling thread
+  /// (for kernels outside Core that split work over threads themselves).
+  ///
+  /// Safety: the buffers hold at least the elements the shapes and leading dimensions address.
+  public static func gemm(
+    transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
+    c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    _ = configureBLAS
+    sgemm(
+      transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+      beta: beta, c: c, ldc: ldc)
+  }
+
   /// `op(A) * op(B)` as a new [m, n] array.
   public static func product(
     _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false
