@@ -132,27 +132,6 @@ func runKernel(
     }
   }
 
-  /// An interpreter transforms a 3x3 weight held as an initializer once (`PreparedWeights`);
-  /// its outputs equal those of the kernel transforming the filters per call, bit for bit,
-  /// with and without groups and a fused Relu.
-  @Test(arguments: [1, 2]) func preparedWinogradFiltersMatchPerCallOnes(group: Int) throws {
-    let x = randomTensor([3, 16, 9, 10], seed: 31), w = randomTensor([24, 16 / group, 3, 3], seed: 32)
-    let b = randomTensor([24], seed: 33)
-    let attributes: [String: Attribute] = ["pads": .ints([1, 1, 1, 1]), "group": .int(group)]
-    let graph = Graph(
-      nodes: [
-        Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: attributes),
-        Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"]),
-      ],
-      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(3), .fixed(16), .fixed(9), .fixed(10)])],
-      outputs: [ValueInfo(name: "y", dtype: .float32)], initializers: ["w": w, "b": b])
-    let y = try Interpreter(graph).run(["x": x])["y"]!
-    let direct = try runKernel("Conv", [x, w, b], attributes, fused: FusedActivation(lower: 0, upper: .infinity))[0]
-    #expect(y.floats == direct.floats)
-    let ref = Reference.conv2d(x: x, w: w, bias: b.floats, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: group)
-    #expect(maxRelativeError(y.floats, ref.floats.map { max($0, 0) }) < 1e-5)
-  }
-
   @Test func autoPadSameUpperKeepsTheSpatialSize() throws {
     let x = randomTensor([1, 2, 5, 7], seed: 4), w = randomTensor([3, 2, 3, 3], seed: 5)
     let y = try runKernel("Conv", [x, w], ["auto_pad": .string("SAME_UPPER")])[0]

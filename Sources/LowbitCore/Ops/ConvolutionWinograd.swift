@@ -28,10 +28,7 @@ extension ConvJob {
   /// thread transforms a cache-sized chunk of tiles, multiplies, and transforms back); every
   /// output element is computed from its own tile with the same operations whatever the split, so
   /// results do not depend on the batch or the thread count (beyond the GEMM's own kernel choice).
-  ///
-  /// `filters`, when given, are this weight's transformed filters (`PreparedWeights`); otherwise
-  /// they are transformed for this call.
-  func winograd(filters prepared: UnsafePointer<Float>? = nil) {
+  func winograd() {
     let cg = channels / group, mg = outChannels / group
     let tilesH = (outH + 1) / 2, tilesW = (outW + 1) / 2
     // Tile rows are stored 4-aligned: the vector loops then never store part of a vector (the
@@ -48,10 +45,9 @@ extension ConvJob {
     // percent; 16 tiles 15% slower, 256 10%).
     let maxTiles = max(64, (1 << 16) / (16 * (cg + mg)))
     let plan = ConvJob.chunks(batch: batch, outH: tilesH, rowWidth: rowTiles, threads: threads, maxColumns: maxTiles)
-    let owned: UnsafeMutablePointer<Float>? = prepared == nil ? .allocate(capacity: 16 * outChannels * cg) : nil
-    defer { owned?.deallocate() }
-    if let owned = owned { ConvJob.transformFilters(w, count: outChannels * cg, into: owned) }
-    let filters = prepared ?? UnsafePointer(owned!)
+    let filters = UnsafeMutablePointer<Float>.allocate(capacity: 16 * outChannels * cg)
+    defer { filters.deallocate() }
+    ConvJob.transformFilters(w, count: outChannels * cg, into: filters)
     let (x, y, bias, activation) = (x, y, bias, activation)
     let (channels, outChannels, group, inH, inW, outH, outW) = (channels, outChannels, group, inH, inW, outH, outW)
 
