@@ -10,8 +10,6 @@ public struct Interpreter: Sendable {
   private let fused: [Int: (activation: FusedActivation?, node: Int)]
   /// Layers between dequantized inputs and weights, run in the integer domain.
   private let integerLayers: [Int: IntegerLayer]
-  /// Weights transformed once for the kernels of these nodes (`PreparedWeights`).
-  private let prepared: [Int: PreparedWeights]
 
   /// Validates `graph`. With `fuseActivations`, a Relu or constant-bound Clip that is the only
   /// reader of a Conv or Gemm output runs inside that kernel (the intermediate value is then
@@ -40,11 +38,6 @@ public struct Interpreter: Sendable {
       if let layer = IntegerLayer.detect(node, in: ordered, producers: producers) { integer[i] = layer }
     }
     self.integerLayers = integer
-    var prepared: [Int: PreparedWeights] = [:]
-    for (i, node) in ordered.nodes.enumerated() where integer[i] == nil {
-      if let weights = PreparedWeights.prepare(node, in: ordered) { prepared[i] = weights }
-    }
-    self.prepared = prepared
   }
 
   /// Conv/Gemm nodes whose single reader is a Relu or a Clip with constant bounds.
@@ -144,7 +137,7 @@ public struct Interpreter: Sendable {
       defer { profile?.add(node.opType, seconds: monotonicSeconds() - started) }
       do {
         let context = KernelContext(
-          node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation, prepared: prepared[i])
+          node: node, inputs: args, opset: graph.opset, fusedActivation: fusion?.activation)
         if fusion != nil && node.opType == "QuantizeLinear" {
           results = try Ops.fakeQuantizeLinear(context)
         } else if let layer = integerLayers[i] {

@@ -38,9 +38,6 @@ extension Ops {
     let xs = x.floats, ws = w.floats
     let bs = bias?.floats
     let activation = ctx.fusedActivation
-    // Prepared filters belong to this weight when they have its element count (the interpreter
-    // prepares them from the node's initializer).
-    let winogradFilters = ctx.prepared?.winogradFilters.flatMap { $0.count == 16 * w.count / 9 ? $0 : nil }
     // Safety: every index below is bounded by the shapes checked above; the kernels write each
     // of the `outCount` elements exactly once, so the buffer starts uninitialized.
     let y = [Float](unsafeUninitializedCapacity: outCount) { yp, initialized in
@@ -55,11 +52,7 @@ extension Ops {
             if c == group && m == group {
               job.depthwise()
             } else if job.prefersWinograd {
-              if let filters = winogradFilters {
-                filters.withUnsafeBufferPointer { job.winograd(filters: $0.baseAddress!) }
-              } else {
-                job.winograd()
-              }
+              job.winograd()
             } else {
               job.im2colGemm()
             }

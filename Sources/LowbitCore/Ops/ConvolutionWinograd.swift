@@ -22,16 +22,18 @@ extension ConvJob {
   var prefersWinograd: Bool {
     kH == 3 && kW == 3 && geo.strides == [1, 1] && geo.dilations == [1, 1]
       && channels / group >= 8 && outChannels / group >= 8 && outH >= 2 && outW >= 2
+      && batch * ((outH + 1) / 2) * ((outW + 1) / 2) >= ConvJob.winogradMinimumTiles
   }
+
+  /// Calls with fewer tiles run im2col + sgemm instead: the filters are transformed on every call
+  /// (`16 * M * C/G` values), which the cheaper products of a few tiles do not pay back.
+  static let winogradMinimumTiles = 64
 
   /// Runs the convolution with F(2x2, 3x3). Work is split over threads by rows of tiles (each
   /// thread transforms a cache-sized chunk of tiles, multiplies, and transforms back); every
   /// output element is computed from its own tile with the same operations whatever the split, so
   /// results do not depend on the batch or the thread count (beyond the GEMM's own kernel choice).
-  ///
-  /// `filters`, when given, are this weight's transformed filters (`PreparedWeights`); otherwise
-  /// they are transformed for this call.
-  func winograd(filters prepared: UnsafePointer<Float>? = nil) {
+  func winograd() {
     let cg = channels / group, mg = outChannels / group
     let tilesH = (outH + 1) / 2, tilesW = (outW + 1) / 2
     // Tile rows are stored 4-aligned: the vector loops then never store part of a vector (the
@@ -48,10 +50,9 @@ extension ConvJob {
     // percent; 16 tiles 15% slower, 256 10%).
     let maxTiles = max(64, (1 << 16) / (16 * (cg + mg)))
     let plan = ConvJob.chunks(batch: batch, outH: tilesH, rowWidth: rowTiles, threads: threads, maxColumns: maxTiles)
-    let owned: UnsafeMutablePointer<Float>? = prepared == nil ? .allocate(capacity: 16 * outChannels * cg) : nil
-    defer { owned?.deallocate() }
-    if let owned = owned { ConvJob.transformFilters(w, count: outChannels * cg, into: owned) }
-    let filters = prepared ?? UnsafePointer(owned!)
+    let filters = UnsafeMutablePointer<Float>.allocate(capacity: 16 * outChannels * cg)
+    defer { filters.deallocate() }
+    ConvJob.transformFilters(w, count: outChannels * cg, into: filters)
     let (x, y, bias, activation) = (x, y, bias, activation)
     let (channels, outChannels, group, inH, inW, outH, outW) = (channels, outChannels, group, inH, inW, outH, outW)
 
@@ -130,22 +131,38 @@ extension ConvJob {
   ///
   /// Safety: `w` holds `9 * count` floats, `u` `16 * count`.
   static func transformFilters(_ w: UnsafePointer<Float>, count: Int, into u: UnsafeMutablePointer<Float>) {
-    for f in 0..<count {
-      let g = w + 9 * f
-      // Column j of G g (lanes i = 0..<4): (g_0j, (g_0j + g_1j + g_2j) / 2, (g_0j - g_1j + g_2j) / 2, g_2j).
-      @inline(__always) func column(_ j: Int) -> SIMD4<Float> {
-        let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j])
-        return SIMD4(g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
+    /// The 16 values of `G g G^T` for filters in vector lanes, from their nine taps `t[3i + j]`:
+    /// column j of `G g` is (g_0j, (g_0j + g_1j + g_2j) / 2, (g_0j - g_1j + g_2j) / 2, g_2j), and
+    /// row i of `(G g) G^T` combines that row's three values the same way.
+    @inline(__always) func transform<V: SIMD>(_ t: (Int) -> V, _ store: (Int, V) -> Void) where V.Scalar == Float {
+      @inline(__always) func column(_ j: Int) -> (V, V, V, V) {
+        let (g0, g1, g2) = (t(j), t(3 + j), t(6 + j))
+        return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
       }
       let c0 = column(0), c1 = column(1), c2 = column(2)
-      // Column j of (G g) G^T, lanes i: position p = 4i + j.
-      let columns = (c0, 0.5 * (c0 + c1 + c2), 0.5 * (c0 - c1 + c2), c2)
-      for i in 0..<4 {
-        u[(4 * i) * count + f] = columns.0[i]
-        u[(4 * i + 1) * count + f] = columns.1[i]
-        u[(4 * i + 2) * count + f] = columns.2[i]
-        u[(4 * i + 3) * count + f] = columns.3[i]
+      @inline(__always) func row(_ i: Int, _ a0: V, _ a1: V, _ a2: V) {
+        store(4 * i, a0)
+        store(4 * i + 1, 0.5 * (a0 + a1 + a2))
+        store(4 * i + 2, 0.5 * (a0 - a1 + a2))
+        store(4 * i + 3, a2)
       }
+      row(0, c0.0, c1.0, c2.0)
+      row(1, c0.1, c1.1, c2.1)
+      row(2, c0.2, c1.2, c2.2)
+      row(3, c0.3, c1.3, c2.3)
+    }
+    var f = 0
+    while f + 4 <= count {
+      let g = w + 9 * f
+      transform({ k in SIMD4(g[k], g[9 + k], g[18 + k], g[27 + k]) }) { p, v in
+        UnsafeMutableRawPointer(u + (p * count + f)).storeBytes(of: v, as: SIMD4<Float>.self)
+      }
+      f += 4
+    }
+    while f < count {
+      let g = w + 9 * f
+      transform({ k in SIMD2(repeating: g[k]) }) { p, v in u[p * count + f] = v[0] }
+      f += 1
     }
   }
 

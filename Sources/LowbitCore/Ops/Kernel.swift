@@ -10,19 +10,11 @@ public struct KernelContext {
   /// kernel's last pass instead of by a separate node.
   public let fusedActivation: FusedActivation?
 
-  /// This node's constant weights in the layouts its kernel wants, prepared once by the
-  /// interpreter (nil: the kernel derives them from its inputs).
-  public let prepared: PreparedWeights?
-
-  public init(
-    node: Node, inputs: [Tensor?], opset: Int, fusedActivation: FusedActivation? = nil,
-    prepared: PreparedWeights? = nil
-  ) {
+  public init(node: Node, inputs: [Tensor?], opset: Int, fusedActivation: FusedActivation? = nil) {
     self.node = node
     self.inputs = inputs
     self.opset = opset
     self.fusedActivation = fusedActivation
-    self.prepared = prepared
   }
 
   /// An error located at this node.
