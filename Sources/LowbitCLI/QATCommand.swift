@@ -29,7 +29,7 @@ struct QATCommand: ParsableCommand {
 
       Training defaults: SGD with momentum 0.9, lr 0.003 with cosine decay to 0, batch 128, \
       weight decay 5e-5 on conv and linear weights (none on biases, BatchNorm and quantizer \
-      parameters), random crop and flip for image data, seed 0. Every epoch validates on \
+      parameters), no augmentation (--augment: random crop and flip), seed 0. Every epoch validates on \
       --eval (the quantized network) and, with --checkpoint-dir, writes DIR/epoch-NNNN.ckpt; \
       `--resume` with the same model, data and quantization options continues the run bit for bit.
       """)
@@ -87,6 +87,10 @@ struct QATCommand: ParsableCommand {
     var c = TrainingConfig(epochs: epochs)
     c.learningRate = 0.003
     c.weightDecay = 5e-5
+    // Fine-tuning a trained model: augmentation the model was not trained with shifts the data
+    // (horizontal flips mirror Fashion-MNIST's one-way shoes: fm_resnet20 W8A8 93.36 with flips
+    // against 93.82 without, 5,000 images).
+    c.augment = false
     return c
   }
 

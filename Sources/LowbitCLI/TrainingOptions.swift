@@ -33,8 +33,11 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "Epochs of linear learning-rate warm-up.")
   var warmupEpochs: Int?
 
-  @Flag(help: "Switch off random-crop and flip augmentation (on by default for image data).")
+  @Flag(help: "Switch off random-crop and flip augmentation (train: on by default for image data).")
   var noAugment = false
+
+  @Flag(help: "Switch on random-crop and flip augmentation for image data (qat: off by default).")
+  var augment = false
 
   @Option(help: "Seed for the shuffles and the augmentation (default 0).")
   var seed: UInt64?
@@ -58,6 +61,8 @@ struct TrainingOptions: ParsableArguments {
       if let v = weightDecay { c.weightDecay = v }
       if let v = schedule { c.schedule = v }
       if let v = warmupEpochs { c.warmupEpochs = v }
+      if augment && noAugment { throw LowbitError.invalidArgument("--augment and --no-augment contradict each other") }
+      if augment { c.augment = true }
       if noAugment { c.augment = false }
       if let v = seed { c.seed = v }
       try c.validate()
@@ -80,6 +85,7 @@ struct TrainingOptions: ParsableArguments {
     try agree("--warmup-epochs", warmupEpochs, c.warmupEpochs)
     try agree("--seed", seed, c.seed)
     if noAugment && c.augment { throw LowbitError.invalidArgument("--no-augment differs from the checkpoint (augmentation on)") }
+    if augment && !c.augment { throw LowbitError.invalidArgument("--augment differs from the checkpoint (augmentation off)") }
     return c
   }
 
