@@ -125,7 +125,7 @@ struct DemoCommand: ParsableCommand {
     print(table.render())
     var report = DemoReport(ptq: rows, qat: [])
     if !noQAT {
-      report.qat = try qatTable(names, test: test)
+      report.qat = try qatTable(names, test: test, fp32: Dictionary(uniqueKeysWithValues: rows.map { ($0.model, $0.fp32) }))
     }
     if let path = json { try writeJSON(report, to: path) }
   }
@@ -167,7 +167,8 @@ struct DemoCommand: ParsableCommand {
   }
 
   /// W4A4 per-tensor and per-channel: the range-setting start and one epoch of QAT, per model.
-  func qatTable(_ names: [String], test: Dataset) throws -> [QATRow] {
+  /// `fp32` holds the PTQ table's float top-1 per model (same test data), so it is not measured twice.
+  func qatTable(_ names: [String], test: Dataset, fp32: [String: Double]) throws -> [QATRow] {
     let samples = qatSamples ?? (quick ? 512 : 2048)
     let data = try DataSpec.parse("fashion-mnist:train:\(samples)").load()
     var rows: [QATRow] = []
@@ -176,9 +177,8 @@ struct DemoCommand: ParsableCommand {
     for file in chosen {
       let model = String(file.dropLast(5))
       let graph = try ONNXReader.load(contentsOf: (models as NSString).appendingPathComponent(file))
-      var row = QATRow(model: model, fp32: 0, start: [:], qat: [:], seconds: 0)
+      var row = QATRow(model: model, fp32: fp32[model] ?? .nan, start: [:], qat: [:], seconds: 0)
       let start = monotonicSeconds()
-      row.fp32 = try evaluate(graph.simplified(), test, label: "\(model) fp32")
       for perChannel in [false, true] {
         let name = perChannel ? "PC W4A4" : "PT W4A4"
         var config = QuantConfig.rangeSettingOnly
