@@ -36,3 +36,11 @@ final class StepProgress {
 
   func finish() { bar?.finish() }
 }
+
+/// Throws unless the first sample of `data` fits `graph`'s inputs (shapes and types), so a
+/// command fails before its long steps rather than at evaluation.
+func checkFeedsFit(_ data: Dataset, _ graph: Graph) throws {
+  let interpreter = try Interpreter(graph)
+  let feeds = try data.feeds(for: graph, batch: 0..<min(1, data.count))
+  for input in graph.inputs { if let t = feeds[input.name] { try interpreter.checkFeed(t, for: input) } }
+}

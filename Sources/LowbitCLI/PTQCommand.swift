@@ -180,9 +180,7 @@ struct PTQCommand: ParsableCommand {
     try evaluation?.validateFinite()
     if let data = evaluation {
       // Shapes and types of the evaluation data must fit the model before quantizing.
-      let interpreter = try Interpreter(graph)
-      let feeds = try data.feeds(for: graph, batch: 0..<min(1, data.count))
-      for input in graph.inputs { if let t = feeds[input.name] { try interpreter.checkFeed(t, for: input) } }
+      try checkFeedsFit(data, graph)
     }
     // Feeds bind by input name only; quantize() simplifies the graph once itself.
     let batches = try PostTrainingQuantization.calibrationBatches(

@@ -166,9 +166,7 @@ struct QATCommand: ParsableCommand {
       guard data.labels != nil else {
         throw LowbitError.invalidInput("evaluation data \(data.source) has no labels; --eval needs class labels")
       }
-      let interpreter = try Interpreter(graph)
-      let feeds = try data.feeds(for: graph, batch: 0..<min(1, data.count))
-      for input in graph.inputs { if let t = feeds[input.name] { try interpreter.checkFeed(t, for: input) } }
+      try checkFeedsFit(data, graph)
     }
 
     // PTQ part: fold, equalize, place quantizers, set ranges; then the trainable graph.
