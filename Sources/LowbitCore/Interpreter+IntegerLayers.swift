@@ -15,6 +15,8 @@ struct IntegerLayer: Sendable {
   let outputScale: [Float]
   /// Axis of the output that indexes channels.
   let channelAxis: Int
+  /// The input's integers fit 16 bits, so `round(x / s_x)` can take the vector loop.
+  var smallGrid = false
 
   /// Recognizes the pattern at `node`, with constants from `graph` and DQ producers.
   static func detect(_ node: Node, in graph: Graph, producers: [String: Int]) -> IntegerLayer? {
@@ -67,18 +69,37 @@ struct IntegerLayer: Sendable {
       guard sbs.count == channels, zip(sbs, outputScale).allSatisfy({ abs($0 - $1) <= 1e-6 * abs($1) }) else { return nil }
       bias = qb.ints.map { Float($0) }
     }
+    let inputType = dx.inputs.count > 2 ? constant(dx.inputs[2])?.dtype : .uint8
     return IntegerLayer(
       inputScale: s, weight: Tensor(shape: qw.shape, floats: qw.ints.map { Float($0) }),
-      bias: bias, outputScale: outputScale, channelAxis: outAxis)
+      bias: bias, outputScale: outputScale, channelAxis: outAxis,
+      smallGrid: [.uint8, .int8, .uint16, .int16, .uint4, .int4].contains(inputType))
   }
 
-  /// Runs the layer: integer input recovered as `round(x / s_x)` (exact for dequantized values).
+  /// Runs the layer: integer input recovered as `round(x / s_x)` (exact for dequantized values,
+  /// which are never NaN).
   func run(_ node: Node, _ args: [Tensor?], opset: Int, activation: FusedActivation?) throws -> [Tensor] {
     guard let x = args.first ?? nil, x.dtype.isFloatingPoint else {
       throw node.error(.invalidModel, "input 0 is missing or not floating point")
     }
     let s = inputScale
-    let xi = Tensor(shape: x.shape, floats: x.floats.map { ($0 / s).rounded(.toNearestOrEven) })
+    let xs = x.floats
+    var rounded = [Float](repeating: 0, count: xs.count)
+    if smallGrid {
+      // Safety: every run lies inside 0..<xs.count.
+      xs.withUnsafeBufferPointer { xp in
+        rounded.withUnsafeMutableBufferPointer { op in
+          let src = UInt(bitPattern: xp.baseAddress), dst = UInt(bitPattern: op.baseAddress)
+          QuantizeRuns.forEachRun(total: xs.count, uniform: true, dim: 1, inner: xs.count) { start, n, _ in
+            guard let a = UnsafePointer<Float>(bitPattern: src), let b = UnsafeMutablePointer<Float>(bitPattern: dst) else { return }
+            QuantizeRuns.roundQuotient(a + start, b + start, count: n, scale: s)
+          }
+        }
+      }
+    } else {
+      rounded = xs.map { ($0 / s).rounded(.toNearestOrEven) }
+    }
+    let xi = Tensor(shape: x.shape, floats: rounded)
     let context = KernelContext(node: node, inputs: [xi, weight], opset: opset)
     var y = try Ops.kernels[node.opType]!(context)[0]
     let axis = channelAxis < 0 ? y.rank - 1 : channelAxis

@@ -21,7 +21,8 @@ extension Ops {
     let map = try ParamMap(ctx, x: x, scale: scale, zero: zero)
     let xs = x.floats, ss = scale.floats
     let zs = zero?.asInts() ?? [Int64](repeating: 0, count: ss.count)
-    let lo = Float(range.lowerBound), hi = Float(range.upperBound)
+    // Float(Int32.max) rounds up to 2^31: clamp again in integers.
+    let lo = Float(range.lowerBound), hi = Float(range.upperBound), top = Int64(range.upperBound)
     var out = [Int64](repeating: 0, count: xs.count)
     let zf = zs.map { Float($0) }
     // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
@@ -33,13 +34,13 @@ extension Ops {
           let s = ss[0], z = zf[0]
           for i in range {
             let r = (xs[i] / s).rounded(.toNearestOrEven) + z
-            o[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+            o[i] = r.isNaN ? 0 : min(Int64(min(max(r, lo), hi)), top)
           }
         } else {
           for i in range {
             let p = map.index(i)
             let r = (xs[i] / ss[p]).rounded(.toNearestOrEven) + zf[p]
-            o[i] = r.isNaN ? 0 : Int64(min(max(r, lo), hi))
+            o[i] = r.isNaN ? 0 : min(Int64(min(max(r, lo), hi)), top)
           }
         }
       }
@@ -59,20 +60,33 @@ extension Ops {
     let map = try ParamMap(ctx, x: x, scale: scale, zero: zero)
     let xs = x.floats, ss = scale.floats
     let zs = (zero?.asInts() ?? [Int64](repeating: 0, count: ss.count)).map { Float($0) }
-    let lo = Float(range.lowerBound), hi = Float(range.upperBound)
+    let lo = Float(range.lowerBound), hi = Float(range.upperBound), top = Int64(range.upperBound)
     var out = [Float](repeating: 0, count: xs.count)
+    if let runs = map.runs, hi - lo <= QuantizeRuns.largestGrid, zs.allSatisfy({ abs($0) <= QuantizeRuns.largestGrid }) {
+      // Safety: every run lies inside 0..<xs.count and its p < ss.count (checked by ParamMap).
+      xs.withUnsafeBufferPointer { xp in
+        out.withUnsafeMutableBufferPointer { op in
+          let src = UInt(bitPattern: xp.baseAddress), dst = UInt(bitPattern: op.baseAddress)
+          QuantizeRuns.forEachRun(total: xs.count, uniform: map.isUniform, dim: runs.dim, inner: runs.inner) { start, n, p in
+            guard let s = UnsafePointer<Float>(bitPattern: src), let d = UnsafeMutablePointer<Float>(bitPattern: dst) else { return }
+            QuantizeRuns.fakeQuantize(s + start, d + start, count: n, scale: ss[p], zero: zs[p], lo: lo, hi: hi)
+          }
+        }
+      }
+      return [Tensor(shape: x.shape, floats: out)]
+    }
     // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
     out.withUnsafeMutableBufferPointer { op in
       let bits = UInt(bitPattern: op.baseAddress)
       parallelChunks(xs.count, costPerItem: 4) { range in
         guard let o = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
         for i in range {
-          let p = map.isUniform ? 0 : map.index(i)
+          let p = map.index(i)
           let s = ss[p], z = zs[p]
           let r = (xs[i] / s).rounded(.toNearestOrEven) + z
-          let q = r.isNaN ? 0 : min(max(r, lo), hi)
+          let q = r.isNaN ? 0 : min(Int64(min(max(r, lo), hi)), top)
           // Integer subtraction first, as DequantizeLinear does, then one multiply.
-          o[i] = Float(Int32(q) - Int32(z)) * s
+          o[i] = Float(Int32(truncatingIfNeeded: q - Int64(z))) * s
         }
       }
     }
@@ -112,6 +126,9 @@ private struct ParamMap {
   let index: (Int) -> Int
   /// One scale and zero point for every element.
   var isUniform = false
+  /// Per tensor or per axis: the parameters change every `inner` elements and repeat every
+  /// `dim * inner` (nil for blocks).
+  var runs: (dim: Int, inner: Int)?
 
   init(_ ctx: KernelContext, x: Tensor, scale: Tensor, zero: Tensor?) throws {
     if let z = zero, z.shape != scale.shape {
@@ -121,6 +138,7 @@ private struct ParamMap {
     if scale.count == 1 && scale.rank <= 1 && blockSize == 0 {
       index = { _ in 0 }
       isUniform = true
+      runs = (1, x.count)
       return
     }
     let axis = try ctx.axis(try ctx.int("axis", default: 1), rank: x.rank)
@@ -130,6 +148,7 @@ private struct ParamMap {
         throw ctx.error("scale has shape \(scale.shape), per-axis quantization along axis \(axis) of \(x.shape) needs [\(dim)]")
       }
       index = { ($0 / inner) % dim }
+      runs = (dim, inner)
       return
     }
     var expected = x.shape
