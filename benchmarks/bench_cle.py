@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cross-layer equalization ablation (the white paper's table 3 layout) on the demo models.
 
-For each model and per-tensor weight bit width, `lowbit ptq` writes three files on the same
+For each model, per-tensor weight bit width and weight range setting (`--weight-ranges`: min-max,
+as in the paper's table 3, and MSE, lowbit's default), `lowbit ptq` writes four files on the same
 1,024 calibration images, and ONNX Runtime measures their top-1 on the Fashion-MNIST test set:
 
   - baseline:        range setting only (`--range-setting-only`)
@@ -12,7 +13,8 @@ For each model and per-tensor weight bit width, `lowbit ptq` writes three files 
 
 The table shows FP32 next to them.
 
-    python3 benchmarks/bench_cle.py [--models fm_mobilenetv2] [--bits 8 6 4] [--test-limit N]
+    python3 benchmarks/bench_cle.py [--models fm_mobilenetv2] [--bits 8 6 4]
+                                    [--weight-ranges min-max mse] [--test-limit N]
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["fm_mobilenetv2"])
     ap.add_argument("--bits", nargs="+", type=int, default=[8, 6, 4])
+    ap.add_argument("--weight-ranges", nargs="+", default=["min-max", "mse"], choices=["min-max", "mse"])
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--test-limit", type=int, default=10000)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cle.json"))
@@ -53,10 +56,11 @@ def main() -> int:
     for name in args.models:
         model = ROOT / "assets" / "models" / f"{name}.onnx"
         fp32, _ = R.ort_top1(model, x, labels)
-        for bits in args.bits:
-            row = {"model": name, "weights": f"PT W{bits}A8", "fp32": fp32}
+        for bits, wrange in [(b, w) for b in args.bits for w in args.weight_ranges]:
+            row = {"model": name, "weights": f"PT W{bits}A8", "weight ranges": wrange, "fp32": fp32}
             for variant, flags in VARIANTS.items():
-                out = work / f"{name}_w{bits}_{variant.replace(' ', '').replace('+', '_')}.onnx"
+                flags = [*flags, "--w-range", wrange]
+                out = work / f"{name}_w{bits}_{wrange}_{variant.replace(' ', '').replace('+', '_')}.onnx"
                 report = out.with_suffix(".json")
                 t = time.perf_counter()
                 subprocess.run([str(lowbit), "ptq", str(model), "--calib", "fashion-mnist:train", "--calib-size",
@@ -67,14 +71,14 @@ def main() -> int:
                 row[variant] = top1
                 row[variant + " seconds"] = seconds
             rows.append(row)
-            print(f"{name} {row['weights']}: FP32 {fp32:.2f} | " +
+            print(f"{name} {row['weights']} {wrange}: FP32 {fp32:.2f} | " +
                   " | ".join(f"{v} {row[v]:.2f}" for v in VARIANTS), flush=True)
-    header = ["model", "weights", "FP32", *VARIANTS]
+    header = ["model", "weights", "weight ranges", "FP32", *VARIANTS]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print(f"| {r['model']} | {r['weights']} | {r['fp32']:.2f} | " + " | ".join(f"{r[v]:.2f}" for v in VARIANTS) + " |")
+        print(f"| {r['model']} | {r['weights']} | {r['weight ranges']} | {r['fp32']:.2f} | " + " | ".join(f"{r[v]:.2f}" for v in VARIANTS) + " |")
     print(f"\ntop-1 % in ONNX Runtime on fashion-mnist:test[:{args.test_limit}], {args.calib_size} calibration images")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))

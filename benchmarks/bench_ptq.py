@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -108,16 +109,66 @@ def aimet_available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def top1(path: Path, x: np.ndarray, y: np.ndarray, threads: int) -> float:
+#: (column, model, setting) -> per test image, whether that file's argmax is right; for the
+#: discordant-image counts of the summary. Cells keep the wrong images' indices
+#: (`misclassified`), so results merged from earlier runs (`--merge`) have them too.
+CORRECT: dict = {}
+
+
+def top1(path: Path, x: np.ndarray, y: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+    """(top-1 in percent, argmax predictions) of the file in ONNX Runtime."""
     sess = R.ort_session(path, threads=threads)
-    return R.ort_top1(sess, x, y, batch_size=500)[0]
+    return R.ort_top1(sess, x, y, batch_size=500)
 
 
-def evaluate_file(path: Path, x, y, threads) -> dict:
+def evaluate_file(path: Path, x, y, threads, key=None, reference=None) -> dict:
+    """top-1 in ORT, the misclassified test images and, given the float model's predictions,
+    the agreement with them (%)."""
     try:
-        return {"top1": top1(path, x, y, threads), "evaluated_with": "onnxruntime"}
+        acc, pred = top1(path, x, y, threads)
     except Exception as e:  # the written file does not load/run in ORT
         return {"top1": None, "eval_error": f"{type(e).__name__}: {e}"[:600]}
+    cell = {"top1": acc, "evaluated_with": "onnxruntime",
+            "misclassified": np.flatnonzero(pred != y).tolist()}
+    if reference is not None:
+        cell["agree_fp32"] = float((pred == reference).mean() * 100.0)
+    if key is not None:
+        CORRECT[key] = pred == y
+    return cell
+
+
+def merge_results(paths: list[Path], results: dict, fp32: dict, test_count: int) -> dict:
+    """Adds the cells of earlier runs' JSON files (later files win) to `results` and `fp32`;
+    returns the AIMET facts (version, iterations) of the last file that ran AIMET."""
+    aimet: dict = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        if data.get("data", {}).get("test") != f"fashion-mnist test[:{test_count}]":
+            sys.exit(f"error: {path} was measured on {data.get('data', {}).get('test')}, "
+                     f"this run on fashion-mnist test[:{test_count}]")
+        fp32.update(data.get("fp32_top1", {}))
+        if "aimet" in data.get("results", {}):
+            aimet = data.get("peers", {}).get("aimet", {})
+        for col, models in data.get("results", {}).items():
+            for model, cells in models.items():
+                for setting, cell in cells.items():
+                    results.setdefault(col, {}).setdefault(model, {})[setting] = cell
+                    if cell.get("misclassified") is not None and cell.get("top1") is not None:
+                        right = np.ones(test_count, dtype=bool)
+                        right[cell["misclassified"]] = False
+                        CORRECT[(col, model, setting)] = right
+    return aimet
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
+    """Given per-image correctness of two files: images only `a` gets right, images only `b`
+    gets right, and the exact two-sided McNemar p-value (binomial, p = 1/2) of that split:
+    how likely a split at least this uneven is if both files were equally accurate."""
+    only_a = int((a & ~b).sum())
+    only_b = int((~a & b).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n) if n else 1.0
+    return only_a, only_b, p
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +300,8 @@ def describe_env(threads: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    ap.add_argument("--tools", nargs="*", default=None, choices=TOOLS,
+                    help="tools to run (default: all; none with --merge)")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--ort-methods", nargs="+", default=list(ort_ptq.METHODS),
                     choices=ort_ptq.METHODS, help="ONNX Runtime calibration methods")
@@ -270,6 +322,9 @@ def main(argv=None):
     ap.add_argument("--aimet-sim-eval", action="store_true",
                     help="also evaluate AIMET's own QuantSim session (a cross-check)")
     ap.add_argument("--json", type=Path, default=HERE / "results" / "ptq.json")
+    ap.add_argument("--merge", type=Path, nargs="+", default=[],
+                    help="start from the results of these earlier JSON files (later ones win; "
+                         "cells measured in this run replace them): long runs in parts, one table")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the quantized files in this folder")
     ap.add_argument("--setup-peers", action="store_true",
@@ -280,12 +335,14 @@ def main(argv=None):
     if a.setup_peers:
         return setup_peers()
 
+    if a.tools is None:
+        a.tools = [] if a.merge else list(TOOLS)
     binary = a.lowbit.resolve() if a.lowbit else R.lowbit_bin()
     if "lowbit" in a.tools and not (binary.is_file() and os.access(binary, os.X_OK)):
         sys.exit(f"error: lowbit binary not found at {binary} (swift build -c release, or "
                  f"--lowbit / LOWBIT_BIN)")
     tools = list(a.tools)
-    notes = []
+    notes = [f"merged from {p}" for p in a.merge]
     aimet_version = None
     if "aimet" in tools:
         ok, info = aimet_available()
@@ -305,6 +362,13 @@ def main(argv=None):
 
     results: dict = {}   # column set -> model -> setting -> cell
     fp32: dict = {}
+    merged_aimet = merge_results(a.merge, results, fp32, len(test_y))
+    if merged_aimet:
+        results["_aimet_versions"] = merged_aimet.get("versions")
+    if "aimet" not in tools and merged_aimet:
+        aimet_version = merged_aimet.get("version")
+        if a.aimet_iterations is None and isinstance(merged_aimet.get("adaround_iterations"), int):
+            a.aimet_iterations = merged_aimet["adaround_iterations"]
     tmp_ctx = tempfile.TemporaryDirectory(prefix="lowbit-bench-ptq-")
     with tmp_ctx as tmp:
         work_root = Path(a.keep).resolve() if a.keep else Path(tmp)
@@ -317,7 +381,7 @@ def main(argv=None):
             model = MODELS_DIR / f"{model_name}.onnx"
             work = work_root / model_name
             work.mkdir(parents=True, exist_ok=True)
-            fp32[model_name] = top1(model, test_x, test_y, a.threads)
+            fp32[model_name], fp32_pred = top1(model, test_x, test_y, a.threads)
             log(f"{model_name}: FP32 top-1 {fp32[model_name]:.2f} "
                 f"(fm_models.json, full test set: {fm_ref[model_name]['fp32_top1_ort']})")
 
@@ -327,7 +391,8 @@ def main(argv=None):
                     out = work / f"lowbit_{s}.onnx"
                     cell = run_lowbit(binary, model, out, s, a.calib_size, a.threads, extra)
                     if cell["ok"]:
-                        cell.update(evaluate_file(out, test_x, test_y, a.threads))
+                        cell.update(evaluate_file(out, test_x, test_y, a.threads,
+                                                  ("lowbit", model_name, s), fp32_pred))
                     col[s] = cell
                     log(f"  lowbit {s}: {fmt_acc(cell)} in {cell['seconds']:.1f} s"
                         + ("" if cell["ok"] else f"\n{cell['reason']}"))
@@ -339,7 +404,8 @@ def main(argv=None):
                         out = work / f"ort_{method}_{s}.onnx"
                         cell = run_ort(model, out, s, method, calib_x, a.threads)
                         if cell["ok"]:
-                            cell.update(evaluate_file(out, test_x, test_y, a.threads))
+                            cell.update(evaluate_file(out, test_x, test_y, a.threads,
+                                                      (f"ort-{method}", model_name, s), fp32_pred))
                         else:
                             cell["unsupported"] = True
                         col[s] = cell
@@ -366,7 +432,7 @@ def main(argv=None):
                             r["sim_top1"] = float((np.array(preds) == test_y).mean() * 100.0)
                         if r.get("ok") and r.get("exported"):
                             r.update(evaluate_file(Path(r["exported"]), test_x, test_y,
-                                                   a.threads))
+                                                   a.threads, ("aimet", model_name, s), fp32_pred))
                         if r.get("ok") and r.get("top1") is None and r.get("sim_top1") is not None:
                             r["top1"], r["evaluated_with"] = r["sim_top1"], "aimet-sim"
                         col[s] = r
@@ -435,7 +501,8 @@ def main(argv=None):
     if "lowbit" in results:
         print("best peer vs lowbit")
         hdr = (f"{'model':<15} {'setting':<8} {'FP32':>6} {'lowbit':>7} {'best peer':>24} "
-               f"{'Δ(lb-peer)':>10} {'lowbit s':>8} {'AIMET s':>8} {'AIMET/lb':>8}")
+               f"{'Δ(lb-peer)':>10} {'only lb/peer':>12} {'McNemar p':>9} {'agree lb/peer':>13} "
+               f"{'lowbit s':>8} {'AIMET s':>8} {'AIMET/lb':>8}")
         print(hdr)
         print("-" * len(hdr))
         for m in a.models:
@@ -457,11 +524,26 @@ def main(argv=None):
                 row["delta"] = (round(lb_acc - best[1], 4)
                                 if lb_acc is not None and best else None)
                 row["aimet_speedup"] = (aim_s / lb_s) if aim_s and lb_s else None
+                # Test images only one of the two gets right, and how likely the gap is by chance.
+                lb_right = CORRECT.get(("lowbit", m, s))
+                peer_right = CORRECT.get((best[0], m, s)) if best else None
+                if lb_right is not None and peer_right is not None:
+                    only_lb, only_peer, p_value = mcnemar(lb_right, peer_right)
+                    row.update(only_lowbit_right=only_lb, only_peer_right=only_peer,
+                               mcnemar_p=p_value)
+                row["lowbit_agree_fp32"] = lb.get("agree_fp32")
+                row["best_peer_agree_fp32"] = (results[best[0]][m][s].get("agree_fp32")
+                                               if best else None)
                 summary.append(row)
                 fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
+                split = (f"{row['only_lowbit_right']}/{row['only_peer_right']}"
+                         if "mcnemar_p" in row else "-")
+                agree = (f"{fmt(row['lowbit_agree_fp32'], '.2f')}/"
+                         f"{fmt(row['best_peer_agree_fp32'], '.2f')}")
                 print(f"{m:<15} {COLUMN[s]:<8} {fp32[m]:>6.2f} {fmt(lb_acc, '7.2f'):>7} "
                       f"{(f'{best[0]} {best[1]:.2f}' if best else '-'):>24} "
-                      f"{fmt(row['delta'], '+10.2f'):>10} {fmt(lb_s, '8.1f'):>8} "
+                      f"{fmt(row['delta'], '+10.2f'):>10} {split:>12} "
+                      f"{fmt(row.get('mcnemar_p'), '9.2f'):>9} {agree:>13} {fmt(lb_s, '8.1f'):>8} "
                       f"{fmt(aim_s, '8.1f'):>8} {fmt(row['aimet_speedup'], '8.1f'):>8}")
 
                 # targets
@@ -478,8 +560,14 @@ def main(argv=None):
                 for p in peers:
                     c = results[p].get(m, {}).get(s)
                     if c and c.get("top1") is not None and c["top1"] > lb_acc + 1e-9:
+                        chance = ""
+                        if ("lowbit", m, s) in CORRECT and (p, m, s) in CORRECT:
+                            only_lb, only_p, p_value = mcnemar(CORRECT[("lowbit", m, s)],
+                                                               CORRECT[(p, m, s)])
+                            chance = (f" ({only_p} images only {p} gets right, {only_lb} only "
+                                      f"lowbit; McNemar p = {p_value:.2f})")
                         failures.append(f"{m} {COLUMN[s]}: {p} {c['top1']:.2f} > lowbit "
-                                        f"{lb_acc:.2f}")
+                                        f"{lb_acc:.2f}{chance}")
         speed_rows = [r for r in summary if r["aimet_speedup"] is not None]
         if speed_rows:
             slow = [r for r in speed_rows if r["aimet_speedup"] < TARGET_AIMET_SPEEDUP
