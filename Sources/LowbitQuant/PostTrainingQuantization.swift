@@ -99,7 +99,7 @@ public enum PostTrainingQuantization {
       absorbed = pairs
       let sources = Set(pairs.map(\.source.rawValue)).sorted().joined(separator: ", ")
       steps[steps.count - 1].detail = pairs.isEmpty
-        ? "no ReLU pair without padding in the second layer"
+        ? "nothing to absorb: no ReLU pair with an unpadded second layer and some channel with c > 0"
         : "\(pairs.count) pairs, c from \(sources)"
     }
     let sites = timed("place quantizers") { QuantizerPlacement.sites(in: float, config: config) }
