@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A second opinion on small accuracy gaps: every quantized file that `bench_ptq.py --keep DIR`
+kept, measured on the test set and on a held-out set of training images.
+
+A gap of 0.05 points on 10,000 test images is 5 images. The last `--holdout` (10,000) training
+images were never used for calibration (which takes the first 1,024) and give an independent
+second estimate of the same files' accuracy: a real difference between two quantizers shows on
+both sets, chance does not. Per file: top-1, agreement with the float model's argmax (%), and
+the SQNR of the logits against the float model's (dB; lowbit's cross-entropy range for the
+logits clips large ones on purpose, so its SQNR is lower while its argmax agrees more).
+
+    python3 benchmarks/bench_ptq.py --keep out/ptq-files ...
+    python3 benchmarks/holdout.py out/ptq-files [--models fm_inception] [--match w4a8]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "golden"))
+import ort_reference as R  # noqa: E402
+
+
+def logits(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = R.ort_session(path)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + 1000]})[0] for i in range(0, len(x), 1000)])
+
+
+def sqnr(reference: np.ndarray, other: np.ndarray) -> float:
+    return float(10 * np.log10((reference ** 2).sum() / max(((reference - other) ** 2).sum(), 1e-30)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="a bench_ptq.py --keep folder (one subfolder per model)")
+    ap.add_argument("--models", nargs="+", default=["fm_resnet20", "fm_mobilenetv2", "fm_inception"])
+    ap.add_argument("--match", default="", help="only files whose name contains this")
+    ap.add_argument("--holdout", type=int, default=10000)
+    a = ap.parse_args()
+    train_x, train_y = R.load_fashion_mnist("train")
+    sets = {"held-out": (train_x[-a.holdout:], train_y[-a.holdout:]),
+            "test": R.load_fashion_mnist("test")}
+    print(f"{'model':<15} {'file':<28} " + " ".join(
+        f"{name + ' top-1':>14} {'agree':>6} {'SQNR dB':>7}" for name in sets))
+    for model in a.models:
+        files = sorted((a.folder / model).glob(f"*{a.match}*.onnx" if a.match else "*.onnx"))
+        if not files:
+            continue
+        reference = {name: logits(ROOT / "assets" / "models" / f"{model}.onnx", x) for name, (x, _) in sets.items()}
+        for path in [ROOT / "assets" / "models" / f"{model}.onnx", *files]:
+            cells = []
+            for name, (x, y) in sets.items():
+                q = logits(path, x)
+                cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
+                             f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
+                             f"{sqnr(reference[name], q) if path.parent.name == model else float('inf'):>7.2f}")
+            label = "FP32" if path.parent.name != model else path.stem
+            print(f"{model:<15} {label:<28} " + " ".join(cells), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
