@@ -167,7 +167,8 @@ def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
     only_a = int((a & ~b).sum())
     only_b = int((~a & b).sum())
     n, k = only_a + only_b, min(only_a, only_b)
-    p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n) if n else 1.0
+    # Integer arithmetic: 2**n overflows a float beyond n = 1023.
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)) if n else 1.0
     return only_a, only_b, p
 
 
