@@ -7,7 +7,9 @@ images were never used for calibration (which takes the first 1,024) and give an
 second estimate of the same files' accuracy: a real difference between two quantizers shows on
 both sets, chance does not. Per file: top-1, agreement with the float model's argmax (%), and
 the SQNR of the logits against the float model's (dB; lowbit's cross-entropy range for the
-logits clips large ones on purpose, so its SQNR is lower while its argmax agrees more).
+logits clips large ones on purpose, so its SQNR is lower while its argmax agrees more), and for
+every peer file the images only lowbit's file of the same setting gets right, those only the
+peer gets right, and the exact McNemar p-value of that split (`bench_ptq.mcnemar`).
 
     python3 benchmarks/bench_ptq.py --keep out/ptq-files ...
     python3 benchmarks/holdout.py out/ptq-files [--models fm_inception] [--match w4a8]
@@ -23,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 import ort_reference as R  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_ptq import mcnemar  # noqa: E402
 
 
 def logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -48,17 +52,25 @@ def main() -> int:
     print(f"{'model':<15} {'file':<28} " + " ".join(
         f"{name + ' top-1':>14} {'agree':>6} {'SQNR dB':>7}" for name in sets))
     for model in a.models:
-        files = sorted((a.folder / model).glob(f"*{a.match}*.onnx" if a.match else "*.onnx"))
+        files = sorted((a.folder / model).glob(f"*{a.match}*.onnx" if a.match else "*.onnx"),
+                       key=lambda f: (not f.stem.startswith("lowbit"), f.stem))
         if not files:
             continue
         reference = {name: logits(ROOT / "assets" / "models" / f"{model}.onnx", x) for name, (x, _) in sets.items()}
+        right: dict = {}  # (file stem, set) -> per image, argmax right
         for path in [ROOT / "assets" / "models" / f"{model}.onnx", *files]:
             cells = []
+            setting = "_".join(path.stem.split("_")[-2:])
             for name, (x, y) in sets.items():
                 q = logits(path, x)
+                right[(path.stem, name)] = q.argmax(1) == y
                 cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
                              f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
                              f"{sqnr(reference[name], q) if path.parent.name == model else float('inf'):>7.2f}")
+                own = right.get((f"lowbit_{setting}", name))
+                if own is not None and not path.stem.startswith("lowbit"):
+                    only_lb, only_peer, p = mcnemar(own, right[(path.stem, name)])
+                    cells[-1] += f" (only lowbit {only_lb}, only peer {only_peer}, p = {p:.2f})"
             label = "FP32" if path.parent.name != model else path.stem
             print(f"{model:<15} {label:<28} " + " ".join(cells), flush=True)
     return 0
