@@ -31,8 +31,8 @@ from bench_ptq import mcnemar  # noqa: E402
 
 def logits(path: Path, x: np.ndarray) -> np.ndarray:
     sess = R.ort_session(path)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + 1000]})[0] for i in range(0, len(x), 1000)])
+    out = R.run_ort(sess, {sess.get_inputs()[0].name: x}, batch_size=1000)
+    return out[sess.get_outputs()[0].name]
 
 
 def sqnr(reference: np.ndarray, other: np.ndarray) -> float:
@@ -56,22 +56,23 @@ def main() -> int:
                        key=lambda f: (not f.stem.startswith("lowbit"), f.stem))
         if not files:
             continue
-        reference = {name: logits(ROOT / "assets" / "models" / f"{model}.onnx", x) for name, (x, _) in sets.items()}
+        float_model = ROOT / "assets" / "models" / f"{model}.onnx"
+        reference = {name: logits(float_model, x) for name, (x, _) in sets.items()}
         right: dict = {}  # (file stem, set) -> per image, argmax right
-        for path in [ROOT / "assets" / "models" / f"{model}.onnx", *files]:
+        for path in [float_model, *files]:
             cells = []
             setting = "_".join(path.stem.split("_")[-2:])
             for name, (x, y) in sets.items():
-                q = logits(path, x)
+                q = reference[name] if path == float_model else logits(path, x)
                 right[(path.stem, name)] = q.argmax(1) == y
                 cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
                              f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
-                             f"{sqnr(reference[name], q) if path.parent.name == model else float('inf'):>7.2f}")
+                             f"{float('inf') if path == float_model else sqnr(reference[name], q):>7.2f}")
                 own = right.get((f"lowbit_{setting}", name))
                 if own is not None and not path.stem.startswith("lowbit"):
                     only_lb, only_peer, p = mcnemar(own, right[(path.stem, name)])
                     cells[-1] += f" (only lowbit {only_lb}, only peer {only_peer}, p = {p:.2f})"
-            label = "FP32" if path.parent.name != model else path.stem
+            label = "FP32" if path == float_model else path.stem
             print(f"{model:<15} {label:<28} " + " ".join(cells), flush=True)
     return 0
 
