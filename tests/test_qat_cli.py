@@ -46,7 +46,10 @@ def test_w4a4_run_writes_a_qdq_model_that_matches_the_simulation(lowbit, fashion
     assert report["quant"]["weight_bits"] == 4 and report["quant"]["activation_bits"] == 4
     assert report["batchnorm"] == "fold" and report["unfolded"] == [] and report["clipped_weights"] == 0
     assert report["config"]["learning_rate"] == pytest.approx(0.003) and report["config"]["optimizer"] == "sgd"
-    assert [s["step"] for s in report["ptq_steps"]][:1] == ["fold batchnorm"], report["ptq_steps"]
+    # The default start is lowbit ptq's pipeline: AdaRound's weights are where training begins.
+    steps = [s["step"] for s in report["ptq_steps"]]
+    assert report["start"] == "ptq" and steps[0] == "fold batchnorm" and "adaround" in steps, report["ptq_steps"]
+    assert report["quant"]["cross_layer_equalization"] and report["quant"]["adaround"]
     [epoch] = report["epochs"]
     assert np.isfinite(epoch["loss"]) and epoch["samples_per_second"] > 0
     assert report["start_top1"] > 50 and report["total_seconds"] > 0
@@ -91,7 +94,8 @@ def test_per_channel_with_batchnorm_kept_and_reestimated(lowbit, fashion_mnist_t
 
 
 def test_resume_after_epoch_1_of_2_is_byte_identical(lowbit, tmp_path):
-    common = ["--train", "fashion-mnist:train:192", "--w-bits", "4", "--calib-size", "64", "--quiet"]
+    common = ["--train", "fashion-mnist:train:192", "--w-bits", "4", "--calib-size", "64", "--start", "range-setting",
+              "--quiet"]
     straight, resumed, ck = tmp_path / "straight.onnx", tmp_path / "resumed.onnx", tmp_path / "ck"
     lowbit.ok("qat", MODEL, *common, "--epochs", "2", "--batch-size", "64", "--seed", "5",
               "--checkpoint-dir", ck, "-o", straight, timeout=600)
@@ -101,12 +105,16 @@ def test_resume_after_epoch_1_of_2_is_byte_identical(lowbit, tmp_path):
     assert resumed.read_bytes() == straight.read_bytes(), "the resumed run differs from the uninterrupted one"
     report = json.loads(js.read_text())
     assert [e["epoch"] for e in report["epochs"]] == [1, 2] and report["config"]["seed"] == 5
+    assert report["start"] == "range-setting" and "adaround" not in [s["step"] for s in report["ptq_steps"]]
 
     # The checkpoint holds the quantization settings: other ones, or the other command, are refused.
     out = tmp_path / "other.onnx"
     proc = lowbit("qat", MODEL, "--train", "fashion-mnist:train:192", "--w-bits", "8", "--calib-size", "64",
-                  "--resume", ck / "epoch-0001.ckpt", "-o", out, "--quiet", timeout=300)
+                  "--start", "range-setting", "--resume", ck / "epoch-0001.ckpt", "-o", out, "--quiet", timeout=300)
     assert_clean_failure(proc, [r"w_bits", r"resume"])
+    proc = lowbit("qat", MODEL, "--train", "fashion-mnist:train:192", "--w-bits", "4", "--calib-size", "64",
+                  "--resume", ck / "epoch-0001.ckpt", "-o", out, "--quiet", timeout=300)
+    assert_clean_failure(proc, [r"start range-setting", r"resume"])
     proc = lowbit("train", MODEL, "--train", "fashion-mnist:train:192", "--resume", ck / "epoch-0001.ckpt",
                   "-o", out, "--quiet", timeout=300)
     assert_clean_failure(proc, [r"qat"])

@@ -20,8 +20,8 @@ struct DemoCommand: ParsableCommand {
       per-channel W8A8, W4A8) with lowbit's standard PTQ pipeline (CLE, high-bias absorption, \
       MSE weight ranges, AdaRound, MSE activation ranges, cross-entropy logits; see \
       docs/ptq-pipeline.md), calibrated on the first --calib-size training images.
-      3. QAT at W4A4, per-tensor and per-channel (table 10's hardest columns): range setting \
-      (the PTQ start), then one epoch of `lowbit qat` on the first --qat-samples training images \
+      3. QAT at W4A4, per-tensor and per-channel (table 10's hardest columns): the PTQ pipeline \
+      (`lowbit qat`'s start), then one epoch of `lowbit qat` on the first --qat-samples training images \
       (--quick: fm_resnet20 only).
       Evaluation: the Fashion-MNIST test set (its first 2000 images with --quick).
       """)
@@ -53,7 +53,7 @@ struct DemoCommand: ParsableCommand {
   @Flag(help: "A quick run: 256 calibration images, the first 2000 test images, 100 AdaRound steps per layer, QAT on fm_resnet20 only.")
   var quick = false
 
-  @Flag(help: "Range setting only (no CLE, absorption, AdaRound or bias correction).")
+  @Flag(help: "Range setting only (no CLE, absorption, AdaRound or bias correction), for PTQ and QAT's start.")
   var rangeSettingOnly = false
 
   @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default: the ptq default).")
@@ -166,7 +166,8 @@ struct DemoCommand: ParsableCommand {
     try ONNXWriter.write(loop.trainer.graph, to: (models as NSString).appendingPathComponent(file))
   }
 
-  /// W4A4 per-tensor and per-channel: the range-setting start and one epoch of QAT, per model.
+  /// W4A4 per-tensor and per-channel: QAT's start (`lowbit qat`'s default, the PTQ pipeline) and
+  /// one epoch of QAT, per model.
   /// `fp32` holds the PTQ table's float top-1 per model (same test data), so it is not measured twice.
   func qatTable(_ names: [String], test: Dataset, fp32: [String: Double]) throws -> [QATRow] {
     let samples = qatSamples ?? (quick ? 512 : 2048)
@@ -181,10 +182,8 @@ struct DemoCommand: ParsableCommand {
       let start = monotonicSeconds()
       for perChannel in [false, true] {
         let name = perChannel ? "PC W4A4" : "PT W4A4"
-        var config = QuantConfig.rangeSettingOnly
-        config.weightBits = 4
-        config.activationBits = 4
-        config.perChannel = perChannel
+        var config = (rangeSettingOnly ? QATStart.rangeSetting : .ptq).config(weightBits: 4, activationBits: 4, perChannel: perChannel)
+        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.iterations = n }
         let progress = StepProgress(prefix: "\(model) \(name) qat", enabled: true)
         var bar: ProgressBar?
         let run = try QuantizationAwareTraining.run(
@@ -196,7 +195,7 @@ struct DemoCommand: ParsableCommand {
             bar?.advance(done - bar!.done)
           })
         bar?.finish()
-        row.start[name] = try evaluate(run.setup.ptq.graph, test, label: "\(model) \(name) range setting")
+        row.start[name] = try evaluate(run.setup.ptq.graph, test, label: "\(model) \(name) ptq")
         row.qat[name] = try evaluate(run.qdq, test, label: "\(model) \(name) qat")
         try ONNXWriter.write(run.qdq, to: (output as NSString).appendingPathComponent(
           "\(model)_qat_\(name.lowercased().replacingOccurrences(of: " ", with: "_")).onnx"))
@@ -213,7 +212,7 @@ struct DemoCommand: ParsableCommand {
     }
     print("")
     let c = QATCommand.defaultConfig(epochs: 1)
-    print("Top-1 % at W4A4: range setting only (PTQ) and after one epoch of QAT on \(samples) training images (lowbit qat defaults: \(c.optimizer.rawValue) lr \(c.learningRate) \(c.schedule.rawValue))")
+    print("Top-1 % at W4A4: \(rangeSettingOnly ? "range setting" : "the PTQ pipeline") (QAT's start) and after one epoch of QAT on \(samples) training images (lowbit qat defaults: \(c.optimizer.rawValue) lr \(c.learningRate) \(c.schedule.rawValue))")
     print(table.render())
     return rows
   }

@@ -8,6 +8,7 @@ import LowbitReport
 import LowbitTrain
 
 extension QATBatchNorm: ExpressibleByArgument {}
+extension QATStart: ExpressibleByArgument {}
 
 /// `lowbit qat`: quantization-aware training to a QDQ ONNX file.
 struct QATCommand: ParsableCommand {
@@ -15,9 +16,11 @@ struct QATCommand: ParsableCommand {
     commandName: "qat",
     abstract: "Quantization-aware training of a float ONNX classifier; writes a QDQ ONNX file.",
     discussion: """
-      Runs the white paper's QAT pipeline (fig. 11): BatchNorm folding, cross-layer equalization \
-      (--cle, off by default), quantizer placement, range setting (MSE; cross-entropy for the \
-      logits) on the first --calib-size training samples, then trains weights, biases and every \
+      Starts where `lowbit ptq` ends (--start ptq, the default): BatchNorm folding, cross-layer \
+      equalization with bias absorption, quantizer placement, MSE weight ranges, AdaRound and \
+      activation ranges (MSE; cross-entropy for the logits) on the first --calib-size training \
+      samples. --start range-setting is the white paper's fig. 11 instead: range setting only \
+      on the float weights (CLE with --cle). Then it trains weights, biases and every \
       quantizer's scale and offset together (straight-through estimator; LSQ scale gradients \
       with gradient scaling) on the labelled training data, and writes QuantizeLinear / \
       DequantizeLinear pairs with the trained grids.
@@ -52,8 +55,11 @@ struct QATCommand: ParsableCommand {
   @Flag(help: "Per-output-channel weight scales.")
   var perChannel = false
 
-  @Flag(name: .customLong("cle"), help: "Cross-layer equalization before placing quantizers.")
+  @Flag(name: .customLong("cle"), help: "Cross-layer equalization before placing quantizers (with --start range-setting; the ptq start always equalizes).")
   var crossLayerEqualization = false
+
+  @Option(help: "Starting point: ptq (default: lowbit ptq's pipeline, CLE and AdaRound included) or range-setting (the paper's fig. 11).")
+  var start: QATStart = .ptq
 
   @Option(help: "BatchNorm during training: fold (static folding) or keep (unfolded, per-channel only).")
   var batchnorm: QATBatchNorm = .fold
@@ -115,21 +121,17 @@ struct QATCommand: ParsableCommand {
     }
   }
 
-  /// The range-setting-only PTQ config QAT starts from.
+  /// The PTQ config QAT starts from (`QATStart.config`).
   var quantConfig: QuantConfig {
-    var c = QuantConfig.rangeSettingOnly
-    c.weightBits = weightBits
-    c.activationBits = activationBits
-    c.perChannel = perChannel
-    c.crossLayerEqualization = crossLayerEqualization
-    return c
+    start.config(weightBits: weightBits, activationBits: activationBits, perChannel: perChannel,
+                 crossLayerEqualization: crossLayerEqualization)
   }
 
   /// The settings a checkpoint records and a resume must repeat.
   var annotations: [String: String] {
     [
       "command": "qat", "w_bits": String(weightBits), "a_bits": String(activationBits),
-      "per_channel": String(perChannel), "cle": String(crossLayerEqualization),
+      "per_channel": String(perChannel), "cle": String(crossLayerEqualization), "start": start.rawValue,
       "batchnorm": batchnorm.rawValue, "calib_size": String(calibSize),
       "distill": "\(distill)", "distill_temperature": "\(distillTemperature)",
     ]
@@ -144,7 +146,7 @@ struct QATCommand: ParsableCommand {
       try Checkpoint(decoding: Distributed.rootReads($0, what: "checkpoint", collective: collective), source: $0)
     }
     if let checkpoint {
-      for (key, value) in annotations where checkpoint.annotations[key] != value {
+      for (key, value) in annotations.sorted(by: { $0.key < $1.key }) where checkpoint.annotations[key] != value {
         throw LowbitError.invalidArgument(
           "'\(training.resume!)' was made with \(key) \(checkpoint.annotations[key] ?? "(none: not a qat checkpoint)"), this run asks for \(value); resume with the options the run started with")
       }
@@ -182,19 +184,19 @@ struct QATCommand: ParsableCommand {
     if distill > 0 { loop.teacher = try Teacher(setup.ptq.floatGraph, weight: distill, temperature: distillTemperature) }
     let quantizers = setup.parameters.quantizers
     if !quiet {
-      let start = training.resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
+      let resuming = training.resume.map { ", resuming \($0) after epoch \(loop.epoch)" } ?? ""
       print("""
         qat \((model as NSString).lastPathComponent): W\(weightBits)A\(activationBits) \(perChannel ? "per-channel" : "per-tensor"), \
         \(quantizers.filter { $0.kind == .weight }.count) weight and \(quantizers.filter { $0.kind == .activation }.count) \
         activation quantizers, BatchNorm \(batchnorm == .fold ? "folded" : "kept (\(setup.unfolded.count) layers)"); \
         \(trainData.count) samples, \(config.optimizer.rawValue) lr \(config.learningRate) \(config.schedule.rawValue), \
-        batch \(config.batchSize), \(kernelThreadCount) threads\(collective.size > 1 ? " per rank, \(collective.size) ranks" : "")\(start)
+        batch \(config.batchSize), \(kernelThreadCount) threads\(collective.size > 1 ? " per rank, \(collective.size) ranks" : "")\(resuming)
         """)
     }
     var startTop1: Double?
     if let data = evalData, checkpoint == nil {
       startTop1 = try loop.evaluate(data, batchSize: 256, progress: nil).top1
-      if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (range setting only)", config.epochs, startTop1!)) }
+      if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (%@)", config.epochs, startTop1!, start == .ptq ? "PTQ pipeline" : "range setting only")) }
     }
     try runEpochs(&loop, validation: evalData, validationBatchSize: 256, quiet: quiet) { loop, result in
       if root { try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations) }
@@ -214,7 +216,7 @@ struct QATCommand: ParsableCommand {
     let folded = try QuantizationAwareTraining.foldBatchNorm(trained.graph)
     let qdq = try QuantizationAwareTraining.export(folded.graph, parameters: setup.parameters)
     var report = QATReport(
-      model: model, output: output, train: train, eval: eval, resumedFrom: training.resume, quant: qconfig,
+      model: model, output: output, train: train, eval: eval, resumedFrom: training.resume, start: start, quant: qconfig,
       batchNorm: batchnorm, unfolded: setup.unfolded, bnReestimated: reestimated, clippedWeights: folded.clippedWeights,
       config: config, samples: trainData.count, threads: kernelThreadCount, ptqSteps: setup.ptq.steps,
       epochs: loop.history, startTop1: startTop1)
@@ -236,6 +238,7 @@ struct QATReport: Encodable {
   var train: String
   var eval: String?
   var resumedFrom: String?
+  var start: QATStart
   var quant: QuantConfig
   var batchNorm: QATBatchNorm
   var unfolded: [UnfoldedLayer]
@@ -246,14 +249,14 @@ struct QATReport: Encodable {
   var threads: Int
   var ptqSteps: [StepTiming]
   var epochs: [EpochResult]
-  /// The quantized network's top-1 before training (range setting only), on the eval data.
+  /// The quantized network's top-1 before training (the `--start` point), on the eval data.
   var startTop1: Double?
   /// FP32 vs the written file on the eval data.
   var evaluation: EvaluationReport?
   var totalSeconds = 0.0
 
   enum CodingKeys: String, CodingKey {
-    case model, output, train, eval, quant, unfolded, config, samples, threads, epochs, evaluation
+    case model, output, train, eval, start, quant, unfolded, config, samples, threads, epochs, evaluation
     case resumedFrom = "resumed_from", batchNorm = "batchnorm", bnReestimated = "bn_reestimated"
     case clippedWeights = "clipped_weights", ptqSteps = "ptq_steps", startTop1 = "start_top1"
     case totalSeconds = "total_seconds", trainingSeconds = "training_seconds"
@@ -266,6 +269,7 @@ struct QATReport: Encodable {
     try c.encode(train, forKey: .train)
     try c.encode(eval, forKey: .eval)
     try c.encode(resumedFrom, forKey: .resumedFrom)
+    try c.encode(start, forKey: .start)
     try c.encode(quant, forKey: .quant)
     try c.encode(batchNorm, forKey: .batchNorm)
     try c.encode(unfolded, forKey: .unfolded)
@@ -284,7 +288,7 @@ struct QATReport: Encodable {
 
   func render() -> String {
     var table = Table(["epoch", "lr", "loss", "train top-1 %", "eval top-1 %", "seconds", "samples/s"])
-    if let s = startTop1 { table.add(["0 (PTQ)", "-", "-", "-", String(format: "%.2f", s), "-", "-"]) }
+    if let s = startTop1 { table.add([start == .ptq ? "0 (PTQ)" : "0 (ranges)", "-", "-", "-", String(format: "%.2f", s), "-", "-"]) }
     for r in epochs {
       table.add([
         String(r.epoch), String(format: "%.4g", r.learningRate), String(format: "%.4f", r.loss),
