@@ -6,12 +6,13 @@
         [--train-samples 60000] [--epochs 1] [--test-limit 10000] [--check] [-- extra qat args]
 
 For each Fashion-MNIST model: FP32 | per-tensor W8A8, W4A8, W4A4 | per-channel W8A8, W4A8, W4A4
-after `lowbit qat` (range setting on 1,024 training images, then training weights and
-quantizers on the first --train-samples training images for --epochs epochs with qat's default
-optimizer and schedule). Every accuracy is top-1 of the written QDQ file run in ONNX Runtime
+after `lowbit qat` (its default start, lowbit ptq's pipeline on 1,024 training images, then
+training weights and quantizers on the first --train-samples training images for --epochs epochs
+with qat's default optimizer and schedule; `-- --start range-setting` starts from range setting
+only, as in the paper's fig. 11). Every accuracy is top-1 of the written QDQ file run in ONNX Runtime
 (CPU) on the first --test-limit test images; the seconds are the wall clock of one `lowbit qat`
-run (range setting, training, export). The PTQ starting point (range setting only, lowbit's
-simulation on the first 2,000 test images) is in the JSON. Results go to
+run (PTQ, training, export). The starting point's top-1 (lowbit's simulation on the first 2,000
+test images) is in the JSON. Results go to
 benchmarks/results/qat.json after every run, so an interrupted benchmark keeps what it measured.
 
 --check: exit 1 when a target is missed: W4A8 at or above FP32 - 0.3 (both granularities, every
@@ -73,6 +74,7 @@ def run_qat(binary, model, out, setting, args, extra) -> dict:
 
 
 def render(rows, settings) -> str:
+    settings = [s for s in SETTINGS if s in settings]  # table-10 column order
     head = ["model", "FP32"] + [COLUMN[s] for s in settings] + ["s/run"]
     widths = [15, 6] + [8] * len(settings) + [7]
     lines = [" ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths)))]
