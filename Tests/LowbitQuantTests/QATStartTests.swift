@@ -40,14 +40,10 @@ import Testing
     #expect(setup.ptq.steps.map(\.step).contains("adaround"))
     #expect(setup.ptq.layers.contains { ($0.flipped ?? 0) > 0 })
 
-    let qat = try Trainer(setup.graph).forward(["input": x], mode: .inference).value("logits")!.floats
-    let ptq = try Interpreter(setup.ptq.graph).run(["input": x])["logits"]!.floats
-    let step = setup.ptq.quantizers["logits"]!.params[0].scale
-    let steps = zip(qat, ptq).map { abs($0 - $1) / step }
-    let equal = steps.filter { $0 < 1e-3 }.count
-    print("PTQ start: QAT vs PTQ logits \(equal)/\(steps.count) equal, largest difference \(steps.max()!) steps")
-    #expect(Double(equal) >= 0.9 * Double(steps.count))
-    #expect(steps.max()! <= 1.01)
+    let (equal, count, largest, ptq) = try logitsAgreement(setup.graph, setup.ptq, x)
+    print("PTQ start: QAT vs PTQ logits \(equal)/\(count) equal, largest difference \(largest) steps")
+    #expect(Double(equal) >= 0.9 * Double(count))
+    #expect(largest <= 1.01)
     let exported = try QuantizationAwareTraining.export(setup.graph, parameters: setup.parameters)
     #expect(try Interpreter(exported).run(["input": x])["logits"]!.floats == ptq)
   }

@@ -125,14 +125,10 @@ import Testing
     // QDQ graph stores them; what could remain is the interpreter's exact integer accumulation
     // against the float sums of the QAT graph's Conv.
     let x = ResNetFixture.rows(f.images, 0..<64)
-    let trained = try Trainer(qat).forward(["input": x], mode: .inference).value("logits")!.floats
-    let ptq = try Interpreter(f.result.graph).run(["input": x])["logits"]!.floats
-    let step = f.result.quantizers["logits"]!.params[0].scale
-    let steps = zip(trained, ptq).map { abs($0 - $1) / step }
-    let equal = steps.filter { $0 < 1e-3 }.count
-    print("QAT vs PTQ logits: \(equal)/\(steps.count) equal, largest difference \(steps.max()!) steps of \(step)")
-    #expect(Double(equal) >= 0.99 * Double(steps.count))
-    #expect(steps.max()! <= 1.01)
+    let (equal, count, largest, ptq) = try logitsAgreement(qat, f.result, x)
+    print("QAT vs PTQ logits: \(equal)/\(count) equal, largest difference \(largest) steps")
+    #expect(Double(equal) >= 0.99 * Double(count))
+    #expect(largest <= 1.01)
     #expect(qat.nodes.filter(BiasQuantize.isBiasQuantize).count == 22)
 
     // Exporting the untrained graph gives PTQ's QDQ graph back: the same outputs bit for bit.
@@ -195,6 +191,18 @@ import Testing
     #expect(worst <= 1.01)
     #expect(Metrics.argmaxAgreement(qdq, simulated, width: 10) >= 0.99)
   }
+}
+
+/// The untrained QAT graph's logits against its PTQ file's, in steps of the logits quantizer:
+/// how many are equal (within 1e-3 steps), how many there are, the largest difference, and the
+/// PTQ file's logits.
+func logitsAgreement(_ qat: Graph, _ result: QuantizationResult, _ x: Tensor) throws
+  -> (equal: Int, count: Int, largest: Float, ptq: [Float]) {
+  let trained = try Trainer(qat).forward(["input": x], mode: .inference).value("logits")!.floats
+  let ptq = try Interpreter(result.graph).run(["input": x])["logits"]!.floats
+  let step = result.quantizers["logits"]!.params[0].scale
+  let steps = zip(trained, ptq).map { abs($0 - $1) / step }
+  return (steps.filter { $0 < 1e-3 }.count, steps.count, steps.max()!, ptq)
 }
 
 /// fm_resnet20 after PTQ (W4A8, per-channel weights, range setting only; calibrated on 64
