@@ -59,8 +59,7 @@ import Testing
     #expect(!kept.unfolded.isEmpty)
     let a = try Trainer(folded.graph).forward(["input": x], mode: .inference).value("logits")!.floats
     let b = try Trainer(kept.graph).forward(["input": x], mode: .inference).value("logits")!.floats
-    let scale = a.map(abs).max()!
-    let error = zip(a, b).map { abs($0 - $1) }.max()! / scale
+    let error = maxRelativeError(b, a)
     print("PTQ start: unfolded vs folded QAT logits, max relative error \(error)")
     #expect(error <= 1e-5)
   }
