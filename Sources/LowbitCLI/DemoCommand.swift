@@ -212,7 +212,7 @@ struct DemoCommand: ParsableCommand {
     }
     print("")
     let c = QATCommand.defaultConfig(epochs: 1)
-    print("Top-1 % at W4A4: \(rangeSettingOnly ? "range setting" : "the PTQ pipeline") (QAT's start) and after one epoch of QAT on \(samples) training images (lowbit qat defaults: \(c.optimizer.rawValue) lr \(c.learningRate) \(c.schedule.rawValue))")
+    print("Top-1 % at W4A4: \((rangeSettingOnly ? QATStart.rangeSetting : .ptq).summary) (QAT's start) and after one epoch of QAT on \(samples) training images (lowbit qat defaults: \(c.optimizer.rawValue) lr \(c.learningRate) \(c.schedule.rawValue))")
     print(table.render())
     return rows
   }

@@ -127,6 +127,10 @@ struct QATCommand: ParsableCommand {
                  crossLayerEqualization: crossLayerEqualization)
   }
 
+  /// What a qat checkpoint written before `--start` existed was made with (range setting was
+  /// the only start then); applied only to checkpoints that record `command` qat.
+  static let annotationsBeforeStart = ["start": QATStart.rangeSetting.rawValue]
+
   /// The settings a checkpoint records and a resume must repeat.
   var annotations: [String: String] {
     [
@@ -146,9 +150,11 @@ struct QATCommand: ParsableCommand {
       try Checkpoint(decoding: Distributed.rootReads($0, what: "checkpoint", collective: collective), source: $0)
     }
     if let checkpoint {
-      for (key, value) in annotations.sorted(by: { $0.key < $1.key }) where checkpoint.annotations[key] != value {
+      var stored = checkpoint.annotations
+      if stored["command"] == "qat" { stored.merge(Self.annotationsBeforeStart) { recorded, _ in recorded } }
+      for (key, value) in annotations.sorted(by: { $0.key < $1.key }) where stored[key] != value {
         throw LowbitError.invalidArgument(
-          "'\(training.resume!)' was made with \(key) \(checkpoint.annotations[key] ?? "(none: not a qat checkpoint)"), this run asks for \(value); resume with the options the run started with")
+          "'\(training.resume!)' was made with \(key) \(stored[key] ?? "(none: not a qat checkpoint)"), this run asks for \(value); resume with the options the run started with")
       }
     }
     let config = try training.config(resuming: checkpoint, defaults: Self.defaultConfig)
@@ -196,7 +202,7 @@ struct QATCommand: ParsableCommand {
     var startTop1: Double?
     if let data = evalData, checkpoint == nil {
       startTop1 = try loop.evaluate(data, batchSize: 256, progress: nil).top1
-      if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (%@)", config.epochs, startTop1!, start == .ptq ? "PTQ pipeline" : "range setting only")) }
+      if !quiet { print(String(format: "epoch 0/%d  eval top-1 %.2f%% (%@)", config.epochs, startTop1!, start.summary)) }
     }
     try runEpochs(&loop, validation: evalData, validationBatchSize: 256, quiet: quiet) { loop, result in
       if root { try training.writeCheckpoint(loop, epoch: result.epoch, annotations: annotations) }

@@ -14,6 +14,9 @@ public enum QATStart: String, Sendable, Codable, CaseIterable {
   /// from range setting, 94.96 from PTQ, FP32 95.02).
   case ptq
 
+  /// What the start is, for logs and tables: "the PTQ pipeline" or "range setting only".
+  public var summary: String { self == .ptq ? "the PTQ pipeline" : "range setting only" }
+
   /// The PTQ config of this start at the given bit widths. CLE is part of `.ptq`; with
   /// `.rangeSetting` it follows `crossLayerEqualization`.
   public func config(weightBits: Int, activationBits: Int, perChannel: Bool, crossLayerEqualization: Bool = false) -> QuantConfig {
