@@ -9,6 +9,7 @@ import LowbitReport
 extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
 extension BiasCorrectionMode: ExpressibleByArgument {}
+extension ReconstructionUnit: ExpressibleByArgument {}
 
 /// `lowbit ptq`: post-training quantization to a QDQ ONNX file.
 struct PTQCommand: ParsableCommand {
@@ -76,6 +77,12 @@ struct PTQCommand: ParsableCommand {
 
   @Option(name: .customLong("adaround-batch-size"), help: "AdaRound rows (conv output positions or samples) per step (default 512).")
   var adaRoundBatchSize: Int?
+
+  @Option(name: .customLong("adaround-unit"), help: "What AdaRound optimizes at once: layer (one layer, the paper's) or block (the layers between single-value cuts together, BRECQ-style; falls back to layer when a block has an op without a gradient rule).")
+  var adaRoundUnit: ReconstructionUnit?
+
+  @Option(name: .customLong("adaround-block-batch-size"), help: "Block AdaRound: calibration samples per step (default 32).")
+  var adaRoundBlockBatchSize: Int?
 
   @Option(name: .customLong("adaround-lambda"), help: "Weight of AdaRound's rounding regularizer (default 0.01).")
   var adaRoundLambda: Float?
@@ -160,6 +167,8 @@ struct PTQCommand: ParsableCommand {
     if let v = adaRoundIterations { c.adaRoundOptions.iterations = v }
     if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
     if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }
+    if let v = adaRoundUnit { c.adaRoundOptions.unit = v }
+    if let v = adaRoundBlockBatchSize { c.adaRoundOptions.blockBatchSize = v }
     if let v = seed { c.adaRoundOptions.seed = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }

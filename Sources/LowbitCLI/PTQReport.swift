@@ -55,6 +55,7 @@ struct PTQReport: Codable {
   var quantizers: [QuantizerEntry]
   /// Per layer: AdaRound's reconstruction errors and the empirical bias shift.
   var layers: [LayerRefinement]
+  var blocks: [BlockRefinement]
   var absorbed: [AbsorbedPair]
   var equalizedPairs: Int
   var totalSeconds: Double
@@ -77,7 +78,7 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers, layers, absorbed
+    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, absorbed
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
@@ -92,6 +93,7 @@ struct PTQReport: Codable {
     self.activationQuantizers = placed.filter { $0.kind == .activation }.count
     self.steps = result.steps
     self.layers = result.layers
+    self.blocks = result.blocks
     self.absorbed = result.absorbed
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)

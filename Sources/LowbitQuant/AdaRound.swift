@@ -19,12 +19,20 @@ public struct AdaRoundOptions: Sendable, Equatable, Codable {
   public var learningRate: Float = 0.01
   /// Seed of the row sampling (default 0).
   public var seed: UInt64 = 0
+  /// What one rounding problem covers: a layer (the paper's AdaRound) or a block of layers
+  /// (`BlockReconstruction`).
+  public var unit: ReconstructionUnit = .layer
+  /// Block reconstruction: calibration samples per step (default 32).
+  public var blockBatchSize = 32
+  /// Block reconstruction: at most this many weighted layers per block (default 8).
+  public var blockLayers = 8
 
   public init() {}
 
   enum CodingKeys: String, CodingKey {
     case iterations, batchSize = "batch_size", regularization, betaStart = "beta_start"
     case betaEnd = "beta_end", warmStart = "warm_start", learningRate = "learning_rate", seed
+    case unit, blockBatchSize = "block_batch_size", blockLayers = "block_layers"
   }
 
   public init(from decoder: Decoder) throws {
@@ -38,6 +46,9 @@ public struct AdaRoundOptions: Sendable, Equatable, Codable {
     warmStart = try c.decodeIfPresent(Float.self, forKey: .warmStart) ?? d.warmStart
     learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
     seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+    unit = try c.decodeIfPresent(ReconstructionUnit.self, forKey: .unit) ?? d.unit
+    blockBatchSize = try c.decodeIfPresent(Int.self, forKey: .blockBatchSize) ?? d.blockBatchSize
+    blockLayers = try c.decodeIfPresent(Int.self, forKey: .blockLayers) ?? d.blockLayers
   }
 
   /// Throws `invalidArgument` naming the first setting out of range.
@@ -51,10 +62,21 @@ public struct AdaRoundOptions: Sendable, Equatable, Codable {
       throw LowbitError.invalidArgument("AdaRound beta must anneal downwards to at least 1 (got \(betaStart) -> \(betaEnd))")
     }
     guard (0...1).contains(warmStart) else { throw LowbitError.invalidArgument("AdaRound warm start must be in [0, 1], got \(warmStart)") }
+    guard blockBatchSize >= 1 else { throw LowbitError.invalidArgument("block reconstruction batch size must be at least 1, got \(blockBatchSize)") }
+    guard blockLayers >= 1 else { throw LowbitError.invalidArgument("block reconstruction needs at least 1 layer per block, got \(blockLayers)") }
     guard learningRate > 0, learningRate.isFinite else {
       throw LowbitError.invalidArgument("AdaRound learning rate must be positive, got \(learningRate)")
     }
   }
+}
+
+/// What one AdaRound problem covers.
+public enum ReconstructionUnit: String, Sendable, Codable, CaseIterable {
+  /// One weighted layer, its loss on the layer's activation output (white paper sec. 3.4).
+  case layer
+  /// A block of layers between single-value cuts (residual block, inception module), its loss
+  /// on the block's outputs (BRECQ; `BlockReconstruction`).
+  case block
 }
 
 /// One layer's rounding problem: weights as an `[O, K]` matrix in `groups` blocks of
@@ -119,25 +141,17 @@ public struct AdaRoundOutcome: Sendable, Equatable {
 /// drives every `h` to 0 or 1. V starts where `h(V)` equals the fractional part of `w / s`, and
 /// is optimized by Adam.
 public enum AdaRound {
-  public static let zeta: Float = 1.1
-  public static let gamma: Float = -0.1
+  public static let zeta = SoftRounding.zeta
+  public static let gamma = SoftRounding.gamma
 
   /// `h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1)`.
-  public static func rectifiedSigmoid(_ v: Float) -> Float {
-    min(1, max(0, sigmoid(v) * (zeta - gamma) + gamma))
-  }
+  public static func rectifiedSigmoid(_ v: Float) -> Float { SoftRounding.rectifiedSigmoid(v) }
 
   /// `dh/dV`: `(zeta - gamma) sigmoid(V) (1 - sigmoid(V))` where h is not clipped, else 0.
-  public static func rectifiedSigmoidDerivative(_ v: Float) -> Float {
-    let s = sigmoid(v), raw = s * (zeta - gamma) + gamma
-    return raw > 0 && raw < 1 ? (zeta - gamma) * s * (1 - s) : 0
-  }
+  public static func rectifiedSigmoidDerivative(_ v: Float) -> Float { SoftRounding.rectifiedSigmoidDerivative(v) }
 
   /// The V with `h(V) = fraction` for a fraction in [0, 1).
-  public static func initialV(fraction: Float) -> Float {
-    let p = (fraction - gamma) / (zeta - gamma)
-    return log(p / (1 - p))
-  }
+  public static func initialV(fraction: Float) -> Float { SoftRounding.initialVariable(fraction: fraction) }
 
   /// The regularizer term of one weight, `1 - |2h - 1|^beta`.
   public static func regularizer(_ h: Float, beta: Float) -> Float {

@@ -25,6 +25,8 @@ public struct QuantizationResult: Sendable {
   public var absorbed: [AbsorbedPair] = []
   /// Per layer: AdaRound's and empirical bias correction's effect.
   public var layers: [LayerRefinement] = []
+  /// Per block: block reconstruction's effect (AdaRound over blocks).
+  public var blocks: [BlockRefinement] = []
   /// Layers corrected analytically.
   public var analyticallyCorrected: [String] = []
   public var steps: [StepTiming]
@@ -113,20 +115,44 @@ public enum PostTrainingQuantization {
     if correction == .empirical && batches.isEmpty {
       throw LowbitError.invalidArgument("empirical bias correction needs calibration data: use analytical")
     }
-    if runAdaRound || correction == .empirical {
-      let name = runAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
-      let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: batches)
+    var blocks: [BlockRefinement] = []
+    var fallback: String?
+    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: batches)
+    let budgetNote = cached < batches.count ? ", first \(cached) of \(batches.count) batches (memory budget)" : ""
+    if runAdaRound && config.adaRoundOptions.unit == .block {
+      let o = config.adaRoundOptions
+      let outcome = try timed("adaround") {
+        try BlockReconstruction.run(
+          float, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)), options: o,
+          progress: { progress?("adaround", $0, $1) })
+      }
+      switch outcome {
+      case .success(let result):
+        transformed = result.graph
+        blocks = result.blocks
+        let before = blocks.map(\.nearestError).reduce(0, +), after = blocks.map(\.adaRoundError).reduce(0, +)
+        steps[steps.count - 1].detail = String(
+          format: "block reconstruction: %d blocks of %d layers, %d iterations x %d samples, reconstruction error %.4g -> %.4g",
+          blocks.count, blocks.map(\.layers.count).reduce(0, +), o.iterations, o.blockBatchSize, before, after) + budgetNote
+      case .failure(let reason):
+        fallback = reason.message
+        steps.removeLast()
+      }
+    }
+    let layerwiseAdaRound = runAdaRound && (config.adaRoundOptions.unit == .layer || fallback != nil)
+    if layerwiseAdaRound || correction == .empirical {
+      let name = layerwiseAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
       let result = try timed(name) {
         try LayerwiseRefinement.run(
-          float, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)),
-          adaRound: runAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
+          transformed, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)),
+          adaRound: layerwiseAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
       transformed = result.graph
       layers = result.layers
-      var detail = "\(layers.count) layers"
-      if cached < batches.count { detail += ", first \(cached) of \(batches.count) batches (memory budget)" }
-      if runAdaRound {
+      var detail = "\(layers.count) layers" + budgetNote
+      if let fallback { detail = "layer-wise (no block reconstruction: \(fallback)), " + detail }
+      if layerwiseAdaRound {
         let o = config.adaRoundOptions
         let before = layers.compactMap(\.nearestError).reduce(0, +), after = layers.compactMap(\.adaRoundError).reduce(0, +)
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
@@ -153,7 +179,7 @@ public enum PostTrainingQuantization {
     }
     return QuantizationResult(
       floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
-      batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers,
+      batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
       analyticallyCorrected: corrected, steps: steps)
   }
 }

@@ -140,6 +140,7 @@ public enum TrainingOps {
   /// Training-only kernels by op type.
   public static let kernels: [String: Kernel] = [
     FakeQuantize.opType: FakeQuantize.forward, BiasQuantize.opType: BiasQuantize.forward,
+    SoftRounding.opType: SoftRounding.forward,
   ]
 
   /// The forward kernel for `node`: Core's for the default ONNX domain, ours for `lowbit.train`.
