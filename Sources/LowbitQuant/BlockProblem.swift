@@ -27,14 +27,29 @@ struct BlockProblem {
   /// Learned `h` in {0, 1} per weight, set by `optimize`.
   var learnedUp: [[Bool]] = []
 
+  /// Values `nodes` read that they do not produce, initializers aside, in first-read order.
+  static func externalInputs(of nodes: [Node], initializers: [String: Tensor]) -> [String] {
+    var produced = Set<String>(), inputs: [String] = []
+    for node in nodes {
+      for name in node.inputs where !name.isEmpty && !produced.contains(name) && initializers[name] == nil && !inputs.contains(name) {
+        inputs.append(name)
+      }
+      produced.formUnion(node.outputs)
+    }
+    return inputs
+  }
+
+  /// `nodes` (in order) read `inputs` and hand on `outputs`; `quantizedInputs` and `targets`
+  /// hold their values per calibration batch of `sizes[b]` samples.
   init(
-    graph: Graph, block: ReconstructionBlock, weights: [String], quantizers: [String: TensorQuantizer],
-    initializers: [String: Tensor], inputs: [[Tensor]], targets: [[Tensor]], sizes: [Int]
+    graph: Graph, nodes: [Node], inputs inputNames: [String], outputs outputNames: [String], weights: [String],
+    quantizers: [String: TensorQuantizer], initializers: [String: Tensor], quantizedInputs: [[Tensor]],
+    targets: [[Tensor]], sizes: [Int]
   ) throws {
-    var nodes = block.nodes.map { graph.nodes[$0] }
+    var nodes = nodes
     var sub = Graph(
-      name: "block", nodes: [], inputs: block.inputs.map { ValueInfo(name: $0, dtype: .float32) },
-      outputs: block.outputs.map { ValueInfo(name: $0) }, opsets: graph.opsets)
+      name: "block", nodes: [], inputs: inputNames.map { ValueInfo(name: $0, dtype: .float32) },
+      outputs: outputNames.map { ValueInfo(name: $0) }, opsets: graph.opsets)
     sub.opsets[FakeQuantize.domain] = 1
     for node in nodes { for name in node.inputs where !name.isEmpty { if let t = initializers[name] { sub.initializers[name] = t } } }
     var rounded: [Rounded] = [], prefix: [Node] = []
@@ -72,9 +87,9 @@ struct BlockProblem {
     sub.nodes = prefix + nodes
     trainer = try Trainer(sub)
     self.rounded = rounded
-    inputNames = block.inputs
-    outputNames = block.outputs
-    self.inputs = inputs
+    self.inputNames = inputNames
+    self.outputNames = outputNames
+    self.inputs = quantizedInputs
     self.targets = targets
     self.sizes = sizes
     var first = [0]

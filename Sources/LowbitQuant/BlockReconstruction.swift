@@ -73,30 +73,41 @@ public enum BlockReconstruction {
     let lastUse = ReconstructionBlock.lastUses(g)
     let total = blocks.filter { !$0.layers.isEmpty }.count
     for block in blocks {
-      let quantizedInputs = block.inputs.map { name in streams.quantized.indices.map { streams.value(name, $0, quantized: true)! } }
-      try streams.run(g, block.nodes, initializers: g.initializers, quantized: false)
-      let blockWeights = block.nodes.flatMap { g.nodes[$0].inputs }.filter { weights.contains($0) && !done.contains($0) }
-      if !blockWeights.isEmpty {
-        let started = monotonicSeconds()
-        let targets = block.outputs.map { name in streams.float.indices.map { streams.float[$0][name]! } }
-        for (name, values) in zip(block.inputs + block.outputs, quantizedInputs + targets) {
-          for (b, t) in values.enumerated() where t.shape.first != sizes[b] || !t.dtype.isFloatingPoint {
-            return .failure(FallbackReason(message: "value '\(name)' (\(t.shape)) is not a float batch of \(sizes[b]) samples"))
-          }
-        }
-        var problem = try BlockProblem(
-          graph: g, block: block, weights: Array(Set(blockWeights)).sorted(), quantizers: quantizers, initializers: adjusted,
-          inputs: quantizedInputs, targets: targets, sizes: sizes)
-        var seeded = options
-        seeded.seed = options.seed &+ UInt64(records.count) &* 0x9E37_79B9
-        var record = try problem.optimize(seeded)
-        record.layers = block.layers
-        for (name, value) in problem.quantizedWeights() { adjusted[name] = value; done.insert(name) }
-        record.seconds = monotonicSeconds() - started
-        records.append(record)
-        progress?(records.count, total)
+      try streams.run(g, Array(block.nodes), initializers: g.initializers, quantized: false)
+      let blockWeights = Set(block.nodes.flatMap { g.nodes[$0].inputs }.filter { weights.contains($0) && !done.contains($0) })
+      guard !blockWeights.isEmpty else {
+        try streams.run(g, Array(block.nodes), initializers: adjusted, quantized: true, changed: done)
+        streams.release(after: block.nodes.upperBound - 1, lastUse: lastUse)
+        continue
       }
-      try streams.run(g, block.nodes, initializers: adjusted, quantized: true, changed: done)
+      let started = monotonicSeconds()
+      // Nodes that do not depend on the weights being rounded (a pooling branch of an inception
+      // module) run once over all the data, outside the optimization loop.
+      let (dependent, fixed) = block.splitByDependence(on: blockWeights, in: g)
+      try streams.run(g, fixed, initializers: adjusted, quantized: true, changed: done)
+      let problemInputs = BlockProblem.externalInputs(of: dependent.map { g.nodes[$0] }, initializers: g.initializers)
+      let produced = Set(dependent.flatMap { g.nodes[$0].outputs })
+      let problemOutputs = block.outputs.filter(produced.contains)
+      let quantizedInputs = problemInputs.map { name in streams.float.indices.map { streams.value(name, $0, quantized: true)! } }
+      let targets = problemOutputs.map { name in streams.float.indices.map { streams.float[$0][name]! } }
+      for (name, values) in zip(problemInputs + problemOutputs, quantizedInputs + targets) {
+        for (b, t) in values.enumerated() where t.shape.first != sizes[b] || !t.dtype.isFloatingPoint {
+          return .failure(FallbackReason(message: "value '\(name)' (\(t.shape)) is not a float batch of \(sizes[b]) samples"))
+        }
+      }
+      var problem = try BlockProblem(
+        graph: g, nodes: dependent.map { g.nodes[$0] }, inputs: problemInputs, outputs: problemOutputs,
+        weights: blockWeights.sorted(), quantizers: quantizers, initializers: adjusted,
+        quantizedInputs: quantizedInputs, targets: targets, sizes: sizes)
+      var seeded = options
+      seeded.seed = options.seed &+ UInt64(records.count) &* 0x9E37_79B9
+      var record = try problem.optimize(seeded)
+      record.layers = block.layers
+      for (name, value) in problem.quantizedWeights() { adjusted[name] = value; done.insert(name) }
+      record.seconds = monotonicSeconds() - started
+      records.append(record)
+      progress?(records.count, total)
+      try streams.run(g, dependent, initializers: adjusted, quantized: true, changed: done)
       streams.release(after: block.nodes.upperBound - 1, lastUse: lastUse)
     }
     g.initializers = adjusted
@@ -119,13 +130,13 @@ struct Streams {
     (q ? quantized[b][name] : nil) ?? float[b][name]
   }
 
-  /// Runs nodes `range` of `graph` over every batch in one stream, weights from `initializers`.
+  /// Runs nodes `indices` of `graph` over every batch in one stream, weights from `initializers`.
   /// The quantized stream stores a node's outputs only when one of its inputs differs.
   /// `changed` names the initializers that differ from the graph's (the quantized weights).
   mutating func run(
-    _ graph: Graph, _ range: Range<Int>, initializers: [String: Tensor], quantized q: Bool, changed: Set<String> = []
+    _ graph: Graph, _ indices: [Int], initializers: [String: Tensor], quantized q: Bool, changed: Set<String> = []
   ) throws {
-    for i in range {
+    for i in indices {
       let node = graph.nodes[i]
       guard let kernel = Ops.kernels[node.opType] else { throw node.error(.unsupported, "operator \(node.opType) is not supported") }
       for b in float.indices {

@@ -74,6 +74,23 @@ public struct ReconstructionBlock: Sendable, Equatable {
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Gelu", "Softplus",
   ]
 
+  /// The block's node indices split into those that read `weights`, directly or through
+  /// another such node, and the rest, each in node order.
+  func splitByDependence(on weights: Set<String>, in graph: Graph) -> (dependent: [Int], fixed: [Int]) {
+    var tainted = weights
+    var dependent: [Int] = [], fixed: [Int] = []
+    for i in nodes {
+      let node = graph.nodes[i]
+      if node.inputs.contains(where: tainted.contains) {
+        dependent.append(i)
+        tainted.formUnion(node.outputs)
+      } else {
+        fixed.append(i)
+      }
+    }
+    return (dependent, fixed)
+  }
+
   /// The last node index reading each value; graph outputs count as read after the last node.
   static func lastUses(_ graph: Graph) -> [String: Int] {
     var lastUse: [String: Int] = [:]

@@ -28,51 +28,51 @@ extension GradientRules {
     dy.withUnsafeBufferPointer { gp in
       xs.withUnsafeBufferPointer { xp in
         dx.withUnsafeMutableBufferPointer { dp in
-          // Safety: plane p reads and writes only its own ih*iw inputs and oh*ow gradients; every
-          // tap is bounds-checked before use.
+          // Safety: plane p reads and writes only its own ih*iw inputs and oh*ow gradients; `span`
+          // keeps every tap inside the input.
           let gBits = UInt(bitPattern: gp.baseAddress), xBits = UInt(bitPattern: xp.baseAddress)
           let dBits = UInt(bitPattern: dp.baseAddress)
           parallelChunks(planes, costPerItem: oh * ow * g.taps) { range in
             guard let gb = UnsafePointer<Float>(bitPattern: gBits), let xb = UnsafePointer<Float>(bitPattern: xBits),
                   let db = UnsafeMutablePointer<Float>(bitPattern: dBits) else { return }
+            let (kH, kW) = (g.kernel[0], g.kernel[1]), (sh, sw) = (g.strides[0], g.strides[1])
+            let (dh, dw) = (g.dilations[0], g.dilations[1]), (ph, pw) = (g.padBegin[0], g.padBegin[1])
+            let (endH, endW) = (ih + g.padEnd[0], iw + g.padEnd[1])
+            /// The taps `k` of a window starting at `start` with `0 <= start + k d < n`.
+            func span(_ start: Int, _ k: Int, _ d: Int, _ n: Int) -> Range<Int> {
+              let lo = start >= 0 ? 0 : (-start + d - 1) / d
+              let hi = n - start <= 0 ? 0 : Swift.min(k, (n - start + d - 1) / d)
+              return lo..<Swift.max(lo, hi)
+            }
+            let columns = (0..<ow).map { span($0 * sw - pw, kW, dw, iw) }
             for plane in range {
               let src = xb + plane * ih * iw, dst = db + plane * ih * iw, grad = gb + plane * oh * ow
               for oy in 0..<oh {
+                let y0 = oy * sh - ph
+                let rows = span(y0, kH, dh, ih)
                 for ox in 0..<ow {
                   let gv = grad[oy * ow + ox]
+                  let x0 = ox * sw - pw, cols = columns[ox]
                   if isMax {
                     var best = -Float.infinity, arg = -1
-                    for ki in 0..<g.kernel[0] {
-                      let y = g.row(oy, ki)
-                      guard y >= 0 && y < ih else { continue }
-                      for kj in 0..<g.kernel[1] {
-                        let xx = g.column(ox, kj)
-                        guard xx >= 0 && xx < iw else { continue }
-                        let v = src[y * iw + xx]
-                        if arg < 0 || !(v <= best) { best = v; arg = y * iw + xx }
+                    for ki in rows {
+                      let line = (y0 + ki * dh) * iw + x0
+                      for kj in cols {
+                        let v = src[line + kj * dw]
+                        if arg < 0 || !(v <= best) { best = v; arg = line + kj * dw }
                       }
                     }
                     if arg >= 0 { dst[arg] += gv }
                   } else {
-                    var taps: [Int] = []
-                    for ki in 0..<g.kernel[0] {
-                      let y = g.row(oy, ki)
-                      guard y >= 0 && y < ih else { continue }
-                      for kj in 0..<g.kernel[1] {
-                        let xx = g.column(ox, kj)
-                        if xx >= 0 && xx < iw { taps.append(y * iw + xx) }
-                      }
-                    }
-                    var count = taps.count
-                    if includePad {
-                      let y0 = oy * g.strides[0] - g.padBegin[0], x0 = ox * g.strides[1] - g.padBegin[1]
-                      let yEnd = Swift.min(y0 + g.kernel[0], ih + g.padEnd[0])
-                      let xEnd = Swift.min(x0 + g.kernel[1], iw + g.padEnd[1])
-                      count = (yEnd - y0) * (xEnd - x0)
-                    }
+                    let count = includePad
+                      ? (Swift.min(y0 + kH, endH) - y0) * (Swift.min(x0 + kW, endW) - x0)
+                      : rows.count * cols.count
                     guard count > 0 else { continue }
                     let share = gv / Float(count)
-                    for t in taps { dst[t] += share }
+                    for ki in rows {
+                      let line = dst + (y0 + ki * dh) * iw + x0
+                      for kj in cols { line[kj * dw] += share }
+                    }
                   }
                 }
               }

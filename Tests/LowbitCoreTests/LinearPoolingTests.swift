@@ -47,7 +47,7 @@ import Testing
 @Suite struct PoolingTests {
   @Test(arguments: [
     ([2, 2], [2, 2], [0, 0, 0, 0]), ([3, 3], [2, 2], [1, 1, 1, 1]), ([3, 2], [1, 2], [1, 0, 1, 1]),
-    ([1, 1], [1, 1], [0, 0, 0, 0]),
+    ([1, 1], [1, 1], [0, 0, 0, 0]), ([3, 3], [1, 1], [1, 1, 1, 1]), ([3, 3], [1, 1], [0, 2, 1, 0]),
   ])
   func poolsMatchTheReference(_ p: ([Int], [Int], [Int])) throws {
     let x = randomTensor([2, 3, 7, 8], seed: 5)

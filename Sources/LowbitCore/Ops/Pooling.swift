@@ -50,33 +50,99 @@ extension Ops {
             return lo..<max(lo, hi)
           }
           let columns = (0..<outW).map { span($0 * sw - pw, kW, dw, inW) }
+          let (endH, endW) = (inH + g.padEnd[0], inW + g.padEnd[1])
+          guard sh < kH || sw < kW else {
+            // Windows that do not overlap: reduce each window directly.
+            for p in range {
+              let src = xb + p * inH * inW, dst = yb + p * outH * outW
+              for oh in 0..<outH {
+                let h0 = oh * sh - ph
+                let rows = span(h0, kH, dh, inH)
+                for ow in 0..<outW {
+                  let w0 = ow * sw - pw
+                  let cols = columns[ow]
+                  var acc: Float = isMax ? -.infinity : 0
+                  for ki in rows {
+                    let line = src + (h0 + ki * dh) * inW + w0
+                    if isMax {
+                      for kj in cols { let v = line[kj * dw]; if !(v <= acc) { acc = v } }
+                    } else {
+                      for kj in cols { acc += line[kj * dw] }
+                    }
+                  }
+                  if !isMax {
+                    var count = rows.count * cols.count
+                    if includePad {
+                      let hEnd = Swift.min(h0 + kH, inH + g.padEnd[0])
+                      let wEnd = Swift.min(w0 + kW, inW + g.padEnd[1])
+                      count = (hEnd - h0) * (wEnd - w0)
+                    }
+                    acc = count > 0 ? acc / Float(count) : 0
+                  }
+                  dst[oh * outW + ow] = acc
+                }
+              }
+            }
+            return
+          }
+          // Overlapping windows, separably: reduce each input row over every output column's
+          // taps, then those rows over each output row's taps (kH + kW steps, not kH * kW).
+          var rowReduced = [Float](repeating: 0, count: inH * outW)
+          let full = columns.indices.filter { columns[$0] == 0..<kW }
+          let interior = (full.first ?? 0)..<(full.last.map { $0 + 1 } ?? 0)
           for p in range {
             let src = xb + p * inH * inW, dst = yb + p * outH * outW
-            for oh in 0..<outH {
-              let h0 = oh * sh - ph
-              let rows = span(h0, kH, dh, inH)
-              for ow in 0..<outW {
-                let w0 = ow * sw - pw
-                let cols = columns[ow]
-                var acc: Float = isMax ? -.infinity : 0
-                for ki in rows {
-                  let line = src + (h0 + ki * dh) * inW + w0
+            rowReduced.withUnsafeMutableBufferPointer { rp in
+              let r = rp.baseAddress!
+              for ih in 0..<inH {
+                let line = src + ih * inW, out = r + ih * outW
+                for ow in 0..<outW where !interior.contains(ow) {
+                  let w0 = ow * sw - pw
+                  var acc: Float = isMax ? -.infinity : 0
                   if isMax {
-                    for kj in cols { let v = line[kj * dw]; if !(v <= acc) { acc = v } }
+                    for kj in columns[ow] { let v = line[w0 + kj * dw]; if !(v <= acc) { acc = v } }
                   } else {
-                    for kj in cols { acc += line[kj * dw] }
+                    for kj in columns[ow] { acc += line[w0 + kj * dw] }
+                  }
+                  out[ow] = acc
+                }
+                // Columns whose window lies inside the row: tap by tap over all of them (vectorizes).
+                for ow in interior { out[ow] = line[ow * sw - pw] }
+                for kj in 1..<kW {
+                  let shifted = line + kj * dw
+                  if isMax {
+                    for ow in interior { let v = shifted[ow * sw - pw]; if !(v <= out[ow]) { out[ow] = v } }
+                  } else {
+                    for ow in interior { out[ow] += shifted[ow * sw - pw] }
                   }
                 }
-                if !isMax {
-                  var count = rows.count * cols.count
-                  if includePad {
-                    let hEnd = Swift.min(h0 + kH, inH + g.padEnd[0])
-                    let wEnd = Swift.min(w0 + kW, inW + g.padEnd[1])
-                    count = (hEnd - h0) * (wEnd - w0)
-                  }
-                  acc = count > 0 ? acc / Float(count) : 0
+              }
+              for oh in 0..<outH {
+                let h0 = oh * sh - ph
+                let rows = span(h0, kH, dh, inH)
+                let out = dst + oh * outW
+                if rows.isEmpty {
+                  for ow in 0..<outW { out[ow] = isMax ? -.infinity : 0 }
+                  continue
                 }
-                dst[oh * outW + ow] = acc
+                let first = r + (h0 + rows.lowerBound * dh) * outW
+                for ow in 0..<outW { out[ow] = first[ow] }
+                for ki in rows.dropFirst() {
+                  let line = r + (h0 + ki * dh) * outW
+                  if isMax {
+                    for ow in 0..<outW { let v = line[ow]; if !(v <= out[ow]) { out[ow] = v } }
+                  } else {
+                    for ow in 0..<outW { out[ow] += line[ow] }
+                  }
+                }
+                guard !isMax else { continue }
+                for ow in 0..<outW {
+                  let w0 = ow * sw - pw
+                  let count = includePad
+                    ? (Swift.min(h0 + kH, endH) - h0) * (Swift.min(w0 + kW, endW) - w0)
+                    : rows.count * columns[ow].count
+                  out[ow] = count > 0 ? out[ow] / Float(count) : 0
+                }
               }
             }
           }
