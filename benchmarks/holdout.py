@@ -7,7 +7,10 @@ images were never used for calibration (which takes the first 1,024) and give an
 second estimate of the same files' accuracy: a real difference between two quantizers shows on
 both sets, chance does not. Per file: top-1, agreement with the float model's argmax (%), and
 the SQNR of the logits against the float model's (dB; lowbit's cross-entropy range for the
-logits clips large ones on purpose, so its SQNR is lower while its argmax agrees more), and for
+logits clips large ones on purpose, so its SQNR is lower while its argmax agrees more), the mean
+KL divergence of the quantized model's softmax from the float model's (`KL(p_float || p_quant)`
+per image, in units of 1e-3: a measure of fidelity that uses every image, not only those near a
+decision boundary, so it separates two quantizers long before their top-1 does), and for
 every peer file the images only lowbit's file of the same setting gets right, those only the
 peer gets right, and the exact McNemar p-value of that split (`bench_ptq.mcnemar`).
 
@@ -35,6 +38,15 @@ def logits(path: Path, x: np.ndarray) -> np.ndarray:
     return out[sess.get_outputs()[0].name]
 
 
+def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean over images of KL(softmax(reference) || softmax(other))."""
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    lp, lq = log_softmax(reference), log_softmax(other)
+    return float((np.exp(lp) * (lp - lq)).sum(axis=1).mean())
+
+
 def sqnr(reference: np.ndarray, other: np.ndarray) -> float:
     return float(10 * np.log10((reference ** 2).sum() / max(((reference - other) ** 2).sum(), 1e-30)))
 
@@ -50,7 +62,7 @@ def main() -> int:
     sets = {"held-out": (train_x[-a.holdout:], train_y[-a.holdout:]),
             "test": R.load_fashion_mnist("test")}
     print(f"{'model':<15} {'file':<28} " + " ".join(
-        f"{name + ' top-1':>14} {'agree':>6} {'SQNR dB':>7}" for name in sets))
+        f"{name + ' top-1':>14} {'agree':>6} {'SQNR dB':>7} {'KL e-3':>6}" for name in sets))
     for model in a.models:
         files = sorted((a.folder / model).glob(f"*{a.match}*.onnx" if a.match else "*.onnx"),
                        key=lambda f: (not f.stem.startswith("lowbit"), f.stem))
@@ -67,7 +79,8 @@ def main() -> int:
                 right[(path.stem, name)] = q.argmax(1) == y
                 cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
                              f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
-                             f"{float('inf') if path == float_model else sqnr(reference[name], q):>7.2f}")
+                             f"{float('inf') if path == float_model else sqnr(reference[name], q):>7.2f} "
+                             f"{1000 * kl_divergence(reference[name], q):>6.3f}")
                 own = right.get((f"lowbit_{setting}", name))
                 if own is not None and not path.stem.startswith("lowbit"):
                     only_lb, only_peer, p = mcnemar(own, right[(path.stem, name)])

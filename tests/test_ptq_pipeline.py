@@ -81,3 +81,34 @@ def test_switches_select_the_steps(models, lowbit, tmp_path):
     assert "bias correction" in names and "adaround" not in names and "cross-layer equalization" not in names, names
     shifts = [l["bias_shift"] for l in bc["layers"] if l.get("bias_shift") is not None]
     assert shifts and max(shifts) > 0
+
+
+def test_block_reconstruction_writes_a_file_ort_agrees_with(models, lowbit, tmp_path):
+    """`--adaround-unit block`: AdaRound over residual blocks of fm_resnet20 (short run). Every
+    weighted layer is in exactly one block, the summed block error drops below round-to-nearest's,
+    and ONNX Runtime runs the written file with lowbit's predictions."""
+    out, js = tmp_path / "q.onnx", tmp_path / "ptq.json"
+    lowbit.ok("ptq", models["fm_resnet20"], "--calib", "fashion-mnist:train:256", "-o", out, "--json", js,
+              "--quiet", "--w-bits", "4", "--adaround-unit", "block", "--adaround-iterations", "60",
+              "--adaround-block-batch-size", "16", timeout=900)
+    report = json.loads(js.read_text())
+    step = next(s for s in report["steps"] if s["step"] == "adaround")
+    assert step["detail"].startswith("block reconstruction:"), step
+    blocks = report["blocks"]
+    layers = [name for b in blocks for name in b["layers"]]
+    assert len(layers) == len(set(layers)) == report["weight_quantizers"], (len(layers), report["weight_quantizers"])
+    assert any(len(b["layers"]) > 1 for b in blocks), "no residual block was reconstructed as one"
+    assert sum(b["adaround_error"] for b in blocks) < sum(b["nearest_error"] for b in blocks)
+    assert report["layers"] == []
+
+    onnx.checker.check_model(str(out))
+    x, labels = R.load_fashion_mnist("test", 512)
+    ort_logits = R.run_ort(out, {"input": x}, batch_size=256)["logits"]
+    np.save(tmp_path / "x.npy", x)
+    saved = tmp_path / "lowbit.npz"
+    lowbit.ok("run", out, "--data", f"npy:{tmp_path / 'x.npy'}", "--save-outputs", saved, "--quiet")
+    ours = R.load_saved_outputs(saved)["logits"]
+    agree = float((ours.argmax(1) == ort_logits.argmax(1)).mean())
+    assert agree >= 0.99, f"arg-max agreement lowbit vs ORT {agree}"
+    float_top1, _ = R.ort_top1(models["fm_resnet20"], x, labels)
+    assert float((ort_logits.argmax(1) == labels).mean() * 100) >= float_top1 - 3

@@ -78,6 +78,9 @@ struct PTQCommand: ParsableCommand {
   @Option(name: .customLong("adaround-batch-size"), help: "AdaRound rows (conv output positions or samples) per step (default 512).")
   var adaRoundBatchSize: Int?
 
+  @Option(name: .customLong("adaround-lr"), help: "Adam step size on AdaRound's rounding variables (default 0.2).")
+  var adaRoundLearningRate: Float?
+
   @Option(name: .customLong("adaround-unit"), help: "What AdaRound optimizes at once: layer (one layer, the paper's) or block (the layers between single-value cuts together, BRECQ-style; falls back to layer when a block has an op without a gradient rule).")
   var adaRoundUnit: ReconstructionUnit?
 
@@ -167,6 +170,7 @@ struct PTQCommand: ParsableCommand {
     if let v = adaRoundIterations { c.adaRoundOptions.iterations = v }
     if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
     if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }
+    if let v = adaRoundLearningRate { c.adaRoundOptions.learningRate = v }
     if let v = adaRoundUnit { c.adaRoundOptions.unit = v }
     if let v = adaRoundBlockBatchSize { c.adaRoundOptions.blockBatchSize = v }
     if let v = seed { c.adaRoundOptions.seed = v }

@@ -15,8 +15,9 @@ public struct AdaRoundOptions: Sendable, Equatable, Codable {
   public var betaEnd: Float = 2
   /// Fraction of the steps before the regularizer switches on (default 0.2).
   public var warmStart: Float = 0.2
-  /// Adam's step size on V (default 0.01).
-  public var learningRate: Float = 0.01
+  /// Adam's step size on V (default 0.2: with 500 steps, 0.01 leaves V near its start; see
+  /// docs/ptq-pipeline.md).
+  public var learningRate: Float = 0.2
   /// Seed of the row sampling (default 0).
   public var seed: UInt64 = 0
   /// What one rounding problem covers: a layer (the paper's AdaRound) or a block of layers

@@ -35,14 +35,17 @@ public struct BlockRefinement: Sendable, Codable, Equatable {
 /// error where it matters, after the residual sum or the Concat.
 public enum BlockReconstruction {
   /// Why a graph cannot be reconstructed block-wise (the pipeline then falls back to layer-wise
-  /// AdaRound), or nil.
-  public static func obstacle(_ graph: Graph, blocks: [ReconstructionBlock]) -> String? {
+  /// AdaRound), or nil: some node that a block's weights reach through values (not only through
+  /// Shape or Size, which read dimensions) has no gradient rule.
+  public static func obstacle(_ graph: Graph, blocks: [ReconstructionBlock], weights: Set<String>) -> String? {
     for block in blocks where !block.layers.isEmpty {
-      for i in block.nodes {
+      var carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
+      for i in block.splitByDependence(on: carries, in: graph).dependent {
         let node = graph.nodes[i]
-        if GradientRules.all[node.opType] == nil || TrainingOps.kernel(for: node) == nil {
-          return "node '\(node.name)' (\(node.opType)) has no gradient rule"
-        }
+        guard TrainingOps.kernel(for: node) != nil else { return "node '\(node.name)' (\(node.opType)) has no training kernel" }
+        guard node.inputs.contains(where: carries.contains), !["Shape", "Size"].contains(node.opType) else { continue }
+        guard GradientRules.all[node.opType] != nil else { return "node '\(node.name)' (\(node.opType)) has no gradient rule" }
+        carries.formUnion(node.outputs)
       }
     }
     return nil
@@ -59,7 +62,7 @@ public enum BlockReconstruction {
     let weights = Set(sites.filter { $0.kind == .weight && quantizers[$0.name] != nil && g.initializers[$0.name] != nil }.map(\.name))
     let layerNames = Set(g.nodes.filter { $0.inputs.contains(where: weights.contains) }.map(\.name))
     let blocks = ReconstructionBlock.partition(g, layers: layerNames, maxLayers: options.blockLayers)
-    if let reason = obstacle(g, blocks: blocks) { return .failure(FallbackReason(message: reason)) }
+    if let reason = obstacle(g, blocks: blocks, weights: weights) { return .failure(FallbackReason(message: reason)) }
     let sizes = try batches.map { feeds -> Int in
       guard let first = g.inputs.first, let t = feeds[first.name], let n = t.shape.first else {
         throw LowbitError.invalidInput("calibration data has no input '\(g.inputs.first?.name ?? "")'")

@@ -19,7 +19,9 @@ public struct ReconstructionBlock: Sendable, Equatable {
   /// output of a residual block, of an inception module's Concat, of a plain layer's
   /// activation). A piece without a weighted layer joins the block before it (the first such
   /// pieces join the first block), so each block ends just before the next weighted piece and
-  /// includes the activation functions and pooling that follow its layers. A block with more than
+  /// includes the activation functions and pooling that follow its layers. Consecutive single
+  /// layers join while each is followed by an activation function (a chain of conv + ReLU up to
+  /// the next linear layer: an inverted bottleneck without its residual). A block with more than
   /// `maxLayers` weighted layers is split further in node order, a new block starting at a
   /// weighted node once `maxLayers` are collected; `maxLayers: 1` gives one block per layer.
   public static func partition(_ graph: Graph, layers: Set<String>, maxLayers: Int) -> [ReconstructionBlock] {
@@ -38,15 +40,18 @@ public struct ReconstructionBlock: Sendable, Equatable {
       }
     }
     func weighted(_ r: Range<Int>) -> [Int] { r.filter { layers.contains(graph.nodes[$0].name) } }
-    // A lone layer followed by its activation function (a plain conv + ReLU, the expansion of an
-    // inverted bottleneck) joins the layers after it, up to the next linear output.
+    // A lone layer followed by its activation function joins the next piece when that is a lone
+    // layer too: a chain of plain conv + ReLU layers up to the next linear output (an inverted
+    // bottleneck without its residual, a stem) becomes one block; a residual block or an
+    // inception module after it stays a block of its own.
     func joinsNext(_ r: Range<Int>) -> Bool {
       weighted(r).count == 1 && r.contains { activationFunctions.contains(graph.nodes[$0].opType) }
     }
     var merged: [Range<Int>] = []
     var lastWeighted: Range<Int>?
     for piece in pieces {
-      if let last = merged.last, weighted(piece).isEmpty || weighted(last).isEmpty || lastWeighted.map(joinsNext) == true {
+      let lone = weighted(piece).count == 1
+      if let last = merged.last, weighted(piece).isEmpty || weighted(last).isEmpty || (lone && lastWeighted.map(joinsNext) == true) {
         merged[merged.count - 1] = last.lowerBound..<piece.upperBound
       } else {
         merged.append(piece)
