@@ -22,22 +22,10 @@ struct BlockProblem {
   let outputNames: [String]
   let inputs: [[Tensor]]
   let targets: [[Tensor]]
-  let sizes: [Int]
+  /// The index of each batch's first sample over all batches, and the total at the end.
   let firstSample: [Int]
   /// Learned `h` in {0, 1} per weight, set by `optimize`.
   var learnedUp: [[Bool]] = []
-
-  /// Values `nodes` read that they do not produce, initializers aside, in first-read order.
-  static func externalInputs(of nodes: [Node], initializers: [String: Tensor]) -> [String] {
-    var produced = Set<String>(), inputs: [String] = []
-    for node in nodes {
-      for name in node.inputs where !name.isEmpty && !produced.contains(name) && initializers[name] == nil && !inputs.contains(name) {
-        inputs.append(name)
-      }
-      produced.formUnion(node.outputs)
-    }
-    return inputs
-  }
 
   /// `nodes` (in order) read `inputs` and hand on `outputs`; `quantizedInputs` and `targets`
   /// hold their values per calibration batch of `sizes[b]` samples.
@@ -91,7 +79,6 @@ struct BlockProblem {
     self.outputNames = outputNames
     self.inputs = quantizedInputs
     self.targets = targets
-    self.sizes = sizes
     var first = [0]
     for n in sizes { first.append(first.last! + n) }
     firstSample = first

@@ -52,7 +52,7 @@ public enum BlockReconstruction {
   }
 
   /// Returns `graph` with every quantized weight replaced by its quantized values `s (q - z)`,
-  /// and a record per block, or nil (with the reason) when some block is not differentiable or
+  /// and a record per block; `.failure` with the reason when some block is not differentiable or
   /// its values are not batched along axis 0.
   public static func run(
     _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
@@ -69,7 +69,7 @@ public enum BlockReconstruction {
       }
       return n
     }
-    var streams = Streams(float: batches, quantized: [[String: Tensor]](repeating: [:], count: batches.count), sizes: sizes)
+    var streams = Streams(float: batches, quantized: [[String: Tensor]](repeating: [:], count: batches.count))
     var adjusted = g.initializers
     var done = Set<String>()
     var records: [BlockRefinement] = []
@@ -88,7 +88,7 @@ public enum BlockReconstruction {
       // module) run once over all the data, outside the optimization loop.
       let (dependent, fixed) = block.splitByDependence(on: blockWeights, in: g)
       try streams.run(g, fixed, initializers: adjusted, quantized: true, changed: done)
-      let problemInputs = BlockProblem.externalInputs(of: dependent.map { g.nodes[$0] }, initializers: g.initializers)
+      let problemInputs = ReconstructionBlock.externalInputs(of: dependent.map { g.nodes[$0] }, initializers: g.initializers)
       let produced = Set(dependent.flatMap { g.nodes[$0].outputs })
       let problemOutputs = block.outputs.filter(produced.contains)
       let quantizedInputs = problemInputs.map { name in streams.float.indices.map { streams.value(name, $0, quantized: true)! } }
@@ -127,7 +127,6 @@ public enum BlockReconstruction {
 struct Streams {
   var float: [[String: Tensor]]
   var quantized: [[String: Tensor]]
-  var sizes: [Int]
 
   func value(_ name: String, _ b: Int, quantized q: Bool) -> Tensor? {
     (q ? quantized[b][name] : nil) ?? float[b][name]

@@ -104,19 +104,22 @@ public struct ReconstructionBlock: Sendable, Equatable {
     return lastUse
   }
 
-  static func block(_ range: Range<Int>, of graph: Graph, layers: Set<String>, lastUse: [String: Int]) -> ReconstructionBlock {
-    var produced = Set<String>(), inputs: [String] = [], outputs: [String] = []
-    for i in range {
-      for input in graph.nodes[i].inputs where !input.isEmpty && !produced.contains(input)
-        && graph.initializers[input] == nil && !inputs.contains(input) {
-        inputs.append(input)
+  /// Values `nodes` read that they do not produce, initializers aside, in first-read order.
+  static func externalInputs(of nodes: [Node], initializers: [String: Tensor]) -> [String] {
+    var produced = Set<String>(), inputs: [String] = []
+    for node in nodes {
+      for name in node.inputs where !name.isEmpty && !produced.contains(name) && initializers[name] == nil && !inputs.contains(name) {
+        inputs.append(name)
       }
-      for output in graph.nodes[i].outputs where !output.isEmpty {
-        produced.insert(output)
-        if (lastUse[output] ?? -1) >= range.upperBound { outputs.append(output) }
-      }
+      produced.formUnion(node.outputs)
     }
+    return inputs
+  }
+
+  static func block(_ range: Range<Int>, of graph: Graph, layers: Set<String>, lastUse: [String: Int]) -> ReconstructionBlock {
+    let outputs = range.flatMap { graph.nodes[$0].outputs }.filter { !$0.isEmpty && (lastUse[$0] ?? -1) >= range.upperBound }
     return ReconstructionBlock(
-      nodes: range, layers: range.map { graph.nodes[$0].name }.filter(layers.contains), inputs: inputs, outputs: outputs)
+      nodes: range, layers: range.map { graph.nodes[$0].name }.filter(layers.contains),
+      inputs: externalInputs(of: range.map { graph.nodes[$0] }, initializers: graph.initializers), outputs: outputs)
   }
 }

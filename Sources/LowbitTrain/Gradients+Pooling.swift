@@ -38,11 +38,8 @@ extension GradientRules {
             let (kH, kW) = (g.kernel[0], g.kernel[1]), (sh, sw) = (g.strides[0], g.strides[1])
             let (dh, dw) = (g.dilations[0], g.dilations[1]), (ph, pw) = (g.padBegin[0], g.padBegin[1])
             let (endH, endW) = (ih + g.padEnd[0], iw + g.padEnd[1])
-            /// The taps `k` of a window starting at `start` with `0 <= start + k d < n`.
             func span(_ start: Int, _ k: Int, _ d: Int, _ n: Int) -> Range<Int> {
-              let lo = start >= 0 ? 0 : (-start + d - 1) / d
-              let hi = n - start <= 0 ? 0 : Swift.min(k, (n - start + d - 1) / d)
-              return lo..<Swift.max(lo, hi)
+              ConvGeometry.taps(from: start, kernel: k, dilation: d, size: n)
             }
             let columns = (0..<ow).map { span($0 * sw - pw, kW, dw, iw) }
             for plane in range {

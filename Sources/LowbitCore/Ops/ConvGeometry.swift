@@ -70,6 +70,15 @@ public struct ConvGeometry: Sendable {
   }
 
   /// Geometry with a leading unit axis added (1-D ops run through the 2-D kernels).
+  /// The taps `k` of a window of `kernel` taps, `dilation` apart, starting at `start` (which may
+  /// lie in the padding) with `0 <= start + k dilation < size`.
+  @inline(__always)
+  public static func taps(from start: Int, kernel: Int, dilation: Int, size: Int) -> Range<Int> {
+    let lo = start >= 0 ? 0 : (-start + dilation - 1) / dilation
+    let hi = size - start <= 0 ? 0 : min(kernel, (size - start + dilation - 1) / dilation)
+    return lo..<max(lo, hi)
+  }
+
   public func lifted() -> ConvGeometry {
     var g = self
     g.kernel.insert(1, at: 0)

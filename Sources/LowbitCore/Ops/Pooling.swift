@@ -45,9 +45,7 @@ extension Ops {
           let sw = g.strides[1], pw = g.padBegin[1], dw = g.dilations[1], kW = g.kernel[1]
           let sh = g.strides[0], ph = g.padBegin[0], dh = g.dilations[0], kH = g.kernel[0]
           func span(_ start: Int, _ k: Int, _ d: Int, _ n: Int) -> Range<Int> {
-            let lo = start >= 0 ? 0 : (-start + d - 1) / d
-            let hi = n - start <= 0 ? 0 : min(k, (n - start + d - 1) / d)
-            return lo..<max(lo, hi)
+            ConvGeometry.taps(from: start, kernel: k, dilation: d, size: n)
           }
           let columns = (0..<outW).map { span($0 * sw - pw, kW, dw, inW) }
           let (endH, endW) = (inH + g.padEnd[0], inW + g.padEnd[1])
@@ -73,9 +71,7 @@ extension Ops {
                   if !isMax {
                     var count = rows.count * cols.count
                     if includePad {
-                      let hEnd = Swift.min(h0 + kH, inH + g.padEnd[0])
-                      let wEnd = Swift.min(w0 + kW, inW + g.padEnd[1])
-                      count = (hEnd - h0) * (wEnd - w0)
+                      count = (Swift.min(h0 + kH, endH) - h0) * (Swift.min(w0 + kW, endW) - w0)
                     }
                     acc = count > 0 ? acc / Float(count) : 0
                   }
