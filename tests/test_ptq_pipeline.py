@@ -112,3 +112,43 @@ def test_block_reconstruction_writes_a_file_ort_agrees_with(models, lowbit, tmp_
     assert agree >= 0.99, f"arg-max agreement lowbit vs ORT {agree}"
     float_top1, _ = R.ort_top1(models["fm_resnet20"], x, labels)
     assert float((ort_logits.argmax(1) == labels).mean() * 100) >= float_top1 - 3
+
+
+def test_quantizer_tuning_brings_w4a4_closer_to_the_float_model(models, lowbit, tmp_path):
+    """W4A4 runs quantizer tuning by default: the JSON records the calibration loss falling, ONNX
+    Runtime runs the written file with lowbit's predictions, and on held-out test images the
+    tuned file's softmax is closer (KL) to the float model's than the file without tuning."""
+    x, labels = R.load_fashion_mnist("test", 512)
+    np.save(tmp_path / "x.npy", x)
+    fp = R.run_ort(models["fm_inception"], {"input": x}, batch_size=256)["logits"].astype(np.float64)
+
+    def kl(logits):
+        def log_softmax(z):
+            z = z - z.max(1, keepdims=True)
+            return z - np.log(np.exp(z).sum(1, keepdims=True))
+        lp, lq = log_softmax(fp), log_softmax(logits.astype(np.float64))
+        return float((np.exp(lp) * (lp - lq)).sum(1).mean())
+
+    files = {}
+    for name, extra in [("tuned", []), ("plain", ["--no-tune-quantizers"])]:
+        out, js = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+        lowbit.ok("ptq", models["fm_inception"], "--calib", "fashion-mnist:train:256", "-o", out, "--json", js,
+                  "--quiet", "--w-bits", "4", "--a-bits", "4", "--adaround-iterations", "100",
+                  "--tuning-iterations", "80", *extra, timeout=900)
+        files[name] = (out, json.loads(js.read_text()))
+    report = files["tuned"][1]
+    tuning = report["tuning"]
+    assert tuning["kept"] and tuning["after"] < tuning["before"], tuning
+    assert tuning["loss"] == "divergence" and tuning["scales"] == report["weight_quantizers"] + report["activation_quantizers"]
+    assert "tuning" not in files["plain"][1] and not any(s["step"] == "quantizer tuning" for s in files["plain"][1]["steps"])
+
+    out = files["tuned"][0]
+    onnx.checker.check_model(str(out))
+    ort_logits = R.run_ort(out, {"input": x}, batch_size=256)["logits"]
+    saved = tmp_path / "lowbit.npz"
+    lowbit.ok("run", out, "--data", f"npy:{tmp_path / 'x.npy'}", "--save-outputs", saved, "--quiet")
+    ours = R.load_saved_outputs(saved)["logits"]
+    agree = float((ours.argmax(1) == ort_logits.argmax(1)).mean())
+    assert agree >= 0.99, f"arg-max agreement lowbit vs ORT {agree}"
+    plain = R.run_ort(files["plain"][0], {"input": x}, batch_size=256)["logits"]
+    assert kl(ort_logits) < 0.8 * kl(plain), (kl(ort_logits), kl(plain))

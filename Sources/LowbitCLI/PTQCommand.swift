@@ -69,7 +69,7 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
 
-  @Flag(help: "Range setting only: no equalization, absorption, AdaRound or bias correction.")
+  @Flag(help: "Range setting only: no equalization, absorption, AdaRound, bias correction or quantizer tuning.")
   var rangeSettingOnly = false
 
   @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 500).")
@@ -89,6 +89,15 @@ struct PTQCommand: ParsableCommand {
 
   @Option(name: .customLong("adaround-lambda"), help: "Weight of AdaRound's rounding regularizer (default 0.01).")
   var adaRoundLambda: Float?
+
+  @Flag(inversion: .prefixedNo, help: "Quantizer tuning after range setting: scales and zero points trained end to end towards the float model's outputs on the calibration data, the weights' integers fixed (default: on when activations have fewer than 8 bits).")
+  var tuneQuantizers: Bool?
+
+  @Option(name: .customLong("tuning-iterations"), help: "Quantizer tuning: Adam steps (default 200).")
+  var tuningIterations: Int?
+
+  @Option(name: .customLong("tuning-lr"), help: "Quantizer tuning: Adam step size on the log of each scale (default 0.002).")
+  var tuningLearningRate: Float?
 
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
@@ -162,6 +171,7 @@ struct PTQCommand: ParsableCommand {
       c.biasAbsorption = false
       c.adaRound = false
       c.biasCorrection = .none
+      c.quantizerTuning = false
     }
     if noCLE { c.crossLayerEqualization = false }
     if noBiasAbsorption { c.biasAbsorption = false }
@@ -173,7 +183,10 @@ struct PTQCommand: ParsableCommand {
     if let v = adaRoundLearningRate { c.adaRoundOptions.learningRate = v }
     if let v = adaRoundUnit { c.adaRoundOptions.unit = v }
     if let v = adaRoundBlockBatchSize { c.adaRoundOptions.blockBatchSize = v }
-    if let v = seed { c.adaRoundOptions.seed = v }
+    if let v = seed { c.adaRoundOptions.seed = v; c.quantizerTuningOptions.seed = v }
+    if let v = tuneQuantizers { c.quantizerTuning = v }
+    if let v = tuningIterations { c.quantizerTuningOptions.iterations = v }
+    if let v = tuningLearningRate { c.quantizerTuningOptions.learningRate = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
     c.disabled += disabled

@@ -56,6 +56,8 @@ struct PTQReport: Codable {
   /// Per layer: AdaRound's reconstruction errors and the empirical bias shift.
   var layers: [LayerRefinement]
   var blocks: [BlockRefinement]
+  /// Quantizer tuning's loss before and after, when it ran.
+  var tuning: QuantizerTuningRecord?
   var absorbed: [AbsorbedPair]
   var equalizedPairs: Int
   var totalSeconds: Double
@@ -78,7 +80,7 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, absorbed
+    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, absorbed
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
@@ -94,6 +96,7 @@ struct PTQReport: Codable {
     self.steps = result.steps
     self.layers = result.layers
     self.blocks = result.blocks
+    self.tuning = result.tuning
     self.absorbed = result.absorbed
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)

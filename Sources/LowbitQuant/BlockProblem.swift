@@ -22,8 +22,8 @@ struct BlockProblem {
   let outputNames: [String]
   let inputs: [[Tensor]]
   let targets: [[Tensor]]
-  /// The index of each batch's first sample over all batches, and the total at the end.
-  let firstSample: [Int]
+  /// The calibration samples over the batches.
+  let samples: CalibrationSamples
   /// Learned `h` in {0, 1} per weight, set by `optimize`.
   var learnedUp: [[Bool]] = []
 
@@ -79,41 +79,16 @@ struct BlockProblem {
     self.outputNames = outputNames
     self.inputs = quantizedInputs
     self.targets = targets
-    var first = [0]
-    for n in sizes { first.append(first.last! + n) }
-    firstSample = first
+    samples = CalibrationSamples(sizes: sizes)
   }
 
   /// `count` calibration samples drawn uniformly: the block's inputs as feeds and its targets.
   func sample(_ count: Int, _ generator: inout SplitMix64) -> (feeds: [String: Tensor], targets: [Tensor]) {
-    let picks = (0..<count).map { _ -> (Int, Int) in
-      let global = generator.uniform(below: firstSample.last!)
-      var b = 0
-      while firstSample[b + 1] <= global { b += 1 }
-      return (b, global - firstSample[b])
-    }
-    func gather(_ perBatch: [Tensor]) -> Tensor {
-      let row = perBatch[0].count / max(perBatch[0].shape[0], 1)
-      var out = [Float](repeating: 0, count: count * row)
-      for (k, (b, i)) in picks.enumerated() {
-        perBatch[b].floats.withUnsafeBufferPointer { src in
-          out.withUnsafeMutableBufferPointer { dst in
-            (dst.baseAddress! + k * row).update(from: src.baseAddress! + i * row, count: row)
-          }
-        }
-      }
-      return Tensor(shape: [count] + perBatch[0].shape.dropFirst(), floats: out)
-    }
+    let picks = samples.draw(count, &generator)
+    func gather(_ perBatch: [Tensor]) -> Tensor { CalibrationSamples.gather(perBatch, picks) }
     var feeds: [String: Tensor] = [:]
     for (name, values) in zip(inputNames, inputs) { feeds[name] = gather(values) }
     return (feeds, targets.map(gather))
-  }
-
-  /// Rows of an output: its elements over its channels (axis 1; the last axis of a rank-3 value).
-  static func rows(_ shape: [Int]) -> Int {
-    let count = shape.reduce(1, *)
-    guard shape.count >= 2 else { return max(count, 1) }
-    return max(count / max(shape[shape.count == 3 ? 2 : 1], 1), 1)
   }
 
   /// The reconstruction loss of one forward pass and its gradient per output.
@@ -121,17 +96,9 @@ struct BlockProblem {
     var total: Double = 0
     var gradients: [String: Tensor] = [:]
     for (name, target) in zip(outputNames, targets) {
-      let y = tape.values[name]!, ys = y.floats, ts = target.floats
-      let scale = 1 / Float(Self.rows(y.shape))
-      var g = [Float](repeating: 0, count: ys.count)
-      var sum: Double = 0
-      for i in ys.indices {
-        let d = ys[i] - ts[i]
-        sum += Double(d * d)
-        g[i] = 2 * scale * d
-      }
-      total += sum * Double(scale)
-      gradients[name] = Tensor(shape: y.shape, floats: g)
+      let (value, gradient) = OutputLoss.meanSquared(tape.values[name]!, target)
+      total += value
+      gradients[name] = gradient
     }
     return (Float(total), gradients)
   }
@@ -150,7 +117,7 @@ struct BlockProblem {
   /// (seconds left at 0).
   mutating func optimize(_ options: AdaRoundOptions) throws -> BlockRefinement {
     var generator = SplitMix64(seed: options.seed)
-    let heldOut = sample(min(firstSample.last!, 4 * options.blockBatchSize), &generator)
+    let heldOut = sample(min(samples.count, 4 * options.blockBatchSize), &generator)
     var variables = Dictionary(uniqueKeysWithValues: rounded.map { ($0.variables, trainer.graph.initializers[$0.variables]!) })
     var adam = Adam()
     for t in 0..<options.iterations {

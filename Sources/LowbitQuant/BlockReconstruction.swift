@@ -39,14 +39,25 @@ public enum BlockReconstruction {
   /// Shape or Size, which read dimensions) has no gradient rule.
   public static func obstacle(_ graph: Graph, blocks: [ReconstructionBlock], weights: Set<String>) -> String? {
     for block in blocks where !block.layers.isEmpty {
-      var carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
-      for i in block.splitByDependence(on: carries, in: graph).dependent {
-        let node = graph.nodes[i]
-        guard TrainingOps.kernel(for: node) != nil else { return "node '\(node.name)' (\(node.opType)) has no training kernel" }
-        guard node.inputs.contains(where: carries.contains), !["Shape", "Size"].contains(node.opType) else { continue }
-        guard GradientRules.all[node.opType] != nil else { return "node '\(node.name)' (\(node.opType)) has no gradient rule" }
-        carries.formUnion(node.outputs)
+      let carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
+      if let reason = obstacle(graph, nodes: block.splitByDependence(on: carries, in: graph).dependent, carrying: carries) {
+        return reason
       }
+    }
+    return nil
+  }
+
+  /// The first of `nodes` (indices, in order) that cannot pass gradients on from the values in
+  /// `carrying` (and those computed from them): no training kernel, or no gradient rule where a
+  /// carried value reaches it (Shape and Size only read dimensions).
+  static func obstacle(_ graph: Graph, nodes: [Int], carrying: Set<String>) -> String? {
+    var carries = carrying
+    for i in nodes {
+      let node = graph.nodes[i]
+      guard TrainingOps.kernel(for: node) != nil else { return "node '\(node.name)' (\(node.opType)) has no training kernel" }
+      guard node.inputs.contains(where: carries.contains), !["Shape", "Size"].contains(node.opType) else { continue }
+      guard GradientRules.all[node.opType] != nil else { return "node '\(node.name)' (\(node.opType)) has no gradient rule" }
+      carries.formUnion(node.outputs)
     }
     return nil
   }
@@ -57,12 +68,12 @@ public enum BlockReconstruction {
   public static func run(
     _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
     batches: [[String: Tensor]], options: AdaRoundOptions, progress: ((Int, Int) -> Void)? = nil
-  ) throws -> Result<(graph: Graph, blocks: [BlockRefinement]), FallbackReason> {
+  ) throws -> Result<(graph: Graph, blocks: [BlockRefinement]), StepFallback> {
     var g = try graph.validated()
     let weights = Set(sites.filter { $0.kind == .weight && quantizers[$0.name] != nil && g.initializers[$0.name] != nil }.map(\.name))
     let layerNames = Set(g.nodes.filter { $0.inputs.contains(where: weights.contains) }.map(\.name))
     let blocks = ReconstructionBlock.partition(g, layers: layerNames, maxLayers: options.blockLayers)
-    if let reason = obstacle(g, blocks: blocks, weights: weights) { return .failure(FallbackReason(message: reason)) }
+    if let reason = obstacle(g, blocks: blocks, weights: weights) { return .failure(StepFallback(message: reason)) }
     let sizes = try batches.map { feeds -> Int in
       guard let first = g.inputs.first, let t = feeds[first.name], let n = t.shape.first else {
         throw LowbitError.invalidInput("calibration data has no input '\(g.inputs.first?.name ?? "")'")
@@ -95,7 +106,7 @@ public enum BlockReconstruction {
       let targets = problemOutputs.map { name in streams.float.indices.map { streams.float[$0][name]! } }
       for (name, values) in zip(problemInputs + problemOutputs, quantizedInputs + targets) {
         for (b, t) in values.enumerated() where t.shape.first != sizes[b] || !t.dtype.isFloatingPoint {
-          return .failure(FallbackReason(message: "value '\(name)' (\(t.shape)) is not a float batch of \(sizes[b]) samples"))
+          return .failure(StepFallback(message: "value '\(name)' (\(t.shape)) is not a float batch of \(sizes[b]) samples"))
         }
       }
       var problem = try BlockProblem(
@@ -115,11 +126,6 @@ public enum BlockReconstruction {
     }
     g.initializers = adjusted
     return .success((g, records))
-  }
-
-  /// Why block reconstruction did not run.
-  public struct FallbackReason: Error, Sendable, Equatable {
-    public var message: String
   }
 }
 

@@ -157,9 +157,7 @@ public enum LayerwiseRefinement {
     }
     let inputs = visit.quantizedInputs.map(\.floats)
     let outputs = visit.floatOutputs.map(\.floats)
-    var firstRow: [Int] = [0]
-    for x in visit.quantizedInputs { firstRow.append(firstRow.last! + layer.rows(x, patches)) }
-    let totalRows = firstRow.last!
+    let allRows = CalibrationSamples(sizes: visit.quantizedInputs.map { layer.rows($0, patches) })
     let positions = patches?.positions ?? 1
     let addBias: [Float]? = { if case .matMul = layer.kind { return floatBias } else { return nil } }()
     let activation = layer.activation
@@ -176,10 +174,8 @@ public enum LayerwiseRefinement {
       let run = patches == nil ? 1 : 32
       var r = 0
       while r < rows {
-        let global = generator.uniform(below: totalRows)
-        var b = 0
-        while firstRow[b + 1] <= global { b += 1 }
-        var row = global - firstRow[b]
+        let (b, first) = allRows.locate(generator.uniform(below: allRows.count))
+        var row = first
         let image = row / positions
         for _ in 0..<min(run, rows - r) {
           if run > 1 { row = image * positions + generator.uniform(below: positions) }

@@ -9,6 +9,12 @@ public struct StepTiming: Sendable, Codable, Equatable {
   public var detail: String?
 }
 
+/// Why an optional data-driven step (block reconstruction, quantizer tuning) did not run: the
+/// log names the node in the way.
+public struct StepFallback: Error, Sendable, Equatable {
+  public var message: String
+}
+
 /// What post-training quantization produced.
 public struct QuantizationResult: Sendable {
   /// The float reference: the model simplified, BatchNorm folded (what FP32 accuracy is measured on).
@@ -29,6 +35,8 @@ public struct QuantizationResult: Sendable {
   public var blocks: [BlockRefinement] = []
   /// Layers corrected analytically.
   public var analyticallyCorrected: [String] = []
+  /// Quantizer tuning's losses, when it ran.
+  public var tuning: QuantizerTuningRecord?
   public var steps: [StepTiming]
 }
 
@@ -173,6 +181,28 @@ public enum PostTrainingQuantization {
         progress: { progress?("calibrate", $0, batches.count) })
     }
     quantizers.merge(activations) { a, _ in a }
+    var tuning: QuantizerTuningRecord?
+    if config.runsQuantizerTuning && !batches.isEmpty {
+      let outcome = try timed("quantizer tuning") {
+        try QuantizerTuning.run(
+          float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
+          batches: Array(batches.prefix(cached)), opset: transformed.opset, options: config.quantizerTuningOptions,
+          progress: { progress?("quantizer tuning", $0, $1) })
+      }
+      switch outcome {
+      case .success(let tuned):
+        let r = tuned.record
+        tuning = r
+        quantizers = tuned.quantizers
+        transformed = tuned.graph
+        let o = config.quantizerTuningOptions
+        steps[steps.count - 1].detail = String(
+          format: "%d scales, %d zero points, %d iterations x %d samples, %@ %.4g -> %.4g%@", r.scales, r.zeroPoints,
+          o.iterations, o.batchSize, r.loss, r.before, r.after, r.kept ? "" : " (not lower: range-set quantizers kept)")
+      case .failure(let reason):
+        steps[steps.count - 1].detail = "skipped: \(reason.message)"
+      }
+    }
     let opset = config.outputOpset(modelOpset: transformed.opset)
     let qdq = try timed("write QDQ graph", "opset \(opset)") {
       try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset)
@@ -180,6 +210,6 @@ public enum PostTrainingQuantization {
     return QuantizationResult(
       floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
-      analyticallyCorrected: corrected, steps: steps)
+      analyticallyCorrected: corrected, tuning: tuning, steps: steps)
   }
 }

@@ -72,6 +72,11 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var adaRoundOptions = AdaRoundOptions()
   /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
   public var biasCorrection: BiasCorrectionMode = .auto
+  /// Quantizer tuning after range setting, when calibration data is given (`QuantizerTuning`);
+  /// nil (default) runs it when activations have fewer than 8 bits, where it pays for its time.
+  public var quantizerTuning: Bool?
+  /// Quantizer tuning's settings (see `QuantizerTuningOptions` for the defaults).
+  public var quantizerTuningOptions = QuantizerTuningOptions()
 
   public init() {}
 
@@ -83,6 +88,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     c.biasAbsorption = false
     c.adaRound = false
     c.biasCorrection = .none
+    c.quantizerTuning = false
     return c
   }
 
@@ -95,6 +101,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
+    case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
   }
 
   public init(from decoder: Decoder) throws {
@@ -121,6 +128,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     adaRound = try c.decodeIfPresent(Bool.self, forKey: .adaRound) ?? d.adaRound
     adaRoundOptions = try c.decodeIfPresent(AdaRoundOptions.self, forKey: .adaRoundOptions) ?? d.adaRoundOptions
     biasCorrection = try c.decodeIfPresent(BiasCorrectionMode.self, forKey: .biasCorrection) ?? d.biasCorrection
+    quantizerTuning = try c.decodeIfPresent(Bool.self, forKey: .quantizerTuning)
+    quantizerTuningOptions = try c.decodeIfPresent(QuantizerTuningOptions.self, forKey: .quantizerTuningOptions)
+      ?? d.quantizerTuningOptions
   }
 
   /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
@@ -146,6 +156,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
       throw LowbitError.invalidArgument("weight range '\(weightRange.rawValue)' applies to activations only: use min-max or mse")
     }
     try adaRoundOptions.validate()
+    try quantizerTuningOptions.validate()
     if weightGroupSize != nil && (opset ?? 21) < 21 {
       throw LowbitError.invalidArgument("per-group weights need blocked QuantizeLinear: use opset 21")
     }
@@ -157,6 +168,10 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     if weightBits > 8 || activationBits > 8 || weightGroupSize != nil { return max(modelOpset, 21) }
     return max(modelOpset, 13)
   }
+
+  /// Whether quantizer tuning runs (given calibration data): as set, else when activations are
+  /// quantized to fewer than 8 bits.
+  public var runsQuantizerTuning: Bool { quantizerTuning ?? (quantizeActivations && activationBits < 8) }
 
   /// Weight grid: signed when symmetric.
   public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric) }

@@ -6,9 +6,10 @@ extension Trainer {
   /// does not depend on it) and, with `includeInputs`, for every float graph input.
   ///
   /// Nodes run in reverse order; a value read by several nodes sums their contributions in that
-  /// order, so the result is bitwise reproducible.
+  /// order, so the result is bitwise reproducible. With `only`, just those parameters' gradients
+  /// are computed and returned (a frozen weight's gradient is never formed).
   public func backward(
-    _ tape: GradientTape, outputGradients: [String: Tensor], includeInputs: Bool = false
+    _ tape: GradientTape, outputGradients: [String: Tensor], includeInputs: Bool = false, only: Set<String>? = nil
   ) throws -> [String: Tensor] {
     var grads: [String: Tensor] = [:]
     for (name, g) in outputGradients {
@@ -20,7 +21,7 @@ extension Trainer {
       }
       grads[name] = g
     }
-    let wanted = requiringGradient(includeInputs: includeInputs, tape: tape)
+    let wanted = requiringGradient(includeInputs: includeInputs, tape: tape, only: only)
     for index in graph.nodes.indices.reversed() {
       let node = graph.nodes[index]
       let outputGradients = node.outputs.map { $0.isEmpty ? nil : grads[$0] }
@@ -53,7 +54,7 @@ extension Trainer {
       for name in node.outputs where !graph.outputs.contains(where: { $0.name == name }) { grads[name] = nil }
     }
     var result: [String: Tensor] = [:]
-    for name in parameterNames {
+    for name in parameterNames where only?.contains(name) ?? true {
       result[name] = grads[name] ?? Tensor(shape: graph.initializers[name]!.shape, repeating: 0)
     }
     if includeInputs {
@@ -66,8 +67,8 @@ extension Trainer {
 
   /// Values whose gradient the backward pass needs: those that depend, through differentiable
   /// input slots, on a parameter (or, with `includeInputs`, on a float graph input).
-  func requiringGradient(includeInputs: Bool, tape: GradientTape) -> Set<String> {
-    var set = Set(parameterNames)
+  func requiringGradient(includeInputs: Bool, tape: GradientTape, only: Set<String>? = nil) -> Set<String> {
+    var set = Set(parameterNames.filter { only?.contains($0) ?? true })
     if includeInputs {
       for input in graph.inputs where tape.values[input.name]?.dtype.isFloatingPoint == true { set.insert(input.name) }
     }

@@ -1,0 +1,252 @@
+import Foundation
+import LowbitCore
+import LowbitTrain
+
+/// Settings of quantizer tuning (`QuantizerTuning`). Defaults in the comments.
+public struct QuantizerTuningOptions: Sendable, Equatable, Codable {
+  /// Adam steps (default 200).
+  public var iterations = 200
+  /// Calibration samples per step (default 32).
+  public var batchSize = 32
+  /// Adam's step size on the logarithm of every scale, i.e. a relative change of the scale
+  /// (default 0.002), cosine-decayed to 0; zero points move `offsetRate` times as far, in grid steps.
+  public var learningRate: Float = 0.002
+  /// Zero points' step size over the scales' (default 1).
+  public var offsetRate: Float = 1
+  /// Seed of the sample draws (default 0).
+  public var seed: UInt64 = 0
+
+  public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case iterations, batchSize = "batch_size", learningRate = "learning_rate", offsetRate = "offset_rate", seed
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = QuantizerTuningOptions()
+    iterations = try c.decodeIfPresent(Int.self, forKey: .iterations) ?? d.iterations
+    batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+    learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
+    offsetRate = try c.decodeIfPresent(Float.self, forKey: .offsetRate) ?? d.offsetRate
+    seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+  }
+
+  /// Throws `invalidArgument` naming the first setting out of range.
+  public func validate() throws {
+    guard iterations >= 1 else { throw LowbitError.invalidArgument("quantizer tuning iterations must be at least 1, got \(iterations)") }
+    guard batchSize >= 1 else { throw LowbitError.invalidArgument("quantizer tuning batch size must be at least 1, got \(batchSize)") }
+    guard learningRate > 0, learningRate.isFinite, offsetRate >= 0, offsetRate.isFinite else {
+      throw LowbitError.invalidArgument("quantizer tuning step sizes must be positive and finite, got \(learningRate) and x\(offsetRate)")
+    }
+  }
+}
+
+/// What quantizer tuning did.
+public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
+  /// Scales and zero points trained.
+  public var scales: Int
+  public var zeroPoints: Int
+  /// The loss: "divergence" (KL from the float model's softmax, for logits) or "mean square".
+  public var loss: String
+  /// The loss over every calibration sample before and after tuning.
+  public var before: Float
+  public var after: Float
+  /// Whether the tuned quantizers replaced the range-set ones (only when `after < before`).
+  public var kept: Bool
+}
+
+/// Quantizer tuning: after range setting, every quantizer's scale (weights and activations) and
+/// every activation zero point are trained end to end, the integers of the weights held fixed,
+/// to bring the quantized model's outputs to the float model's on the calibration data.
+///
+/// The quantized model is the QAT graph (`QuantizationAwareTraining.graph`) with each weight
+/// read as `w_hat = s * (q - z)`: the integers `q` from range setting and AdaRound stay, the
+/// scale `s` (per tensor or per channel) acts as a learned gain (`d w_hat / d s = q - z`).
+/// Activations are `FakeQuantize` nodes with LSQ's gradients (eq. 37-39) on their scale and
+/// offset; biases are rounded to int32 at `s_w s_x` as the file stores them. The loss is, per
+/// graph output, `KL(softmax(t) || softmax(y))` for logits ([N, C]) and the mean square over
+/// rows otherwise, against the float model's outputs `t`. Adam steps `log s` (so the step is a
+/// relative change and scales stay positive) and the zero points (clamped into the grid).
+/// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold
+/// them; the tuned quantizers are kept only when the loss over all calibration samples fell.
+public enum QuantizerTuning {
+  public struct Outcome: Sendable {
+    public var quantizers: [String: TensorQuantizer]
+    /// `transformed` with each tuned weight set to `s (q - z)` at its new scale.
+    public var graph: Graph
+    public var record: QuantizerTuningRecord
+  }
+
+  /// Tunes `quantizers` (keyed by site) of `transformed` towards `float`'s outputs on `batches`;
+  /// `.failure` names the node when some node cannot pass gradients.
+  public static func run(
+    float: Graph, transformed: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
+    batches: [[String: Tensor]], opset: Int, options: QuantizerTuningOptions, progress: ((Int, Int) -> Void)? = nil
+  ) throws -> Result<Outcome, StepFallback> {
+    try options.validate()
+    let (qat, parameters) = try QuantizationAwareTraining.graph(
+      transformed, sites: sites, quantizers: quantizers, opset: opset, gradientScaling: false)
+    var (graph, weights) = try readingIntegers(qat, parameters: parameters, quantizers: quantizers)
+    var trainable = Set(parameters.quantizers.map(\.scale))
+    var offsets: Set<String> = []
+    for entry in parameters.quantizers where entry.kind == .activation { if let o = entry.offset { offsets.insert(o) } }
+    trainable.formUnion(offsets)
+    graph = try graph.validated()
+    if let reason = BlockReconstruction.obstacle(graph, nodes: Array(graph.nodes.indices), carrying: trainable) {
+      return .failure(StepFallback(message: reason))
+    }
+    var trainer = try Trainer(graph)
+    let outputs = graph.outputs.map(\.name)
+    let teacher = try Interpreter(float)
+    let inputs = graph.inputs.map(\.name)
+    var targets: [[Tensor]] = outputs.map { _ in [] }
+    var sizes: [Int] = []
+    for feeds in batches {
+      let result = try teacher.run(feeds)
+      for (k, name) in outputs.enumerated() {
+        guard let t = result[name], t.dtype.isFloatingPoint else {
+          return .failure(StepFallback(message: "graph output '\(name)' is not a float value"))
+        }
+        targets[k].append(t)
+      }
+      guard let n = feeds[inputs[0]]?.shape.first else {
+        throw LowbitError.invalidInput("calibration data has no input '\(inputs[0])'")
+      }
+      sizes.append(n)
+    }
+    for k in outputs.indices {
+      for (b, t) in targets[k].enumerated() where t.shape.first != sizes[b] {
+        return .failure(StepFallback(message: "graph output '\(outputs[k])' (\(t.shape)) is not a batch of \(sizes[b]) samples"))
+      }
+    }
+    let lossName = targets.allSatisfy({ $0[0].rank == 2 && $0[0].shape[1] >= 2 }) ? "divergence" : "mean square"
+
+    func loss(_ tape: GradientTape, _ wanted: [Tensor]) -> (Double, [String: Tensor]) {
+      var total = 0.0, gradients: [String: Tensor] = [:]
+      for (k, name) in outputs.enumerated() {
+        let (value, gradient) = OutputLoss.compare(tape.values[name]!, wanted[k])
+        total += value
+        gradients[name] = gradient
+      }
+      return (total, gradients)
+    }
+    func calibrationLoss() throws -> Float {
+      var total = 0.0
+      for (b, feeds) in batches.enumerated() {
+        let tape = try trainer.forward(feeds, mode: .inference)
+        total += loss(tape, outputs.indices.map { targets[$0][b] }).0 * Double(sizes[b])
+      }
+      return Float(total / Double(max(sizes.reduce(0, +), 1)))
+    }
+
+    let before = try calibrationLoss()
+    let start = trainer.parameters
+    let samples = CalibrationSamples(sizes: sizes)
+    var generator = SplitMix64(seed: options.seed)
+    var logScales: [String: Tensor] = [:], zeroPoints: [String: Tensor] = [:]
+    for name in trainable {
+      let t = start[name]!
+      if offsets.contains(name) { zeroPoints[name] = t } else { logScales[name] = Tensor(shape: t.shape, floats: t.floats.map { Foundation.log($0) }) }
+    }
+    var scaleAdam = Adam(), offsetAdam = Adam()
+    for step in 0..<options.iterations {
+      let picks = samples.draw(options.batchSize, &generator)
+      var feeds: [String: Tensor] = [:]
+      for name in inputs { feeds[name] = CalibrationSamples.gather(batches.map { $0[name]! }, picks) }
+      let tape = try trainer.forward(feeds, mode: .inference)
+      let (_, outputGradients) = loss(tape, targets.map { CalibrationSamples.gather($0, picks) })
+      let gradients = try trainer.backward(tape, outputGradients: outputGradients, only: trainable)
+      var current = trainer.parameters
+      var scaleGradients: [String: Tensor] = [:]
+      for (name, u) in logScales {
+        // d L / d log s = s * d L / d s.
+        let s = current[name]!.floats, g = gradients[name]!.floats
+        scaleGradients[name] = Tensor(shape: u.shape, floats: zip(s, g).map { $0 * $1 })
+      }
+      let rate = options.learningRate * 0.5 * (1 + cos(Float.pi * Float(step) / Float(options.iterations)))
+      try scaleAdam.update(&logScales, gradients: scaleGradients, learningRate: rate)
+      try offsetAdam.update(&zeroPoints, gradients: gradients, learningRate: rate * options.offsetRate)
+      for (name, u) in logScales { current[name] = Tensor(shape: u.shape, floats: u.floats.map { Foundation.exp($0) }) }
+      for (name, z) in zeroPoints { current[name] = z }
+      trainer.parameters = current
+      trainer.projectParameters()
+      for (name, z) in zeroPoints { zeroPoints[name] = trainer.parameters[name]! }
+      progress?(step + 1, options.iterations)
+    }
+    let after = try calibrationLoss()
+    let record = QuantizerTuningRecord(
+      scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: after,
+      kept: after < before)
+    guard record.kept else {
+      return .success(Outcome(quantizers: quantizers, graph: transformed, record: record))
+    }
+    return .success(try tuned(
+      trainer.graph, parameters: parameters, weights: weights, quantizers: quantizers, transformed: transformed, record: record))
+  }
+
+  /// A weight read through its integers: `w_hat = s * (q - z)`, `s` reshaped to broadcast along
+  /// the channel axis.
+  struct IntegerWeight {
+    var site: String
+    var scale: String
+    /// `q - z` per element, as floats.
+    var integers: [Float]
+  }
+
+  /// `qat` with every weight FakeQuantize node replaced by `Mul(q - z, Reshape(s))`.
+  static func readingIntegers(
+    _ qat: Graph, parameters: QATParameters, quantizers: [String: TensorQuantizer]
+  ) throws -> (Graph, [IntegerWeight]) {
+    var g = qat
+    var weights: [IntegerWeight] = []
+    for entry in parameters.quantizers where entry.kind == .weight {
+      guard let index = g.nodes.firstIndex(where: { $0.name == entry.node }), let w = g.initializers[entry.site],
+            let q = quantizers[entry.site] else { continue }
+      let ints = q.quantize(w.floats, shape: w.shape)
+      let paramIndex = TensorQuantizer.paramIndex(q.granularity, for: w.shape)
+      let integers = ints.indices.map { Float(ints[$0] - Int64(q.params[paramIndex($0)].zeroPoint)) }
+      let integerName = g.freshName(entry.site + "_tuning_integers")
+      g.initializers[integerName] = Tensor(shape: w.shape, floats: integers)
+      var scale = entry.scale
+      var nodes: [Node] = []
+      if case .perChannel(let axis) = q.granularity {
+        let shapeName = g.freshName(entry.site + "_tuning_scale_shape"), reshaped = g.freshName(entry.site + "_tuning_scale")
+        var dims = [Int64](repeating: 1, count: w.rank)
+        dims[axis] = Int64(w.shape[axis])
+        g.initializers[shapeName] = Tensor(shape: [w.rank], ints: dims)
+        nodes.append(Node(name: reshaped + "_node", opType: "Reshape", inputs: [scale, shapeName], outputs: [reshaped]))
+        scale = reshaped
+      }
+      nodes.append(Node(name: entry.node, opType: "Mul", inputs: [integerName, scale], outputs: [entry.output]))
+      g.nodes.replaceSubrange(index...index, with: nodes)
+      g.initializers[entry.site] = nil
+      if let offset = entry.offset { g.initializers[offset] = nil }
+      weights.append(IntegerWeight(site: entry.site, scale: entry.scale, integers: integers))
+    }
+    return (g, weights)
+  }
+
+  /// The tuned quantizers and the transformed graph whose weights sit on their new grids.
+  static func tuned(
+    _ trained: Graph, parameters: QATParameters, weights: [IntegerWeight], quantizers: [String: TensorQuantizer],
+    transformed: Graph, record: QuantizerTuningRecord
+  ) throws -> Outcome {
+    var result = quantizers
+    let activations = try QuantizationAwareTraining.quantizers(from: trained)
+    for entry in parameters.quantizers where entry.kind == .activation {
+      if let q = activations[entry.site] { result[entry.site] = q }
+    }
+    var graph = transformed
+    for weight in weights {
+      guard var q = result[weight.site], let w = graph.initializers[weight.site], let s = trained.initializers[weight.scale] else { continue }
+      let scales = s.floats
+      for c in q.params.indices { q.params[c].scale = scales[c] }
+      let paramIndex = TensorQuantizer.paramIndex(q.granularity, for: w.shape)
+      graph.initializers[weight.site] = Tensor(
+        shape: w.shape, floats: weight.integers.indices.map { q.params[paramIndex($0)].scale * weight.integers[$0] })
+      result[weight.site] = q
+    }
+    return Outcome(quantizers: result, graph: graph, record: record)
+  }
+}

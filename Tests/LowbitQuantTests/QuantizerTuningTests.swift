@@ -1,0 +1,111 @@
+import Foundation
+import LowbitCore
+import LowbitTestSupport
+import Testing
+
+@testable import LowbitQuant
+
+@Suite struct QuantizerTuningTests {
+  func config(tuning: Bool, perChannel: Bool = true) -> QuantConfig {
+    var c = QuantConfig()
+    c.weightBits = 4
+    c.activationBits = 4
+    c.perChannel = perChannel
+    c.adaRoundOptions.iterations = 40
+    c.quantizerTuning = tuning
+    c.quantizerTuningOptions.iterations = 80
+    c.quantizerTuningOptions.batchSize = 8
+    c.quantizerTuningOptions.learningRate = 0.01
+    return c
+  }
+
+  /// The integers `round(w / s) + z` of every weight quantizer of a result.
+  func integers(_ r: QuantizationResult) -> [String: [Int64]] {
+    var out: [String: [Int64]] = [:]
+    for site in r.sites where site.kind == .weight {
+      guard let q = r.quantizers[site.name], let w = r.transformedGraph.initializers[site.name] else { continue }
+      out[site.name] = q.quantize(w.floats, shape: w.shape)
+    }
+    return out
+  }
+
+  /// The mean square over rows of the QDQ graph's output against the float graph's, over `batches`.
+  func fileLoss(_ r: QuantizationResult, _ batches: [[String: Tensor]]) throws -> Double {
+    let quantized = try Interpreter(r.graph), float = try Interpreter(r.floatGraph)
+    var total = 0.0, samples = 0
+    for feeds in batches {
+      let y = try quantized.run(feeds)["y"]!, t = try float.run(feeds)["y"]!
+      total += OutputLoss.meanSquared(y, t).loss * Double(y.shape[0])
+      samples += y.shape[0]
+    }
+    return total / Double(samples)
+  }
+
+  /// Tuning lowers the loss on the calibration data, moves scales but keeps every weight's
+  /// integers, and the written QDQ graph computes the tuned loss.
+  @Test func tuningLowersTheLossKeepsTheIntegersAndTheFileAgrees() throws {
+    let graph = residualGraph()
+    let batches = inputBatches(4)
+    let plain = try PostTrainingQuantization.quantize(graph, config: config(tuning: false), batches: batches)
+    let tuned = try PostTrainingQuantization.quantize(graph, config: config(tuning: true), batches: batches)
+    let record = try #require(tuned.tuning)
+    #expect(record.loss == "mean square")
+    #expect(record.kept && record.after < 0.9 * record.before, "\(record)")
+    #expect(record.scales == tuned.quantizers.count && record.zeroPoints > 0)
+    #expect(integers(tuned) == integers(plain))
+    let moved = ["w1", "w2", "w3"].filter { tuned.quantizers[$0]!.params.map(\.scale) != plain.quantizers[$0]!.params.map(\.scale) }
+    #expect(moved.count == 3)
+    let before = try fileLoss(plain, batches), after = try fileLoss(tuned, batches)
+    #expect(abs(before - Double(record.before)) <= 1e-3 * before, "\(before) vs \(record.before)")
+    #expect(abs(after - Double(record.after)) <= 1e-3 * after, "\(after) vs \(record.after)")
+    let step = try #require(tuned.steps.first { $0.step == "quantizer tuning" })
+    #expect(step.detail?.contains("mean square") == true, "\(step.detail ?? "")")
+  }
+
+  /// The same seed gives the same quantizers.
+  @Test func seededRunsAgree() throws {
+    let graph = residualGraph()
+    var c = config(tuning: true, perChannel: false)
+    c.quantizerTuningOptions.iterations = 20
+    let a = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(2))
+    let b = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(2))
+    #expect(a.quantizers == b.quantizers)
+  }
+
+  /// A node without a gradient rule on the way to the output skips the step, naming the node.
+  @Test func nodeWithoutGradientRuleSkipsTheStep() throws {
+    let graph = residualGraph(head: "Softmax")
+    var c = config(tuning: true)
+    c.quantizerTuningOptions.iterations = 5
+    let result = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(1))
+    let step = try #require(result.steps.first { $0.step == "quantizer tuning" })
+    #expect(step.detail == "skipped: node 'head' (Softmax) has no gradient rule", "\(step.detail ?? "")")
+    #expect(result.tuning == nil)
+  }
+
+  /// `KL(softmax(t) || softmax(y))` per row, averaged, and its gradient `(softmax(y) - softmax(t)) / N`
+  /// against central differences.
+  @Test func divergenceAndItsGradient() {
+    let t = Tensor(shape: [2, 3], floats: [1, 2, 0.5, -1, 0, 3])
+    let y = Tensor(shape: [2, 3], floats: [0.8, 2.3, 0.1, -0.5, 0.2, 2.5])
+    func softmax(_ z: ArraySlice<Float>) -> [Double] {
+      let e = z.map { exp(Double($0)) }, s = e.reduce(0, +)
+      return e.map { $0 / s }
+    }
+    var expected = 0.0
+    for r in 0..<2 {
+      let p = softmax(t.floats[(3 * r)..<(3 * r + 3)]), q = softmax(y.floats[(3 * r)..<(3 * r + 3)])
+      for j in 0..<3 { expected += p[j] * log(p[j] / q[j]) / 2 }
+    }
+    let (value, gradient) = OutputLoss.divergence(y, t)
+    #expect(abs(value - expected) <= 1e-9)
+    for i in 0..<6 {
+      var up = y.floats, down = y.floats
+      up[i] += 1e-3
+      down[i] -= 1e-3
+      let numeric = (OutputLoss.divergence(Tensor(shape: [2, 3], floats: up), t).loss
+        - OutputLoss.divergence(Tensor(shape: [2, 3], floats: down), t).loss) / 2e-3
+      #expect(abs(Double(gradient.floats[i]) - numeric) <= 1e-4, "\(i): \(gradient.floats[i]) vs \(numeric)")
+    }
+  }
+}
