@@ -85,8 +85,13 @@ public enum QuantizerTuning {
     batches: [[String: Tensor]], opset: Int, options: QuantizerTuningOptions, progress: ((Int, Int) -> Void)? = nil
   ) throws -> Result<Outcome, StepFallback> {
     try options.validate()
-    let (qat, parameters) = try QuantizationAwareTraining.graph(
-      transformed, sites: sites, quantizers: quantizers, opset: opset, gradientScaling: false)
+    let qat: Graph, parameters: QATParameters
+    do {
+      (qat, parameters) = try QuantizationAwareTraining.graph(
+        transformed, sites: sites, quantizers: quantizers, opset: opset, gradientScaling: false)
+    } catch let error as LowbitError where error.kind == .unsupported {
+      return .failure(StepFallback(message: error.description))  // per-group weights have no FakeQuantize form
+    }
     var (graph, weights) = try readingIntegers(qat, parameters: parameters, quantizers: quantizers)
     var trainable = Set(parameters.quantizers.map(\.scale))
     var offsets: Set<String> = []

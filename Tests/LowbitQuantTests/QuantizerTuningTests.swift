@@ -83,6 +83,17 @@ import Testing
     #expect(result.tuning == nil)
   }
 
+  /// Per-group weights have no FakeQuantize form: the step is skipped and says so, the rest runs.
+  @Test func perGroupWeightsSkipTheStep() throws {
+    var c = config(tuning: true, perChannel: false)
+    c.weightGroupSize = 2
+    c.opset = 21
+    let result = try PostTrainingQuantization.quantize(residualGraph(), config: c, batches: inputBatches(1))
+    let step = try #require(result.steps.first { $0.step == "quantizer tuning" })
+    #expect(step.detail?.hasPrefix("skipped: ") == true && step.detail?.contains("per-group") == true, "\(step.detail ?? "")")
+    #expect(result.tuning == nil)
+  }
+
   /// `KL(softmax(t) || softmax(y))` per row, averaged, and its gradient `(softmax(y) - softmax(t)) / N`
   /// against central differences.
   @Test func divergenceAndItsGradient() {
