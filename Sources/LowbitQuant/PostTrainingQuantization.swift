@@ -198,7 +198,8 @@ public enum PostTrainingQuantization {
         let o = config.quantizerTuningOptions
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ %.4g -> %.4g%@", r.scales, r.zeroPoints,
-          o.iterations, o.batchSize, r.loss, r.before, r.after, r.kept ? "" : " (not lower: range-set quantizers kept)")
+          o.iterations, o.batchSize, r.loss, r.before, r.after,
+          r.kept ? " (step \(r.step))" : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):
         steps[steps.count - 1].detail = "skipped: \(reason.message)"
       }

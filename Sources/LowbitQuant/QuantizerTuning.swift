@@ -49,10 +49,12 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   public var zeroPoints: Int
   /// The loss: "divergence" (KL from the float model's softmax, for logits) or "mean square".
   public var loss: String
-  /// The loss over every calibration sample before and after tuning.
+  /// The loss over every calibration sample before tuning and at the step kept.
   public var before: Float
   public var after: Float
-  /// Whether the tuned quantizers replaced the range-set ones (only when `after < before`).
+  /// The checkpoint kept (checkpoints every quarter of the steps; 0: none beat the start).
+  public var step: Int
+  /// Whether the tuned quantizers replaced the range-set ones (a checkpoint beat the start).
   public var kept: Bool
 }
 
@@ -68,8 +70,9 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
 /// graph output, `KL(softmax(t) || softmax(y))` for logits ([N, C]) and the mean square over
 /// rows otherwise, against the float model's outputs `t`. Adam steps `log s` (so the step is a
 /// relative change and scales stay positive) and the zero points (clamped into the grid).
-/// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold
-/// them; the tuned quantizers are kept only when the loss over all calibration samples fell.
+/// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold them.
+/// The loss over all calibration samples is measured at the start and after every quarter of
+/// the steps; the best checkpoint is kept (the range-set quantizers when none beat them).
 public enum QuantizerTuning {
   public struct Outcome: Sendable {
     public var quantizers: [String: TensorQuantizer]
@@ -155,6 +158,10 @@ public enum QuantizerTuning {
       if offsets.contains(name) { zeroPoints[name] = t } else { logScales[name] = Tensor(shape: t.shape, floats: t.floats.map { Foundation.log($0) }) }
     }
     var scaleAdam = Adam(), offsetAdam = Adam()
+    // Mini-batch KL is heavy-tailed (a few samples near a decision flip dominate it), so the
+    // parameters are checkpointed on the whole calibration set four times and the best kept.
+    let checkpointEvery = max(1, options.iterations / 4)
+    var best = (loss: before, step: 0, graph: trainer.graph)
     for step in 0..<options.iterations {
       let picks = samples.draw(options.batchSize, &generator)
       var feeds: [String: Tensor] = [:]
@@ -177,17 +184,20 @@ public enum QuantizerTuning {
       trainer.parameters = current
       trainer.projectParameters()
       for (name, z) in zeroPoints { zeroPoints[name] = trainer.parameters[name]! }
+      if (step + 1) % checkpointEvery == 0 || step + 1 == options.iterations {
+        let value = try calibrationLoss()
+        if value < best.loss { best = (value, step + 1, trainer.graph) }
+      }
       progress?(step + 1, options.iterations)
     }
-    let after = try calibrationLoss()
     let record = QuantizerTuningRecord(
-      scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: after,
-      kept: after < before)
+      scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: best.loss,
+      step: best.step, kept: best.step > 0)
     guard record.kept else {
       return .success(Outcome(quantizers: quantizers, graph: transformed, record: record))
     }
     return .success(try tuned(
-      trainer.graph, parameters: parameters, weights: weights, quantizers: quantizers, transformed: transformed, record: record))
+      best.graph, parameters: parameters, weights: weights, quantizers: quantizers, transformed: transformed, record: record))
   }
 
   /// A weight read through its integers: `w_hat = s * (q - z)`, `s` reshaped to broadcast along

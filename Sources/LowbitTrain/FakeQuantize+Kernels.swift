@@ -56,14 +56,23 @@ extension FakeQuantize {
     var out = [Float](repeating: 0, count: xs.count)
     // Safety: i < xs.count == out.count, and (i / inner) % channels < channels == ss.count ==
     // zs.count (checked by Layout); each chunk writes only its own range of `out`.
+    let exact = FakeQuantize.isFloatExact(qmin: qmin, qmax: qmax), lower = Float(qmin), upper = Float(qmax)
     xs.withUnsafeBufferPointer { xp in
       out.withUnsafeMutableBufferPointer { op in
         let xBits = UInt(bitPattern: xp.baseAddress), oBits = UInt(bitPattern: op.baseAddress)
         parallelChunks(xs.count, costPerItem: 4) { range in
           guard let xi = UnsafePointer<Float>(bitPattern: xBits), let o = UnsafeMutablePointer<Float>(bitPattern: oBits) else { return }
-          for i in range {
-            let c = channels == 1 ? 0 : (i / inner) % channels
-            o[i] = FakeQuantize.value(xi[i], scale: ss[c], offset: zs[c], qmin: qmin, qmax: qmax)
+          // Runs of elements that share one channel's scale and offset.
+          var i = range.lowerBound
+          while i < range.upperBound {
+            let block = i / inner, end = min(range.upperBound, (block + 1) * inner)
+            let c = block % channels, s = ss[c], z = zs[c]
+            if exact {
+              for j in i..<end { o[j] = FakeQuantize.value(xi[j], scale: s, offset: z, lower: lower, upper: upper) }
+            } else {
+              for j in i..<end { o[j] = FakeQuantize.value(xi[j], scale: s, offset: z, qmin: qmin, qmax: qmax) }
+            }
+            i = end
           }
         }
       }
@@ -82,11 +91,31 @@ extension FakeQuantize {
     let gradientScale = Double(try ctx.forward.float("gradient_scale", default: 1))
     var dx = [Float](repeating: 0, count: ctx.wants(0) ? xs.count : 0)
     var ds = [Double](repeating: 0, count: channels), dz = [Double](repeating: 0, count: channels)
+    let exact = isFloatExact(qmin: qmin, qmax: qmax), lower = Float(qmin), upper = Float(qmax), wantsInput = !dx.isEmpty
     for o in 0..<layout.outer {
       for c in 0..<channels {
         let s = layout.scales[c], zr = layout.offsets[c]
         let base = (o * channels + c) * inner
         var sumS = 0.0, sumZ = 0.0
+        if exact {
+          // region() in Float (exact for these grids), with x / s computed once.
+          for i in base..<(base + inner) {
+            let u = xs[i] / s, r = u.rounded(.toNearestOrEven), q = r + zr
+            if q < lower {
+              sumS += Double(g[i]) * Double(lower - zr)
+              sumZ -= Double(g[i]) * Double(s)
+            } else if q > upper {
+              sumS += Double(g[i]) * Double(upper - zr)
+              sumZ -= Double(g[i]) * Double(s)
+            } else {
+              if wantsInput { dx[i] = g[i] }
+              sumS += Double(g[i]) * Double(r - u)
+            }
+          }
+          ds[c] += sumS
+          dz[c] += sumZ
+          continue
+        }
         for i in base..<(base + inner) {
           let gi = Double(g[i])
           switch region(xs[i], scale: s, offset: zr, qmin: qmin, qmax: qmax) {

@@ -98,6 +98,19 @@ public enum FakeQuantize {
     return s * Float(q - z)
   }
 
+  /// `value` with the grid ends as Floats, for grids within +-2^24 (where every integer and the
+  /// sum `round(x/s) + zr` are exact in Float, or already far outside the grid): the same result,
+  /// in a form the compiler vectorizes.
+  @inlinable
+  public static func value(_ x: Float, scale s: Float, offset zr: Float, lower: Float, upper: Float) -> Float {
+    let q = min(max((x / s).rounded(.toNearestOrEven) + zr, lower), upper)
+    return x.isNaN ? 0 : s * (q - zr)
+  }
+
+  /// Whether a grid fits `value(_:scale:offset:lower:upper:)`'s Float arithmetic.
+  @inlinable
+  public static func isFloatExact(qmin: Int, qmax: Int) -> Bool { qmin >= -(1 << 24) && qmax <= (1 << 24) }
+
   /// `d x_hat / d x`: 1 inside the grid, 0 at the clipped ends (STE, eq. 37).
   @inlinable
   public static func inputGradient(_ x: Float, scale s: Float, offset zr: Float, qmin: Int, qmax: Int) -> Float {
