@@ -183,7 +183,8 @@ public enum QuantizerTuning {
       for (name, z) in zeroPoints { current[name] = z }
       trainer.parameters = current
       trainer.projectParameters()
-      for (name, z) in zeroPoints { zeroPoints[name] = trainer.parameters[name]! }
+      let projected = trainer.parameters
+      for name in Array(zeroPoints.keys) { zeroPoints[name] = projected[name]! }
       if (step + 1) % checkpointEvery == 0 || step + 1 == options.iterations {
         let value = try calibrationLoss()
         if value < best.loss { best = (value, step + 1, trainer.graph) }
