@@ -42,9 +42,12 @@ enum OutputLoss {
     return (total / Double(max(n, 1)), Tensor(shape: y.shape, floats: g))
   }
 
-  /// Logits take the divergence (a float [N, C] output with C >= 2); anything else the mean square.
+  /// Whether an output of this shape is logits ([N, C] with C >= 2), compared by `divergence`.
+  static func isLogits(_ shape: [Int]) -> Bool { shape.count == 2 && shape[1] >= 2 }
+
+  /// Logits take the divergence; anything else the mean square.
   static func compare(_ y: Tensor, _ t: Tensor) -> (loss: Double, gradient: Tensor) {
-    y.rank == 2 && y.shape[1] >= 2 ? divergence(y, t) : meanSquared(y, t)
+    isLogits(y.shape) ? divergence(y, t) : meanSquared(y, t)
   }
 
   static func logSoftmax(_ z: ArraySlice<Float>) -> [Double] {

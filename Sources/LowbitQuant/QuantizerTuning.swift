@@ -128,7 +128,7 @@ public enum QuantizerTuning {
         return .failure(StepFallback(message: "graph output '\(outputs[k])' (\(t.shape)) is not a batch of \(sizes[b]) samples"))
       }
     }
-    let lossName = targets.allSatisfy({ $0[0].rank == 2 && $0[0].shape[1] >= 2 }) ? "divergence" : "mean square"
+    let lossName = targets.allSatisfy({ OutputLoss.isLogits($0[0].shape) }) ? "divergence" : "mean square"
 
     func loss(_ tape: GradientTape, _ wanted: [Tensor]) -> (Double, [String: Tensor]) {
       var total = 0.0, gradients: [String: Tensor] = [:]

@@ -69,7 +69,6 @@ public struct ConvGeometry: Sendable {
     self.output = output
   }
 
-  /// Geometry with a leading unit axis added (1-D ops run through the 2-D kernels).
   /// The taps `k` of a window of `kernel` taps, `dilation` apart, starting at `start` (which may
   /// lie in the padding) with `0 <= start + k dilation < size`.
   @inline(__always)
@@ -79,6 +78,7 @@ public struct ConvGeometry: Sendable {
     return lo..<max(lo, hi)
   }
 
+  /// Geometry with a leading unit axis added (1-D ops run through the 2-D kernels).
   public func lifted() -> ConvGeometry {
     var g = self
     g.kernel.insert(1, at: 0)
