@@ -49,15 +49,19 @@ public enum BlockReconstruction {
 
   /// The first of `nodes` (indices, in order) that cannot pass gradients on from the values in
   /// `carrying` (and those computed from them): no training kernel, or no gradient rule where a
-  /// carried value reaches it (Shape and Size only read dimensions).
+  /// carried value reaches it (ops with integer or boolean outputs, such as Shape or IsNaN, have
+  /// rules that pass nothing back).
   static func obstacle(_ graph: Graph, nodes: [Int], carrying: Set<String>) -> String? {
     var carries = carrying
+    let facts = graph.inferShapes()
     for i in nodes {
       let node = graph.nodes[i]
       guard TrainingOps.kernel(for: node) != nil else { return "node '\(node.name)' (\(node.opType)) has no training kernel" }
-      guard node.inputs.contains(where: carries.contains), !["Shape", "Size"].contains(node.opType) else { continue }
-      guard GradientRules.all[node.opType] != nil else { return "node '\(node.name)' (\(node.opType)) has no gradient rule" }
-      carries.formUnion(node.outputs)
+      guard node.inputs.contains(where: carries.contains) else { continue }
+      guard let rule = GradientRules.all[node.opType] else { return "node '\(node.name)' (\(node.opType)) has no gradient rule" }
+      // As in `Trainer`: gradients flow on through differentiable slots into float outputs only.
+      guard node.inputs.indices.contains(where: { rule.differentiates($0) && carries.contains(node.inputs[$0]) }) else { continue }
+      carries.formUnion(node.outputs.filter { facts[$0]?.dtype?.isFloatingPoint ?? true })
     }
     return nil
   }

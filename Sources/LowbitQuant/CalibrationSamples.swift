@@ -27,17 +27,27 @@ struct CalibrationSamples: Sendable {
     (0..<count).map { _ in locate(generator.uniform(below: self.count)) }
   }
 
-  /// The drawn samples of a value given per batch (first axis: samples), stacked in draw order.
+  /// The drawn samples of a value given per batch (first axis: samples), stacked in draw order;
+  /// integer and boolean values (token ids, masks) keep their type.
   static func gather(_ perBatch: [Tensor], _ picks: [(batch: Int, index: Int)]) -> Tensor {
-    let row = perBatch[0].count / max(perBatch[0].shape[0], 1)
-    var out = [Float](repeating: 0, count: picks.count * row)
-    out.withUnsafeMutableBufferPointer { dst in
-      for (k, pick) in picks.enumerated() {
-        perBatch[pick.batch].floats.withUnsafeBufferPointer { src in
-          (dst.baseAddress! + k * row).update(from: src.baseAddress! + pick.index * row, count: row)
+    let first = perBatch[0]
+    let row = first.count / max(first.shape[0], 1)
+    let shape = [picks.count] + first.shape.dropFirst()
+    func stack<T>(_ values: (Tensor) -> [T], zero: T) -> [T] {
+      var out = [T](repeating: zero, count: picks.count * row)
+      out.withUnsafeMutableBufferPointer { dst in
+        for (k, pick) in picks.enumerated() {
+          values(perBatch[pick.batch]).withUnsafeBufferPointer { src in
+            (dst.baseAddress! + k * row).update(from: src.baseAddress! + pick.index * row, count: row)
+          }
         }
       }
+      return out
     }
-    return Tensor(shape: [picks.count] + perBatch[0].shape.dropFirst(), floats: out)
+    switch first.storage {
+    case .float: return Tensor(dtype: first.dtype, shape: shape, storage: .float(stack({ $0.floats }, zero: 0)))
+    case .int: return Tensor(dtype: first.dtype, shape: shape, storage: .int(stack({ $0.ints }, zero: 0)))
+    case .bool: return Tensor(dtype: first.dtype, shape: shape, storage: .bool(stack({ $0.bools }, zero: false)))
+    }
   }
 }

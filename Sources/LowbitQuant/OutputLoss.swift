@@ -42,12 +42,26 @@ enum OutputLoss {
     return (total / Double(max(n, 1)), Tensor(shape: y.shape, floats: g))
   }
 
-  /// Whether an output of this shape is logits ([N, C] with C >= 2), compared by `divergence`.
-  static func isLogits(_ shape: [Int]) -> Bool { shape.count == 2 && shape[1] >= 2 }
+  /// Whether the float model's outputs `t` (batches of one graph output) are logits: [N, C]
+  /// with C >= 2 whose rows are not already normalized. Rows of unit L2 norm (sentence
+  /// embeddings) and nonnegative rows that sum to 1 (probabilities) are not: a softmax over them
+  /// flattens their differences, so they are compared by the mean square.
+  static func isLogits(_ t: [Tensor]) -> Bool {
+    guard let shape = t.first?.shape, shape.count == 2, shape[1] >= 2 else { return false }
+    func normalized(_ row: ArraySlice<Float>) -> Bool {
+      let norm = row.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+      let sum = row.reduce(0.0) { $0 + Double($1) }
+      return abs(norm - 1) < 1e-3 || (row.allSatisfy { $0 >= 0 } && abs(sum - 1) < 1e-3)
+    }
+    return !t.allSatisfy { batch in
+      let c = batch.shape[1], v = batch.floats
+      return (0..<batch.shape[0]).allSatisfy { normalized(v[($0 * c)..<(($0 + 1) * c)]) }
+    }
+  }
 
   /// Logits take the divergence; anything else the mean square.
-  static func compare(_ y: Tensor, _ t: Tensor) -> (loss: Double, gradient: Tensor) {
-    isLogits(y.shape) ? divergence(y, t) : meanSquared(y, t)
+  static func compare(_ y: Tensor, _ t: Tensor, logits: Bool) -> (loss: Double, gradient: Tensor) {
+    logits ? divergence(y, t) : meanSquared(y, t)
   }
 
   static func logSoftmax(_ z: ArraySlice<Float>) -> [Double] {

@@ -47,7 +47,8 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   /// Scales and zero points trained.
   public var scales: Int
   public var zeroPoints: Int
-  /// The loss: "divergence" (KL from the float model's softmax, for logits) or "mean square".
+  /// The loss: "divergence" (KL from the float model's softmax, for logits), "mean square" (other
+  /// outputs), or "divergence and mean square" when the graph has outputs of both kinds.
   public var loss: String
   /// The loss over every calibration sample before tuning and at the step kept.
   public var before: Float
@@ -67,8 +68,9 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
 /// scale `s` (per tensor or per channel) acts as a learned gain (`d w_hat / d s = q - z`).
 /// Activations are `FakeQuantize` nodes with LSQ's gradients (eq. 37-39) on their scale and
 /// offset; biases are rounded to int32 at `s_w s_x` as the file stores them. The loss is, per
-/// graph output, `KL(softmax(t) || softmax(y))` for logits ([N, C]) and the mean square over
-/// rows otherwise, against the float model's outputs `t`. Adam steps `log s` (so the step is a
+/// graph output, `KL(softmax(t) || softmax(y))` for logits ([N, C], rows not normalized:
+/// `OutputLoss.isLogits`) and the mean square over rows otherwise (embeddings, probabilities,
+/// feature maps), against the float model's outputs `t`. Adam steps `log s` (so the step is a
 /// relative change and scales stay positive) and the zero points (clamped into the grid).
 /// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold them.
 /// The loss over all calibration samples is measured at the start and after every quarter of
@@ -128,12 +130,13 @@ public enum QuantizerTuning {
         return .failure(StepFallback(message: "graph output '\(outputs[k])' (\(t.shape)) is not a batch of \(sizes[b]) samples"))
       }
     }
-    let lossName = targets.allSatisfy({ OutputLoss.isLogits($0[0].shape) }) ? "divergence" : "mean square"
+    let logits = targets.map { OutputLoss.isLogits($0) }
+    let lossName = logits.allSatisfy { $0 } ? "divergence" : logits.contains(true) ? "divergence and mean square" : "mean square"
 
     func loss(_ tape: GradientTape, _ wanted: [Tensor]) -> (Double, [String: Tensor]) {
       var total = 0.0, gradients: [String: Tensor] = [:]
       for (k, name) in outputs.enumerated() {
-        let (value, gradient) = OutputLoss.compare(tape.values[name]!, wanted[k])
+        let (value, gradient) = OutputLoss.compare(tape.values[name]!, wanted[k], logits: logits[k])
         total += value
         gradients[name] = gradient
       }

@@ -12,7 +12,24 @@ extension GradientRules {
     "Clip": GradientRule(inputs: [0], clip),
     "Identity": GradientRule(inputs: [0], identity),
     "Dropout": GradientRule(inputs: [0], identity),
+    "Where": GradientRule(inputs: [1, 2], select),
   ]
+
+  /// `Y = where(C, A, B)`: `dA = sum_bcast(dY where C)`, `dB = sum_bcast(dY where not C)`.
+  static func select(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let c = try ctx.input(0), g = ctx.outputGradient()
+    let zero = Tensor(scalar: Float(0)), opset = ctx.forward.opset
+    var grads: [Tensor?] = [nil, nil, nil]
+    if ctx.wants(1) {
+      let taken = try TensorArithmetic.run("Where", [c, g, zero], opset: opset, at: ctx.node)
+      grads[1] = TensorArithmetic.unbroadcast(taken, to: try ctx.input(1).shape)
+    }
+    if ctx.wants(2) {
+      let taken = try TensorArithmetic.run("Where", [c, zero, g], opset: opset, at: ctx.node)
+      grads[2] = TensorArithmetic.unbroadcast(taken, to: try ctx.input(2).shape)
+    }
+    return grads
+  }
 
   /// `Y = A + B` / `Y = A - B`: `dA = sum_bcast(dY)`, `dB = ±sum_bcast(dY)`.
   static func addSub(sign: Float) -> BackwardKernel {

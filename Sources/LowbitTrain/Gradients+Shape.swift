@@ -9,7 +9,47 @@ extension GradientRules {
     "Unsqueeze": GradientRule(inputs: [0], identity),
     "Transpose": GradientRule(inputs: [0], transpose),
     "Concat": GradientRule(concat),
+    "Expand": GradientRule(inputs: [0], expand),
+    "Gather": GradientRule(inputs: [0], gather),
+    "Cast": GradientRule(inputs: [0], cast),
   ]
+
+  /// Ops whose outputs are integers or booleans (comparisons, shapes, indices): a value carrying
+  /// a gradient may reach them, but none flows back.
+  static let constantRules: [String: GradientRule] = Dictionary(uniqueKeysWithValues: [
+    "Shape", "Size", "IsNaN", "IsInf", "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And",
+    "Or", "Xor", "ArgMax", "ArgMin", "NonZero",
+  ].map { ($0, GradientRule(inputs: []) { _ in [] }) })
+
+  /// `Y = expand(X, shape)`: `dX = sum_bcast(dY)`.
+  static func expand(_ ctx: BackwardContext) throws -> [Tensor?] {
+    [TensorArithmetic.unbroadcast(ctx.outputGradient(), to: try ctx.input(0).shape)]
+  }
+
+  /// `Y = gather(X, indices; axis)`: `dX[..., idx[k], ...] += dY[..., k, ...]` (repeated indices
+  /// add up; negative ones count from the end, as in the forward pass).
+  static func gather(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let x = try ctx.input(0), indices = try ctx.input(1)
+    let axis = try ctx.forward.axis(try ctx.forward.int("axis", default: 0), rank: x.rank)
+    let dim = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *), outer = x.shape[..<axis].reduce(1, *)
+    let picks = indices.asFloats().map { Int($0) < 0 ? Int($0) + dim : Int($0) }
+    let g = ctx.outputGradient().floats
+    var dx = [Float](repeating: 0, count: x.count)
+    for o in 0..<outer {
+      for (k, index) in picks.enumerated() {
+        let from = (o * picks.count + k) * inner, to = (o * dim + index) * inner
+        for i in 0..<inner { dx[to + i] += g[from + i] }
+      }
+    }
+    return [Tensor(shape: x.shape, floats: dx), nil]
+  }
+
+  /// `Y = cast(X)`: `dX = dY` between floating-point types; no gradient through integers.
+  static func cast(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let x = try ctx.input(0)
+    guard x.dtype.isFloatingPoint, ctx.outputs[0].dtype.isFloatingPoint else { return [nil] }
+    return [ctx.outputGradient()]
+  }
 
   /// `Y = transpose(X, perm)`: `dX = transpose(dY, perm^-1)` with `perm^-1[perm[i]] = i`.
   static func transpose(_ ctx: BackwardContext) throws -> [Tensor?] {

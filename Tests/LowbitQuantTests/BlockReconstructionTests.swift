@@ -161,13 +161,13 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
   /// A block with an op that has no gradient rule is refused by name, and the pipeline falls
   /// back to layer-wise AdaRound and says why.
   @Test func blockWithoutGradientRuleFallsBackToLayers() throws {
-    let graph = residualGraph(head: "Softmax")
+    let graph = residualGraph(head: "HardSwish")
     var options = AdaRoundOptions()
     options.iterations = 10
     let outcome = try BlockReconstruction.run(
       graph, sites: weightSites(graph), quantizers: quantizers(graph), batches: inputBatches(1), options: options)
     guard case .failure(let reason) = outcome else { Issue.record("expected a fallback"); return }
-    #expect(reason.message.contains("'head' (Softmax)"), "\(reason.message)")
+    #expect(reason.message.contains("'head' (HardSwish)"), "\(reason.message)")
 
     var config = QuantConfig()
     config.weightBits = 4
@@ -175,7 +175,7 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
     config.adaRoundOptions.iterations = 10
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: inputBatches(2))
     let step = try #require(result.steps.first { $0.step == "adaround" })
-    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (Softmax)") == true, "\(step.detail ?? "")")
+    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (HardSwish)") == true, "\(step.detail ?? "")")
     #expect(result.blocks.isEmpty && result.layers.count == 3)
   }
 }

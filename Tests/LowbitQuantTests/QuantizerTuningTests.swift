@@ -74,12 +74,12 @@ import Testing
 
   /// A node without a gradient rule on the way to the output skips the step, naming the node.
   @Test func nodeWithoutGradientRuleSkipsTheStep() throws {
-    let graph = residualGraph(head: "Softmax")
+    let graph = residualGraph(head: "HardSwish")
     var c = config(tuning: true)
     c.quantizerTuningOptions.iterations = 5
     let result = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(1))
     let step = try #require(result.steps.first { $0.step == "quantizer tuning" })
-    #expect(step.detail == "skipped: node 'head' (Softmax) has no gradient rule", "\(step.detail ?? "")")
+    #expect(step.detail == "skipped: node 'head' (HardSwish) has no gradient rule", "\(step.detail ?? "")")
     #expect(result.tuning == nil)
   }
 
@@ -118,5 +118,19 @@ import Testing
         - OutputLoss.divergence(Tensor(shape: [2, 3], floats: down), t).loss) / 2e-3
       #expect(abs(Double(gradient.floats[i]) - numeric) <= 1e-4, "\(i): \(gradient.floats[i]) vs \(numeric)")
     }
+  }
+
+  /// Logits get the divergence; rows that are already normalized (unit-norm embeddings,
+  /// probabilities) and outputs that are not [N, C] get the mean square.
+  @Test func onlyUnnormalizedRowsAreLogits() {
+    let logits = Tensor(shape: [2, 3], floats: [1, 2, 0.5, -1, 0, 3])
+    let embeddings = Tensor(shape: [2, 2], floats: [0.6, 0.8, -1, 0])
+    let probabilities = Tensor(shape: [2, 3], floats: [0.2, 0.3, 0.5, 1, 0, 0])
+    #expect(OutputLoss.isLogits([logits]))
+    #expect(OutputLoss.isLogits([embeddings, logits]))  // one batch of unnormalized rows decides
+    #expect(!OutputLoss.isLogits([embeddings]))
+    #expect(!OutputLoss.isLogits([probabilities]))
+    #expect(!OutputLoss.isLogits([Tensor(shape: [2, 3, 4], repeating: 1)]))
+    #expect(!OutputLoss.isLogits([Tensor(shape: [2, 1], floats: [3, 4])]))
   }
 }
