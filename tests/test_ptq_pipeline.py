@@ -7,6 +7,7 @@ bias correction, range setting; checked end to end on a written file with ONNX R
   its top-1 on 2000 test images is within 1.5 points of FP32.
 - The same command twice gives byte-identical files (seeded); another seed gives another file.
 - `--range-setting-only` and `--no-adaround --bias-correction empirical` run the other paths.
+- Quantizer tuning runs through MiniLM, a transformer, and the written file has the tuned loss.
 """
 from __future__ import annotations
 
@@ -152,3 +153,25 @@ def test_quantizer_tuning_brings_w4a4_closer_to_the_float_model(models, lowbit, 
     assert agree >= 0.99, f"arg-max agreement lowbit vs ORT {agree}"
     plain = R.run_ort(files["plain"][0], {"input": x}, batch_size=256)["logits"]
     assert kl(ort_logits) < 0.8 * kl(plain), (kl(ort_logits), kl(plain))
+
+
+def test_quantizer_tuning_runs_through_a_transformer(models, lowbit, tmp_path):
+    """MiniLM (LayerNorm, masked Softmax, GELU's Erf, mean pooling, L2 normalization) goes
+    through quantizer tuning: its int64 token ids are drawn as integers, its unit-norm embedding
+    is compared by mean square, the loss falls, and the written file, run by ONNX Runtime on the
+    calibration sentences, has the loss the JSON reports for the checkpoint kept."""
+    calib = R.minilm_eval_feeds(16, split="calib")
+    spec = R.save_feeds(calib, tmp_path, prefix="calib")
+    config = tmp_path / "tuning.json"
+    config.write_text(json.dumps({"quantizer_tuning_options": {"iterations": 8, "batch_size": 8}}))
+    out, js = tmp_path / "q.onnx", tmp_path / "q.json"
+    lowbit.ok("ptq", models[R.MINILM], "--calib", spec, "--calib-size", "16", "--batch-size", "8", "-o", out,
+              "--json", js, "--quiet", "--per-channel", "--no-adaround", "--tune-quantizers",
+              "--config", config, timeout=900)
+    tuning = json.loads(js.read_text())["tuning"]
+    assert tuning["loss"] == "mean square" and tuning["kept"] and tuning["after"] < tuning["before"], tuning
+    float_embedding = R.run_ort(models[R.MINILM], calib)["embedding"].astype(np.float64)
+    written = R.run_ort(out, calib)["embedding"].astype(np.float64)
+    loss = float(((written - float_embedding) ** 2).sum(1).mean())
+    print(f"tuning {tuning}; written file loss {loss:.6f}")
+    assert abs(loss - tuning["after"]) <= 0.02 * tuning["after"] + 1e-5, (loss, tuning)
