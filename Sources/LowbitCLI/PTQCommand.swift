@@ -99,6 +99,12 @@ struct PTQCommand: ParsableCommand {
   @Option(name: .customLong("tuning-lr"), help: "Quantizer tuning: Adam step size on the log of each scale (default 0.002).")
   var tuningLearningRate: Float?
 
+  @Option(name: .customLong("mixed-precision"), help: "Mixed precision: measure each activation quantizer alone (the debugging flow's sensitivity) and give the N most sensitive --mixed-precision-bits bits (default 0: none).")
+  var mixedPrecision: Int?
+
+  @Option(name: .customLong("mixed-precision-bits"), help: "Bit width of the activations --mixed-precision raises (default 16; above 8 needs opset 21, chosen automatically).")
+  var mixedPrecisionBits: Int?
+
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
 
@@ -187,6 +193,8 @@ struct PTQCommand: ParsableCommand {
     if let v = tuneQuantizers { c.quantizerTuning = v }
     if let v = tuningIterations { c.quantizerTuningOptions.iterations = v }
     if let v = tuningLearningRate { c.quantizerTuningOptions.learningRate = v }
+    if let v = mixedPrecision { c.mixedPrecision = v }
+    if let v = mixedPrecisionBits { c.mixedPrecisionBits = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
     c.disabled += disabled

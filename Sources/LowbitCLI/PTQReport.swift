@@ -58,6 +58,9 @@ struct PTQReport: Codable {
   var blocks: [BlockRefinement]
   /// Quantizer tuning's loss before and after, when it ran.
   var tuning: QuantizerTuningRecord?
+  /// Mixed precision's ranking: each activation quantizer's output loss alone, largest first,
+  /// and its bit width (absent when mixed precision did not run).
+  var sensitivity: [SensitivityRecord]?
   var absorbed: [AbsorbedPair]
   var equalizedPairs: Int
   var totalSeconds: Double
@@ -80,7 +83,7 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, absorbed
+    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
@@ -97,6 +100,7 @@ struct PTQReport: Codable {
     self.layers = result.layers
     self.blocks = result.blocks
     self.tuning = result.tuning
+    self.sensitivity = result.sensitivity.isEmpty ? nil : result.sensitivity
     self.absorbed = result.absorbed
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)

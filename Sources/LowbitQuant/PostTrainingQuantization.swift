@@ -37,6 +37,9 @@ public struct QuantizationResult: Sendable {
   public var analyticallyCorrected: [String] = []
   /// Quantizer tuning's losses, when it ran.
   public var tuning: QuantizerTuningRecord?
+  /// Per activation quantizer, largest first: its output loss alone and its final bit width
+  /// (when mixed precision ran).
+  public var sensitivity: [SensitivityRecord] = []
   public var steps: [StepTiming]
 }
 
@@ -181,6 +184,29 @@ public enum PostTrainingQuantization {
         progress: { progress?("calibrate", $0, batches.count) })
     }
     quantizers.merge(activations) { a, _ in a }
+    var sensitivity: [SensitivityRecord] = []
+    if config.mixedPrecision > 0 && !activations.isEmpty && !batches.isEmpty {
+      let ranking = try timed("sensitivity") {
+        try ActivationSensitivity.measure(
+          transformed, sites: sites, quantizers: activations, batches: batches, opset: max(transformed.opset, 13),
+          progress: { progress?("sensitivity", $0, $1) })
+      }
+      let raised = Set(ranking.prefix(config.mixedPrecision).map(\.name))
+      var wide = config
+      wide.activationBits = config.mixedPrecisionBits
+      let refitted = try timed("mixed precision") {
+        try Calibration.activationQuantizers(
+          transformed, sites: sites.filter { raised.contains($0.name) }, config: wide, batchNormStatistics: stats,
+          batches: batches)
+      }
+      quantizers.merge(refitted) { _, new in new }
+      sensitivity = ranking.map { SensitivityRecord(name: $0.name, loss: $0.loss, bits: quantizers[$0.name]!.grid.bits) }
+      func loss(_ i: Int) -> String { i < ranking.count ? String(format: "%.3g", ranking[i].loss) : "-" }
+      steps[steps.count - 2].detail =
+        "\(ranking.count) activation quantizers, each alone on \(ActivationSensitivity.samples) samples: output loss \(loss(0)) to \(loss(ranking.count - 1))"
+      steps[steps.count - 1].detail =
+        "\(raised.count) most sensitive to \(config.mixedPrecisionBits) bits (loss alone \(loss(0)) to \(loss(raised.count - 1)); next \(loss(raised.count)) at \(config.activationBits) bits)"
+    }
     var tuning: QuantizerTuningRecord?
     if config.runsQuantizerTuning && !batches.isEmpty {
       let outcome = try timed("quantizer tuning") {
@@ -211,6 +237,6 @@ public enum PostTrainingQuantization {
     return QuantizationResult(
       floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
-      analyticallyCorrected: corrected, tuning: tuning, steps: steps)
+      analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
   }
 }

@@ -77,6 +77,12 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var quantizerTuning: Bool?
   /// Quantizer tuning's settings (see `QuantizerTuningOptions` for the defaults).
   public var quantizerTuningOptions = QuantizerTuningOptions()
+  /// Mixed precision: this many activation quantizers, the most sensitive first
+  /// (`ActivationSensitivity`), get `mixedPrecisionBits` (default 0: every activation at
+  /// `activationBits`).
+  public var mixedPrecision = 0
+  /// The bit width of the activations mixed precision raises (default 16).
+  public var mixedPrecisionBits = 16
 
   public init() {}
 
@@ -102,6 +108,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
+    case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
   }
 
   public init(from decoder: Decoder) throws {
@@ -131,6 +138,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     quantizerTuning = try c.decodeIfPresent(Bool.self, forKey: .quantizerTuning)
     quantizerTuningOptions = try c.decodeIfPresent(QuantizerTuningOptions.self, forKey: .quantizerTuningOptions)
       ?? d.quantizerTuningOptions
+    mixedPrecision = try c.decodeIfPresent(Int.self, forKey: .mixedPrecision) ?? d.mixedPrecision
+    mixedPrecisionBits = try c.decodeIfPresent(Int.self, forKey: .mixedPrecisionBits) ?? d.mixedPrecisionBits
   }
 
   /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
@@ -149,7 +158,11 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     if let o = opset, !(13...21).contains(o) {
       throw LowbitError.invalidArgument("output opset \(o) is not supported: use 13 to 21 (per-axis QDQ needs 13, 4- and 16-bit types need 21)")
     }
-    if let o = opset, o < 21, weightBits > 8 || activationBits > 8 {
+    guard mixedPrecision >= 0 else { throw LowbitError.invalidArgument("mixed precision needs a count of 0 or more quantizers, got \(mixedPrecision)") }
+    guard bits.contains(mixedPrecisionBits) else {
+      throw LowbitError.invalidArgument("mixed precision bits \(mixedPrecisionBits) are not supported: use \(bits.lowerBound) to \(bits.upperBound)")
+    }
+    if let o = opset, o < 21, weightBits > 8 || activationBits > 8 || raisesAbove8Bits {
       throw LowbitError.invalidArgument("bit widths above 8 need 16-bit integer types: use opset 21")
     }
     if weightRange == .crossEntropy || weightRange == .bnBased {
@@ -165,9 +178,12 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// The opset of the written model for a model of opset `modelOpset`.
   public func outputOpset(modelOpset: Int) -> Int {
     if let o = opset { return o }
-    if weightBits > 8 || activationBits > 8 || weightGroupSize != nil { return max(modelOpset, 21) }
+    if weightBits > 8 || activationBits > 8 || raisesAbove8Bits || weightGroupSize != nil { return max(modelOpset, 21) }
     return max(modelOpset, 13)
   }
+
+  /// Whether mixed precision gives some activations more than 8 bits (16-bit types: opset 21).
+  var raisesAbove8Bits: Bool { mixedPrecision > 0 && quantizeActivations && mixedPrecisionBits > 8 }
 
   /// Whether quantizer tuning runs (given calibration data): as set, else when activations are
   /// quantized to fewer than 8 bits.

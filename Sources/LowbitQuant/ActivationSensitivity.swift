@@ -1,0 +1,62 @@
+import LowbitCore
+
+/// One activation quantizer's sensitivity: the output loss when it alone is quantized.
+public struct SensitivityRecord: Sendable, Codable, Equatable {
+  /// The value the quantizer sits on.
+  public var name: String
+  /// The loss against the unquantized graph's outputs (`OutputLoss`: KL for logits, mean square
+  /// otherwise) with only this quantizer on, over the samples measured.
+  public var loss: Double
+  /// The bit width the quantizer ends with (raised for the most sensitive ones).
+  public var bits: Int
+}
+
+/// The white paper's PTQ debugging flow, for activations: every activation
+/// quantizer is switched on alone, everything else left in float, and the loss of the graph's
+/// outputs against the float outputs is measured. The quantizers whose loss is largest are the
+/// ones a per-tensor grid of this bit width cannot serve (in BERT-style transformers, the
+/// feed-forward output and the residual sum, which carry a few very large hidden dimensions);
+/// mixed precision gives them a wider grid.
+public enum ActivationSensitivity {
+  /// Samples the measurement runs on: enough to rank quantizers whose losses differ by orders
+  /// of magnitude, few enough that one pass per quantizer stays cheap.
+  public static let samples = 64
+
+  /// The loss of each activation quantizer in `quantizers` (keyed by site), largest first (ties
+  /// in graph order), measured on the first `samples` samples of `batches`.
+  public static func measure(
+    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], batches: [[String: Tensor]],
+    opset: Int, progress: ((Int, Int) -> Void)? = nil
+  ) throws -> [(name: String, loss: Double)] {
+    var used: [[String: Tensor]] = [], counted = 0
+    for feeds in batches where counted < samples {
+      used.append(feeds)
+      counted += feeds.values.first?.shape.first ?? 1
+    }
+    let reference = try Interpreter(graph)
+    let targets = try used.map { try reference.run($0) }
+    let outputs = graph.outputs.map(\.name).filter { name in targets.allSatisfy { $0[name]?.dtype.isFloatingPoint == true } }
+    let logits = outputs.map { name in OutputLoss.isLogits(targets.map { $0[name]! }) }
+    let candidates = sites.filter { $0.kind == .activation && quantizers[$0.name] != nil }
+    var losses: [(name: String, loss: Double)] = []
+    for (k, site) in candidates.enumerated() {
+      let alone = try QDQBuilder.build(graph, sites: [site], quantizers: [site.name: quantizers[site.name]!], opset: opset)
+      let interpreter = try Interpreter(alone)
+      var total = 0.0, rows = 0
+      for (b, feeds) in used.enumerated() {
+        let result = try interpreter.run(feeds)
+        let n = feeds.values.first?.shape.first ?? 1
+        for (j, name) in outputs.enumerated() {
+          guard let y = result[name], let t = targets[b][name], y.shape == t.shape else { continue }
+          total += OutputLoss.compare(y, t, logits: logits[j]).loss * Double(n)
+        }
+        rows += n
+      }
+      losses.append((site.name, total / Double(max(rows, 1))))
+      progress?(k + 1, candidates.count)
+    }
+    return losses.enumerated().sorted { a, b in
+      a.element.loss != b.element.loss ? a.element.loss > b.element.loss : a.offset < b.offset
+    }.map(\.element)
+  }
+}

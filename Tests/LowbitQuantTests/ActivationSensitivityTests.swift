@@ -1,0 +1,86 @@
+import LowbitCore
+import LowbitQuant
+import LowbitTestSupport
+import Testing
+
+/// Mixed precision from the debugging flow: the activation quantizer that hurts the output most
+/// when quantized alone is found, and only it gets the wider grid.
+@Suite struct ActivationSensitivityTests {
+  /// `x [N, 4] -> Gemm -> Relu -> h -> Gemm -> y [N, 3]`. The first layer's channel 3 is 200
+  /// times larger than the others and the second layer reads it with a tiny weight, so `h` has
+  /// an outlier channel that does not matter: one 8-bit grid over `h` leaves the other
+  /// channels, which carry the signal, a handful of levels.
+  static func outlierGraph() -> Graph {
+    var w1 = randomTensor([4, 4], seed: 41, in: 0.2...1).floats
+    for i in 0..<4 { w1[i * 4 + 3] *= 200 }
+    var w2 = randomTensor([4, 3], seed: 42).floats
+    for j in 0..<3 { w2[3 * 3 + j] *= 0.001 }
+    return Graph(
+      nodes: [
+        Node(name: "fc1", opType: "Gemm", inputs: ["x", "w1", "b1"], outputs: ["p"]),
+        Node(name: "relu", opType: "Relu", inputs: ["p"], outputs: ["h"]),
+        Node(name: "fc2", opType: "Gemm", inputs: ["h", "w2", "b2"], outputs: ["y"]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(4)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32)],
+      initializers: [
+        "w1": Tensor(shape: [4, 4], floats: w1), "b1": Tensor(shape: [4], floats: [0.1, 0.1, 0.1, 0.1]),
+        "w2": Tensor(shape: [4, 3], floats: w2), "b2": Tensor(shape: [3], floats: [0, 0, 0]),
+      ])
+  }
+
+  static func batches() -> [[String: Tensor]] {
+    (0..<4).map { ["x": randomTensor([16, 4], seed: 50 + UInt64($0), in: 0...1)] }
+  }
+
+  /// The mean square between the written QDQ graph's outputs and the float graph's.
+  static func outputError(_ result: QuantizationResult, _ float: Graph) throws -> Double {
+    let q = try Interpreter(result.graph), f = try Interpreter(float)
+    var total = 0.0, count = 0
+    for feeds in batches() {
+      let a = try q.run(feeds)["y"]!.floats, b = try f.run(feeds)["y"]!.floats
+      for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
+      count += a.count
+    }
+    return total / Double(count)
+  }
+
+  @Test func theOutlierValueIsTheMostSensitiveAndOnlyItIsRaised() throws {
+    let graph = Self.outlierGraph()
+    var config = QuantConfig()
+    config.adaRound = false
+    config.biasCorrection = .none
+    config.quantizeWeights = false
+    let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    config.mixedPrecision = 1
+    let mixed = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+
+    let ranking = mixed.sensitivity
+    #expect(ranking.map(\.name).sorted() == ["h", "x", "y"])
+    #expect(ranking.first?.name == "h", "\(ranking)")
+    #expect(zip(ranking, ranking.dropFirst()).allSatisfy { $0.loss >= $1.loss })
+    #expect(ranking.map(\.bits) == [16, 8, 8])
+    #expect(mixed.quantizers["h"]?.grid.bits == 16 && mixed.quantizers["x"]?.grid.bits == 8)
+    #expect(mixed.graph.opset == 21 && plain.graph.opset < 21)
+    #expect(mixed.steps.map(\.step).contains("sensitivity") && mixed.steps.map(\.step).contains("mixed precision"))
+    #expect(plain.sensitivity.isEmpty && !plain.steps.map(\.step).contains("sensitivity"))
+
+    let before = try Self.outputError(plain, graph), after = try Self.outputError(mixed, graph)
+    print("mixed precision: output mean square \(before) -> \(after); ranking \(ranking)")
+    #expect(after < 0.2 * before)
+  }
+
+  @Test func badSettingsAreRefused() throws {
+    var config = QuantConfig()
+    config.mixedPrecision = -1
+    #expect(throws: LowbitError.self) { try config.validate() }
+    config.mixedPrecision = 2
+    config.mixedPrecisionBits = 17
+    #expect(throws: LowbitError.self) { try config.validate() }
+    config.mixedPrecisionBits = 16
+    config.opset = 17
+    #expect(throws: LowbitError.self) { try config.validate() }  // 16-bit types need opset 21
+    config.opset = nil
+    #expect(config.outputOpset(modelOpset: 17) == 21)
+  }
+}
