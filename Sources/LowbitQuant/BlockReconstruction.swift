@@ -38,9 +38,10 @@ public enum BlockReconstruction {
   /// AdaRound), or nil: some node that a block's weights reach through values (not only through
   /// Shape or Size, which read dimensions) has no gradient rule.
   public static func obstacle(_ graph: Graph, blocks: [ReconstructionBlock], weights: Set<String>) -> String? {
+    let facts = graph.inferShapes()
     for block in blocks where !block.layers.isEmpty {
       let carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
-      if let reason = obstacle(graph, nodes: block.splitByDependence(on: carries, in: graph).dependent, carrying: carries) {
+      if let reason = obstacle(graph, nodes: block.splitByDependence(on: carries, in: graph).dependent, carrying: carries, facts: facts) {
         return reason
       }
     }
@@ -51,9 +52,10 @@ public enum BlockReconstruction {
   /// `carrying` (and those computed from them): no training kernel, or no gradient rule where a
   /// carried value reaches it (ops with integer or boolean outputs, such as Shape or IsNaN, have
   /// rules that pass nothing back).
-  static func obstacle(_ graph: Graph, nodes: [Int], carrying: Set<String>) -> String? {
+  /// `facts` are `graph.inferShapes()` (inferred here when not given).
+  static func obstacle(_ graph: Graph, nodes: [Int], carrying: Set<String>, facts: [String: ShapeFact]? = nil) -> String? {
     var carries = carrying
-    let facts = graph.inferShapes()
+    let facts = facts ?? graph.inferShapes()
     for i in nodes {
       let node = graph.nodes[i]
       guard TrainingOps.kernel(for: node) != nil else { return "node '\(node.name)' (\(node.opType)) has no training kernel" }

@@ -12,25 +12,13 @@ extension GradientRules {
 
   /// `Y = reduce(X)` over some axes: `dX_i = dY_{r(i)} * partial(x_i, y_{r(i)}, count)`, where
   /// `r(i)` is the output element `x_i` was reduced into and `count` the elements per output.
-  /// The axes are read as the forward kernel reads them (input 1 from opset 13 for ReduceSum and
-  /// 18 for the others, the attribute before; empty axes reduce everything unless
-  /// `noop_with_empty_axes`, which makes the op elementwise).
+  /// The axes are the forward kernel's (`Ops.reductionAxes`; none with `noop_with_empty_axes`,
+  /// which makes the op elementwise).
   static func reduction(_ ctx: BackwardContext, _ partial: (Float, Float, Int) -> Float) throws -> [Tensor?] {
     let x = try ctx.input(0)
     guard x.dtype.isFloatingPoint else { throw ctx.error("integer input has no gradient") }
-    let inputSince = ctx.node.opType == "ReduceSum" ? 13 : 18
-    var axes: [Int] = []
-    if ctx.forward.opset >= inputSince, let t = ctx.forward.optionalInput(1) {
-      axes = t.asFloats().map { Int($0) }
-    } else if let a = try ctx.forward.ints("axes") {
-      axes = a
-    }
-    let noop = try ctx.forward.int("noop_with_empty_axes", default: 0) != 0
     var kept = x.shape
-    if !(axes.isEmpty && noop) {
-      let normalized = try axes.isEmpty ? Array(0..<x.rank) : axes.map { try ctx.forward.axis($0, rank: x.rank) }
-      for a in normalized { kept[a] = 1 }
-    }
+    for a in try Ops.reductionAxes(ctx.forward, rank: x.rank) ?? [] { kept[a] = 1 }
     let count = max(x.count / max(kept.reduce(1, *), 1), 1)
     let g = TensorArithmetic.broadcast(ctx.outputGradient().reshaped(kept), to: x.shape)
     let y = TensorArithmetic.broadcast(ctx.outputs[0].reshaped(kept), to: x.shape)

@@ -32,7 +32,7 @@ extension GradientRules {
     let x = try ctx.input(0), indices = try ctx.input(1)
     let axis = try ctx.forward.axis(try ctx.forward.int("axis", default: 0), rank: x.rank)
     let dim = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *), outer = x.shape[..<axis].reduce(1, *)
-    let picks = indices.asFloats().map { Int($0) < 0 ? Int($0) + dim : Int($0) }
+    let picks = indices.asInts().map { Int($0) < 0 ? Int($0) + dim : Int($0) }
     let g = ctx.outputGradient().floats
     var dx = [Float](repeating: 0, count: x.count)
     for o in 0..<outer {

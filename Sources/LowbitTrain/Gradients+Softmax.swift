@@ -10,26 +10,11 @@ extension GradientRules {
     "LayerNormalization": GradientRule(inputs: [0, 1, 2], layerNormalization),
   ]
 
-  /// The lanes Softmax normalizes, as in the forward kernel: `(outer, dim, inner)` with lane
-  /// `(o, i)` holding the elements `o * dim * inner + i + j * inner`; before opset 13 the input is
-  /// a matrix `[prod(shape[..<axis]), prod(shape[axis...])]`.
-  static func softmaxLanes(_ ctx: BackwardContext, shape: [Int]) throws -> (outer: Int, dim: Int, inner: Int) {
-    let rank = max(shape.count, 1), dims = shape.isEmpty ? [1] : shape
-    if ctx.forward.opset >= 13 {
-      let axis = try ctx.forward.axis(try ctx.forward.int("axis", default: -1), rank: rank)
-      return (dims[..<axis].reduce(1, *), dims[axis], dims[(axis + 1)...].reduce(1, *))
-    }
-    var axis = try ctx.forward.int("axis", default: 1)
-    if axis < 0 { axis += rank }
-    axis = min(max(axis, 0), rank)
-    return (dims[..<axis].reduce(1, *), dims[axis...].reduce(1, *), 1)
-  }
-
   /// Softmax `y = exp(x) / sum exp(x)`: `dx_j = y_j (dy_j - sum_k dy_k y_k)` per lane.
   /// LogSoftmax `y = x - log sum exp(x)`: `dx_j = dy_j - exp(y_j) sum_k dy_k`.
   static func softmax(_ ctx: BackwardContext, log isLog: Bool) throws -> [Tensor?] {
     let x = try ctx.input(0)
-    let (outer, dim, inner) = try softmaxLanes(ctx, shape: x.shape)
+    let (outer, dim, inner) = try Ops.softmaxLanes(ctx.forward, shape: x.shape)
     let y = ctx.outputs[0].floats, g = ctx.outputGradient().floats
     var dx = [Float](repeating: 0, count: y.count)
     for o in 0..<outer {

@@ -118,18 +118,27 @@ private func reduceRows<T, R>(_ data: [T], rows: Int, inner: Int, _ reduceOne: (
   }
 }
 
+extension Ops {
+  /// The axes a Reduce* node reduces over an input of `rank`, normalized: from input 1 from
+  /// opset 13 for ReduceSum and 18 for the others, from the `axes` attribute before; empty axes
+  /// mean every axis, or nil with `noop_with_empty_axes = 1` (the op is then elementwise).
+  public static func reductionAxes(_ ctx: KernelContext, rank: Int) throws -> [Int]? {
+    let inputSince = ctx.node.opType == "ReduceSum" ? 13 : 18
+    var axes: [Int] = []
+    if ctx.opset >= inputSince, let a = try ctx.optionalIntList(1, what: "axes") {
+      axes = a
+    } else if let a = try ctx.ints("axes") {
+      axes = a
+    }
+    if axes.isEmpty { return try ctx.int("noop_with_empty_axes", default: 0) != 0 ? nil : Array(0..<rank) }
+    return try ctx.normalizedAxes(axes, rank: rank)
+  }
+}
+
 private func reduce(_ ctx: KernelContext, _ op: Reduction) throws -> [Tensor] {
   let x = try ctx.input(0)
-  let inputSince = op == .sum ? 13 : 18
-  var axesList: [Int] = []
-  if ctx.opset >= inputSince, let a = try ctx.optionalIntList(1, what: "axes") {
-    axesList = a
-  } else if let a = try ctx.ints("axes") {
-    axesList = a
-  }
   let keepDims = try ctx.int("keepdims", default: 1) != 0
-  let noop = try ctx.int("noop_with_empty_axes", default: 0) != 0
-  if axesList.isEmpty && noop {
+  guard let axes = try Ops.reductionAxes(ctx, rank: x.rank) else {
     switch (op, x.storage) {
     case (.sumSquare, .float(let v)):
       return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(parallelMap(v, SquareOp())))]
@@ -144,7 +153,6 @@ private func reduce(_ ctx: KernelContext, _ op: Reduction) throws -> [Tensor] {
       return [x]
     }
   }
-  let axes = axesList.isEmpty ? Array(0..<x.rank) : try ctx.normalizedAxes(axesList, rank: x.rank)
   let reduced = Set(axes)
   let kept = (0..<x.rank).filter { !reduced.contains($0) }
   let order = kept + (0..<x.rank).filter { reduced.contains($0) }

@@ -10,29 +10,30 @@ extension Ops {
     "Softmax": { try softmax($0, log: false) },
     "LogSoftmax": { try softmax($0, log: true) },
   ]
+
+  /// The lanes Softmax and LogSoftmax normalize over an input of `shape` (a scalar counts as a
+  /// one-element vector): lane `(o, i)` holds the elements `o * dim * inner + i + j * inner`,
+  /// `j < dim`. Opset 13 and later: along `axis` (default -1); before: the input as a matrix
+  /// `[prod(shape[..<axis]), prod(shape[axis...])]` (axis default 1), so `inner = 1`.
+  public static func softmaxLanes(_ ctx: KernelContext, shape: [Int]) throws -> (outer: Int, dim: Int, inner: Int) {
+    let dims = shape.isEmpty ? [1] : shape
+    if ctx.opset >= 13 {
+      let axis = try ctx.axis(try ctx.int("axis", default: -1), rank: dims.count)
+      return (dims[..<axis].reduce(1, *), dims[axis], dims[(axis + 1)...].reduce(1, *))
+    }
+    var axis = try ctx.int("axis", default: 1)
+    guard axis >= -dims.count && axis <= dims.count else {
+      throw ctx.error("axis \(axis) is out of range for rank \(dims.count)")
+    }
+    if axis < 0 { axis += dims.count }
+    return (dims[..<axis].reduce(1, *), dims[axis...].reduce(1, *), 1)
+  }
 }
 
 private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
   let input = try ctx.floatInput(0)
   let x = input.rank == 0 ? input.reshaped([1]) : input  // a scalar is a one-element vector
-  let outer: Int
-  let dim: Int
-  let inner: Int
-  if ctx.opset >= 13 {
-    let axis = try ctx.axis(try ctx.int("axis", default: -1), rank: x.rank)
-    dim = x.shape[axis]
-    outer = x.shape[..<axis].reduce(1, *)
-    inner = x.shape[(axis + 1)...].reduce(1, *)
-  } else {
-    var axis = try ctx.int("axis", default: 1)
-    guard axis >= -x.rank && axis <= x.rank else {
-      throw ctx.error("axis \(axis) is out of range for rank \(x.rank)")
-    }
-    if axis < 0 { axis += x.rank }
-    outer = x.shape[..<axis].reduce(1, *)
-    dim = x.shape[axis...].reduce(1, *)
-    inner = 1
-  }
+  let (outer, dim, inner) = try Ops.softmaxLanes(ctx, shape: x.shape)
   let n = x.count
   let lanes = outer * inner
   if n == 0 { return [input] }
