@@ -219,3 +219,27 @@ def test_mixed_precision_raises_the_most_sensitive_activations_of_a_transformer(
     plain_cos = R.row_cosine(R.run_ort(files["plain"][0], evaluation)["embedding"], float_embedding).mean()
     print(f"MiniLM held-out cosine: all 8-bit {plain_cos:.4f}, mixed precision {mixed_cos:.4f}")
     assert mixed_cos > plain_cos + 0.02, (mixed_cos, plain_cos)
+
+
+def test_empirical_bias_correction_is_undone_where_it_harms_a_transformer(models, lowbit, tmp_path):
+    """MiniLM, per-tensor W8A8 without AdaRound: `auto` bias correction (empirical here) shifts
+    every token row by the mean error of a few outlier rows and moves the embeddings away from
+    the float model. The end-to-end check undoes it, and ONNX Runtime's held-out embeddings of
+    that file are closer to the float model's than the file with the correction forced."""
+    calib = R.minilm_eval_feeds(32, split="calib")
+    spec = R.save_feeds(calib, tmp_path, prefix="calib")
+    evaluation = R.minilm_eval_feeds(64)
+    float_embedding = R.run_ort(models[R.MINILM], evaluation)["embedding"]
+    cosine, check = {}, {}
+    for mode in ("auto", "empirical"):
+        out, js = tmp_path / f"{mode}.onnx", tmp_path / f"{mode}.json"
+        lowbit.ok("ptq", models[R.MINILM], "--calib", spec, "--calib-size", "32", "--batch-size", "16", "-o", out,
+                  "--json", js, "--quiet", "--no-adaround", "--bias-correction", mode, timeout=900)
+        report = json.loads(js.read_text())
+        check[mode] = next(s["detail"] for s in report["steps"] if s["step"] == "bias correction check")
+        shifts = [l.get("bias_shift") for l in report["layers"]]
+        assert (mode == "auto") == all(s is None for s in shifts), shifts
+        cosine[mode] = R.row_cosine(R.run_ort(out, evaluation)["embedding"], float_embedding).mean()
+    print(f"bias correction check: {check}; held-out cosine {cosine}")
+    assert check["auto"].startswith("undone") and check["empirical"].startswith("kept as asked"), check
+    assert cosine["auto"] > cosine["empirical"] + 0.05, cosine

@@ -28,31 +28,12 @@ public enum ActivationSensitivity {
     _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], batches: [[String: Tensor]],
     opset: Int, progress: ((Int, Int) -> Void)? = nil
   ) throws -> [(name: String, loss: Double)] {
-    var used: [[String: Tensor]] = [], counted = 0
-    for feeds in batches where counted < samples {
-      used.append(feeds)
-      counted += feeds.values.first?.shape.first ?? 1
-    }
-    let reference = try Interpreter(graph)
-    let targets = try used.map { try reference.run($0) }
-    let outputs = graph.outputs.map(\.name).filter { name in targets.allSatisfy { $0[name]?.dtype.isFloatingPoint == true } }
-    let logits = outputs.map { name in OutputLoss.isLogits(targets.map { $0[name]! }) }
+    let comparison = try OutputComparison(float: graph, batches: batches, samples: samples)
     let candidates = sites.filter { $0.kind == .activation && quantizers[$0.name] != nil }
     var losses: [(name: String, loss: Double)] = []
     for (k, site) in candidates.enumerated() {
       let alone = try QDQBuilder.build(graph, sites: [site], quantizers: [site.name: quantizers[site.name]!], opset: opset)
-      let interpreter = try Interpreter(alone)
-      var total = 0.0, rows = 0
-      for (b, feeds) in used.enumerated() {
-        let result = try interpreter.run(feeds)
-        let n = feeds.values.first?.shape.first ?? 1
-        for (j, name) in outputs.enumerated() {
-          guard let y = result[name], let t = targets[b][name], y.shape == t.shape else { continue }
-          total += OutputLoss.compare(y, t, logits: logits[j]).loss * Double(n)
-        }
-        rows += n
-      }
-      losses.append((site.name, total / Double(max(rows, 1))))
+      losses.append((site.name, try comparison.loss(alone)))
       progress?(k + 1, candidates.count)
     }
     return losses.enumerated().sorted { a, b in

@@ -80,12 +80,7 @@ public enum BlockReconstruction {
     let layerNames = Set(g.nodes.filter { $0.inputs.contains(where: weights.contains) }.map(\.name))
     let blocks = ReconstructionBlock.partition(g, layers: layerNames, maxLayers: options.blockLayers)
     if let reason = obstacle(g, blocks: blocks, weights: weights) { return .failure(StepFallback(message: reason)) }
-    let sizes = try batches.map { feeds -> Int in
-      guard let first = g.inputs.first, let t = feeds[first.name], let n = t.shape.first else {
-        throw LowbitError.invalidInput("calibration data has no input '\(g.inputs.first?.name ?? "")'")
-      }
-      return n
-    }
+    let sizes = try CalibrationSamples.batchSizes(batches, graph: g)
     var streams = Streams(float: batches, quantized: [[String: Tensor]](repeating: [:], count: batches.count))
     var adjusted = g.initializers
     var done = Set<String>()

@@ -15,6 +15,17 @@ struct CalibrationSamples: Sendable {
 
   var count: Int { first.last! }
 
+  /// Samples per batch: the leading dimension of each batch's feed for the graph's first input.
+  static func batchSizes(_ batches: [[String: Tensor]], graph: Graph) throws -> [Int] {
+    let input = graph.inputs.first?.name ?? ""
+    return try batches.map { feeds in
+      guard let n = feeds[input]?.shape.first else {
+        throw LowbitError.invalidInput("calibration data has no input '\(input)'")
+      }
+      return n
+    }
+  }
+
   /// The batch holding global item `global` and the item's index in it.
   func locate(_ global: Int) -> (batch: Int, index: Int) {
     var b = 0

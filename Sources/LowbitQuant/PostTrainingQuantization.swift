@@ -153,6 +153,7 @@ public enum PostTrainingQuantization {
     let layerwiseAdaRound = runAdaRound && (config.adaRoundOptions.unit == .layer || fallback != nil)
     if layerwiseAdaRound || correction == .empirical {
       let name = layerwiseAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
+      let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
           transformed, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)),
@@ -170,6 +171,18 @@ public enum PostTrainingQuantization {
       }
       if correction == .empirical { detail += ", empirical bias correction" }
       steps[steps.count - 1].detail = detail
+      if correction == .empirical {
+        let check = try timed("bias correction check") {
+          try BiasCorrectionCheck.run(
+            float: float, corrected: transformed, unrefined: unrefined, sites: sites, batches: batches,
+            asked: config.biasCorrection == .empirical)
+        }
+        steps[steps.count - 1].detail = check.summary
+        if !check.kept {
+          transformed = check.graph
+          for k in layers.indices { layers[k].biasShift = nil }
+        }
+      }
     }
     var corrected: [String] = []
     if correction == .analytical {

@@ -111,7 +111,7 @@ public enum QuantizerTuning {
     let teacher = try Interpreter(float)
     let inputs = graph.inputs.map(\.name)
     var targets: [[Tensor]] = outputs.map { _ in [] }
-    var sizes: [Int] = []
+    let sizes = try CalibrationSamples.batchSizes(batches, graph: graph)
     for feeds in batches {
       let result = try teacher.run(feeds)
       for (k, name) in outputs.enumerated() {
@@ -120,10 +120,6 @@ public enum QuantizerTuning {
         }
         targets[k].append(t)
       }
-      guard let n = feeds[inputs[0]]?.shape.first else {
-        throw LowbitError.invalidInput("calibration data has no input '\(inputs[0])'")
-      }
-      sizes.append(n)
     }
     for k in outputs.indices {
       for (b, t) in targets[k].enumerated() where t.shape.first != sizes[b] {
