@@ -10,7 +10,8 @@ is scored against the float model's embeddings:
     one the float model picks: what a semantic search over these embeddings would return.
 
 Rows: lowbit's default pipeline (per tensor, per channel), the same with `--mixed-precision 18`
-(the 18 activation quantizers most sensitive alone at 16 bits), and ONNX Runtime's
+(the 18 activation quantizers most sensitive alone at 16 bits) or `--per-channel-activations`
+(`-pca`: one 8-bit grid per hidden channel on the residual stream), and ONNX Runtime's
 `quantize_static` (QDQ, per-tensor and per-channel int8 weights, uint8 activations, MinMax
 calibration, after `quant_pre_process`). Seconds are the wall clock of one quantization run.
 
@@ -37,6 +38,8 @@ LOWBIT_VARIANTS = {
     "lowbit-pc": ["--per-channel"],
     "lowbit-pt-mp18": ["--mixed-precision", "18"],
     "lowbit-pc-mp18": ["--per-channel", "--mixed-precision", "18"],
+    "lowbit-pt-pca": ["--per-channel-activations"],
+    "lowbit-pc-pca": ["--per-channel", "--per-channel-activations"],
 }
 ORT_VARIANTS = {"ort-pt": False, "ort-pc": True}
 

@@ -177,6 +177,23 @@ def test_quantizer_tuning_runs_through_a_transformer(models, lowbit, tmp_path):
     assert abs(loss - tuning["after"]) <= 0.02 * tuning["after"] + 1e-5, (loss, tuning)
 
 
+def _minilm_engines_agree(lowbit, out, evaluation, float_embedding, tmp_path):
+    """ONNX Runtime's and lowbit's embeddings from the written MiniLM file agree; returns ONNX
+    Runtime's mean cosine with the float model. Quantized MiniLM is chaotic under rounding ties
+    (ONNX Runtime's own two optimization levels differ by cosine 0.95 on some sentences of the
+    all-8-bit file), so the engines are compared on the typical sentence and on their distance
+    from the float model, not row by row."""
+    ort_embedding = R.run_ort(out, evaluation)["embedding"]
+    saved = tmp_path / "lowbit.npz"
+    lowbit.ok("run", out, "--data", R.save_feeds(evaluation, tmp_path, prefix="eval"), "--save-outputs", saved,
+              "--quiet")
+    ours = R.load_saved_outputs(saved)["embedding"]
+    assert np.median(R.row_cosine(ours, ort_embedding)) >= 0.999
+    cos = R.row_cosine(ort_embedding, float_embedding).mean()
+    assert abs(R.row_cosine(ours, float_embedding).mean() - cos) <= 0.005
+    return cos
+
+
 def test_mixed_precision_raises_the_most_sensitive_activations_of_a_transformer(models, lowbit, tmp_path):
     """`--mixed-precision 12` on MiniLM: the JSON ranks every activation quantizer by its output
     loss alone, the 12 largest get 16 bits (opset 21), the residual sums and feed-forward
@@ -205,17 +222,7 @@ def test_mixed_precision_raises_the_most_sensitive_activations_of_a_transformer(
     assert sixteen == {r["name"] for r in ranking[:12]}
 
     onnx.checker.check_model(str(out))
-    ort_embedding = R.run_ort(out, evaluation)["embedding"]
-    saved = tmp_path / "lowbit.npz"
-    lowbit.ok("run", out, "--data", R.save_feeds(evaluation, tmp_path, prefix="eval"), "--save-outputs", saved,
-              "--quiet")
-    ours = R.load_saved_outputs(saved)["embedding"]
-    # Quantized MiniLM is chaotic under rounding ties (ONNX Runtime's own two optimization levels
-    # differ by cosine 0.95 on some sentences of the all-8-bit file), so the engines are compared
-    # on the typical sentence and on their distance from the float model, not row by row.
-    assert np.median(R.row_cosine(ours, ort_embedding)) >= 0.999
-    mixed_cos = R.row_cosine(ort_embedding, float_embedding).mean()
-    assert abs(R.row_cosine(ours, float_embedding).mean() - mixed_cos) <= 0.005
+    mixed_cos = _minilm_engines_agree(lowbit, out, evaluation, float_embedding, tmp_path)
     plain_cos = R.row_cosine(R.run_ort(files["plain"][0], evaluation)["embedding"], float_embedding).mean()
     print(f"MiniLM held-out cosine: all 8-bit {plain_cos:.4f}, mixed precision {mixed_cos:.4f}")
     assert mixed_cos > plain_cos + 0.02, (mixed_cos, plain_cos)
@@ -243,3 +250,47 @@ def test_empirical_bias_correction_is_undone_where_it_harms_a_transformer(models
     print(f"bias correction check: {check}; held-out cosine {cosine}")
     assert check["auto"].startswith("undone") and check["empirical"].startswith("kept as asked"), check
     assert cosine["auto"] > cosine["empirical"] + 0.05, cosine
+
+
+def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_path):
+    """`--per-channel-activations` on MiniLM: the residual stream (residual sums, the outputs
+    added into them) gets one 8-bit grid per hidden channel along axis -1, attention scores and
+    MatMul inputs keep one; ONNX Runtime runs the file with lowbit's own outputs, also on
+    sentences of another length than the calibration's, and the held-out embeddings are closer
+    to the float model's than with per-tensor activations."""
+    calib = R.minilm_eval_feeds(32, split="calib")
+    spec = R.save_feeds(calib, tmp_path, prefix="calib")
+    evaluation = R.minilm_eval_feeds(64)
+    float_embedding = R.run_ort(models[R.MINILM], evaluation)["embedding"]
+    files = {}
+    for name, extra in [("channels", ["--per-channel-activations"]), ("plain", [])]:
+        out, js = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+        lowbit.ok("ptq", models[R.MINILM], "--calib", spec, "--calib-size", "32", "--batch-size", "16", "-o", out,
+                  "--json", js, "--quiet", "--per-channel", "--no-adaround", *extra, timeout=900)
+        files[name] = (out, json.loads(js.read_text()))
+    out, report = files["channels"]
+    per_channel = {q["name"]: q for q in report["quantizers"]
+                   if q["kind"] == "activation" and q["granularity"].startswith("per-channel")}
+    assert report["config"]["activation_per_channel"] is True
+    residual = [n for n in per_channel if n.endswith("/output/Add_output_0")]
+    assert len(residual) == 12, sorted(per_channel)  # 6 layers x (attention, feed-forward) residual sums
+    assert all(len(q["scale"]) in (384, 1536) and q["granularity"] == "per-channel(axis -1)" for q in per_channel.values())
+    # Attention scores and every LayerNorm output a MatMul reads keep one grid; the last
+    # LayerNorm feeds only the mean pooling's Mul.
+    matmul_read = [n for n in per_channel if "self/MatMul" in n or ("LayerNorm" in n and "layer.5/output/" not in n)]
+    assert not matmul_read, matmul_read
+    assert all(q["bits"] == 8 for q in report["quantizers"])
+
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    axes = {n.input[0]: [a.i for a in n.attribute if a.name == "axis"] for n in model.graph.node
+            if n.op_type == "QuantizeLinear"}
+    assert sum(v == [-1] for v in axes.values()) == len(per_channel)
+
+    cos = _minilm_engines_agree(lowbit, out, evaluation, float_embedding, tmp_path)
+    plain = R.row_cosine(R.run_ort(files["plain"][0], evaluation)["embedding"], float_embedding).mean()
+    short = {k: v[:, :32] for k, v in evaluation.items()}  # another sequence length than calibration's 64
+    short_cos = R.row_cosine(R.run_ort(out, short)["embedding"], R.run_ort(models[R.MINILM], short)["embedding"]).mean()
+    print(f"MiniLM held-out cosine: per-tensor activations {plain:.4f}, per-channel {cos:.4f}; 32 tokens {short_cos:.4f}")
+    assert cos > plain + 0.05, (cos, plain)
+    assert short_cos > 0.9, short_cos

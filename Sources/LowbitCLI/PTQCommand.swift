@@ -45,6 +45,11 @@ struct PTQCommand: ParsableCommand {
   @Flag(help: "Per-output-channel weight scales.")
   var perChannel = false
 
+  @Flag(help: ArgumentHelp(
+    "Per-channel grids for activations that no Conv, Gemm or MatMul reads (residual sums, LayerNorm inputs).",
+    discussion: "The values read only by Add, Sub, Mul, Div or LayerNormalization: in transformers the residual stream, whose few very large hidden dimensions one 8-bit grid cannot hold with the rest."))
+  var perChannelActivations = false
+
   @Option(name: .customLong("w-range"), help: "Weight range setting: min-max or mse (default mse).")
   var weightRange: RangeMethod?
 
@@ -166,6 +171,7 @@ struct PTQCommand: ParsableCommand {
     if let v = weightBits { c.weightBits = v }
     if let v = activationBits { c.activationBits = v }
     if perChannel { c.perChannel = true }
+    if perChannelActivations { c.activationPerChannel = true }
     if let v = weightRange { c.weightRange = v }
     if let v = activationRange { c.activationRange = v }
     if let v = logitsRange { c.logitsRange = v }

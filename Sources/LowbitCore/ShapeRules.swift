@@ -169,8 +169,15 @@ enum ShapeRules {
       if case .tensor(let t)? = node.attributes["value"] { dtype = t.dtype }
       return [ShapeFact(dtype: dtype, shape: x?.value)]
     case "Expand":
-      let target = ins.count > 1 ? ins[1]?.value : nil
+      var target = ins.count > 1 ? ins[1]?.value : nil
+      if target == nil, let k = ins.count > 1 ? ins[1]?.shape?.first?.value : nil {
+        target = (0..<k).map { .symbol("\(node.name)_d\($0)") }  // the rank is known, the sizes are not
+      }
       return [ShapeFact(dtype: x?.dtype, shape: target.flatMap { broadcast([x?.shape, $0]) })]
+    case "ScatterND", "ScatterElements":
+      return [ShapeFact(dtype: x?.dtype, shape: x?.shape)]
+    case "GatherElements":
+      return [ShapeFact(dtype: x?.dtype, shape: ins.count > 1 ? ins[1]?.shape : nil)]
     case "Constant":
       if case .tensor(let t)? = node.attributes["value"] {
         return [ShapeFact(dtype: t.dtype, shape: t.shape.map { .fixed($0) },
@@ -187,19 +194,102 @@ enum ShapeRules {
       let keep = int("keepdims", 1) != 0
       let shape = s.enumerated().compactMap { i, d -> Dim? in norm.contains(i) ? (keep ? .fixed(1) : nil) : d }
       return [ShapeFact(dtype: x?.dtype, shape: shape)]
+    case "Slice":
+      return [slice(node, ins, opset: opset)]
+    case "Split":
+      return split(node, ins, opset: opset)
+    case "Range":
+      return [ShapeFact(dtype: x?.dtype, shape: [.symbol("\(node.name)_range")])]
     default:
       return node.outputs.map { _ in ShapeFact() }
     }
   }
 
-  /// Numpy broadcasting of symbolic shapes; nil when any is unknown.
+  /// Slice: the sliced axes get their size where starts, ends, steps and the dimension are
+  /// known (else a fresh symbol); the other axes keep theirs. A slice of a known 1-D shape
+  /// vector keeps its elements.
+  static func slice(_ node: Node, _ ins: [ShapeFact?], opset: Int) -> ShapeFact {
+    let x = ins.first ?? nil
+    guard let s = x?.shape else { return ShapeFact(dtype: x?.dtype) }
+    func attribute(_ name: String) -> [Int]? {
+      if case .ints(let v)? = node.attributes[name] { return v }
+      return nil
+    }
+    func input(_ i: Int) -> ShapeFact? { i < ins.count ? ins[i] : nil }
+    let starts = opset >= 10 ? input(1)?.fixedValue : attribute("starts")
+    let ends = opset >= 10 ? input(2)?.fixedValue : attribute("ends")
+    let count = opset >= 10 ? input(1)?.shape?.first?.value : attribute("starts")?.count
+    var axes = opset >= 10 ? input(3)?.fixedValue : attribute("axes")
+    let axesGiven = opset >= 10 ? (node.inputs.count > 3 && !node.inputs[3].isEmpty) : node.attributes["axes"] != nil
+    if !axesGiven, let n = count { axes = Array(0..<n) }
+    let steps = opset >= 10 && node.inputs.count > 4 && !node.inputs[4].isEmpty ? input(4)?.fixedValue : nil
+    let stepsGiven = opset >= 10 && node.inputs.count > 4 && !node.inputs[4].isEmpty
+    guard let axes, axes.allSatisfy({ $0 >= -s.count && $0 < s.count }) else {
+      return ShapeFact(dtype: x?.dtype, shape: s.indices.map { .symbol("\(node.name)_d\($0)") })
+    }
+    var shape = s
+    var ranges: [(Int, Int, Int)?] = Array(repeating: nil, count: s.count)
+    for (k, a) in axes.enumerated() {
+      let axis = a < 0 ? a + s.count : a
+      guard let n = s[axis].value, let starts, let ends, k < starts.count, k < ends.count,
+            !stepsGiven || (steps.map { k < $0.count && $0[k] != 0 } ?? false) else {
+        shape[axis] = .symbol("\(node.name)_d\(axis)")
+        continue
+      }
+      let step = stepsGiven ? steps![k] : 1
+      func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int { min(max(v < 0 ? v + n : v, lo), hi) }
+      let b = step > 0 ? clamp(starts[k], 0, n) : clamp(starts[k], -1, n - 1)
+      let e = step > 0 ? clamp(ends[k], 0, n) : clamp(ends[k], -1, n - 1)
+      let size = step > 0 ? max(0, (e - b + step - 1) / step) : max(0, (b - e - step - 1) / -step)
+      shape[axis] = .fixed(size)
+      ranges[axis] = (b, size, step)
+    }
+    var value: [Dim]?
+    if s.count == 1, let v = x?.value, let (b, size, step) = ranges[0] {
+      value = (0..<size).map { v[b + $0 * step] }
+    }
+    return ShapeFact(dtype: x?.dtype, shape: shape, value: value)
+  }
+
+  /// Split: each output's size along the axis from the split sizes (input 1 from opset 13, the
+  /// attribute before) or equal parts, else a fresh symbol; the other axes are the input's.
+  static func split(_ node: Node, _ ins: [ShapeFact?], opset: Int) -> [ShapeFact] {
+    let x = ins.first ?? nil
+    guard let s = x?.shape else { return node.outputs.map { _ in ShapeFact(dtype: x?.dtype) } }
+    var a = 0
+    if case .int(let v)? = node.attributes["axis"] { a = v }
+    let axis = a < 0 ? a + s.count : a
+    guard axis >= 0 && axis < s.count else { return node.outputs.map { _ in ShapeFact(dtype: x?.dtype) } }
+    var sizes: [Int]?
+    if opset >= 13 {
+      sizes = node.inputs.count > 1 && !node.inputs[1].isEmpty ? (ins.count > 1 ? ins[1]?.fixedValue : nil) : nil
+    } else if case .ints(let v)? = node.attributes["split"] {
+      sizes = v
+    }
+    let parts = node.outputs.count
+    if sizes == nil, let n = s[axis].value, parts > 0, n % parts == 0 { sizes = Array(repeating: n / parts, count: parts) }
+    return node.outputs.indices.map { k in
+      var shape = s
+      shape[axis] = sizes.flatMap { k < $0.count ? .fixed($0[k]) : nil } ?? .symbol("\(node.name)_split\(k)")
+      return ShapeFact(dtype: x?.dtype, shape: shape)
+    }
+  }
+
+  /// Numpy broadcasting of symbolic shapes; nil when any is unknown. Two different symbols
+  /// broadcast to a new one, `max(p,q)`, equal to neither (either may be 1).
   static func broadcast(_ shapes: [[Dim]?]) -> [Dim]? {
     var result: [Dim] = []
     for case let s? in shapes {
       let r = max(result.count, s.count)
       let a = Array(repeating: Dim.fixed(1), count: r - result.count) + result
       let b = Array(repeating: Dim.fixed(1), count: r - s.count) + s
-      result = zip(a, b).map { p, q in p == .fixed(1) ? q : (q == .fixed(1) ? p : (p.value == nil ? q : p)) }
+      result = zip(a, b).map { p, q in
+        if p == .fixed(1) || p == q { return q }
+        if q == .fixed(1) { return p }
+        if p.value != nil { return p }
+        if q.value != nil { return q }
+        return .symbol("max(\(p),\(q))")
+      }
     }
     return shapes.contains(where: { $0 == nil }) ? nil : result
   }

@@ -37,11 +37,19 @@ public enum ONNXWriter {
     }
     var g = Onnx_GraphProto()
     g.name = graph.name
-    g.input = graph.inputs.map(valueInfoProto)
-    g.output = graph.outputs.map(valueInfoProto)
+    g.input = graph.inputs.map { valueInfoProto($0, symbols: nil) }
+    g.output = graph.outputs.map { valueInfoProto($0, symbols: nil) }
+    // Intermediate values keep only the dimensions the file's readers can check: numbers and the
+    // symbols of the graph's inputs and outputs. Symbols shape inference made up (the size of a
+    // run-time Reshape or Slice) are written as unknown, since a runtime takes two values with
+    // the same symbol to have the same size and plans its buffers on it.
+    let known = Set((graph.inputs + graph.outputs).flatMap { $0.shape ?? [] }.compactMap { d -> String? in
+      if case .symbol(let s) = d { return s }
+      return nil
+    })
     g.valueInfo = graph.valueInfo.keys.sorted().compactMap { name in
       let v = graph.valueInfo[name]!
-      return v.dtype == nil ? nil : valueInfoProto(v)
+      return v.dtype == nil ? nil : valueInfoProto(v, symbols: known)
     }
     g.initializer = graph.initializers.keys.sorted().map { graph.initializers[$0]!.proto(name: $0) }
     g.node = graph.nodes.map(nodeProto)
@@ -63,7 +71,8 @@ public enum ONNXWriter {
     try writeAtomically(data, to: path)
   }
 
-  static func valueInfoProto(_ v: ValueInfo) -> Onnx_ValueInfoProto {
+  /// The proto of `v`; with `symbols`, a symbolic dimension not among them is left unknown.
+  static func valueInfoProto(_ v: ValueInfo, symbols: Set<String>?) -> Onnx_ValueInfoProto {
     var p = Onnx_ValueInfoProto()
     p.name = v.name
     var t = Onnx_TypeProto.Tensor()
@@ -74,7 +83,7 @@ public enum ONNXWriter {
         var dim = Onnx_TensorShapeProto.Dimension()
         switch d {
         case .fixed(let n): dim.dimValue = Int64(n)
-        case .symbol(let s): dim.dimParam = s
+        case .symbol(let s): if symbols?.contains(s) ?? true { dim.dimParam = s }
         }
         return dim
       }

@@ -50,31 +50,61 @@ public enum Calibration {
       throw LowbitError.invalidInput("calibration needs at least one batch of data (or the data-free bn-based range method)")
     }
     var observers: [String: RangeObserver] = [:]
-    for site in activationSites { observers[site.name] = RangeObserver(name: site.name) }
+    var channelObservers: [String: ChannelRangeObserver] = [:]
+    for site in activationSites {
+      if site.kind == .activation, let axis = site.channelAxis, observedPerChannel(method(for: site, config)) {
+        channelObservers[site.name] = ChannelRangeObserver(name: site.name, axis: axis)
+      } else {
+        observers[site.name] = RangeObserver(name: site.name)
+      }
+    }
     var logits: [String: (values: [Float], classes: Int)] = [:]
     let interpreter = try Interpreter(graph, fuseActivations: false)
     let watched = Set(activationSites.map(\.name))
     let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
+    var integerValued = Set<String>()
     for (b, feeds) in batches.enumerated() {
-      func record(_ name: String, _ t: Tensor) {
-        guard watched.contains(name), t.dtype.isFloatingPoint else { return }
+      func record(_ name: String, _ t: Tensor) throws {
+        guard watched.contains(name) else { return }
+        guard t.dtype.isFloatingPoint else {
+          integerValued.insert(name)  // shape arithmetic the placement could not type: not an activation
+          return
+        }
         observers[name]?.observe(t.floats)
+        try channelObservers[name]?.observe(t)
         if crossEntropySites.contains(name) {
           let classes = t.shape.last ?? 1
           logits[name, default: ([], classes)].values += t.floats
         }
       }
-      for (name, t) in feeds { record(name, t) }
+      for (name, t) in feeds { try record(name, t) }
+      var failure: Error?
       _ = try interpreter.run(feeds, observe: { node, results in
-        for (name, t) in zip(node.outputs, results) { record(name, t) }
+        do {
+          for (name, t) in zip(node.outputs, results) { try record(name, t) }
+        } catch {
+          failure = failure ?? error
+        }
       })
+      if let failure { throw failure }
       progress?(b + 1)
     }
     var result: [String: TensorQuantizer] = [:]
     var ranges: [String: ClosedRange<Float>] = [:]
     let grid = config.activationGrid
-    for site in activationSites {
+    for site in activationSites where !integerValued.contains(site.name) {
       let m = method(for: site, config)
+      if let channels = channelObservers[site.name], channels.channels.count < 2 {
+        observers[site.name] = channels.channels.first ?? RangeObserver(name: site.name)  // one channel: one grid
+      } else if let channels = channelObservers[site.name] {
+        let params = try channels.ranges(method: m, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile).map {
+          UniformQuantizer.params(lower: $0.lowerBound, upper: $0.upperBound, grid: grid,
+                                  symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
+        }
+        result[site.name] = TensorQuantizer(
+          grid: grid, symmetric: config.activationSymmetric, granularity: .perChannel(axis: channels.axis), params: params)
+        continue
+      }
       let range: ClosedRange<Float>
       switch m {
       case .crossEntropy:
@@ -127,8 +157,14 @@ public enum Calibration {
       let upper = sources.compactMap { ranges[$0]?.upperBound }.max()!
       let p = UniformQuantizer.params(lower: lower, upper: upper, grid: grid,
                                       symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
-      for v in sources { result[v]?.params = [p] }
+      for v in sources where result[v]?.granularity == .perTensor { result[v]?.params = [p] }
     }
+  }
+
+  /// Whether a per-channel activation site is fitted per channel under `method`: the methods
+  /// that read observed values do; cross-entropy (logits only) and BN-based ranges stay per tensor.
+  static func observedPerChannel(_ method: RangeMethod) -> Bool {
+    [.minMax, .runningMinMax, .percentile, .mse].contains(method)
   }
 
   /// The range method for a site: the logits method on graph outputs, the activation method elsewhere.

@@ -53,27 +53,51 @@ public enum QDQBuilder {
         }
         g.nodes[index].inputs[1] = dq
       case .activation:
-        guard let p = q.params.first, q.params.count == 1 else { continue }
-        activationScale[site.name] = p.scale
+        guard let p = q.params.first else { continue }
+        let paramShape: [Int]  // a shape with the quantizer's channel count on its axis
+        switch q.granularity {
+        case .perTensor:
+          guard q.params.count == 1 else { continue }
+          activationScale[site.name] = p.scale
+          paramShape = []
+        case .perChannel: paramShape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
+        case .perGroup: continue
+        }
         let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_dequantized")
         let (source, target) = g.redirectForQuantizer(
           site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
-        let (scale, zero) = paramTensors(q, shape: [], dtype: dtype, base: site.name)
+        let (scale, zero) = paramTensors(q, shape: paramShape, dtype: dtype, base: site.name)
         var chain: [Node] = []
         var qInput = source
         // A grid narrower than its storage type needs the float range clipped first, since
         // QuantizeLinear saturates only to the storage type's bounds.
         if let storage = dtype.integerRange, storage != Int64(q.grid.qmin)...Int64(q.grid.qmax) {
-          let range = UniformQuantizer.representableRange(p, q.grid)
+          let ranges = q.params.map { UniformQuantizer.representableRange($0, q.grid) }
           let lo = fresh(site.name + "_clip_min"), hi = fresh(site.name + "_clip_max")
-          g.initializers[lo] = Tensor(scalar: range.lowerBound)
-          g.initializers[hi] = Tensor(scalar: range.upperBound)
           qInput = fresh(site.name + "_clipped")
-          chain.append(Node(name: qInput, opType: "Clip", inputs: [source, lo, hi], outputs: [qInput]))
+          if case .perChannel(let axis) = q.granularity {
+            // Per channel: Min and Max against bounds shaped [C, 1, ...] that broadcast along
+            // the axis, which per-channel activations count from the end.
+            guard axis < 0 else {
+              throw LowbitError.unsupported("per-channel activation '\(site.name)': clip bounds need the axis counted from the end, got \(axis)")
+            }
+            let shape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
+            g.initializers[lo] = Tensor(shape: shape, floats: ranges.map(\.lowerBound))
+            g.initializers[hi] = Tensor(shape: shape, floats: ranges.map(\.upperBound))
+            let upper = fresh(site.name + "_clipped_above")
+            chain.append(Node(name: upper, opType: "Min", inputs: [source, hi], outputs: [upper]))
+            chain.append(Node(name: qInput, opType: "Max", inputs: [upper, lo], outputs: [qInput]))
+          } else {
+            g.initializers[lo] = Tensor(scalar: ranges[0].lowerBound)
+            g.initializers[hi] = Tensor(scalar: ranges[0].upperBound)
+            chain.append(Node(name: qInput, opType: "Clip", inputs: [source, lo, hi], outputs: [qInput]))
+          }
         }
         let qName = fresh(site.name + "_quantized")
-        chain.append(Node(name: qName, opType: "QuantizeLinear", inputs: [qInput, scale, zero], outputs: [qName]))
-        chain.append(Node(name: target, opType: "DequantizeLinear", inputs: [qName, scale, zero], outputs: [target]))
+        chain.append(Node(name: qName, opType: "QuantizeLinear", inputs: [qInput, scale, zero], outputs: [qName],
+                          attributes: attributes(q)))
+        chain.append(Node(name: target, opType: "DequantizeLinear", inputs: [qName, scale, zero], outputs: [target],
+                          attributes: attributes(q)))
         newNodes[source, default: []] += chain
       }
     }

@@ -42,6 +42,11 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var weightSymmetric = true
   /// Symmetric activations (default false: asymmetric, unsigned grid).
   public var activationSymmetric = false
+  /// Per-channel grids for the activations that no reader contracts over their channel axis
+  /// (`QuantizerPlacement.channelwiseReaders`: residual sums, LayerNorm inputs, the values added
+  /// into them), one grid per channel as for weights; inputs of Conv, Gemm and MatMul stay per
+  /// tensor (default false).
+  public var activationPerChannel = false
   /// Scales restricted to powers of two (default false).
   public var powerOfTwo = false
   /// Range setting for weights (default MSE).
@@ -102,6 +107,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case weightBits = "weight_bits", activationBits = "activation_bits", perChannel = "per_channel"
     case weightGroupSize = "weight_group_size", weightSymmetric = "weight_symmetric"
     case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
+    case activationPerChannel = "activation_per_channel"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
     case percentile, concat, disabled, opset
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
@@ -116,6 +122,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     let d = QuantConfig()
     weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
     activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
+    activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel) ?? d.activationPerChannel
     perChannel = try c.decodeIfPresent(Bool.self, forKey: .perChannel) ?? d.perChannel
     weightGroupSize = try c.decodeIfPresent(Int.self, forKey: .weightGroupSize)
     weightSymmetric = try c.decodeIfPresent(Bool.self, forKey: .weightSymmetric) ?? d.weightSymmetric

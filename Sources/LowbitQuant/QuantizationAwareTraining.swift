@@ -143,15 +143,23 @@ public enum QuantizationAwareTraining {
         }
         g.nodes[index].inputs[1] = output
       case .activation:
-        guard q.params.count == 1, q.granularity == .perTensor else { continue }  // as QDQBuilder
+        // As QDQBuilder: one grid, or one per channel.
+        let paramShape: [Int]
+        switch q.granularity {
+        case .perTensor:
+          guard q.params.count == 1 else { continue }
+          paramShape = []
+        case .perChannel: paramShape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
+        case .perGroup: continue
+        }
         let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_fakequant_output")
         let (source, output) = g.redirectForQuantizer(
           site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
-        // Elements per sample: the value's dimensions after the first (batch) one, when known.
+        // Elements per sample and scale: the value's dimensions after the first (batch) one, when known.
         let dims = facts[site.name]?.shape?.dropFirst().map(\.value)
-        let perSample = dims.flatMap { $0.contains(nil) ? nil : $0.reduce(1) { $0 * $1! } }
+        let perSample = dims.flatMap { $0.contains(nil) ? nil : $0.reduce(1) { $0 * $1! } / q.params.count }
         newNodes[source, default: []].append(
-          try fakeQuantize(site, q, input: source, output: output, shape: [], elements: perSample))
+          try fakeQuantize(site, q, input: source, output: output, shape: paramShape, elements: perSample))
       }
     }
     g.insertNodes(newNodes)

@@ -14,8 +14,11 @@ public struct QuantizerSite: Sendable, Equatable, Codable {
   public var kind: Kind
   /// The node that produces the value (nil for model inputs and weights).
   public var producer: String?
-  /// For weights: the node that reads it and the axis of its output channels.
+  /// For weights: the node that reads it.
   public var consumer: String?
+  /// For weights: the axis of output channels. For activations under
+  /// `QuantConfig.activationPerChannel`: the channel axis, counted from the end, when the value
+  /// takes one grid per channel (`QuantizerPlacement.activationChannelAxis`), else nil.
   public var channelAxis: Int?
   /// For weights: the axis of input channels (the axis groups run along).
   public var inputAxis: Int?
@@ -41,6 +44,52 @@ public enum QuantizerPlacement {
     "Identity", "Split", "Gather", "Expand", "Tile", "Dropout",
   ]
 
+  /// Readers that keep every element in place and mix no channels in an integer runtime: a
+  /// value read only by these can take one grid per channel (`QuantConfig.activationPerChannel`).
+  /// Conv, Gemm and MatMul sum over channels, so their inputs keep one grid.
+  public static let channelwiseReaders: Set<String> = ["Add", "Sub", "Mul", "Div", "LayerNormalization"]
+
+  /// Ops whose output keeps the channels of their computed inputs (broadcasting aligns axes from
+  /// the end, so an axis counted from the end stays the same axis).
+  static let channelPreserving: Set<String> = activations.union([
+    "Add", "Sub", "Mul", "Div", "Erf", "Neg", "Abs", "Sqrt", "Exp", "Pow", "Identity", "Dropout", "Cast",
+  ])
+
+  /// The axis, counted from the end, along which activation `value` can take one grid per
+  /// channel, or nil. It must be read only by `channelwiseReaders`, not be a graph input or
+  /// output, and its channel count must be fixed by a constant, so that the scales fit every
+  /// batch and sequence length: tracing back through `channelPreserving` ops, a Conv with a 4-D
+  /// or larger weight (axis 1, counted as `2 - rank`), a MatMul or Gemm with a constant weight,
+  /// a LayerNormalization over the last axis, or a Gather from a constant table (embeddings)
+  /// (the last axis, -1). Attention scores (`Q K^T`, both computed) have no such axis.
+  static func activationChannelAxis(
+    _ value: String, _ graph: Graph, readers: [String: [Int]], producer: [String: Int]
+  ) -> Int? {
+    guard !graph.outputs.contains(where: { $0.name == value }), !graph.inputs.contains(where: { $0.name == value }),
+          let r = readers[value], !r.isEmpty, r.allSatisfy({ channelwiseReaders.contains(graph.nodes[$0].opType) })
+    else { return nil }
+    let isConstant = { (name: String) in graph.initializers[name] != nil }
+    var pending = [value], seen = Set<String>()
+    while let v = pending.popLast() {
+      guard seen.insert(v).inserted, let p = producer[v] else { continue }
+      let node = graph.nodes[p]
+      switch node.opType {
+      case "Conv":
+        if node.inputs.count > 1, let w = graph.initializers[node.inputs[1]], w.rank >= 4 { return 1 - w.rank }
+      case "MatMul", "Gemm":
+        if node.inputs.count > 1, isConstant(node.inputs[1]) { return -1 }
+      case "LayerNormalization":
+        if case .int(let a)? = node.attributes["axis"], a != -1 { continue }
+        return -1
+      case "Gather":
+        if isConstant(node.inputs[0]), node.attributes["axis"] == nil || node.attributes["axis"] == .int(0) { return -1 }
+      default:
+        if channelPreserving.contains(node.opType) { pending += node.inputs.filter { !$0.isEmpty && !isConstant($0) } }
+      }
+    }
+    return nil
+  }
+
   /// All quantizer sites of `graph` under `config`, in graph order.
   ///
   /// Weights: every constant weight input of Conv, Gemm and MatMul (axis 0 output channels for
@@ -58,11 +107,16 @@ public enum QuantizerPlacement {
       guard !outputs.contains(value), let r = readers[value], r.count == 1 else { return nil }
       return graph.nodes[r[0]]
     }
+    /// A bias: a constant whose values are all finite (an attention mask of -inf is not one).
+    func isBias(_ name: String) -> Bool {
+      guard let t = graph.initializers[name], t.dtype.isFloatingPoint else { return false }
+      return t.floats.allSatisfy(\.isFinite)
+    }
     /// The last value of the unit that `value` starts (following bias Add and activation).
     func unitEnd(_ value: String, allowBias: Bool) -> String {
       var v = value
       if allowBias, let next = soleReader(v), next.opType == "Add", next.inputs.count == 2,
-         next.inputs.contains(where: isConstant) {
+         next.inputs.contains(where: isBias) {
         v = next.outputs[0]
       }
       if let next = soleReader(v), activations.contains(next.opType), next.inputs.first == v {
@@ -125,8 +179,9 @@ public enum QuantizerPlacement {
     }
     if config.quantizeActivations {
       for v in activationValues {
+        let axis = config.activationPerChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil
         sites.append(QuantizerSite(name: v, kind: .activation, producer: producer[v].map { graph.nodes[$0].name },
-                                   isOutput: outputs.contains(v)))
+                                   channelAxis: axis, isOutput: outputs.contains(v)))
       }
     }
     let off = Set(config.disabled)

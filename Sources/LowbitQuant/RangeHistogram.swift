@@ -1,4 +1,4 @@
-/// A histogram of a tensor's finite values with at most `binCount` bins of width `w = 2^e`,
+/// A histogram of a tensor's finite values with at most `bins` bins (2048 by default) of width `w = 2^e`,
 /// aligned to multiples of `w`: bin `k` (absolute index) holds the values with
 /// `floor(x / w) == k`, i.e. `x` in `[k w, (k + 1) w)`.
 ///
@@ -14,18 +14,20 @@
 /// (fewer only when the whole span is a few ulps of the values). No value lies outside
 /// `[min, max]`, so the first and last bins are clipped to it when the histogram is read.
 public struct RangeHistogram: Sendable, Equatable {
-  /// Number of bins: 2048.
+  /// Number of bins by default: 2048.
   public static let binCount = 2048
+  /// Number of bins of this histogram.
+  public let bins: Int
 
   /// `e` of the bin width `w = 2^e`.
   public private(set) var widthExponent: Int = 0
   /// The absolute index `k` of `counts[0]`, i.e. `floor(min / w)`.
   public private(set) var firstBin: Int = 0
-  /// Count of values per bin, `binCount` entries (empty before any finite value is seen).
+  /// Count of values per bin, `bins` entries (empty before any finite value is seen).
   public private(set) var counts: [Int] = []
 
-  /// An empty histogram.
-  public init() {}
+  /// An empty histogram of `bins` bins (at least 16).
+  public init(bins: Int = RangeHistogram.binCount) { self.bins = max(bins, 16) }
 
   /// The bin width `w = 2^widthExponent`.
   public var binWidth: Double { Self.powerOfTwo(widthExponent) }
@@ -62,17 +64,17 @@ public struct RangeHistogram: Sendable, Equatable {
     let lo = Double(lower)
     let hi = Double(upper)
     if counts.isEmpty {
-      let e = Self.fittingExponent(lo, hi, atLeast: Self.initialExponent(lo, hi))
+      let e = Self.fittingExponent(lo, hi, atLeast: Self.initialExponent(lo, hi), bins: bins)
       widthExponent = e
       firstBin = Self.index(lo, exponent: e)
-      counts = [Int](repeating: 0, count: Self.binCount)
+      counts = [Int](repeating: 0, count: bins)
       return
     }
-    let e = Self.fittingExponent(lo, hi, atLeast: widthExponent)
+    let e = Self.fittingExponent(lo, hi, atLeast: widthExponent, bins: bins)
     let first = Self.index(lo, exponent: e)
     if e == widthExponent && first == firstBin { return }
     let shift = e - widthExponent
-    var merged = [Int](repeating: 0, count: Self.binCount)
+    var merged = [Int](repeating: 0, count: bins)
     for (i, c) in counts.enumerated() where c != 0 {
       // `>>` on Int floors (arithmetic shift) and saturates for shifts of 64 or more.
       merged[((firstBin + i) >> shift) - first] += c
@@ -91,16 +93,16 @@ public struct RangeHistogram: Sendable, Equatable {
     return magnitude > 0 ? magnitude.ulp.exponent : Float.leastNonzeroMagnitude.exponent
   }
 
-  /// The smallest `e >= start` with `floor(hi / 2^e) - floor(lo / 2^e) + 1 <= binCount`.
+  /// The smallest `e >= start` with `floor(hi / 2^e) - floor(lo / 2^e) + 1 <= bins`.
   /// Starts at least at `exponent(hi - lo) - 12`, below which nothing fits, so the loop is short
   /// and the indices it then produces stay far inside `Int` (below 2^40).
-  private static func fittingExponent(_ lo: Double, _ hi: Double, atLeast start: Int) -> Int {
+  private static func fittingExponent(_ lo: Double, _ hi: Double, atLeast start: Int, bins: Int) -> Int {
     var e = start
     let span = hi - lo
     if span > 0 { e = max(e, span.exponent - 12) }
     while true {
       let s = powerOfTwo(-e)
-      if (hi * s).rounded(.down) - (lo * s).rounded(.down) + 1 <= Double(binCount) { return e }
+      if (hi * s).rounded(.down) - (lo * s).rounded(.down) + 1 <= Double(bins) { return e }
       e += 1
     }
   }

@@ -7,7 +7,7 @@ import LowbitCore
 /// - the global min and max of the finite values (exact);
 /// - running min and max: exponential moving averages of the batch min and max with momentum
 ///   `m`: `r_1 = b_1`, `r_t = m r_(t-1) + (1 - m) b_t` (in `Double`);
-/// - a `RangeHistogram` of the finite values (2048 power-of-two-wide bins, merged exactly when a
+/// - a `RangeHistogram` of the finite values (2048 power-of-two-wide bins by default, merged exactly when a
 ///   batch widens the range) for the percentile and MSE methods;
 /// - counts of NaN and infinite values, which are left out of everything above and make
 ///   `range` throw: a quantizer cannot be fitted to data that is not finite.
@@ -36,11 +36,12 @@ public struct RangeObserver: Sendable, Equatable {
   private var runningLower = 0.0
   private var runningUpper = 0.0
 
-  /// An observer for the tensor `name`; `momentum` must lie in `0..<1`.
-  public init(name: String, momentum: Double = 0.9) {
+  /// An observer for the tensor `name`; `momentum` must lie in `0..<1`; `bins` for its histogram.
+  public init(name: String, momentum: Double = 0.9, bins: Int = RangeHistogram.binCount) {
     precondition(momentum >= 0 && momentum < 1, "RangeObserver momentum \(momentum) outside 0..<1")
     self.name = name
     self.momentum = momentum
+    histogram = RangeHistogram(bins: bins)
   }
 
   /// The running minimum `r_t = m r_(t-1) + (1 - m) min(batch_t)` (`+infinity` before any value).

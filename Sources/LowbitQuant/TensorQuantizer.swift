@@ -27,11 +27,27 @@ public struct TensorQuantizer: Sendable, Equatable, Codable {
     self.params = params
   }
 
+  /// `axis` counted from the front of a shape of rank `rank` (ONNX's negative axes count from
+  /// the end).
+  static func normalized(_ axis: Int, rank: Int) -> Int { axis < 0 ? axis + rank : axis }
+
+  /// A shape whose parameter shape under `granularity` is that of `channels` channels: `[C]`
+  /// at a non-negative axis after ones, or for an axis counted from the end `[C, 1, ...]`, which
+  /// also broadcasts along that axis (per-channel activations, whose rank the quantizer does not
+  /// know).
+  public static func channelShape(_ granularity: Granularity, channels: Int) -> [Int] {
+    switch granularity {
+    case .perTensor: return []
+    case .perChannel(let axis), .perGroup(let axis, _):
+      return axis < 0 ? [channels] + Array(repeating: 1, count: -axis - 1) : Array(repeating: 1, count: axis) + [channels]
+    }
+  }
+
   /// The shape of the scale tensor for an input of `shape`.
   public static func paramShape(_ granularity: Granularity, for shape: [Int]) -> [Int] {
     switch granularity {
     case .perTensor: return []
-    case .perChannel(let axis): return [shape[axis]]
+    case .perChannel(let axis): return [shape[normalized(axis, rank: shape.count)]]
     case .perGroup(let axis, let size):
       var s = shape
       s[axis] = (shape[axis] + size - 1) / size
@@ -44,7 +60,8 @@ public struct TensorQuantizer: Sendable, Equatable, Codable {
     switch granularity {
     case .perTensor:
       return { _ in 0 }
-    case .perChannel(let axis):
+    case .perChannel(let signed):
+      let axis = normalized(signed, rank: shape.count)
       let inner = shape[(axis + 1)...].reduce(1, *), dim = shape[axis]
       return { ($0 / inner) % dim }
     case .perGroup(let axis, let size):
@@ -71,7 +88,7 @@ public struct TensorQuantizer: Sendable, Equatable, Codable {
     switch granularity {
     case .perTensor: break
     case .perChannel(let axis), .perGroup(let axis, _):
-      guard axis >= 0 && axis < shape.count else {
+      guard axis >= 0 && axis < shape.count || (granularity == .perChannel(axis: axis) && axis < 0 && axis >= -shape.count) else {
         throw LowbitError.invalidArgument("quantizer for '\(name)': axis \(axis) does not exist in shape \(shape)")
       }
       if case .perGroup(_, let size) = granularity, size < 1 {

@@ -379,3 +379,34 @@ struct ShapeOpsTests {
     #expect(H.throwsNodeError { try H.run1("Where", [H.bools([1], [true]), a, b]) })
   }
 }
+
+/// ScatterND and ScatterElements, on the ONNX operator documentation's examples.
+@Suite("Scatter kernels")
+struct ScatterOpsTests {
+  @Test func scatterNDReplacesElementsAndSlices() throws {
+    let data = Tensor(shape: [8], floats: [1, 2, 3, 4, 5, 6, 7, 8])
+    let y = try H.run1("ScatterND", [data, Tensor(shape: [4, 1], ints: [4, 3, 1, -1]), Tensor(shape: [4], floats: [9, 10, 11, 12])])
+    #expect(y.floats == [1, 11, 3, 10, 9, 6, 7, 12])
+    // Whole rows of a [2, 3] matrix, and the add reduction (opset 16).
+    let m = Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
+    let rows = try H.run1("ScatterND", [m, Tensor(shape: [1, 1], ints: [1]), Tensor(shape: [1, 3], floats: [7, 8, 9])])
+    #expect(rows.floats == [1, 2, 3, 7, 8, 9])
+    let added = try H.run1("ScatterND", [m, Tensor(shape: [2, 2], ints: [0, 0, 0, 0]), Tensor(shape: [2], floats: [10, 20])],
+                           attributes: ["reduction": .string("add")])
+    #expect(added.floats == [31, 2, 3, 4, 5, 6])
+    #expect(throws: LowbitError.self) {
+      try H.run1("ScatterND", [data, Tensor(shape: [1, 1], ints: [8]), Tensor(shape: [1], floats: [0])])
+    }
+  }
+
+  @Test func scatterElementsWritesAlongTheAxis() throws {
+    let data = Tensor(shape: [1, 5], floats: [1, 2, 3, 4, 5])
+    let y = try H.run1("ScatterElements", [data, Tensor(shape: [1, 2], ints: [1, 3]), Tensor(shape: [1, 2], floats: [1.1, 2.1])],
+                       attributes: ["axis": .int(1)])
+    #expect(y.floats == [1, 1.1, 3, 2.1, 5])
+    let zeros = Tensor(shape: [3, 3], floats: [Float](repeating: 0, count: 9))
+    let z = try H.run1("ScatterElements", [zeros, Tensor(shape: [2, 3], ints: [1, 0, 2, 0, 2, 1]),
+                                           Tensor(shape: [2, 3], floats: [1, 1.1, 1.2, 2, 2.1, 2.2])])
+    #expect(z.floats == [2, 1.1, 0, 1, 0, 2.2, 0, 2.1, 1.2])
+  }
+}

@@ -16,6 +16,7 @@ extension Ops {
     ]
     table.merge(shapeTransformKernels) { first, _ in first }
     table.merge(shapeIndexingKernels) { first, _ in first }
+    table.merge(shapeScatterKernels) { first, _ in first }
     return table
   }()
 }

@@ -1,0 +1,55 @@
+import LowbitCore
+
+/// Range statistics of one activation per channel: a `RangeObserver` for each index along the
+/// channel axis (counted from the end, as ONNX's per-axis QuantizeLinear allows, so that the
+/// quantizer does not depend on the rank), for activations that take one grid per channel
+/// (`QuantConfig.activationPerChannel`). Each channel's range is set by the same method as a
+/// per-tensor activation's, on that channel's values alone.
+///
+/// Each channel's histogram has `bins` (256) bins instead of a tensor's 2048: a transformer layer
+/// has hundreds of channels per quantizer, and the MSE search costs one pass over the bins per
+/// candidate range.
+struct ChannelRangeObserver: Sendable {
+  static let bins = 256
+  let name: String
+  /// The channel axis, negative.
+  let axis: Int
+  private(set) var channels: [RangeObserver] = []
+
+  init(name: String, axis: Int) {
+    self.name = name
+    self.axis = axis
+  }
+
+  /// Adds one batch: element `i` of a value of shape `[.., C, inner..]` goes to channel
+  /// `(i / inner) % C`.
+  mutating func observe(_ t: Tensor) throws {
+    guard axis < 0, axis + t.rank >= 0 else {
+      throw LowbitError.invalidInput("activation '\(name)': per-channel axis \(axis) does not exist in shape \(t.shape)")
+    }
+    let a = axis + t.rank
+    let count = t.shape[a], inner = t.shape[(a + 1)...].reduce(1, *)
+    if channels.isEmpty {
+      channels = (0..<count).map { RangeObserver(name: "\(name)[channel \($0)]", bins: Self.bins) }
+    }
+    guard channels.count == count else {
+      throw LowbitError.invalidInput("activation '\(name)': \(count) channels on axis \(axis), \(channels.count) before")
+    }
+    let values = t.floats, outer = values.count / max(count * inner, 1)
+    var parts = [[Float]](repeating: [], count: count)
+    for c in 0..<count { parts[c].reserveCapacity(outer * inner) }
+    for o in 0..<outer {
+      for c in 0..<count {
+        let start = (o * count + c) * inner
+        parts[c].append(contentsOf: values[start..<(start + inner)])
+      }
+    }
+    for c in 0..<count { channels[c].observe(parts[c]) }
+  }
+
+  /// Each channel's clipping range by `method` (`RangeObserver.range`).
+  func ranges(method: RangeMethod, grid: IntegerGrid, symmetric: Bool, percentile: Double) throws -> [ClosedRange<Float>] {
+    guard !channels.isEmpty else { throw LowbitError.invalidInput("activation '\(name)': no values observed") }
+    return try channels.map { try $0.range(method: method, grid: grid, symmetric: symmetric, percentile: percentile) }
+  }
+}

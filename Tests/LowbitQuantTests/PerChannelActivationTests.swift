@@ -1,0 +1,136 @@
+import LowbitCore
+import LowbitQuant
+import LowbitTestSupport
+import Testing
+
+/// Per-channel activation grids (`--per-channel-activations`): only values that no Conv, Gemm or
+/// MatMul reads, and whose channel count a constant fixes, get one grid per channel; the QDQ
+/// graph carries them as per-axis QuantizeLinear counted from the end, and runs at any length.
+@Suite struct PerChannelActivationTests {
+  static let width = 8
+
+  /// A post-LN transformer block without attention: `a = LN(x)`, `d = a W1 + b1`, `r = d + a`,
+  /// `n = LN(r)`, `y = n W2`; and attention-like scores `s = a a^T + m` into a Softmax. Channel 5
+  /// of `W1` is 50 times the others, so `d` and `r` carry one huge channel (as BERT's residual
+  /// stream does).
+  static func block() -> Graph {
+    let c = width
+    var w1 = randomTensor([c, c], seed: 61).floats
+    for i in 0..<c { w1[i * c + 5] *= 50 }
+    let ones = Tensor(shape: [c], floats: [Float](repeating: 1, count: c))
+    let zeros = Tensor(shape: [c], floats: [Float](repeating: 0, count: c))
+    return Graph(
+      nodes: [
+        Node(name: "ln1", opType: "LayerNormalization", inputs: ["x", "g1", "z1"], outputs: ["a"], attributes: ["axis": .int(-1)]),
+        Node(name: "fc1", opType: "MatMul", inputs: ["a", "w1"], outputs: ["p"]),
+        Node(name: "fc1_bias", opType: "Add", inputs: ["p", "b1"], outputs: ["d"]),
+        Node(name: "residual", opType: "Add", inputs: ["d", "a"], outputs: ["r"]),
+        Node(name: "ln2", opType: "LayerNormalization", inputs: ["r", "g2", "z2"], outputs: ["n"], attributes: ["axis": .int(-1)]),
+        Node(name: "fc2", opType: "MatMul", inputs: ["n", "w2"], outputs: ["y"]),
+        Node(name: "at", opType: "Transpose", inputs: ["a"], outputs: ["aT"], attributes: ["perm": .ints([0, 2, 1])]),
+        Node(name: "scores", opType: "MatMul", inputs: ["a", "aT"], outputs: ["s"]),
+        Node(name: "mask", opType: "Mul", inputs: ["s", "half"], outputs: ["sm"]),
+        Node(name: "softmax", opType: "Softmax", inputs: ["sm"], outputs: ["attention"], attributes: ["axis": .int(-1)]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .symbol("L"), .fixed(c)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32), ValueInfo(name: "attention", dtype: .float32)],
+      initializers: [
+        "g1": ones, "z1": zeros, "g2": ones, "z2": zeros, "half": Tensor(scalar: 0.5),
+        "w1": Tensor(shape: [c, c], floats: w1), "b1": randomTensor([c], seed: 62, in: -0.1...0.1),
+        "w2": randomTensor([c, 4], seed: 63),
+      ])
+  }
+
+  static func batches(length: Int) -> [[String: Tensor]] {
+    (0..<4).map { ["x": randomTensor([8, length, width], seed: 70 + UInt64($0))] }
+  }
+
+  static func config(activationBits: Int = 8) -> QuantConfig {
+    var c = QuantConfig()
+    c.adaRound = false
+    c.biasCorrection = .none
+    c.quantizeWeights = false
+    c.activationBits = activationBits
+    c.activationPerChannel = true
+    return c
+  }
+
+  /// Mean square of `y` between a quantized graph and the float one.
+  static func outputError(_ graph: Graph, length: Int) throws -> Double {
+    let q = try Interpreter(graph), f = try Interpreter(block())
+    var total = 0.0, count = 0
+    for feeds in batches(length: length) {
+      let a = try q.run(feeds)["y"]!.floats, b = try f.run(feeds)["y"]!.floats
+      for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
+      count += a.count
+    }
+    return total / Double(count)
+  }
+
+  @Test func onlyValuesThatNoLayerReadsAndWhoseChannelsAreFixedGetTheAxis() {
+    let sites = QuantizerPlacement.sites(in: Self.block(), config: Self.config())
+    let axes = Dictionary(uniqueKeysWithValues: sites.filter { $0.kind == .activation }.map { ($0.name, $0.channelAxis) })
+    // d and r are read by Add and LayerNorm, and their channels come from W1: per channel.
+    #expect(axes["d"] == .some(-1) && axes["r"] == .some(-1), "\(axes)")
+    // a and n are read by MatMuls; the scores' last axis is the sequence (no constant fixes it);
+    // the graph input and outputs keep one grid.
+    for name in ["a", "n", "s", "x", "y"] { #expect(axes[name] == .some(nil), "\(name): \(axes)") }
+    var perTensor = Self.config()
+    perTensor.activationPerChannel = false
+    #expect(QuantizerPlacement.sites(in: Self.block(), config: perTensor).allSatisfy { $0.channelAxis == nil || $0.kind == .weight })
+  }
+
+  @Test func theHugeChannelGetsItsOwnGridAndTheFileRunsAtAnotherLength() throws {
+    let graph = Self.block()
+    let perChannel = try PostTrainingQuantization.quantize(graph, config: Self.config(), batches: Self.batches(length: 3))
+    var c = Self.config()
+    c.activationPerChannel = false
+    let perTensor = try PostTrainingQuantization.quantize(graph, config: c, batches: Self.batches(length: 3))
+
+    let r = try #require(perChannel.quantizers["r"])
+    #expect(r.granularity == .perChannel(axis: -1) && r.params.count == Self.width)
+    let scales = r.params.map(\.scale)
+    #expect(scales[5] > 10 * scales.enumerated().filter { $0.offset != 5 }.map(\.element).max()!, "\(scales)")
+    // The file: per-axis Q/DQ along -1 with [C] parameters.
+    let q = try #require(perChannel.graph.nodes.first { $0.opType == "QuantizeLinear" && $0.inputs[0] == "r" })
+    #expect(q.attributes["axis"] == .int(-1))
+    #expect(perChannel.graph.initializers[q.inputs[1]]?.shape == [Self.width])
+
+    // Calibrated on length 3, run at length 5: the scales depend on the channels only.
+    for length in [3, 5] {
+      let a = try Self.outputError(perChannel.graph, length: length), b = try Self.outputError(perTensor.graph, length: length)
+      print("per-channel activations, length \(length): output mean square \(b) per tensor -> \(a) per channel")
+      #expect(a < 0.7 * b)
+    }
+  }
+
+  /// 4-bit activations at opset 13 are stored in 8 bits, so the per-channel grid is clipped first
+  /// with Min/Max against [C] bounds; the QDQ graph then equals per-channel fake quantization.
+  /// Quantizer tuning (on by default below 8 bits) trains the per-channel scales too.
+  @Test func narrowGridsAreClippedPerChannelAndTuned() throws {
+    var config = Self.config(activationBits: 4)
+    config.quantizerTuningOptions.iterations = 20
+    config.quantizerTuningOptions.batchSize = 8
+    let result = try PostTrainingQuantization.quantize(Self.block(), config: config, batches: Self.batches(length: 3))
+    let r = try #require(result.quantizers["r"])
+    #expect(r.granularity == .perChannel(axis: -1) && r.grid.bits == 4)
+    let clip = result.graph.nodes.filter { ["Min", "Max"].contains($0.opType) && $0.name.contains("r_") }
+    #expect(clip.count == 2)
+    #expect(clip.allSatisfy { result.graph.initializers[$0.inputs[1]]?.shape == [Self.width] })
+    let tuning = try #require(result.tuning)
+    #expect(tuning.scales > 0 && tuning.after <= tuning.before, "\(tuning)")
+
+    // The value after the Q/DQ pair equals the per-channel fake-quantized value.
+    let feeds = Self.batches(length: 3)[0]
+    var seen: [String: Tensor] = [:]
+    _ = try Interpreter(result.graph).run(feeds, observe: { node, out in
+      for (name, t) in zip(node.outputs, out) { seen[name] = t }
+    })
+    let maxNode = try #require(clip.first { $0.opType == "Max" })
+    let q = try #require(result.graph.nodes.first { $0.opType == "QuantizeLinear" && $0.inputs[0] == maxNode.outputs[0] })
+    let dq = try #require(result.graph.nodes.first { $0.opType == "DequantizeLinear" && $0.inputs[0] == q.outputs[0] })
+    let float = try #require(seen["r"]), quantized = try #require(seen[dq.outputs[0]])
+    let expected = r.fakeQuantize(float.floats, shape: float.shape)
+    #expect(zip(expected, quantized.floats).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
+  }
+}
