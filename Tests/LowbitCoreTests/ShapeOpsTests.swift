@@ -394,6 +394,10 @@ struct ScatterOpsTests {
     let added = try H.run1("ScatterND", [m, Tensor(shape: [2, 2], ints: [0, 0, 0, 0]), Tensor(shape: [2], floats: [10, 20])],
                            attributes: ["reduction": .string("add")])
     #expect(added.floats == [31, 2, 3, 4, 5, 6])
+    // int64 data combines in int64: 2^40 + 1 is exact.
+    let big = try H.run1("ScatterND", [Tensor(shape: [2], ints: [1 << 40, 5]), Tensor(shape: [1, 1], ints: [0]),
+                                       Tensor(shape: [1], ints: [1])], attributes: ["reduction": .string("add")])
+    #expect(big.ints == [(1 << 40) + 1, 5])
     #expect(throws: LowbitError.self) {
       try H.run1("ScatterND", [data, Tensor(shape: [1, 1], ints: [8]), Tensor(shape: [1], floats: [0])])
     }

@@ -7,10 +7,11 @@ extension Ops {
   ]
 }
 
-/// How a scatter combines an update `u` with the value `v` already there (`reduction`).
-private func combiner(_ ctx: KernelContext) throws -> (Float, Float) -> Float {
+/// How a scatter combines an update `u` with the value `v` already there (`reduction`), in the
+/// data's own type; nil for `none` (the update replaces the value).
+private func combiner<T: Numeric & Comparable>(_ ctx: KernelContext, _: T.Type) throws -> ((T, T) -> T)? {
   switch try ctx.string("reduction", default: "none") {
-  case "none": return { _, u in u }
+  case "none": return nil
   case "add": return { v, u in v + u }
   case "mul": return { v, u in v * u }
   case "max": return { v, u in max(v, u) }
@@ -19,21 +20,27 @@ private func combiner(_ ctx: KernelContext) throws -> (Float, Float) -> Float {
   }
 }
 
+/// `values` with element `target[k]` replaced by (or combined with) `updates[k]`, in order.
+private func scattered<T: Numeric & Comparable>(_ ctx: KernelContext, _ values: [T], _ updates: [T], _ target: [Int]) throws -> [T] {
+  var v = values
+  if let combine = try combiner(ctx, T.self) {
+    for (k, t) in target.enumerated() { v[t] = combine(v[t], updates[k]) }
+  } else {
+    for (k, t) in target.enumerated() { v[t] = updates[k] }
+  }
+  return v
+}
+
 /// Writes `updates` element `u` into element `target[u]` of a copy of `data` (combined by the
 /// reduction; later updates win for `none`). Float, int and bool data.
 private func scatter(_ ctx: KernelContext, data x: Tensor, updates: Tensor, target: [Int]) throws -> Tensor {
-  guard updates.dtype == x.dtype else { throw ctx.error("updates have type \(updates.dtype), data \(x.dtype)") }
-  let combine = try combiner(ctx)
-  let plain = try ctx.string("reduction", default: "none") == "none"
   switch (x.storage, updates.storage) {
-  case (.float(var v), .float(let u)):
-    for (k, t) in target.enumerated() { v[t] = combine(v[t], u[k]) }
-    return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(v))
-  case (.int(var v), .int(let u)):
-    for (k, t) in target.enumerated() { v[t] = plain ? u[k] : Int64(combine(Float(v[t]), Float(u[k]))) }
-    return Tensor(dtype: x.dtype, shape: x.shape, storage: .int(v))
-  case (.bool(var v), .bool(let u)):
-    guard plain else { throw ctx.error("a reduction needs numeric data, got \(x.dtype)") }
+  case (.float(let v), .float(let u)) where updates.dtype == x.dtype:
+    return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(try scattered(ctx, v, u, target)))
+  case (.int(let v), .int(let u)) where updates.dtype == x.dtype:
+    return Tensor(dtype: x.dtype, shape: x.shape, storage: .int(try scattered(ctx, v, u, target)))
+  case (.bool(var v), .bool(let u)) where updates.dtype == x.dtype:
+    guard try ctx.string("reduction", default: "none") == "none" else { throw ctx.error("a reduction needs numeric data, got \(x.dtype)") }
     for (k, t) in target.enumerated() { v[t] = u[k] }
     return Tensor(dtype: x.dtype, shape: x.shape, storage: .bool(v))
   default:
