@@ -122,6 +122,7 @@ public enum PostTrainingQuantization {
     var transformed = float
     var layers: [LayerRefinement] = []
     let runAdaRound = config.adaRound && !batches.isEmpty && config.quantizeWeights
+    var uncorrected: Graph?  // the graph without empirical bias correction, to check it against
     let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound)
     if correction == .empirical && batches.isEmpty {
       throw LowbitError.invalidArgument("empirical bias correction needs calibration data: use analytical")
@@ -171,18 +172,7 @@ public enum PostTrainingQuantization {
       }
       if correction == .empirical { detail += ", empirical bias correction" }
       steps[steps.count - 1].detail = detail
-      if correction == .empirical {
-        let check = try timed("bias correction check") {
-          try BiasCorrectionCheck.run(
-            float: float, corrected: transformed, unrefined: unrefined, sites: sites, batches: batches,
-            asked: config.biasCorrection == .empirical)
-        }
-        steps[steps.count - 1].detail = check.summary
-        if !check.kept {
-          transformed = check.graph
-          for k in layers.indices { layers[k].biasShift = nil }
-        }
-      }
+      if correction == .empirical { uncorrected = BiasCorrectionCheck.uncorrected(transformed, unrefined: unrefined, sites: sites) }
     }
     var corrected: [String] = []
     if correction == .analytical {
@@ -191,12 +181,27 @@ public enum PostTrainingQuantization {
       }
       steps[steps.count - 1].detail = "analytical, \(corrected.count) layers with BatchNorm statistics at their input"
     }
-    let activations = try timed("activation ranges", config.activationRange.rawValue) {
+    var activations = try timed("activation ranges", config.activationRange.rawValue) {
       try Calibration.activationQuantizers(
         transformed, sites: sites, config: config, batchNormStatistics: stats, batches: batches,
         progress: { progress?("calibrate", $0, batches.count) })
     }
     quantizers.merge(activations) { a, _ in a }
+    if let uncorrected {
+      let check = try timed("bias correction check") {
+        try BiasCorrectionCheck.run(
+          float: float, corrected: transformed, uncorrected: uncorrected, sites: sites, quantizers: quantizers,
+          config: config, statistics: stats, batches: batches, opset: config.outputOpset(modelOpset: transformed.opset),
+          asked: config.biasCorrection == .empirical)
+      }
+      steps[steps.count - 1].detail = check.summary
+      if !check.kept {
+        transformed = check.graph
+        activations = check.activations
+        quantizers.merge(activations) { _, new in new }
+        for k in layers.indices { layers[k].biasShift = nil }
+      }
+    }
     var sensitivity: [SensitivityRecord] = []
     if config.mixedPrecision > 0 && !activations.isEmpty && !batches.isEmpty {
       let ranking = try timed("sensitivity") {
