@@ -12,10 +12,9 @@ enum BiasCorrectionCheck {
   static let samples = 64
 
   struct Outcome {
-    /// The graph to go on with, and its activation quantizers.
-    var graph: Graph
-    var activations: [String: TensorQuantizer]
+    /// Whether the correction stays; if not, the uncorrected graph and its activation quantizers.
     var kept: Bool
+    var uncorrected: (graph: Graph, activations: [String: TensorQuantizer])
     var summary: String
   }
 
@@ -39,7 +38,6 @@ enum BiasCorrectionCheck {
     float: Graph, corrected: Graph, uncorrected: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
     config: QuantConfig, statistics: [String: BatchNormStatistics], batches: [[String: Tensor]], opset: Int, asked: Bool
   ) throws -> Outcome {
-    let activations = quantizers.filter { name, _ in sites.contains { $0.name == name && $0.kind == .activation } }
     let alternative = try Calibration.activationQuantizers(
       uncorrected, sites: sites, config: config, batchNormStatistics: statistics, batches: batches)
     let comparison = try OutputComparison(float: float, batches: batches, samples: samples)
@@ -50,7 +48,6 @@ enum BiasCorrectionCheck {
     let figures = String(format: "quantized output loss %.4g corrected, %.4g uncorrected", with, without)
     let verdict = kept ? (with <= without ? "kept" : "kept as asked, although it raises the loss") : "undone: it raises the loss"
     return Outcome(
-      graph: kept ? corrected : uncorrected, activations: kept ? activations : alternative, kept: kept,
-      summary: "\(verdict); \(figures) (\(comparison.sizes.reduce(0, +)) samples)")
+      kept: kept, uncorrected: (uncorrected, alternative), summary: "\(verdict); \(figures) (\(comparison.sizes.reduce(0, +)) samples)")
   }
 }

@@ -196,8 +196,7 @@ public enum PostTrainingQuantization {
       }
       steps[steps.count - 1].detail = check.summary
       if !check.kept {
-        transformed = check.graph
-        activations = check.activations
+        (transformed, activations) = check.uncorrected
         quantizers.merge(activations) { _, new in new }
         for k in layers.indices { layers[k].biasShift = nil }
       }

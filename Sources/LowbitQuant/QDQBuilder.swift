@@ -53,16 +53,8 @@ public enum QDQBuilder {
         }
         g.nodes[index].inputs[1] = dq
       case .activation:
-        guard let p = q.params.first else { continue }
-        let paramShape: [Int]  // a shape with the quantizer's channel count on its axis
-        switch q.granularity {
-        case .perTensor:
-          guard q.params.count == 1 else { continue }
-          activationScale[site.name] = p.scale
-          paramShape = []
-        case .perChannel: paramShape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
-        case .perGroup: continue
-        }
+        guard let paramShape = q.activationParamShape else { continue }
+        if q.granularity == .perTensor { activationScale[site.name] = q.params[0].scale }
         let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_dequantized")
         let (source, target) = g.redirectForQuantizer(
           site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
@@ -81,9 +73,8 @@ public enum QDQBuilder {
             guard axis < 0 else {
               throw LowbitError.unsupported("per-channel activation '\(site.name)': clip bounds need the axis counted from the end, got \(axis)")
             }
-            let shape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
-            g.initializers[lo] = Tensor(shape: shape, floats: ranges.map(\.lowerBound))
-            g.initializers[hi] = Tensor(shape: shape, floats: ranges.map(\.upperBound))
+            g.initializers[lo] = Tensor(shape: paramShape, floats: ranges.map(\.lowerBound))
+            g.initializers[hi] = Tensor(shape: paramShape, floats: ranges.map(\.upperBound))
             let upper = fresh(site.name + "_clipped_above")
             chain.append(Node(name: upper, opType: "Min", inputs: [source, hi], outputs: [upper]))
             chain.append(Node(name: qInput, opType: "Max", inputs: [upper, lo], outputs: [qInput]))

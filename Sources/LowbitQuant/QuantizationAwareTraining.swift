@@ -143,15 +143,7 @@ public enum QuantizationAwareTraining {
         }
         g.nodes[index].inputs[1] = output
       case .activation:
-        // As QDQBuilder: one grid, or one per channel.
-        let paramShape: [Int]
-        switch q.granularity {
-        case .perTensor:
-          guard q.params.count == 1 else { continue }
-          paramShape = []
-        case .perChannel: paramShape = TensorQuantizer.channelShape(q.granularity, channels: q.params.count)
-        case .perGroup: continue
-        }
+        guard let paramShape = q.activationParamShape else { continue }  // as QDQBuilder
         let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_fakequant_output")
         let (source, output) = g.redirectForQuantizer(
           site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)

@@ -43,6 +43,17 @@ public struct TensorQuantizer: Sendable, Equatable, Codable {
     }
   }
 
+  /// The shape an activation quantizer's scale and zero point are written with: `[]` for one
+  /// grid, `channelShape` for one per channel; nil for what an activation cannot take (groups,
+  /// or several parameters on a per-tensor quantizer).
+  public var activationParamShape: [Int]? {
+    switch granularity {
+    case .perTensor: return params.count == 1 ? [] : nil
+    case .perChannel: return Self.channelShape(granularity, channels: params.count)
+    case .perGroup: return nil
+    }
+  }
+
   /// The shape of the scale tensor for an input of `shape`.
   public static func paramShape(_ granularity: Granularity, for shape: [Int]) -> [Int] {
     switch granularity {
