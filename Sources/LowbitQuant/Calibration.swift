@@ -34,11 +34,12 @@ public enum Calibration {
   }
 
   /// Observes every activation site over `batches` (each a feed dictionary) and fits its
-  /// quantizer. `progress` is called after each batch.
+  /// quantizer. `progress` is called after each batch; `note` hears each departure from the
+  /// configured methods (a graph output that is not classifier logits gets the activation method).
   public static func activationQuantizers(
     _ graph: Graph, sites: [QuantizerSite], config: QuantConfig,
     batchNormStatistics: [String: BatchNormStatistics] = [:],
-    batches: [[String: Tensor]], progress: ((Int) -> Void)? = nil
+    batches: [[String: Tensor]], progress: ((Int) -> Void)? = nil, note: ((String) -> Void)? = nil
   ) throws -> [String: TensorQuantizer] {
     let activationSites = sites.filter { $0.kind == .activation }
     if activationSites.isEmpty { return [:] }
@@ -58,7 +59,7 @@ public enum Calibration {
         observers[site.name] = RangeObserver(name: site.name)
       }
     }
-    var logits: [String: (values: [Float], classes: Int)] = [:]
+    var logits: [String: [Tensor]] = [:], outputShapes: [String: [Int]] = [:]
     let interpreter = try Interpreter(graph, fuseActivations: false)
     let watched = Set(activationSites.map(\.name))
     let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
@@ -73,8 +74,8 @@ public enum Calibration {
         observers[name]?.observe(t.floats)
         try channelObservers[name]?.observe(t)
         if crossEntropySites.contains(name) {
-          let classes = t.shape.last ?? 1
-          logits[name, default: ([], classes)].values += t.floats
+          outputShapes[name] = outputShapes[name] ?? t.shape
+          if t.shape.count == 2 { logits[name, default: []].append(t) }  // the only shape kept (see below)
         }
       }
       for (name, t) in feeds { try record(name, t) }
@@ -108,12 +109,16 @@ public enum Calibration {
       let range: ClosedRange<Float>
       switch m {
       case .crossEntropy:
-        guard let l = logits[site.name], l.classes > 1 else {
-          range = try observers[site.name]!.range(method: .mse, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+        guard let l = logits[site.name], OutputLoss.isLogits(l) else {
+          let instead = observedPerChannel(config.activationRange) ? config.activationRange : .mse
+          let shape = outputShapes[site.name].map { "[" + $0.map(String.init).joined(separator: ", ") + "]" } ?? "unobserved"
+          note?("'\(site.name)' \(shape) is not [N, C] classifier logits: \(instead.rawValue) range instead of cross-entropy")
+          range = try observers[site.name]!.range(method: instead, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
           break
         }
         try observers[site.name]!.checkFinite()
-        range = RangeSearch.crossEntropyRange(logits: l.values, classes: l.classes, grid: grid, symmetric: config.activationSymmetric)
+        range = RangeSearch.crossEntropyRange(
+          logits: l.flatMap(\.floats), classes: l[0].shape[1], grid: grid, symmetric: config.activationSymmetric)
       case .bnBased:
         if let (stats, relu) = batchNormSource(site.name, graph, producer, batchNormStatistics) {
           range = RangeSearch.batchNormRange(stats, followedByReLU: relu)
@@ -141,24 +146,45 @@ public enum Calibration {
     _ graph: Graph, config: QuantConfig, ranges: [String: ClosedRange<Float>],
     into result: inout [String: TensorQuantizer]
   ) {
-    let producer = graph.producers()
     let grid = config.activationGrid
-    for node in graph.nodes where node.opType == "Concat" {
-      let sources = node.inputs.compactMap { input -> String? in
-        var v = input
-        while ranges[v] == nil, let p = producer[v], QuantizerPlacement.dataMovement.contains(graph.nodes[p].opType),
-              let src = graph.nodes[p].inputs.first {
-          v = src
-        }
-        return ranges[v] == nil ? nil : v
-      }
-      guard sources.count > 1 else { continue }
+    for sources in concatGroups(graph, quantized: Set(ranges.keys)) {
       let lower = sources.compactMap { ranges[$0]?.lowerBound }.min()!
       let upper = sources.compactMap { ranges[$0]?.upperBound }.max()!
       let p = UniformQuantizer.params(lower: lower, upper: upper, grid: grid,
                                       symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
       for v in sources where result[v]?.granularity == .perTensor { result[v]?.params = [p] }
     }
+  }
+
+  /// Per Concat with two or more quantized inputs, those inputs' quantizer sites (`quantized`),
+  /// found by walking back from each input through data movement (Reshape, Transpose, ...):
+  /// the values that must share one grid under `--concat shared-grid`.
+  static func concatGroups(_ graph: Graph, quantized: Set<String>) -> [[String]] {
+    let producer = graph.producers()
+    return graph.nodes.filter { $0.opType == "Concat" }.compactMap { node in
+      let sources = node.inputs.compactMap { input -> String? in
+        var v = input
+        while !quantized.contains(v), let p = producer[v], QuantizerPlacement.dataMovement.contains(graph.nodes[p].opType),
+              let src = graph.nodes[p].inputs.first {
+          v = src
+        }
+        return quantized.contains(v) ? v : nil
+      }
+      return sources.count > 1 ? sources : nil
+    }
+  }
+
+  /// `names` with, under shared-grid concatenation, every other input of a Concat that one of
+  /// them feeds: a wider grid for one input of a shared-grid Concat is a wider grid for all.
+  public static func closedOverSharedGrids(
+    _ names: Set<String>, _ graph: Graph, quantized: Set<String>, config: QuantConfig
+  ) -> Set<String> {
+    guard config.concat == .sharedGrid else { return names }
+    var closed = names
+    for group in concatGroups(graph, quantized: quantized) where !closed.isDisjoint(with: group) {
+      closed.formUnion(group)
+    }
+    return closed
   }
 
   /// Whether a per-channel activation site is fitted per channel under `method`: the methods

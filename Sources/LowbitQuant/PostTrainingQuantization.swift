@@ -181,11 +181,13 @@ public enum PostTrainingQuantization {
       }
       steps[steps.count - 1].detail = "analytical, \(corrected.count) layers with BatchNorm statistics at their input"
     }
+    var rangeNotes: [String] = []
     var activations = try timed("activation ranges", config.activationRange.rawValue) {
       try Calibration.activationQuantizers(
         transformed, sites: sites, config: config, batchNormStatistics: stats, batches: batches,
-        progress: { progress?("calibrate", $0, batches.count) })
+        progress: { progress?("calibrate", $0, batches.count) }, note: { rangeNotes.append($0) })
     }
+    if !rangeNotes.isEmpty { steps[steps.count - 1].detail = ([config.activationRange.rawValue] + rangeNotes).joined(separator: "; ") }
     quantizers.merge(activations) { a, _ in a }
     if let uncorrected {
       let check = try timed("bias correction check") {
@@ -208,7 +210,8 @@ public enum PostTrainingQuantization {
           transformed, sites: sites, quantizers: activations, batches: batches, opset: max(transformed.opset, 13),
           progress: { progress?("sensitivity", $0, $1) })
       }
-      let raised = Set(ranking.prefix(config.mixedPrecision).map(\.name))
+      let chosen = Set(ranking.prefix(config.mixedPrecision).map(\.name))
+      let raised = Calibration.closedOverSharedGrids(chosen, transformed, quantized: Set(activations.keys), config: config)
       var wide = config
       wide.activationBits = config.mixedPrecisionBits
       let refitted = try timed("mixed precision") {
@@ -221,8 +224,10 @@ public enum PostTrainingQuantization {
       func loss(_ i: Int) -> String { i < ranking.count ? String(format: "%.3g", ranking[i].loss) : "-" }
       steps[steps.count - 2].detail =
         "\(ranking.count) activation quantizers, each alone on \(ActivationSensitivity.samples) samples: output loss \(loss(0)) to \(loss(ranking.count - 1))"
+      let sharing = raised.count - chosen.count
       steps[steps.count - 1].detail =
-        "\(raised.count) most sensitive to \(config.mixedPrecisionBits) bits (loss alone \(loss(0)) to \(loss(raised.count - 1)); next \(loss(raised.count)) at \(config.activationBits) bits)"
+        "\(chosen.count) most sensitive to \(config.mixedPrecisionBits) bits (loss alone \(loss(0)) to \(loss(chosen.count - 1)); next \(loss(chosen.count)) at \(config.activationBits) bits)"
+        + (sharing > 0 ? ", and \(sharing) more that share a Concat's grid with them" : "")
     }
     var tuning: QuantizerTuningRecord?
     if config.runsQuantizerTuning && !batches.isEmpty {

@@ -70,6 +70,33 @@ import Testing
     #expect(after < 0.2 * before)
   }
 
+  /// The outlier graph with a second branch `x -> Gemm -> g` concatenated with `h` before the
+  /// last layer. Under shared-grid concatenation `h` and `g` are one grid, so raising `h` (the
+  /// most sensitive) raises `g` with it, and the two keep equal parameters.
+  @Test func raisingOneInputOfASharedGridConcatRaisesItsSiblings() throws {
+    var graph = Self.outlierGraph()
+    graph.nodes[2].inputs[0] = "hg"
+    graph.nodes.insert(contentsOf: [
+      Node(name: "fc3", opType: "Gemm", inputs: ["x", "w3", "b1"], outputs: ["g"]),
+      Node(name: "join", opType: "Concat", inputs: ["h", "g"], outputs: ["hg"], attributes: ["axis": .int(1)]),
+    ], at: 2)
+    graph.initializers["w3"] = randomTensor([4, 4], seed: 43)
+    graph.initializers["w2"] = randomTensor([8, 3], seed: 44, in: -0.01...0.01)
+    var config = QuantConfig()
+    config.adaRound = false
+    config.biasCorrection = .none
+    config.quantizeWeights = false
+    config.concat = .sharedGrid
+    config.mixedPrecision = 1
+    let mixed = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    let raised = mixed.quantizers.filter { $0.value.grid.bits == 16 }.keys.sorted()
+    #expect(raised == ["g", "h"], "\(mixed.sensitivity)")
+    #expect(mixed.quantizers["g"]?.params == mixed.quantizers["h"]?.params)
+    #expect(mixed.quantizers["x"]?.grid.bits == 8)
+    let detail = try #require(mixed.steps.first { $0.step == "mixed precision" }?.detail)
+    #expect(detail.contains("and 1 more that share a Concat's grid"), "\(detail)")
+  }
+
   @Test func badSettingsAreRefused() throws {
     var config = QuantConfig()
     config.mixedPrecision = -1

@@ -50,7 +50,7 @@ import Testing
     let tuned = try PostTrainingQuantization.quantize(graph, config: config(tuning: true), batches: batches)
     let record = try #require(tuned.tuning)
     #expect(record.loss == "mean square")
-    #expect(record.kept && record.after < 0.9 * record.before && [20, 40, 60, 80].contains(record.step), "\(record)")
+    #expect(record.kept && record.after < 0.98 * record.before && [20, 40, 60, 80].contains(record.step), "\(record)")
     #expect(record.scales == tuned.quantizers.count && record.zeroPoints > 0)
     #expect(integers(tuned) == integers(plain))
     let moved = ["w1", "w2", "w3"].filter { tuned.quantizers[$0]!.params.map(\.scale) != plain.quantizers[$0]!.params.map(\.scale) }
