@@ -8,7 +8,7 @@ import LowbitCore
 ///
 /// Each channel's histogram has `bins` (256) bins instead of a tensor's 2048: a transformer layer
 /// has hundreds of channels per quantizer, and the MSE search costs one pass over the bins per
-/// candidate range.
+/// candidate range. A value with a single channel keeps the 2048 (it falls back to one grid).
 struct ChannelRangeObserver: Sendable {
   static let bins = 256
   let name: String
@@ -30,7 +30,9 @@ struct ChannelRangeObserver: Sendable {
     let a = axis + t.rank
     let count = t.shape[a], inner = t.shape[(a + 1)...].reduce(1, *)
     if channels.isEmpty {
-      channels = (0..<count).map { RangeObserver(name: "\(name)[channel \($0)]", bins: Self.bins) }
+      // One channel is one grid for the whole tensor: it gets a per-tensor observer's bins.
+      let bins = count == 1 ? RangeHistogram.binCount : Self.bins
+      channels = (0..<count).map { RangeObserver(name: "\(name)[channel \($0)]", bins: bins) }
     }
     guard channels.count == count else {
       throw LowbitError.invalidInput("activation '\(name)': \(count) channels on axis \(axis), \(channels.count) before")

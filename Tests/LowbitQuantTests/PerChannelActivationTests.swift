@@ -134,3 +134,34 @@ import Testing
     #expect(zip(expected, quantized.floats).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
   }
 }
+
+/// A per-channel site whose channel axis turns out to hold one channel is one grid, fitted as a
+/// per-tensor activation is (same histogram resolution, same range).
+@Suite struct OneChannelFallbackTests {
+  @Test func oneChannelIsFittedLikeATensor() throws {
+    let g = Graph(
+      nodes: [
+        Node(name: "fc", opType: "MatMul", inputs: ["x", "w"], outputs: ["d"]),
+        Node(name: "res", opType: "Add", inputs: ["d", "x"], outputs: ["r"]),
+        Node(name: "out", opType: "MatMul", inputs: ["r", "w"], outputs: ["y"]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(1)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32)],
+      initializers: ["w": Tensor(shape: [1, 1], floats: [0.7])])
+    var config = QuantConfig()
+    config.activationPerChannel = true
+    let sites = QuantizerPlacement.sites(in: g, config: config)
+    let residual = try #require(sites.first { $0.name == "d" })
+    #expect(residual.channelAxis == -1)
+    // A long-tailed input: the MSE range depends on the histogram's resolution.
+    let batches = (0..<2).map { b in
+      ["x": Tensor(shape: [256, 1], floats: randomTensor([256, 1], seed: 70 + UInt64(b)).floats.map { $0 * $0 * $0 * 4 })]
+    }
+    let perChannel = try Calibration.activationQuantizers(g, sites: sites, config: config, batches: batches)
+    config.activationPerChannel = false
+    let perTensor = try Calibration.activationQuantizers(
+      g, sites: QuantizerPlacement.sites(in: g, config: config), config: config, batches: batches)
+    #expect(perChannel["d"]?.granularity == .perTensor)
+    #expect(perChannel["d"]?.params == perTensor["d"]?.params, "\(String(describing: perChannel["d"])) vs \(String(describing: perTensor["d"]))")
+  }
+}
