@@ -126,6 +126,9 @@ public struct AdaRoundOutcome: Sendable, Equatable {
   public var adaRoundError: Float
   /// Fraction of weights rounded differently from round-to-nearest.
   public var flipped: Float
+  /// True when the learned rounding reconstructed the held-out rows worse than round-to-nearest
+  /// did, so `integers` are round-to-nearest's (and `flipped` is 0).
+  public var keptNearest = false
 }
 
 /// Adaptive rounding (white paper sec. 3.4, eq. 21-25).
@@ -232,11 +235,22 @@ public enum AdaRound {
       if hard[e] != nearest[e] { flipped += 1 }
     }
     let heldRows = heldOut.targets.count / problem.outputs
-    return AdaRoundOutcome(
+    var outcome = AdaRoundOutcome(
       integers: integers,
       nearestError: reconstructionError(problem, weights: nearest, heldOut, rows: heldRows),
       adaRoundError: reconstructionError(problem, weights: hard, heldOut, rows: heldRows),
       flipped: count == 0 ? 0 : Float(flipped) / Float(count))
+    if outcome.adaRoundError > outcome.nearestError {
+      // The learned rounding lost on the held-out rows: never return worse than nearest.
+      for e in 0..<count {
+        let x = problem.weights[e] / problem.scales[e]
+        integers[e] = Int32(min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax))
+      }
+      outcome.integers = integers
+      outcome.flipped = 0
+      outcome.keptNearest = true
+    }
+    return outcome
   }
 
   /// `act(X W^T + b)` for the sampled rows, `[rows][outputs]`, and the pre-activations.

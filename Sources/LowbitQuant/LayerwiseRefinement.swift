@@ -10,6 +10,9 @@ public struct LayerRefinement: Sendable, Codable, Equatable {
   public var nearestError: Float?
   public var adaRoundError: Float?
   public var flipped: Float?
+  /// AdaRound: true when its learned rounding lost to round-to-nearest on the held-out rows and
+  /// the layer kept round-to-nearest.
+  public var keptNearest: Bool?
   /// Empirical bias correction: the largest per-channel shift of the mean output removed.
   public var biasShift: Float?
   /// Seconds spent on this layer.
@@ -17,6 +20,7 @@ public struct LayerRefinement: Sendable, Codable, Equatable {
 
   enum CodingKeys: String, CodingKey {
     case layer, flipped, seconds, nearestError = "nearest_error", adaRoundError = "adaround_error", biasShift = "bias_shift"
+    case keptNearest = "kept_nearest"
   }
 }
 
@@ -62,6 +66,7 @@ public enum LayerwiseRefinement {
         record.nearestError = outcome.nearestError
         record.adaRoundError = outcome.adaRoundError
         record.flipped = outcome.flipped
+        record.keptNearest = outcome.keptNearest ? true : nil
       }
       adjusted[layer.weight] = quantizedWeight
       if biasCorrection, let biasName = layer.bias, var bias = adjusted[biasName] {

@@ -59,6 +59,20 @@ public enum PostTrainingQuantization {
     try graph.simplified().foldingBatchNorm()
   }
 
+  /// How many BatchNormalization nodes folding took into the layer before them, and which it
+  /// left in place (no Conv or Gemm right before them: they get a quantizer of their own).
+  static func batchNormSummary(before: Graph, after: Graph) -> String {
+    let count = before.nodes.filter { $0.opType == "BatchNormalization" }.count
+    let left = after.nodes.filter { $0.opType == "BatchNormalization" }.map(\.name)
+    if count == 0 { return "no BatchNormalization" }
+    var summary = "\(count - left.count) of \(count) BatchNormalization folded"
+    if !left.isEmpty {
+      summary += "; left in place (no Conv or Gemm before them): " + left.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+        + (left.count > 3 ? " and \(left.count - 3) more" : "")
+    }
+    return summary
+  }
+
   /// Feed dictionaries for the first `limit` samples of `data`, in batches of `batchSize`.
   public static func calibrationBatches(
     _ data: Dataset, graph: Graph, batchSize: Int, limit: Int? = nil
@@ -81,6 +95,7 @@ public enum PostTrainingQuantization {
       return value
     }
     let prepared = try timed("fold batchnorm") { try prepare(graph) }
+    steps[steps.count - 1].detail = batchNormSummary(before: graph, after: prepared.graph)
     var float = prepared.graph, stats = prepared.statistics
     if let first = batches.first {
       let interpreter = try Interpreter(float)
@@ -167,8 +182,11 @@ public enum PostTrainingQuantization {
       if let fallback { detail = "layer-wise (no block reconstruction: \(fallback)), " + detail }
       if layerwiseAdaRound {
         let o = config.adaRoundOptions
-        let before = layers.compactMap(\.nearestError).reduce(0, +), after = layers.compactMap(\.adaRoundError).reduce(0, +)
+        let before = layers.compactMap(\.nearestError).reduce(0, +)
+        let after = layers.compactMap { $0.keptNearest == true ? $0.nearestError : $0.adaRoundError }.reduce(0, +)
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
+        let kept = layers.filter { $0.keptNearest == true }.count
+        if kept > 0 { detail += ", \(kept) kept round-to-nearest (learned rounding lost on held-out rows)" }
       }
       if correction == .empirical { detail += ", empirical bias correction" }
       steps[steps.count - 1].detail = detail

@@ -34,10 +34,21 @@ public enum QuantizerPlacement {
   static let activations: Set<String> = [
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Selu",
   ]
-  /// Ops whose output is quantized when it is not folded into a unit.
+  /// Ops whose output is quantized when it is not folded into a unit (a BatchNormalization
+  /// left after folding follows no Conv or Gemm: it is its own affine op).
   static let outputQuantized: Set<String> = [
     "AveragePool", "GlobalAveragePool", "LayerNormalization", "Softmax", "Concat",
+    "BatchNormalization", "InstanceNormalization", "GroupNormalization",
   ]
+  /// Element-wise ops that an activation function written out node by node is made of
+  /// (`decomposedActivation`), and the nonlinear ones among them, one of which it must hold.
+  static let elementwiseParts: Set<String> = activations.union([
+    "Add", "Sub", "Mul", "Div", "Pow", "Erf", "Exp", "Log", "Softplus", "Softsign", "Neg", "Abs", "Sqrt",
+    "Reciprocal", "Min", "Max",
+  ])
+  static let nonlinearParts: Set<String> = activations.union(["Erf", "Exp", "Log", "Softplus", "Softsign", "Min", "Max"])
+  /// The most nodes a written-out activation function is searched for.
+  static let decomposedLimit = 16
   /// Ops that only move or select data: a grid passes through them unchanged.
   public static let dataMovement: Set<String> = [
     "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "GlobalMaxPool", "Slice",
@@ -90,6 +101,43 @@ public enum QuantizerPlacement {
     return nil
   }
 
+  /// The value that ends an activation function of `v` written out as element-wise nodes
+  /// (SiLU `v * Sigmoid(v)`, GELU `0.5 v (1 + Erf(v / sqrt 2))`, Mish, the tanh GELU), and the
+  /// values inside it; nil when `v` feeds none. Grown from `v` in graph order: a node joins when
+  /// it is in `elementwiseParts` and reads only `v`, values already inside and scalar constants.
+  /// The answer is the largest such set, up to `decomposedLimit` nodes, that reads every use of
+  /// `v`, leaves by a single value (every other value inside is read only inside and is not a
+  /// graph output) and holds a nonlinear op: one element-wise function of `v`, as a single
+  /// activation op would be, so it ends the unit the same way.
+  static func decomposedActivation(
+    _ v: String, _ graph: Graph, readers: [String: [Int]], outputs: Set<String>
+  ) -> (end: String, interior: Set<String>)? {
+    func isScalarConstant(_ name: String) -> Bool {
+      guard let t = graph.initializers[name] else { return false }
+      return t.count == 1 && t.dtype.isFloatingPoint
+    }
+    var inside: Set<String> = [v], members = Set<Int>(), nonlinear = false
+    var best: (end: String, interior: Set<String>)?
+    while members.count < decomposedLimit {
+      let candidates = Set(inside.flatMap { readers[$0] ?? [] }).subtracting(members).sorted()
+      guard let next = candidates.first(where: { i in
+        let node = graph.nodes[i]
+        return elementwiseParts.contains(node.opType) && node.outputs.count == 1
+          && node.inputs.allSatisfy { $0.isEmpty || inside.contains($0) || isScalarConstant($0) }
+      }) else { break }
+      members.insert(next)
+      inside.insert(graph.nodes[next].outputs[0])
+      nonlinear = nonlinear || nonlinearParts.contains(graph.nodes[next].opType)
+      let leaving = inside.filter { value in
+        outputs.contains(value) || (readers[value] ?? []).contains { !members.contains($0) }
+      }
+      if nonlinear, leaving.count == 1, let end = leaving.first, end != v {
+        best = (end, inside.subtracting([v, end]))
+      }
+    }
+    return best
+  }
+
   /// All quantizer sites of `graph` under `config`, in graph order.
   ///
   /// Weights: every constant weight input of Conv, Gemm and MatMul (axis 0 output channels for
@@ -112,8 +160,11 @@ public enum QuantizerPlacement {
       guard let t = graph.initializers[name], t.dtype.isFloatingPoint else { return false }
       return t.floats.allSatisfy(\.isFinite)
     }
-    /// The last value of the unit that `value` starts (following bias Add and activation).
-    func unitEnd(_ value: String, allowBias: Bool) -> String {
+    /// Values inside written-out activation functions: never a site.
+    var interior = Set<String>()
+    /// The last value of the unit that `value` starts (following bias Add and activation, a
+    /// single op or, with `writtenOut`, written out).
+    func unitEnd(_ value: String, allowBias: Bool, writtenOut: Bool = true) -> String {
       var v = value
       if allowBias, let next = soleReader(v), next.opType == "Add", next.inputs.count == 2,
          next.inputs.contains(where: isBias) {
@@ -121,6 +172,9 @@ public enum QuantizerPlacement {
       }
       if let next = soleReader(v), activations.contains(next.opType), next.inputs.first == v {
         v = next.outputs[0]
+      } else if writtenOut, !outputs.contains(v), let written = decomposedActivation(v, graph, readers: readers, outputs: outputs) {
+        interior.formUnion(written.interior)
+        v = written.end
       }
       return v
     }
@@ -130,6 +184,7 @@ public enum QuantizerPlacement {
     func add(_ v: String) {
       // Only floating-point values carry activations (shape arithmetic stays integer).
       if let dtype = facts[v]?.dtype, !dtype.isFloatingPoint { return }
+      if interior.contains(v) { return }
       if seen.insert(v).inserted { activationValues.append(v) }
     }
     for input in graph.inputs where input.dtype?.isFloatingPoint ?? true {
@@ -138,7 +193,11 @@ public enum QuantizerPlacement {
     for node in graph.nodes {
       guard let out = node.outputs.first, !out.isEmpty else { continue }
       if layers.contains(node.opType) {
-        add(unitEnd(out, allowBias: node.opType == "MatMul"))
+        // After a MatMul (a transformer's feed-forward layer) a written-out GELU keeps its input
+        // quantizer: ONNX Runtime fuses the pattern into its own GELU kernel, and the last-bit
+        // differences between the two computations grow through a per-tensor 8-bit residual
+        // stream (docs/configuration.md).
+        add(unitEnd(out, allowBias: node.opType == "MatMul", writtenOut: node.opType != "MatMul"))
       } else if ["Add", "Sub", "Mul"].contains(node.opType), node.inputs.count == 2,
                 !node.inputs.contains(where: isConstant), soleReader(out)?.opType != "Softmax" {
         // (An Add feeding a Softmax is an attention mask: the Softmax input stays float.)
@@ -148,14 +207,17 @@ public enum QuantizerPlacement {
         add(out)
       }
     }
-    // MatMul inputs (attention's Q K^T and P V): quantize at the producer, through data movement.
-    for node in graph.nodes where node.opType == "MatMul" {
-      for input in node.inputs where !input.isEmpty && !isConstant(input) {
+    // Every computed input of a layer (attention's Q K^T and P V, a Conv after a standalone
+    // normalization or a written-out input normalization) is quantized: at its producer, through
+    // data movement. A shared-grid Concat passes its inputs' grid on.
+    for node in graph.nodes where layers.contains(node.opType) {
+      for input in node.inputs.prefix(2) where !input.isEmpty && !isConstant(input) {
         var v = input
         while !seen.contains(v), let p = producer[v], dataMovement.contains(graph.nodes[p].opType),
               let src = graph.nodes[p].inputs.first, !isConstant(src) {
           v = src
         }
+        if let p = producer[v], graph.nodes[p].opType == "Concat", config.concat == .sharedGrid { continue }
         if !seen.contains(v) { add(v) }
       }
     }

@@ -93,9 +93,9 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     #expect(throws: LowbitError.self) { try o.validate() }
   }
 
-  /// A Gemm-like layer with a ReLU: the learned rounding is floor or ceil of every w / s, and its
-  /// held-out reconstruction error is below round-to-nearest's.
-  @Test func learnedRoundingIsFloorOrCeilAndBeatsNearest() {
+  /// A Gemm-like layer `relu(W x + b)` (8 x 24, 4-bit symmetric grid over [-1, 1]) sampling rows
+  /// from a pool of 2,048; its weights and scale.
+  static func gemmProblem() -> (problem: RoundingProblem, w: [Float], scale: Float) {
     let o = 8, k = 24, poolRows = 2048
     var g = SeededGenerator(seed: 9)
     let w = randomFloats(o * k, in: -1...1, using: &g)
@@ -124,6 +124,13 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
       }
       return (xs, ys)
     }
+    return (problem, w, scale)
+  }
+
+  /// The learned rounding is floor or ceil of every w / s, and its held-out reconstruction error
+  /// is below round-to-nearest's.
+  @Test func learnedRoundingIsFloorOrCeilAndBeatsNearest() {
+    let (problem, w, scale) = Self.gemmProblem()
     var options = AdaRoundOptions()
     options.iterations = 800
     options.batchSize = 256
@@ -134,8 +141,22 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     }
     #expect(outcome.adaRoundError < outcome.nearestError, "\(outcome.adaRoundError) vs nearest \(outcome.nearestError)")
     #expect(outcome.flipped > 0)
+    #expect(!outcome.keptNearest)
     // Reproducible under the seed.
     #expect(AdaRound.optimize(problem, options: options).integers == outcome.integers)
+  }
+
+  /// A rounding that loses to round-to-nearest on the held-out rows (four Adam steps of size 50
+  /// throw V about) is not returned: the layer keeps round-to-nearest.
+  @Test func aLosingRoundingFallsBackToNearest() {
+    let (problem, w, scale) = Self.gemmProblem()
+    var options = AdaRoundOptions()
+    options.iterations = 4
+    options.learningRate = 50
+    let outcome = AdaRound.optimize(problem, options: options)
+    #expect(outcome.adaRoundError > outcome.nearestError && outcome.keptNearest, "\(outcome.adaRoundError) vs \(outcome.nearestError)")
+    #expect(outcome.integers == w.map { Int32(min(max(($0 / scale).rounded(.toNearestOrEven), -8), 7)) })
+    #expect(outcome.flipped == 0)
   }
 }
 

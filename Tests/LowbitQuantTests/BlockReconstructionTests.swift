@@ -6,7 +6,8 @@ import Testing
 
 @testable import LowbitQuant
 
-/// `x -> conv1 -> Relu -> conv2 -> Add(x) -> Relu -> conv3 -> y`: a residual block and a layer.
+/// `x -> conv1 -> Relu -> conv2 -> Add(x) -> Relu -> conv3 -> head -> y`: a residual block and a
+/// layer. A PRelu head reads a per-channel slope (and has no gradient rule).
 func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head: String = "Identity") -> Graph {
   func conv(_ name: String, _ x: String, _ w: String, _ b: String, _ out: String, pad: Int) -> Node {
     Node(name: name, opType: "Conv", inputs: [x, w, b], outputs: [out],
@@ -20,7 +21,7 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
       Node(name: "add", opType: "Add", inputs: ["h2", "x"], outputs: ["s"]),
       Node(name: "relu2", opType: "Relu", inputs: ["s"], outputs: ["r"]),
       conv("conv3", "r", "w3", "b3", "z", pad: 0),
-      Node(name: "head", opType: head, inputs: ["z"], outputs: ["y"]),
+      Node(name: "head", opType: head, inputs: head == "PRelu" ? ["z", "slope"] : ["z"], outputs: ["y"]),
     ],
     inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(channels), .fixed(8), .fixed(8)])],
     outputs: [ValueInfo(name: "y", dtype: .float32)],
@@ -31,7 +32,7 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
       "b2": randomTensor([channels], seed: seed + 3, in: -0.2...0.2),
       "w3": randomTensor([outputs, channels, 3, 3], seed: seed + 4, in: -0.5...0.5),
       "b3": randomTensor([outputs], seed: seed + 5, in: -0.2...0.2),
-    ])
+    ].merging(head == "PRelu" ? ["slope": randomTensor([outputs, 1, 1], seed: seed + 6, in: 0.05...0.3)] : [:]) { a, _ in a })
 }
 
 @Suite struct SoftRoundingTests {
@@ -161,13 +162,13 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
   /// A block with an op that has no gradient rule is refused by name, and the pipeline falls
   /// back to layer-wise AdaRound and says why.
   @Test func blockWithoutGradientRuleFallsBackToLayers() throws {
-    let graph = residualGraph(head: "HardSwish")
+    let graph = residualGraph(head: "PRelu")
     var options = AdaRoundOptions()
     options.iterations = 10
     let outcome = try BlockReconstruction.run(
       graph, sites: weightSites(graph), quantizers: quantizers(graph), batches: inputBatches(1), options: options)
     guard case .failure(let reason) = outcome else { Issue.record("expected a fallback"); return }
-    #expect(reason.message.contains("'head' (HardSwish)"), "\(reason.message)")
+    #expect(reason.message.contains("'head' (PRelu)"), "\(reason.message)")
 
     var config = QuantConfig()
     config.weightBits = 4
@@ -175,7 +176,7 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
     config.adaRoundOptions.iterations = 10
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: inputBatches(2))
     let step = try #require(result.steps.first { $0.step == "adaround" })
-    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (HardSwish)") == true, "\(step.detail ?? "")")
+    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (PRelu)") == true, "\(step.detail ?? "")")
     #expect(result.blocks.isEmpty && result.layers.count == 3)
   }
 }

@@ -99,3 +99,20 @@ import Testing
     try checkGradients(g, feeds: ["x": x], step: 1e-3, tolerance: 2e-3, label: "attention block")
   }
 }
+
+/// The activation functions of MobileNetV3 and other CNNs, and GELU as one op, against finite
+/// differences on both sides of their kinks.
+@Suite struct ActivationGradientTests {
+  /// 20 values at -4.75, -4.25, ..., 4.75: 0.25 or more from every kink (0, +-2.5, +-3).
+  static let x = Tensor(shape: [4, 5], floats: distinctTensor([4, 5], seed: 31).floats.map { $0 * 5 })
+
+  @Test(arguments: [
+    ("LeakyRelu", ["alpha": Attribute.float(0.1)]), ("Elu", ["alpha": .float(0.7)]), ("Selu", [:]),
+    ("HardSigmoid", [:]), ("HardSigmoid", ["alpha": .float(1.0 / 6), "beta": .float(0.5)]), ("HardSwish", [:]),
+    ("Softplus", [:]), ("Softsign", [:]), ("Gelu", [:]), ("Gelu", ["approximate": .string("tanh")]),
+  ] as [(String, [String: Attribute])])
+  func activation(_ op: String, _ attributes: [String: Attribute]) throws {
+    let g = graph([node(op, ["x"], attributes)], inputs: [("x", Self.x)], opset: op == "Gelu" ? 20 : 17)
+    try checkGradients(g, feeds: ["x": Self.x], step: 1e-3, label: "\(op) \(attributes)")
+  }
+}
