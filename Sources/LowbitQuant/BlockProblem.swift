@@ -144,6 +144,11 @@ struct BlockProblem {
     learnedUp = rounded.map { r in variables[r.variables]!.floats.map { $0 >= 0 } }
     let nearest = try hardLoss(rounded.map(\.nearestUp), heldOut)
     let learned = try hardLoss(learnedUp, heldOut)
+    if learned > nearest {
+      // The learned rounding lost on the held-out samples: never return worse than nearest.
+      learnedUp = rounded.map(\.nearestUp)
+      return BlockRefinement(layers: [], nearestError: nearest, adaRoundError: learned, flipped: 0, seconds: 0, keptNearest: true)
+    }
     var flipped = 0, count = 0
     for (r, up) in zip(rounded, learnedUp) {
       for e in up.indices where hardValue(r, e, up[e]) != hardValue(r, e, r.nearestUp[e]) { flipped += 1 }

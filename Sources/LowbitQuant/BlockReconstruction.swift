@@ -13,9 +13,13 @@ public struct BlockRefinement: Sendable, Codable, Equatable {
   /// Fraction of the block's weights rounded differently from round-to-nearest.
   public var flipped: Float
   public var seconds: Double
+  /// True when the learned rounding lost to round-to-nearest on the held-out samples and the
+  /// block kept round-to-nearest.
+  public var keptNearest: Bool?
 
   enum CodingKeys: String, CodingKey {
     case layers, flipped, seconds, nearestError = "nearest_error", adaRoundError = "adaround_error"
+    case keptNearest = "kept_nearest"
   }
 }
 

@@ -157,10 +157,13 @@ public enum PostTrainingQuantization {
       case .success(let result):
         transformed = result.graph
         blocks = result.blocks
-        let before = blocks.map(\.nearestError).reduce(0, +), after = blocks.map(\.adaRoundError).reduce(0, +)
+        let before = blocks.map(\.nearestError).reduce(0, +)
+        let after = blocks.map { $0.keptNearest == true ? $0.nearestError : $0.adaRoundError }.reduce(0, +)
+        let kept = blocks.filter { $0.keptNearest == true }.count
         steps[steps.count - 1].detail = String(
           format: "block reconstruction: %d blocks of %d layers, %d iterations x %d samples, reconstruction error %.4g -> %.4g",
           blocks.count, blocks.map(\.layers.count).reduce(0, +), o.iterations, o.blockBatchSize, before, after) + budgetNote
+          + (kept > 0 ? ", \(kept) kept round-to-nearest (learned rounding lost on held-out samples)" : "")
       case .failure(let reason):
         fallback = reason.message
         steps.removeLast()

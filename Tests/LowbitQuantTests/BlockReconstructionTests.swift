@@ -144,6 +144,27 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
     #expect(result.blocks.allSatisfy { $0.flipped > 0 })
   }
 
+  /// A block whose learned rounding loses to round-to-nearest on the held-out samples (four Adam
+  /// steps of size 50 throw V about) keeps round-to-nearest: its weights are `q.fakeQuantize(w)`.
+  @Test func aLosingBlockKeepsNearest() throws {
+    let graph = residualGraph()
+    let q = quantizers(graph)
+    var options = AdaRoundOptions()
+    options.unit = .block
+    options.iterations = 4
+    options.learningRate = 50
+    options.blockBatchSize = 8
+    let outcome = try BlockReconstruction.run(
+      graph, sites: weightSites(graph), quantizers: q, batches: inputBatches(4), options: options)
+    guard case .success(let result) = outcome else { Issue.record("fell back: \(outcome)"); return }
+    #expect(result.blocks.allSatisfy { $0.keptNearest == true && $0.adaRoundError > $0.nearestError && $0.flipped == 0 },
+            "\(result.blocks)")
+    for name in ["w1", "w2", "w3"] {
+      let w = graph.initializers[name]!
+      #expect(result.graph.initializers[name]!.floats == q[name]!.fakeQuantize(w.floats, shape: w.shape), "\(name)")
+    }
+  }
+
   /// The same seed gives the same weights.
   @Test func seededRunsAgree() throws {
     let graph = residualGraph()
