@@ -187,12 +187,15 @@ public enum AdaRound {
     var base = [Float](repeating: 0, count: count)
     var v = [Float](repeating: 0, count: count)
     var nearest = [Float](repeating: 0, count: count)
+    var nearestIntegers = [Int32](repeating: 0, count: count)
     for e in 0..<count {
       let x = problem.weights[e] / problem.scales[e]
       let f = x.rounded(.down)
       base[e] = f
       v[e] = initialV(fraction: min(max(x - f, 0), 0.999_999))
-      nearest[e] = problem.scales[e] * (min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax) - problem.zeroPoints[e])
+      let q = min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax)
+      nearestIntegers[e] = Int32(q)
+      nearest[e] = problem.scales[e] * (q - problem.zeroPoints[e])
     }
     var generator = SplitMix64(seed: options.seed)
     let heldOut = problem.sample(options.batchSize, &generator)
@@ -242,11 +245,7 @@ public enum AdaRound {
       flipped: count == 0 ? 0 : Float(flipped) / Float(count))
     if outcome.adaRoundError > outcome.nearestError {
       // The learned rounding lost on the held-out rows: never return worse than nearest.
-      for e in 0..<count {
-        let x = problem.weights[e] / problem.scales[e]
-        integers[e] = Int32(min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax))
-      }
-      outcome.integers = integers
+      outcome.integers = nearestIntegers
       outcome.flipped = 0
       outcome.keptNearest = true
     }

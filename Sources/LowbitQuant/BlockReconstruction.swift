@@ -16,6 +16,8 @@ public struct BlockRefinement: Sendable, Codable, Equatable {
   /// True when the learned rounding lost to round-to-nearest on the held-out samples and the
   /// block kept round-to-nearest.
   public var keptNearest: Bool?
+  /// The held-out error of the rounding the block kept.
+  public var keptError: Float { keptNearest == true ? nearestError : adaRoundError }
 
   enum CodingKeys: String, CodingKey {
     case layers, flipped, seconds, nearestError = "nearest_error", adaRoundError = "adaround_error"

@@ -163,11 +163,7 @@ public enum Calibration {
     let producer = graph.producers()
     return graph.nodes.filter { $0.opType == "Concat" }.compactMap { node in
       let sources = node.inputs.compactMap { input -> String? in
-        var v = input
-        while !quantized.contains(v), let p = producer[v], QuantizerPlacement.dataMovement.contains(graph.nodes[p].opType),
-              let src = graph.nodes[p].inputs.first {
-          v = src
-        }
+        let v = QuantizerPlacement.sourceThroughDataMovement(input, graph, producer: producer) { quantized.contains($0) }
         return quantized.contains(v) ? v : nil
       }
       return sources.count > 1 ? sources : nil

@@ -13,6 +13,8 @@ public struct LayerRefinement: Sendable, Codable, Equatable {
   /// AdaRound: true when its learned rounding lost to round-to-nearest on the held-out rows and
   /// the layer kept round-to-nearest.
   public var keptNearest: Bool?
+  /// AdaRound: the held-out error of the rounding the layer kept.
+  public var keptError: Float? { keptNearest == true ? nearestError : adaRoundError }
   /// Empirical bias correction: the largest per-channel shift of the mean output removed.
   public var biasShift: Float?
   /// Seconds spent on this layer.

@@ -158,7 +158,7 @@ public enum PostTrainingQuantization {
         transformed = result.graph
         blocks = result.blocks
         let before = blocks.map(\.nearestError).reduce(0, +)
-        let after = blocks.map { $0.keptNearest == true ? $0.nearestError : $0.adaRoundError }.reduce(0, +)
+        let after = blocks.map(\.keptError).reduce(0, +)
         let kept = blocks.filter { $0.keptNearest == true }.count
         steps[steps.count - 1].detail = String(
           format: "block reconstruction: %d blocks of %d layers, %d iterations x %d samples, reconstruction error %.4g -> %.4g",
@@ -186,7 +186,7 @@ public enum PostTrainingQuantization {
       if layerwiseAdaRound {
         let o = config.adaRoundOptions
         let before = layers.compactMap(\.nearestError).reduce(0, +)
-        let after = layers.compactMap { $0.keptNearest == true ? $0.nearestError : $0.adaRoundError }.reduce(0, +)
+        let after = layers.compactMap(\.keptError).reduce(0, +)
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
         let kept = layers.filter { $0.keptNearest == true }.count
         if kept > 0 { detail += ", \(kept) kept round-to-nearest (learned rounding lost on held-out rows)" }

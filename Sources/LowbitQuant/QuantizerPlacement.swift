@@ -55,6 +55,19 @@ public enum QuantizerPlacement {
     "Identity", "Split", "Gather", "Expand", "Tile", "Dropout",
   ]
 
+  /// Where `value` is computed, walking back through `dataMovement` (which keeps a grid) until
+  /// `stop` holds or the next source is a constant: the value whose quantizer `value` reads.
+  static func sourceThroughDataMovement(
+    _ value: String, _ graph: Graph, producer: [String: Int], stop: (String) -> Bool
+  ) -> String {
+    var v = value
+    while !stop(v), let p = producer[v], dataMovement.contains(graph.nodes[p].opType),
+          let src = graph.nodes[p].inputs.first, graph.initializers[src] == nil {
+      v = src
+    }
+    return v
+  }
+
   /// Readers that keep every element in place and mix no channels in an integer runtime: a
   /// value read only by these can take one grid per channel (`QuantConfig.activationPerChannel`).
   /// Conv, Gemm and MatMul sum over channels, so their inputs keep one grid.
@@ -212,11 +225,7 @@ public enum QuantizerPlacement {
     // data movement. A shared-grid Concat passes its inputs' grid on.
     for node in graph.nodes where layers.contains(node.opType) {
       for input in node.inputs.prefix(2) where !input.isEmpty && !isConstant(input) {
-        var v = input
-        while !seen.contains(v), let p = producer[v], dataMovement.contains(graph.nodes[p].opType),
-              let src = graph.nodes[p].inputs.first, !isConstant(src) {
-          v = src
-        }
+        let v = sourceThroughDataMovement(input, graph, producer: producer) { seen.contains($0) }
         if let p = producer[v], graph.nodes[p].opType == "Concat", config.concat == .sharedGrid { continue }
         if !seen.contains(v) { add(v) }
       }
