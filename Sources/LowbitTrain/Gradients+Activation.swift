@@ -2,14 +2,16 @@ import Foundation
 import LowbitCore
 
 /// Gradient rules of the activation functions beyond ReLU and Clip (MobileNetV3's HardSwish and
-/// HardSigmoid, LeakyReLU, ELU, SELU, Softplus, Softsign, GELU as one op): `dX = dY * f'(x)`,
-/// with the attributes and the kinks of the forward kernels (`ElementwiseFunctions.swift`).
+/// HardSigmoid, LeakyReLU, PReLU, ELU, SELU, Softplus, Softsign, GELU as one op):
+/// `dX = dY * f'(x)`, with the attributes and the kinks of the forward kernels
+/// (`ElementwiseFunctions.swift`).
 extension GradientRules {
   static let activationRules: [String: GradientRule] = [
     "LeakyRelu": GradientRule(inputs: [0]) { ctx in
       let alpha = try ctx.forward.float("alpha", default: 0.01)
       return try unary(ctx) { x, _ in x < 0 ? alpha : 1 }
     },
+    "PRelu": GradientRule(prelu),
     "Elu": GradientRule(inputs: [0]) { ctx in
       let alpha = try ctx.forward.float("alpha", default: 1)
       return try unary(ctx) { x, y in x < 0 ? y + alpha : 1 }
@@ -52,6 +54,26 @@ extension GradientRules {
       }
     },
   ]
+}
+
+extension GradientRules {
+  /// `Y = x < 0 ? slope x : x`, the slope broadcast to `X`: `dX = dY * (x < 0 ? slope : 1)`,
+  /// `dSlope = sum_bcast(dY * min(x, 0))` (a learned slope trains like any parameter).
+  static func prelu(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let x = try ctx.input(0), slope = try ctx.input(1)
+    guard x.dtype.isFloatingPoint, slope.dtype.isFloatingPoint else { throw ctx.error("integer input has no gradient") }
+    let xs = x.floats, g = ctx.outputGradient().floats
+    var grads: [Tensor?] = [nil, nil]
+    if ctx.wants(0) {
+      let s = TensorArithmetic.broadcast(slope, to: x.shape)
+      grads[0] = Tensor(shape: x.shape, floats: xs.indices.map { g[$0] * (xs[$0] < 0 ? s[$0] : 1) })
+    }
+    if ctx.wants(1) {
+      let negative = Tensor(shape: x.shape, floats: xs.indices.map { xs[$0] < 0 ? g[$0] * xs[$0] : 0 })
+      grads[1] = TensorArithmetic.unbroadcast(negative, to: slope.shape)
+    }
+    return grads
+  }
 }
 
 /// The logistic function, without overflow for large |x|.

@@ -13,7 +13,30 @@ extension GradientRules {
     "Identity": GradientRule(inputs: [0], identity),
     "Dropout": GradientRule(inputs: [0], identity),
     "Where": GradientRule(inputs: [1, 2], select),
+    "Max": GradientRule(extremum),
+    "Min": GradientRule(extremum),
   ]
+
+  /// `Y = max(X_0, ..., X_k)` (or min), broadcast: each element's gradient goes to the first
+  /// operand that equals `Y` there, `dX_i = sum_bcast(dY where X_i chosen)` (the subgradient
+  /// that picks one operand at a tie, as ReLU's picks 0).
+  static func extremum(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let y = ctx.outputs[0], g = ctx.outputGradient().floats, ys = y.floats
+    var taken = [Bool](repeating: false, count: y.count)
+    var grads: [Tensor?] = []
+    for i in ctx.forward.inputs.indices {
+      let x = try ctx.input(i)
+      guard x.dtype.isFloatingPoint else { grads.append(nil); continue }
+      let xs = TensorArithmetic.broadcast(x, to: y.shape)
+      var chosen = [Float](repeating: 0, count: y.count)
+      for k in ys.indices where !taken[k] && xs[k] == ys[k] {
+        taken[k] = true
+        chosen[k] = g[k]
+      }
+      grads.append(ctx.wants(i) ? TensorArithmetic.unbroadcast(Tensor(shape: y.shape, floats: chosen), to: x.shape) : nil)
+    }
+    return grads
+  }
 
   /// `Y = where(C, A, B)`: `dA = sum_bcast(dY where C)`, `dB = sum_bcast(dY where not C)`.
   static func select(_ ctx: BackwardContext) throws -> [Tensor?] {

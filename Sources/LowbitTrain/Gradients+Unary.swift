@@ -13,6 +13,8 @@ extension GradientRules {
     "Exp": GradientRule(inputs: [0]) { try unary($0) { _, y in y } },
     "Log": GradientRule(inputs: [0]) { try unary($0) { x, _ in 1 / x } },
     "Neg": GradientRule(inputs: [0]) { try unary($0) { _, _ in -1 } },
+    "Abs": GradientRule(inputs: [0]) { try unary($0) { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) } },
+    "Reciprocal": GradientRule(inputs: [0]) { try unary($0) { _, y in -y * y } },
     "Pow": GradientRule(inputs: [0], power),
   ]
 

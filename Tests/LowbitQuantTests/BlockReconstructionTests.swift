@@ -7,7 +7,7 @@ import Testing
 @testable import LowbitQuant
 
 /// `x -> conv1 -> Relu -> conv2 -> Add(x) -> Relu -> conv3 -> head -> y`: a residual block and a
-/// layer. A PRelu head reads a per-channel slope (and has no gradient rule).
+/// layer. A PRelu head reads a per-channel slope; a Round head has no gradient rule.
 func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head: String = "Identity") -> Graph {
   func conv(_ name: String, _ x: String, _ w: String, _ b: String, _ out: String, pad: Int) -> Node {
     Node(name: name, opType: "Conv", inputs: [x, w, b], outputs: [out],
@@ -183,13 +183,13 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
   /// A block with an op that has no gradient rule is refused by name, and the pipeline falls
   /// back to layer-wise AdaRound and says why.
   @Test func blockWithoutGradientRuleFallsBackToLayers() throws {
-    let graph = residualGraph(head: "PRelu")
+    let graph = residualGraph(head: "Round")
     var options = AdaRoundOptions()
     options.iterations = 10
     let outcome = try BlockReconstruction.run(
       graph, sites: weightSites(graph), quantizers: quantizers(graph), batches: inputBatches(1), options: options)
     guard case .failure(let reason) = outcome else { Issue.record("expected a fallback"); return }
-    #expect(reason.message.contains("'head' (PRelu)"), "\(reason.message)")
+    #expect(reason.message.contains("'head' (Round)"), "\(reason.message)")
 
     var config = QuantConfig()
     config.weightBits = 4
@@ -197,7 +197,7 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
     config.adaRoundOptions.iterations = 10
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: inputBatches(2))
     let step = try #require(result.steps.first { $0.step == "adaround" })
-    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (PRelu)") == true, "\(step.detail ?? "")")
+    #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (Round)") == true, "\(step.detail ?? "")")
     #expect(result.blocks.isEmpty && result.layers.count == 3)
   }
 }

@@ -74,13 +74,24 @@ import Testing
 
   /// A node without a gradient rule on the way to the output skips the step, naming the node.
   @Test func nodeWithoutGradientRuleSkipsTheStep() throws {
+    let graph = residualGraph(head: "Round")
+    var c = config(tuning: true)
+    c.quantizerTuningOptions.iterations = 5
+    let result = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(1))
+    let step = try #require(result.steps.first { $0.step == "quantizer tuning" })
+    #expect(step.detail == "skipped: node 'head' (Round) has no gradient rule", "\(step.detail ?? "")")
+    #expect(result.tuning == nil)
+  }
+
+  /// A PRelu head (a learned per-channel slope) is differentiated: the step runs.
+  @Test func preluHeadIsTuned() throws {
     let graph = residualGraph(head: "PRelu")
     var c = config(tuning: true)
     c.quantizerTuningOptions.iterations = 5
     let result = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(1))
     let step = try #require(result.steps.first { $0.step == "quantizer tuning" })
-    #expect(step.detail == "skipped: node 'head' (PRelu) has no gradient rule", "\(step.detail ?? "")")
-    #expect(result.tuning == nil)
+    #expect(step.detail?.hasPrefix("skipped") == false, "\(step.detail ?? "")")
+    #expect(result.tuning != nil)
   }
 
   /// Per-group weights have no FakeQuantize form: the step is skipped and says so, the rest runs.
