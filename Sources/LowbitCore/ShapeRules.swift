@@ -3,7 +3,8 @@ enum ShapeRules {
   static let sameShape: Set<String> = [
     "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Log", "Neg", "Abs",
     "Reciprocal", "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "Gelu",
-    "HardSigmoid", "HardSwish", "Floor", "Ceil", "Round", "Sign", "Dropout", "Identity",
+    "HardSigmoid", "HardSwish", "Floor", "Ceil", "Round", "Sign", "Dropout", "Identity", "InstanceNormalization",
+    "GroupNormalization",
   ]
   static let broadcasting: Set<String> = [
     "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Equal", "Less", "LessOrEqual", "Greater",

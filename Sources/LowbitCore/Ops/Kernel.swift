@@ -126,7 +126,7 @@ public enum Ops {
     var table: [String: Kernel] = [:]
     for group in [
       convolutionKernels, linearKernels, poolingKernels, normalizationKernels,
-      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels,
+      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels,
     ] {
       table.merge(group) { first, _ in first }
     }

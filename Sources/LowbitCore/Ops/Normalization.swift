@@ -1,5 +1,5 @@
 extension Ops {
-  static let normalizationKernels: [String: Kernel] = ["BatchNormalization": batchNorm]
+  static let normalizationKernels: [String: Kernel] = ["BatchNormalization": batchNorm].merging(groupNormKernels) { a, _ in a }
 
   /// BatchNormalization in inference mode, per channel c (axis 1):
   /// `y = (x - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + B[c]`.
