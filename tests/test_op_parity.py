@@ -118,3 +118,32 @@ def test_instance_and_group_normalization(op, opset, groups, lowbit, tmp_path):
     node = helper.make_node(op, ["x", "scale", "B"], ["y"], **attrs)
     path = _model(tmp_path, op, [node], [("x", shape)], 4, inits, opset=opset)
     _check(lowbit, tmp_path, path, x)
+
+
+CONV_TRANSPOSE_CASES = [
+    # (input shape, weight shape, attributes)
+    ([2, 4, 5, 6], [4, 3, 3, 3], {}),
+    ([2, 4, 5, 6], [4, 3, 3, 3], {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    ([2, 4, 5, 6], [4, 3, 2, 2], {"strides": [2, 2]}),  # the U-Net upsampling
+    ([2, 4, 5, 6], [4, 2, 3, 3], {"group": 2, "strides": [2, 1], "dilations": [1, 2], "pads": [0, 1, 2, 0]}),
+    ([2, 4, 5, 6], [4, 1, 3, 3], {"group": 4, "strides": [2, 2], "output_shape": [10, 12]}),
+    ([2, 4, 5, 6], [4, 3, 3, 3], {"strides": [2, 3], "auto_pad": "SAME_UPPER"}),
+    ([2, 4, 5, 6], [4, 3, 4, 3], {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ([2, 4, 7], [4, 3, 5], {"strides": [3], "pads": [2, 1]}),  # 1-D
+]
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSE_CASES, ids=lambda c: str(c[2] or "plain"))
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_transpose(case, bias, lowbit, tmp_path):
+    xshape, wshape, attrs = case
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(xshape).astype(np.float32)
+    inits = [_floats("w", rng.standard_normal(wshape) * 0.3)]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(_floats("b", rng.standard_normal(wshape[1] * attrs.get("group", 1))))
+        inputs.append("b")
+    node = helper.make_node("ConvTranspose", inputs, ["y"], **attrs)
+    path = _model(tmp_path, "convt", [node], [("x", xshape)], len(xshape), inits)
+    _check(lowbit, tmp_path, path, x)

@@ -125,7 +125,7 @@ public enum Ops {
   public static let kernels: [String: Kernel] = {
     var table: [String: Kernel] = [:]
     for group in [
-      convolutionKernels, linearKernels, poolingKernels, normalizationKernels,
+      convolutionKernels, convolutionTransposeKernels, linearKernels, poolingKernels, normalizationKernels,
       elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels,
     ] {
       table.merge(group) { first, _ in first }
