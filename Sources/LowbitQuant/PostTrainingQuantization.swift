@@ -190,6 +190,13 @@ public enum PostTrainingQuantization {
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
         let kept = layers.filter { $0.keptNearest == true }.count
         if kept > 0 { detail += ", \(kept) kept round-to-nearest (learned rounding lost on held-out rows)" }
+        let refined = Set(layers.map(\.layer))
+        let nearestOnly = sites.filter { $0.kind == .weight && !refined.contains($0.consumer ?? "") }.compactMap(\.consumer)
+        if !nearestOnly.isEmpty {
+          let ops = Set(nearestOnly.compactMap { c in transformed.nodes.first { $0.name == c }?.opType }).sorted()
+          detail += ", round-to-nearest for \(nearestOnly.count) \(ops.joined(separator: "/")) without a layer form ("
+            + nearestOnly.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (nearestOnly.count > 3 ? ", ..." : "") + ")"
+        }
       }
       if correction == .empirical { detail += ", empirical bias correction" }
       steps[steps.count - 1].detail = detail

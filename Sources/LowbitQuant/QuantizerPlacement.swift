@@ -29,7 +29,7 @@ public struct QuantizerSite: Sendable, Equatable, Codable {
 /// The white paper's quantizer placement (sec. 2.3, fig. 8), on a float graph after BN folding.
 public enum QuantizerPlacement {
   /// Ops that start a layer unit.
-  static let layers: Set<String> = ["Conv", "Gemm", "MatMul"]
+  static let layers: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
   /// Element-wise activation functions that end a unit.
   static let activations: Set<String> = [
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Selu",
@@ -98,7 +98,7 @@ public enum QuantizerPlacement {
       guard seen.insert(v).inserted, let p = producer[v] else { continue }
       let node = graph.nodes[p]
       switch node.opType {
-      case "Conv":
+      case "Conv", "ConvTranspose":
         if node.inputs.count > 1, let w = graph.initializers[node.inputs[1]], w.rank >= 4 { return 1 - w.rank }
       case "MatMul", "Gemm":
         if node.inputs.count > 1, isConstant(node.inputs[1]) { return -1 }
@@ -238,6 +238,8 @@ public enum QuantizerPlacement {
         var outAxis: Int, inAxis: Int
         switch node.opType {
         case "Conv": (outAxis, inAxis) = (0, 1)
+        // W is [C, M / group, k...]: axis 1 indexes output channels within a group.
+        case "ConvTranspose": (outAxis, inAxis) = (1, 0)
         case "Gemm":
           let transB: Bool
           if case .int(let v)? = node.attributes["transB"] { transB = v != 0 } else { transB = false }
