@@ -84,7 +84,7 @@ public enum BiasCorrection {
       let taps: Int
       if case .conv = layer.kind {
         channelsPerGroup = w.shape[1]
-        taps = w.shape[2] * w.shape[3]
+        taps = w.shape[2...].reduce(1, *)
       } else {
         channelsPerGroup = layer.patchSize
         taps = 1

@@ -82,8 +82,8 @@ public enum QuantizerPlacement {
   /// The axis, counted from the end, along which activation `value` can take one grid per
   /// channel, or nil. It must be read only by `channelwiseReaders`, not be a graph input or
   /// output, and its channel count must be fixed by a constant, so that the scales fit every
-  /// batch and sequence length: tracing back through `channelPreserving` ops, a Conv with a 4-D
-  /// or larger weight (axis 1, counted as `2 - rank`), a MatMul or Gemm with a constant weight,
+  /// batch and sequence length: tracing back through `channelPreserving` ops, a Conv or ConvTranspose
+  /// with a 3-D or larger weight (axis 1, counted as `1 - rank`), a MatMul or Gemm with a constant weight,
   /// a LayerNormalization over the last axis, or a Gather from a constant table (embeddings)
   /// (the last axis, -1). Attention scores (`Q K^T`, both computed) have no such axis.
   static func activationChannelAxis(
@@ -99,7 +99,7 @@ public enum QuantizerPlacement {
       let node = graph.nodes[p]
       switch node.opType {
       case "Conv", "ConvTranspose":
-        if node.inputs.count > 1, let w = graph.initializers[node.inputs[1]], w.rank >= 4 { return 1 - w.rank }
+        if node.inputs.count > 1, let w = graph.initializers[node.inputs[1]], w.rank >= 3 { return 1 - w.rank }
       case "MatMul", "Gemm":
         if node.inputs.count > 1, isConstant(node.inputs[1]) { return -1 }
       case "LayerNormalization":

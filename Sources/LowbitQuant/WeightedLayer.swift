@@ -40,12 +40,12 @@ struct WeightedLayer {
     var biased = out
     switch node.opType {
     case "Conv":
-      guard w.rank == 4 else { return nil }
+      guard w.rank == 3 || w.rank == 4 else { return nil }
       if case .int(let g)? = node.attributes["group"] { groups = g }
       guard groups >= 1, w.shape[0] % groups == 0 else { return nil }
       kind = .conv
       o = w.shape[0]
-      k = w.shape[1] * w.shape[2] * w.shape[3]
+      k = w.shape[1...].reduce(1, *)
     case "Gemm":
       guard w.rank == 2 else { return nil }
       for name in ["alpha", "beta"] {

@@ -13,9 +13,19 @@ public struct ConvPatches: Sendable {
 
   /// Geometry of `node` (a Conv whose weight has shape `[C_out, C/group, kh, kw]`) on inputs of
   /// shape `[N, C, H, W]`.
+  /// A 1-D convolution (`[N, C, L]`, weight `[C_out, C/group, k]`) is the 2-D one of height 1.
   public init(node: Node, opset: Int, inputShape: [Int], weightShape: [Int]) throws {
+    if inputShape.count == 3, weightShape.count == 3 {
+      self = try Self(planar: Self.asTwoDimensional(node), opset: opset, inputShape: [inputShape[0], inputShape[1], 1, inputShape[2]],
+                      weightShape: [weightShape[0], weightShape[1], 1, weightShape[2]])
+    } else {
+      self = try Self(planar: node, opset: opset, inputShape: inputShape, weightShape: weightShape)
+    }
+  }
+
+  private init(planar node: Node, opset: Int, inputShape: [Int], weightShape: [Int]) throws {
     guard inputShape.count == 4, weightShape.count == 4 else {
-      throw node.error(.unsupported, "only 2-D convolutions are supported here (input \(inputShape), weight \(weightShape))")
+      throw node.error(.unsupported, "only 1-D and 2-D convolutions are supported here (input \(inputShape), weight \(weightShape))")
     }
     let ctx = KernelContext(node: node, inputs: [], opset: opset)
     let group = try ctx.int("group", default: 1)
@@ -36,6 +46,17 @@ public struct ConvPatches: Sendable {
     dilations = geometry.dilations
     padBegin = geometry.padBegin
     padEnd = geometry.padEnd
+  }
+
+  /// A 1-D Conv node's attributes for the same convolution on a height-1 image: a leading 1 in
+  /// kernel_shape, strides and dilations, no padding on the new axis.
+  static func asTwoDimensional(_ node: Node) -> Node {
+    var lifted = node
+    for name in ["kernel_shape", "strides", "dilations"] {
+      if case .ints(let v)? = node.attributes[name], v.count == 1 { lifted.attributes[name] = .ints([1] + v) }
+    }
+    if case .ints(let p)? = node.attributes["pads"], p.count == 2 { lifted.attributes["pads"] = .ints([0, p[0], 0, p[1]]) }
+    return lifted
   }
 
   /// True when no output reads the zero padding (then constant shifts of the input pass

@@ -1,8 +1,11 @@
-"""`lowbit ptq` on an encoder-decoder (U-Net-like) model: strided Convs down, a ConvTranspose
-and a linear Resize up, a skip Concat, an image-shaped output. Checks that every layer's weight
-is quantized (the ConvTranspose's per output channel on axis 1), that the written file runs in
-ONNX Runtime and agrees with lowbit's own simulation within one output step, and that it stays
-close to the float model (SQNR).
+"""`lowbit ptq` on layer kinds the fm_* models lack.
+
+- An encoder-decoder (U-Net-like) model: strided Convs down, a ConvTranspose and a linear Resize
+  up, a skip Concat, an image-shaped output. Every layer's weight is quantized (the
+  ConvTranspose's per output channel on axis 1); the written file runs in ONNX Runtime, agrees
+  with lowbit's own simulation within one output step and stays close to the float model (SQNR).
+- 1-D convolutions: a Conv1d network and the same network written with 2-D convolutions of
+  height 1 get the same pipeline (equalization, AdaRound, bias correction) and the same integers.
 """
 from __future__ import annotations
 
@@ -95,3 +98,65 @@ def test_decoder_ptq_runs_and_agrees(per_channel, lowbit, tmp_path, fashion_mnis
     sqnr = 10 * np.log10(np.mean(float_y.astype(np.float64) ** 2) / np.mean((ort_y.astype(np.float64) - float_y) ** 2))
     print(f"decoder {'PC' if per_channel else 'PT'} W8A8: SQNR {sqnr:.1f} dB, ORT vs lowbit {steps:.3f} steps")
     assert sqnr >= MIN_SQNR_DB, f"SQNR {sqnr:.1f} dB < {MIN_SQNR_DB}"
+
+
+def _conv_net(path, two_d):
+    """Conv1d(4->8, k5, s2, p2) ReLU Conv1d(8->8, k3, p1) ReLU GlobalAveragePool Gemm(10), or the
+    same weights as 2-D convolutions over a height-1 image."""
+    rng = np.random.default_rng(5)
+    w1, b1 = rng.standard_normal((8, 4, 5)) * 0.3, rng.standard_normal(8) * 0.1
+    w2, b2 = rng.standard_normal((8, 8, 3)) * 0.2, rng.standard_normal(8) * 0.1
+    w3 = rng.standard_normal((10, 8)) * 0.3
+    lift = (lambda w: w[:, :, None, :]) if two_d else (lambda w: w)
+    k = (lambda v: [1] + v) if two_d else (lambda v: v)
+    pads = (lambda a, b: [0, a, 0, b]) if two_d else (lambda a, b: [a, b])
+
+    def f(name, a):
+        return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=pads(2, 2), strides=k([2]), kernel_shape=k([5])),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=pads(1, 1), kernel_shape=k([3])),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "w3", "b3"], ["y"], name="fc", transB=1),
+    ]
+    inits = [f("w1", lift(w1)), f("b1", b1), f("w2", lift(w2)), f("b2", b2), f("w3", w3), f("b3", np.zeros(10))]
+    shape = ["N", 4, 1, 32] if two_d else ["N", 4, 32]
+    graph = helper.make_graph(nodes, "convnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def _integers(model_path):
+    """Every integer initializer of a QDQ file, by name, flattened."""
+    m = onnx.load(model_path)
+    return {t.name: numpy_helper.to_array(t).reshape(-1) for t in m.graph.initializer
+            if t.data_type in (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32)}
+
+
+def test_conv1d_gets_the_pipeline_of_its_2d_twin(lowbit, tmp_path):
+    x = np.random.default_rng(6).standard_normal((256, 4, 32)).astype(np.float32)
+    reports, files = {}, {}
+    for two_d in (False, True):
+        tag = "2d" if two_d else "1d"
+        src, out, rep = tmp_path / f"{tag}.onnx", tmp_path / f"{tag}.q.onnx", tmp_path / f"{tag}.json"
+        _conv_net(src, two_d)
+        data = tmp_path / f"x{tag}.npy"
+        np.save(data, x[:, :, None, :] if two_d else x)
+        lowbit.ok("ptq", src, "--calib", f"npy:{data}", "-o", out, "--per-channel", "--json", rep, "--quiet")
+        reports[tag], files[tag] = json.loads(rep.read_text()), out
+    one, two = reports["1d"], reports["2d"]
+    assert [l["layer"] for l in one["layers"]] == ["conv1", "conv2", "fc"], one["layers"]
+    for a, b in zip(one["layers"], two["layers"]):
+        assert a["nearest_error"] == pytest.approx(b["nearest_error"], rel=1e-3), (a, b)
+        assert a["adaround_error"] == pytest.approx(b["adaround_error"], rel=1e-3), (a, b)
+    assert one["equalized_pairs"] == two["equalized_pairs"] == 1
+    ints1, ints2 = _integers(files["1d"]), _integers(files["2d"])
+    assert sorted(ints1) == sorted(ints2)
+    differing = {k: int((ints1[k] != ints2[k]).sum()) for k in ints1 if ints1[k].shape != ints2[k].shape or (ints1[k] != ints2[k]).any()}
+    assert not differing, f"integers differ between the Conv1d file and its 2-D twin: {differing}"
