@@ -69,6 +69,41 @@ extension Graph {
       result.initializers[node.outputs[0]] = Tensor(shape: shape, ints: value.map { Int64($0) })
       return false
     }
-    return try result.foldingConstants().removingDeadNodes()
+    return try result.foldingConstants().withConstantReshapeTargets(facts).removingDeadNodes()
+  }
+
+  /// Gives a Reshape whose computed target shape is known but for symbolic dims (PyTorch's
+  /// `x.view(x.size(0), T, H, D)`: `Concat(Unsqueeze(Gather(Shape(x), 0)), ...)`) a constant
+  /// target: a symbol equal to the input's dim at the same position becomes 0 (copy that dim),
+  /// a single other symbol becomes -1 (inferred). The shape subgraph is then dead, and the graph
+  /// holds no batch-sized integer values (which block reconstruction cannot cut through).
+  func withConstantReshapeTargets(_ facts: [String: ShapeFact]) -> Graph {
+    var result = self
+    for (k, node) in nodes.enumerated() where node.opType == "Reshape" && node.inputs.count == 2 {
+      let target = node.inputs[1]
+      guard initializers[target] == nil, node.attributes["allowzero"] == nil || node.attributes["allowzero"] == .int(0),
+            let value = facts[target]?.value, let input = facts[node.inputs[0]]?.shape else { continue }
+      var resolved: [Int64] = [], inferred = 0
+      for (i, d) in value.enumerated() {
+        switch d {
+        case .fixed(let v):
+          if v == -1 { inferred += 1 }
+          if v == 0 { inferred = 2 }  // a literal 0 already copies; leave such targets alone
+          resolved.append(Int64(v))
+        case .symbol:
+          if i < input.count, input[i] == d {
+            resolved.append(0)
+          } else {
+            resolved.append(-1)
+            inferred += 1
+          }
+        }
+      }
+      guard inferred <= 1, resolved.contains(where: { $0 <= 0 }) else { continue }
+      let name = result.freshName(target + "_constant")
+      result.initializers[name] = Tensor(shape: [resolved.count], ints: resolved)
+      result.nodes[k].inputs[1] = name
+    }
+    return result
   }
 }

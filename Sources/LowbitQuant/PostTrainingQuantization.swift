@@ -130,7 +130,10 @@ public enum PostTrainingQuantization {
         ? "nothing to absorb: no ReLU pair with an unpadded second layer and some channel with c > 0"
         : "\(pairs.count) pairs, c from \(sources)"
     }
-    let sites = timed("place quantizers") { QuantizerPlacement.sites(in: float, config: config) }
+    let heads = QuantizerPlacement.probabilityHeads(in: float)
+    let headNote = heads.isEmpty ? nil : heads.map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
+      .joined(separator: "; ")
+    let sites = timed("place quantizers", headNote) { QuantizerPlacement.sites(in: float, config: config) }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)
     }

@@ -22,7 +22,8 @@ public struct QuantizerSite: Sendable, Equatable, Codable {
   public var channelAxis: Int?
   /// For weights: the axis of input channels (the axis groups run along).
   public var inputAxis: Int?
-  /// True for the quantizer on a graph output (the logits).
+  /// True for the quantizer on a graph output, or on the logits a graph-output Softmax or
+  /// LogSoftmax normalizes (`QuantizerPlacement.probabilityHeads`): those take the logits range.
   public var isOutput = false
 }
 
@@ -151,6 +152,22 @@ public enum QuantizerPlacement {
     return best
   }
 
+  /// Ops that turn logits into probabilities.
+  static let probabilityOps: Set<String> = ["Softmax", "LogSoftmax", "Sigmoid"]
+
+  /// The nodes that end the model in probabilities: a Softmax, LogSoftmax or Sigmoid that writes
+  /// a graph output from a computed value. Their output stays float and their input (the
+  /// logits) is quantized instead: an 8-bit grid over [0, 1] ties every class near 0 or 1 (a
+  /// Sigmoid at 0.998 and one at 0.999 both read 255), and the argmax takes the first tied
+  /// class; an integer accelerator runs this last normalization on dequantized logits anyway.
+  public static func probabilityHeads(in graph: Graph) -> [Node] {
+    let outputs = Set(graph.outputs.map(\.name))
+    return graph.nodes.filter { node in
+      probabilityOps.contains(node.opType) && node.outputs.count == 1 && outputs.contains(node.outputs[0])
+        && node.inputs.first.map { !$0.isEmpty && graph.initializers[$0] == nil } == true
+    }
+  }
+
   /// All quantizer sites of `graph` under `config`, in graph order.
   ///
   /// Weights: every constant weight input of Conv, Gemm and MatMul (axis 0 output channels for
@@ -194,7 +211,15 @@ public enum QuantizerPlacement {
     var activationValues: [String] = []
     var seen = Set<String>()
     let facts = graph.inferShapes()
-    func add(_ v: String) {
+    // A probability head's output is never a site: its logits are, at the logits range when it
+    // is a (Log)Softmax.
+    var headInputs: [String: String] = [:], logits = Set<String>()
+    for head in probabilityHeads(in: graph) {
+      headInputs[head.outputs[0]] = head.inputs[0]
+      if head.opType != "Sigmoid" { logits.insert(head.inputs[0]) }
+    }
+    func add(_ value: String) {
+      let v = headInputs[value] ?? value
       // Only floating-point values carry activations (shape arithmetic stays integer).
       if let dtype = facts[v]?.dtype, !dtype.isFloatingPoint { return }
       if interior.contains(v) { return }
@@ -254,7 +279,7 @@ public enum QuantizerPlacement {
       for v in activationValues {
         let axis = config.activationPerChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil
         sites.append(QuantizerSite(name: v, kind: .activation, producer: producer[v].map { graph.nodes[$0].name },
-                                   channelAxis: axis, isOutput: outputs.contains(v)))
+                                   channelAxis: axis, isOutput: outputs.contains(v) || logits.contains(v)))
       }
     }
     let off = Set(config.disabled)

@@ -56,4 +56,46 @@ import Testing
     #expect(p == UniformQuantizer.params(lower: mse.lowerBound, upper: mse.upperBound, grid: config.activationGrid, symmetric: false))
     #expect(notes.count == 1 && notes[0].contains("'y' [4, 4, 5] is not [N, C] classifier logits: mse range"), "\(notes)")
   }
+
+  /// `x -> MatMul(w) -> z -> head -> y`: a model that ends in probabilities.
+  func probabilityGraph(_ head: String) -> Graph {
+    Graph(
+      nodes: [Node(name: "fc", opType: "MatMul", inputs: ["x", "w"], outputs: ["z"]),
+              Node(name: "head", opType: head, inputs: ["z"], outputs: ["y"])],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(6)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32)],
+      initializers: ["w": randomTensor([6, 5], seed: 3, in: -8...8)])
+  }
+
+  /// A Softmax or Sigmoid output stays float; the logits before it are quantized, at the
+  /// cross-entropy range behind a Softmax, at the activation method behind a Sigmoid.
+  @Test(arguments: ["Softmax", "LogSoftmax", "Sigmoid"])
+  func probabilityOutputsStayFloatAndTheirLogitsAreQuantized(_ head: String) throws {
+    let g = probabilityGraph(head)
+    let sites = QuantizerPlacement.sites(in: g, config: QuantConfig())
+    #expect(!sites.contains { $0.name == "y" })
+    let z = try #require(sites.first { $0.name == "z" })
+    #expect(z.isOutput == (head != "Sigmoid"))
+    let batches = (0..<2).map { ["x": randomTensor([16, 6], seed: 70 + UInt64($0))] }
+    let q = try Calibration.activationQuantizers(g, sites: sites, config: QuantConfig(), batches: batches)
+    var observer = RangeObserver(name: "z")
+    let values = try batches.map { b -> Tensor in
+      var seen: Tensor?
+      _ = try Interpreter(g).run(b, observe: { node, outs in if node.name == "fc" { seen = outs[0] } })
+      return seen!
+    }
+    for t in values { observer.observe(t.floats) }
+    let config = QuantConfig()
+    let expected: ClosedRange<Float>
+    if head == "Sigmoid" {
+      expected = try observer.range(method: .mse, grid: config.activationGrid, symmetric: false, percentile: config.percentile)
+    } else {
+      expected = RangeSearch.crossEntropyRange(logits: values.flatMap(\.floats), classes: 5, grid: config.activationGrid, symmetric: false)
+    }
+    let p = try #require(q["z"]).params[0]
+    #expect(p == UniformQuantizer.params(lower: expected.lowerBound, upper: expected.upperBound, grid: config.activationGrid, symmetric: false))
+    let result = try PostTrainingQuantization.quantize(g, config: QuantConfig(), batches: batches)
+    let step = try #require(result.steps.first { $0.step == "place quantizers" })
+    #expect(step.detail == "output 'y' (\(head)) stays float, its input is quantized", "\(step.detail ?? "")")
+  }
 }
