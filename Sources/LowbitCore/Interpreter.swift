@@ -20,9 +20,18 @@ public struct Interpreter: Sendable {
       guard node.domain.isEmpty || node.domain == "ai.onnx" else {
         throw node.error(.unsupported, "operator domain '\(node.domain)' is not supported")
       }
-      guard Ops.kernels[node.opType] != nil else {
-        throw node.error(.unsupported, "operator \(node.opType) is not supported (supported: \(Ops.supportedOpTypes.count) ops, see `lowbit ops`)")
+    }
+    // Every unsupported op at once, located at the first: a user rewriting the model learns
+    // the whole list from one run.
+    let unsupported = ordered.nodes.filter { Ops.kernels[$0.opType] == nil }
+    if let first = unsupported.first {
+      var others: [(op: String, names: [String])] = []
+      for node in unsupported.dropFirst() {
+        if let i = others.firstIndex(where: { $0.op == node.opType }) { others[i].names.append(node.name) } else { others.append((node.opType, [node.name])) }
       }
+      let also = others.map { o in "\(o.op) (" + o.names.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (o.names.count > 3 ? ", ... \(o.names.count) nodes" : "") + ")" }
+      throw first.error(.unsupported, "operator \(first.opType) is not supported" + (also.isEmpty ? "" : "; also unsupported: " + also.joined(separator: ", "))
+        + " (supported: \(Ops.supportedOpTypes.count) ops, see `lowbit ops`)")
     }
     var last: [String: Int] = [:]
     for (i, node) in ordered.nodes.enumerated() {
