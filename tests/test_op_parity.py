@@ -147,3 +147,45 @@ def test_conv_transpose(case, bias, lowbit, tmp_path):
     node = helper.make_node("ConvTranspose", inputs, ["y"], **attrs)
     path = _model(tmp_path, "convt", [node], [("x", xshape)], len(xshape), inits)
     _check(lowbit, tmp_path, path, x)
+
+
+# (op, attributes, input shape, constant inputs after x, opset)
+MORE_CASES = [
+    ("Mish", {}, [2, 3, 5, 6], [], 18),
+    ("Celu", {"alpha": 0.7}, [2, 3, 5, 6], [], 13),
+    ("ThresholdedRelu", {"alpha": 0.3}, [2, 3, 5, 6], [], 13),
+    ("DepthToSpace", {"blocksize": 2, "mode": "DCR"}, [2, 8, 3, 4], [], 13),
+    ("DepthToSpace", {"blocksize": 2, "mode": "CRD"}, [2, 8, 3, 4], [], 13),
+    ("SpaceToDepth", {"blocksize": 2}, [2, 3, 4, 6], [], 13),
+    ("CumSum", {}, [2, 3, 5], [("axis", np.array(1, np.int64))], 14),
+    ("CumSum", {"exclusive": 1, "reverse": 1}, [2, 3, 5], [("axis", np.array(-1, np.int64))], 14),
+    ("LRN", {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0}, [2, 5, 4, 4], [], 13),
+    ("LRN", {"size": 5}, [2, 6, 3, 3], [], 13),
+    ("LpNormalization", {"axis": 1, "p": 2}, [2, 5, 3], [], 13),
+    ("LpNormalization", {"axis": -1, "p": 1}, [2, 5, 3], [], 13),
+    ("Einsum", {"equation": "bhid,bhjd->bhij"}, [2, 3, 4, 5], [("k", (2, 3, 6, 5))], 13),
+    ("Einsum", {"equation": "...ij,jk"}, [2, 3, 4, 5], [("w", (5, 7))], 13),
+    ("Einsum", {"equation": "bij->bji"}, [2, 4, 5], [], 13),
+    ("Einsum", {"equation": "bii->bi"}, [2, 4, 4], [], 13),
+    ("Einsum", {"equation": "nchw,c->nhw"}, [2, 3, 4, 5], [("v", (3,))], 13),
+]
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_more_ops(case, lowbit, tmp_path):
+    op, attrs, shape, constants, opset = case
+    rng = np.random.default_rng(7)
+    inits, names = [], ["x"]
+    for name, value in constants:
+        if isinstance(value, tuple):
+            value = rng.standard_normal(value).astype(np.float32)
+        inits.append(numpy_helper.from_array(value, name))
+        names.append(name)
+    node = helper.make_node(op, names, ["y"], **attrs)
+    probe = helper.make_model(helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                                                [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    rank = len(onnx.shape_inference.infer_shapes(probe).graph.output[0].type.tensor_type.shape.dim)
+    path = _model(tmp_path, op, [node], [("x", shape)], rank, inits, opset=opset)
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    _check(lowbit, tmp_path, path, x)

@@ -223,6 +223,23 @@ struct SoftplusOp: FloatUnaryOp {
   }
 }
 
+/// Mish: `x tanh(softplus(x))`.
+struct MishOp: FloatUnaryOp {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x * tanhf(SoftplusOp()(x)) }
+}
+
+/// Celu: `max(0, x) + min(0, alpha (e^(x / alpha) - 1))`.
+struct CeluOp: FloatUnaryOp {
+  let alpha: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : alpha * (expf(x / alpha) - 1) }
+}
+
+/// ThresholdedRelu: `x > alpha ? x : 0`.
+struct ThresholdedReluOp: FloatUnaryOp {
+  let alpha: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x > alpha ? x : 0 }
+}
+
 struct LeakyReluOp: FloatUnaryOp {
   let alpha: Float
   @inline(__always) func callAsFunction(_ x: Float) -> Float { x < 0 ? alpha * x : x }

@@ -39,6 +39,9 @@ extension Ops {
       return try floatUnary(ctx, op)
     },
     "HardSwish": { try floatUnary($0, HardSwishOp()) },
+    "Mish": { try floatUnary($0, MishOp(), cost: 8) },
+    "Celu": { ctx in try floatUnary(ctx, CeluOp(alpha: try ctx.float("alpha", default: 1)), cost: 8) },
+    "ThresholdedRelu": { ctx in try floatUnary(ctx, ThresholdedReluOp(alpha: try ctx.float("alpha", default: 1))) },
     "Gelu": { ctx in
       switch try ctx.string("approximate", default: "none") {
       case "none": return try floatUnary(ctx, GeluOp(), cost: 8)

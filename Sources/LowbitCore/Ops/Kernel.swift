@@ -126,7 +126,7 @@ public enum Ops {
     var table: [String: Kernel] = [:]
     for group in [
       convolutionKernels, convolutionTransposeKernels, linearKernels, poolingKernels, normalizationKernels,
-      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels,
+      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels, rearrangeKernels,
     ] {
       table.merge(group) { first, _ in first }
     }
