@@ -34,6 +34,7 @@ public enum QuantizerPlacement {
   /// Element-wise activation functions that end a unit.
   static let activations: Set<String> = [
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Selu",
+    "Mish", "Celu", "ThresholdedRelu", "Softplus", "Softsign",
   ]
   /// Ops whose output is quantized when it is not folded into a unit (a BatchNormalization
   /// left after folding follows no Conv or Gemm: it is its own affine op).

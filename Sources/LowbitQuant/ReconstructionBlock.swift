@@ -77,6 +77,7 @@ public struct ReconstructionBlock: Sendable, Equatable {
   /// Ops that end a layer with a nonlinearity.
   static let activationFunctions: Set<String> = [
     "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Gelu", "Softplus",
+    "Mish", "Celu", "ThresholdedRelu", "Softsign",
   ]
 
   /// The block's node indices split into those that read `weights`, directly or through

@@ -31,6 +31,21 @@ extension GradientRules {
     },
     // y = x * HardSigmoid(x) (alpha 1/6, beta 1/2): 0 below -3, 1 above 3, (2x + 3) / 6 between.
     "HardSwish": GradientRule(inputs: [0]) { try unary($0) { x, _ in x < -3 ? 0 : (x > 3 ? 1 : (2 * x + 3) / 6) } },
+    // d/dx x tanh(sp(x)) = tanh(sp(x)) + x (1 - tanh^2(sp(x))) sigmoid(x), sp = softplus.
+    "Mish": GradientRule(inputs: [0]) { ctx in
+      try unary(ctx) { x, _ in
+        let t = tanhf(x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)))
+        return t + x * (1 - t * t) * SigmoidFunction.value(x)
+      }
+    },
+    "Celu": GradientRule(inputs: [0]) { ctx in
+      let alpha = try ctx.forward.float("alpha", default: 1)
+      return try unary(ctx) { x, _ in x > 0 ? 1 : expf(x / alpha) }
+    },
+    "ThresholdedRelu": GradientRule(inputs: [0]) { ctx in
+      let alpha = try ctx.forward.float("alpha", default: 1)
+      return try unary(ctx) { x, _ in x > alpha ? 1 : 0 }
+    },
     // d/dx log(1 + e^x) = sigmoid(x).
     "Softplus": GradientRule(inputs: [0]) { try unary($0) { x, _ in SigmoidFunction.value(x) } },
     // d/dx x / (1 + |x|) = 1 / (1 + |x|)^2.

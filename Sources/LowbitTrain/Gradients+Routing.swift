@@ -1,7 +1,7 @@
 import LowbitCore
 
 /// Gradient rules of the ops that copy each output element from one element of `X`, or from
-/// none (padding): Slice, Split, Pad and Tile. Instead of restating each op's index arithmetic
+/// none (padding): Slice, Split, Pad, Tile, DepthToSpace and SpaceToDepth; and of Resize. Instead of restating each op's index arithmetic
 /// (negative and clamped starts, steps, reflect and edge padding, ...), the rule runs the op's own
 /// forward kernel on the positions of `X` — the int64 tensor `1, 2, ..., |X|` shaped like `X`, with
 /// padding filled with 0 — which gives each output element `k` its source `src(k)`; then
@@ -12,7 +12,28 @@ extension GradientRules {
     "Split": GradientRule(inputs: [0], routed),
     "Pad": GradientRule(inputs: [0], routed),
     "Tile": GradientRule(inputs: [0], routed),
+    "DepthToSpace": GradientRule(inputs: [0], routed),
+    "SpaceToDepth": GradientRule(inputs: [0], routed),
+    "Resize": GradientRule(inputs: [0], resize),
+    "Upsample": GradientRule(inputs: [0], resize),
   ]
+
+  /// Resize and Upsample: each resized axis is a linear map with the forward pass's taps, so
+  /// `dX` is `dY` through the transposed taps, axis by axis in reverse order.
+  static func resize(_ ctx: BackwardContext) throws -> [Tensor?] {
+    let x = try ctx.input(0)
+    guard x.dtype.isFloatingPoint else { throw ctx.error("integer input has no gradient") }
+    let plan = try ResizePlan(ctx.forward, shape: x.shape)
+    var shape = plan.outputShape, g = ctx.outputGradient().floats
+    for axis in plan.axes.reversed() {
+      let n = x.shape[axis], m = plan.outputShape[axis]
+      let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+      let taps = plan.geometry.taps(input: n, output: m, scale: plan.scales[axis])
+      g = ResizeGeometry.applyTransposed(taps, to: g, outer: outer, input: n, inner: inner)
+      shape[axis] = n
+    }
+    return [Tensor(shape: x.shape, floats: g)]
+  }
 
   /// `dX[src(k) - 1] += dY[k]`, `src` from the forward kernel run on the positions of `X`.
   static func routed(_ ctx: BackwardContext) throws -> [Tensor?] {

@@ -75,4 +75,32 @@ import Testing
       try checkGradients(g, feeds: ["x": x], step: 1e-3, label: op)
     }
   }
+
+  @Test(arguments: [("DepthToSpace", "DCR"), ("DepthToSpace", "CRD"), ("SpaceToDepth", "")])
+  func pixelShuffle(_ op: String, _ mode: String) throws {
+    let x = randomTensor([2, 8, 2, 4], seed: 47)
+    let attributes: [String: Attribute] = ["blocksize": .int(2)].merging(mode.isEmpty ? [:] : ["mode": .string(mode)]) { a, _ in a }
+    let g = graph([node(op, ["x"], attributes)], inputs: [("x", x)])
+    try checkGradients(g, feeds: ["x": x], label: "\(op) \(mode)")
+  }
+
+  /// Nearest, linear and cubic resizing, up and down, by scales and by sizes.
+  @Test(arguments: [
+    ("nearest", "asymmetric", [Float(1), 1, 2, 2]), ("nearest", "half_pixel", [1, 1, 0.5, 1.5]),
+    ("linear", "half_pixel", [1, 1, 2, 2]), ("linear", "align_corners", [1, 1, 1.5, 0.5]),
+    ("cubic", "half_pixel", [1, 1, 2, 1.5]),
+  ])
+  func resize(_ mode: String, _ coordinates: String, _ scales: [Float]) throws {
+    let x = randomTensor([1, 2, 4, 4], seed: 48)
+    let g = graph([node("Resize", ["x", "", "scales"], ["mode": .string(mode), "coordinate_transformation_mode": .string(coordinates)])],
+                  inputs: [("x", x)], constants: ["scales": Tensor(shape: [4], floats: scales)], opset: 13)
+    try checkGradients(g, feeds: ["x": x], label: "Resize \(mode) \(coordinates) \(scales)")
+  }
+
+  @Test(arguments: [("Mish", [String: Attribute]()), ("Celu", ["alpha": .float(0.7)]), ("ThresholdedRelu", ["alpha": .float(0.4)])])
+  func moreActivations(_ op: String, _ attributes: [String: Attribute]) throws {
+    let x = Tensor(shape: [4, 5], floats: distinctTensor([4, 5], seed: 49).floats.map { $0 * 3 + 0.01 })
+    let g = graph([node(op, ["x"], attributes)], inputs: [("x", x)], opset: 18)
+    try checkGradients(g, feeds: ["x": x], step: 1e-3, label: op)
+  }
 }
