@@ -189,3 +189,73 @@ def test_more_ops(case, lowbit, tmp_path):
     path = _model(tmp_path, op, [node], [("x", shape)], rank, inits, opset=opset)
     x = (rng.standard_normal(shape) * 2).astype(np.float32)
     _check(lowbit, tmp_path, path, x)
+
+
+RECURRENT_CASES = [
+    # (op, attributes, extra inputs beyond X W R: B, sequence_lens, initial_h[, initial_c, P])
+    ("LSTM", {}, ["B"]),
+    ("LSTM", {"direction": "bidirectional"}, ["B", "", "initial_h", "initial_c"]),
+    ("LSTM", {"direction": "reverse", "clip": 1.5}, ["B", "sequence_lens"]),
+    ("LSTM", {"layout": 1}, ["B"]),  # checked against the layout-0 twin: ORT runs only layout 0
+    ("LSTM", {"input_forget": 1}, ["B", "", "", "", "P"]),
+    ("GRU", {"linear_before_reset": 1}, ["B"]),  # PyTorch's form
+    ("GRU", {"direction": "bidirectional"}, ["B", "sequence_lens", "initial_h"]),
+    ("GRU", {"activations": ["HardSigmoid", "Relu"], "activation_alpha": [0.3], "activation_beta": [0.4]}, []),
+    ("RNN", {}, ["B"]),
+    ("RNN", {"direction": "bidirectional", "activations": ["Relu", "Tanh"]}, ["B", "", "initial_h"]),
+]
+
+
+@pytest.mark.parametrize("case", RECURRENT_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'+'.join(filter(None, c[2]))}")
+def test_recurrent(case, lowbit, tmp_path):
+    op, attrs, extras = case
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    steps, batch, size, hidden = 5, 3, 4, 6
+    dirs = 2 if attrs.get("direction") == "bidirectional" else 1
+    layout = attrs.get("layout", 0)
+    xshape = [steps, batch, size] if layout == 0 else [batch, steps, size]
+    state = [dirs, batch, hidden] if layout == 0 else [batch, dirs, hidden]
+    rng = np.random.default_rng(8)
+    values = {
+        "W": rng.standard_normal((dirs, gates * hidden, size)) * 0.5,
+        "R": rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5,
+        "B": rng.standard_normal((dirs, 2 * gates * hidden)) * 0.3,
+        "sequence_lens": np.array([5, 2, 4][:batch], np.int32),
+        "initial_h": rng.standard_normal(state) * 0.5,
+        "initial_c": rng.standard_normal(state) * 0.5,
+        "P": rng.standard_normal((dirs, 3 * hidden)) * 0.3,
+    }
+    inputs = ["x", "W", "R"] + extras
+    inits = [numpy_helper.from_array(values[n] if n == "sequence_lens" else values[n].astype(np.float32), n)
+             for n in inputs[1:] if n]
+    outputs = ["y", "y_h"] + (["y_c"] if op == "LSTM" else [])
+
+    def save(attributes, shape, path):
+        node = helper.make_node(op, inputs, outputs, hidden_size=hidden, **attributes)
+        graph = helper.make_graph(
+            [node], op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        model.ir_version = 8
+        onnx.save(model, path)
+
+    path = tmp_path / "rnn.onnx"
+    save(attrs, xshape, path)
+    x = rng.standard_normal(xshape).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    # The whole (time- or batch-major) tensor is one sample set: no batching along axis 0.
+    lowbit.run_json(path, f"npy:{tmp_path / 'x.npy'}", tmp_path, "--save-outputs", out, "--batch-size", str(len(x)))
+    got = R.load_saved_outputs(out)
+    if layout == 0:
+        want = R.run_ort(path, {"x": x})
+    else:
+        # ORT runs only layout 0: the reference is the time-major twin, transposed.
+        twin = tmp_path / "rnn_time_major.onnx"
+        save({k: v for k, v in attrs.items() if k != "layout"}, [steps, batch, size], twin)
+        ref = R.run_ort(twin, {"x": x.transpose(1, 0, 2).copy()})
+        want = {k: v.transpose(2, 0, 1, 3) if k == "y" else v.transpose(1, 0, 2) for k, v in ref.items()}
+    for name in outputs:
+        assert got[name].shape == want[name].shape, f"{name}: shape {got[name].shape} != ORT {want[name].shape}"
+        err = R.max_rel_error(got[name], want[name])
+        assert err <= REL_TOL, f"{name}: max rel err {err:.3g}"

@@ -6,6 +6,9 @@
   with lowbit's own simulation within one output step and stays close to the float model (SQNR).
 - 1-D convolutions: a Conv1d network and the same network written with 2-D convolutions of
   height 1 get the same pipeline (equalization, AdaRound, bias correction) and the same integers.
+- A recurrent classifier (LSTM over the rows of an image, then a Gemm): the LSTM keeps float
+  weights and says so, everything around it is quantized, and the file runs in ORT within one
+  output step of lowbit.
 """
 from __future__ import annotations
 
@@ -160,3 +163,46 @@ def test_conv1d_gets_the_pipeline_of_its_2d_twin(lowbit, tmp_path):
     assert sorted(ints1) == sorted(ints2)
     differing = {k: int((ints1[k] != ints2[k]).sum()) for k in ints1 if ints1[k].shape != ints2[k].shape or (ints1[k] != ints2[k]).any()}
     assert not differing, f"integers differ between the Conv1d file and its 2-D twin: {differing}"
+
+
+def test_lstm_keeps_float_weights_and_runs(lowbit, tmp_path):
+    rng = np.random.default_rng(9)
+    hidden = 16
+
+    def f(name, a):
+        return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="time_major", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["t", "W", "R", "B"], ["", "h"], name="lstm", hidden_size=hidden),
+        helper.make_node("Squeeze", ["h", "axis0"], ["hs"], name="squeeze"),
+        helper.make_node("Gemm", ["hs", "w", "b"], ["y"], name="fc", transB=1),
+    ]
+    inits = [f("W", rng.standard_normal((1, 4 * hidden, 28)) * 0.3), f("R", rng.standard_normal((1, 4 * hidden, hidden)) * 0.3),
+             f("B", rng.standard_normal((1, 8 * hidden)) * 0.1), numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+             f("w", rng.standard_normal((10, hidden))), f("b", np.zeros(10))]
+    graph = helper.make_graph(nodes, "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 28, 28])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    src, out, rep = tmp_path / "lstm.onnx", tmp_path / "lstm.q.onnx", tmp_path / "lstm.json"
+    onnx.save(model, src)
+    x = rng.standard_normal((256, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    lowbit.ok("ptq", src, "--calib", f"npy:{tmp_path / 'x.npy'}", "-o", out, "--json", rep, "--quiet")
+    report = json.loads(rep.read_text())
+    place = next(s for s in report["steps"] if s["step"] == "place quantizers")
+    assert place["detail"] == "float weights (recurrent, Einsum) in 1 layer: LSTM 'lstm'", place["detail"]
+    assert {q["name"] for q in report["quantizers"] if q["kind"] == "weight"} == {"w"}
+    written = onnx.load(out)
+    floats = {t.name for t in written.graph.initializer if t.data_type == TensorProto.FLOAT}
+    assert {"W", "R"} <= floats, "the LSTM weights should stay float"
+    ort_y = R.run_ort(out, {"x": x[:64]})["y"]
+    saved = tmp_path / "lowbit.npz"
+    np.save(tmp_path / "x64.npy", x[:64])
+    lowbit.ok("run", out, "--data", f"npy:{tmp_path / 'x64.npy'}", "--save-outputs", saved, "--quiet")
+    lowbit_y = next(iter(R.load_saved_outputs(saved).values()))
+    steps = R.step_error(ort_y, lowbit_y, R.qdq_output_quantizer(out, "y")["scale"])
+    assert steps <= STEP_TOL, f"ORT vs lowbit: {steps:.3f} output steps"
+    float_y = R.run_ort(src, {"x": x[:64]})["y"]
+    assert R.argmax_agreement(ort_y, float_y) >= 0.95

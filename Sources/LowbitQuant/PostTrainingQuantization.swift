@@ -130,10 +130,16 @@ public enum PostTrainingQuantization {
         ? "nothing to absorb: no ReLU pair with an unpadded second layer and some channel with c > 0"
         : "\(pairs.count) pairs, c from \(sources)"
     }
-    let heads = QuantizerPlacement.probabilityHeads(in: float)
-    let headNote = heads.isEmpty ? nil : heads.map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
-      .joined(separator: "; ")
-    let sites = timed("place quantizers", headNote) { QuantizerPlacement.sites(in: float, config: config) }
+    let heads = QuantizerPlacement.probabilityHeads(in: float).map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
+    let floatLayers = float.nodes.filter { QuantizerPlacement.floatWeightLayers.contains($0.opType) }
+    let floatNote = floatLayers.isEmpty ? [] : [
+      "float weights (recurrent, Einsum) in \(floatLayers.count) layer\(floatLayers.count == 1 ? "" : "s"): " + floatLayers.prefix(3).map { "\($0.opType) '\($0.name)'" }.joined(separator: ", ")
+        + (floatLayers.count > 3 ? ", ..." : ""),
+    ]
+    let placementNote = heads + floatNote
+    let sites = timed("place quantizers", placementNote.isEmpty ? nil : placementNote.joined(separator: "; ")) {
+      QuantizerPlacement.sites(in: float, config: config)
+    }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)
     }

@@ -153,6 +153,10 @@ public enum QuantizerPlacement {
     return best
   }
 
+  /// Layers whose weights stay float (their inputs and outputs are quantized like any other
+  /// value): ONNX Runtime, like most integer back ends, runs them in float.
+  public static let floatWeightLayers: Set<String> = ["LSTM", "GRU", "RNN", "Einsum"]
+
   /// Ops that turn logits into probabilities.
   static let probabilityOps: Set<String> = ["Softmax", "LogSoftmax", "Sigmoid"]
 

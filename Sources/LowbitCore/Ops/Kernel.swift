@@ -126,7 +126,7 @@ public enum Ops {
     var table: [String: Kernel] = [:]
     for group in [
       convolutionKernels, convolutionTransposeKernels, linearKernels, poolingKernels, normalizationKernels,
-      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels, rearrangeKernels,
+      elementwiseKernels, shapeKernels, reductionKernels, miscKernels, quantizationKernels, resizeKernels, rearrangeKernels, recurrentKernels,
     ] {
       table.merge(group) { first, _ in first }
     }
