@@ -294,3 +294,20 @@ def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_pa
     print(f"MiniLM held-out cosine: per-tensor activations {plain:.4f}, per-channel {cos:.4f}; 32 tokens {short_cos:.4f}")
     assert cos > plain + 0.05, (cos, plain)
     assert short_cos > 0.9, short_cos
+
+
+def test_equalization_default_follows_the_weight_grid(models, lowbit, tmp_path):
+    """CLE runs for per-tensor and 4-bit per-channel weights and is skipped (and says so) for
+    8-bit per-channel weights, unless --cle asks for it."""
+    def cle(folder, *extra):
+        _, report = _ptq(lowbit, models, tmp_path / folder, "--no-adaround", "--calib-size", "64", *extra)
+        return report["equalized_pairs"], next(s for s in report["steps"] if s["step"] == "cross-layer equalization")
+
+    pairs, step = cle("pt8")
+    assert pairs > 0 and "pairs" in step["detail"], step
+    pairs, step = cle("pc4", "--per-channel", "--w-bits", "4")
+    assert pairs > 0, step
+    pairs, step = cle("pc8", "--per-channel")
+    assert pairs == 0 and step["detail"] == "skipped: per-channel weights of 8 bits (--cle runs it)", step
+    pairs, step = cle("pc8cle", "--per-channel", "--cle")
+    assert pairs > 0, step

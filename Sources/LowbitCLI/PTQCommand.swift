@@ -62,8 +62,8 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
-  @Flag(name: .customLong("no-cle"), help: "Skip cross-layer equalization (on by default; ReLU6 between equalized layers becomes ReLU, as in DFQ).")
-  var noCLE = false
+  @Flag(name: .customLong("cle"), inversion: .prefixedNo, help: "Cross-layer equalization (ReLU6 between equalized layers becomes ReLU, as in DFQ). Default: on, except with per-channel weights of 8 bits or more, where it gains the weights nothing and widens the activation ranges between the pairs.")
+  var crossLayerEqualization: Bool?
 
   @Flag(name: .customLong("no-bias-absorption"), help: "Skip high-bias absorption (on by default).")
   var noBiasAbsorption = false
@@ -185,7 +185,7 @@ struct PTQCommand: ParsableCommand {
       c.biasCorrection = .none
       c.quantizerTuning = false
     }
-    if noCLE { c.crossLayerEqualization = false }
+    if let v = crossLayerEqualization { c.crossLayerEqualization = v }
     if noBiasAbsorption { c.biasAbsorption = false }
     if noAdaRound { c.adaRound = false }
     if let v = biasCorrection { c.biasCorrection = v }

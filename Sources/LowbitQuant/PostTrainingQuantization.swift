@@ -105,7 +105,7 @@ public enum PostTrainingQuantization {
       }
     }
     var equalized: [EqualizedPair] = [], absorbed: [AbsorbedPair] = []
-    if config.crossLayerEqualization {
+    if config.equalizesLayers {
       let (g, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
       float = g
       equalized = pairs
@@ -117,6 +117,8 @@ public enum PostTrainingQuantization {
         stats[pair.first] = s
       }
       steps[steps.count - 1].detail = "\(pairs.count) pairs; ReLU6 between pairs replaced by ReLU (DFQ)"
+    } else if config.crossLayerEqualization == nil {
+      steps.append(StepTiming(step: "cross-layer equalization", seconds: 0, detail: "skipped: per-channel weights of \(config.weightBits) bits (--cle runs it)"))
     }
     if config.biasAbsorption {
       let (g, pairs) = try timed("high-bias absorption") { () throws -> (Graph, [AbsorbedPair]) in

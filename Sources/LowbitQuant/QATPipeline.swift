@@ -24,7 +24,7 @@ public enum QATStart: String, Sendable, Codable, CaseIterable {
     c.weightBits = weightBits
     c.activationBits = activationBits
     c.perChannel = perChannel
-    c.crossLayerEqualization = crossLayerEqualization || self == .ptq
+    c.crossLayerEqualization = self == .ptq ? nil : crossLayerEqualization
     return c
   }
 }

@@ -10,15 +10,18 @@ import Testing
 @Suite struct QATStartTests {
   @Test func configsAreThePapersRangeSettingAndLowbitPTQsPipeline() {
     let ranges = QATStart.rangeSetting.config(weightBits: 4, activationBits: 8, perChannel: true)
-    #expect(!ranges.adaRound && !ranges.crossLayerEqualization && !ranges.biasAbsorption && ranges.biasCorrection == .none)
+    #expect(!ranges.adaRound && !ranges.equalizesLayers && !ranges.biasAbsorption && ranges.biasCorrection == .none)
     #expect(QATStart.rangeSetting.config(weightBits: 4, activationBits: 8, perChannel: true, crossLayerEqualization: true)
-      .crossLayerEqualization)
+      .equalizesLayers)
     let ptq = QATStart.ptq.config(weightBits: 4, activationBits: 4, perChannel: false)
     var expected = QuantConfig()
     expected.weightBits = 4
     expected.activationBits = 4
     #expect(ptq == expected)
-    #expect(ptq.adaRound && ptq.crossLayerEqualization && ptq.biasAbsorption)
+    #expect(ptq.adaRound && ptq.equalizesLayers && ptq.biasAbsorption)
+    // The PTQ start follows lowbit ptq's default: no CLE with per-channel 8-bit weights.
+    #expect(!QATStart.ptq.config(weightBits: 8, activationBits: 8, perChannel: true).equalizesLayers)
+    #expect(QATStart.ptq.config(weightBits: 4, activationBits: 8, perChannel: true).equalizesLayers)
   }
 
   static func ptqStart(activations: Bool) -> QuantConfig {
