@@ -193,6 +193,19 @@ private func einsum(_ ctx: KernelContext) throws -> [Tensor] {
   var y = [Float](repeating: 0, count: outCount)
   var index = [Int](repeating: 0, count: all.count)
   var offsets = [Int](repeating: 0, count: operands.count)
+  /// Advances the odometer over axes `last` down to `first` (the summed axes, or the output
+  /// axes); a full cycle leaves them at 0 with the offsets restored.
+  func advance(from last: Int, downTo first: Int) {
+    var d = last
+    while d >= first {
+      index[d] += 1
+      for k in offsets.indices { offsets[k] += strides[k][d] }
+      if index[d] < dims[d] { return }
+      for k in offsets.indices { offsets[k] -= strides[k][d] * dims[d] }
+      index[d] = 0
+      d -= 1
+    }
+  }
   if outCount > 0 && sumCount > 0 {
     for o in 0..<outCount {
       var total: Float = 0
@@ -200,28 +213,10 @@ private func einsum(_ ctx: KernelContext) throws -> [Tensor] {
         var product: Float = 1
         for (k, v) in values.enumerated() { product *= v[offsets[k]] }
         total += product
-        // Advance the odometer over the summed axes; a full cycle leaves them at 0.
-        var d = all.count - 1
-        while d >= outputLabels.count {
-          index[d] += 1
-          for k in offsets.indices { offsets[k] += strides[k][d] }
-          if index[d] < dims[d] { break }
-          for k in offsets.indices { offsets[k] -= strides[k][d] * dims[d] }
-          index[d] = 0
-          d -= 1
-        }
+        advance(from: all.count - 1, downTo: outputLabels.count)
       }
       y[o] = total
-      // Advance the output axes.
-      var d = outputLabels.count - 1
-      while d >= 0 {
-        index[d] += 1
-        for k in offsets.indices { offsets[k] += strides[k][d] }
-        if index[d] < dims[d] { break }
-        for k in offsets.indices { offsets[k] -= strides[k][d] * dims[d] }
-        index[d] = 0
-        d -= 1
-      }
+      advance(from: outputLabels.count - 1, downTo: 0)
     }
   }
   return [Tensor(shape: outShape, floats: y)]

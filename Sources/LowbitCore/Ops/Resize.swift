@@ -102,38 +102,30 @@ public struct ResizeGeometry: Sendable {
 
   /// `y[o, j, i] = sum_k w[j, k] x[o, idx[j, k], i]` for `x` viewed as `[outer, n, inner]`.
   public static func apply(_ taps: Taps, to x: [Float], outer: Int, input n: Int, inner: Int) -> [Float] {
-    let m = taps.indices.count / taps.tapsPerOutput, k = taps.tapsPerOutput
-    var y = [Float](repeating: 0, count: outer * m * inner)
-    for o in 0..<outer {
-      for j in 0..<m {
-        let dst = (o * m + j) * inner
-        for t in 0..<k {
-          let w = taps.weights[j * k + t]
-          if w == 0 { continue }
-          let src = (o * n + taps.indices[j * k + t]) * inner
-          for i in 0..<inner { y[dst + i] += w * x[src + i] }
-        }
-      }
-    }
-    return y
+    accumulate(taps, x, outer: outer, input: n, inner: inner, transposed: false)
   }
 
   /// The transpose of `apply`: `dx[o, idx[j, k], i] += w[j, k] dy[o, j, i]` (Resize's gradient).
   public static func applyTransposed(_ taps: Taps, to dy: [Float], outer: Int, input n: Int, inner: Int) -> [Float] {
+    accumulate(taps, dy, outer: outer, input: n, inner: inner, transposed: true)
+  }
+
+  /// One weighted sum per tap, from the output row to the input row (`transposed`) or back.
+  private static func accumulate(_ taps: Taps, _ source: [Float], outer: Int, input n: Int, inner: Int, transposed: Bool) -> [Float] {
     let m = taps.indices.count / taps.tapsPerOutput, k = taps.tapsPerOutput
-    var dx = [Float](repeating: 0, count: outer * n * inner)
+    var target = [Float](repeating: 0, count: outer * (transposed ? n : m) * inner)
     for o in 0..<outer {
       for j in 0..<m {
-        let src = (o * m + j) * inner
         for t in 0..<k {
           let w = taps.weights[j * k + t]
           if w == 0 { continue }
-          let dst = (o * n + taps.indices[j * k + t]) * inner
-          for i in 0..<inner { dx[dst + i] += w * dy[src + i] }
+          let inputRow = (o * n + taps.indices[j * k + t]) * inner, outputRow = (o * m + j) * inner
+          let (from, to) = transposed ? (outputRow, inputRow) : (inputRow, outputRow)
+          for i in 0..<inner { target[to + i] += w * source[from + i] }
         }
       }
     }
-    return dx
+    return target
   }
 }
 
