@@ -151,7 +151,7 @@ def test_conv1d_gets_the_pipeline_of_its_2d_twin(lowbit, tmp_path):
         _conv_net(src, two_d)
         data = tmp_path / f"x{tag}.npy"
         np.save(data, x[:, :, None, :] if two_d else x)
-        lowbit.ok("ptq", src, "--calib", f"npy:{data}", "-o", out, "--per-channel", "--json", rep, "--quiet")
+        lowbit.ok("ptq", src, "--calib", f"npy:{data}", "-o", out, "--per-channel", "--w-bits", "4", "--json", rep, "--quiet")
         reports[tag], files[tag] = json.loads(rep.read_text()), out
     one, two = reports["1d"], reports["2d"]
     assert [l["layer"] for l in one["layers"]] == ["conv1", "conv2", "fc"], one["layers"]
@@ -206,3 +206,18 @@ def test_lstm_keeps_float_weights_and_runs(lowbit, tmp_path):
     assert steps <= STEP_TOL, f"ORT vs lowbit: {steps:.3f} output steps"
     float_y = R.run_ort(src, {"x": x[:64]})["y"]
     assert R.argmax_agreement(ort_y, float_y) >= 0.95
+
+
+def test_block_reconstruction_learns_the_conv_transpose_rounding(lowbit, tmp_path):
+    """ConvTranspose has a gradient rule, so block reconstruction takes its weight in."""
+    src = tmp_path / "decoder.onnx"
+    _decoder_model(src)
+    out, rep = tmp_path / "q.onnx", tmp_path / "q.json"
+    lowbit.ok("ptq", src, "--calib", "fashion-mnist:train", "--calib-size", "128", "-o", out, "--json", rep, "--quiet",
+              "--w-bits", "4", "--adaround-unit", "block", "--adaround-iterations", "50")
+    report = json.loads(rep.read_text())
+    layers = [name for block in report["blocks"] for name in block["layers"]]
+    assert sorted(layers) == ["down1", "down2", "head", "up1"], report["blocks"]
+    nearest = sum(b["nearest_error"] for b in report["blocks"])
+    kept = sum(b["nearest_error"] if b.get("kept_nearest") else b["adaround_error"] for b in report["blocks"])
+    assert kept <= nearest

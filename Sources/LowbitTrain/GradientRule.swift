@@ -67,7 +67,7 @@ public enum GradientRules {
   /// Every rule, by op type.
   public static let all: [String: GradientRule] = {
     var table: [String: GradientRule] = [:]
-    for group in [elementwiseRules, linearRules, convolutionRules, poolingRules, shapeRules, routingRules, constantRules, unaryRules, activationRules, reductionRules, softmaxRules, normalizationRules, fakeQuantizeRules, biasQuantizeRules, softRoundingRules] {
+    for group in [elementwiseRules, linearRules, convolutionRules, convolutionTransposeRules, poolingRules, shapeRules, routingRules, constantRules, unaryRules, activationRules, reductionRules, softmaxRules, normalizationRules, fakeQuantizeRules, biasQuantizeRules, softRoundingRules] {
       table.merge(group) { first, _ in first }
     }
     return table

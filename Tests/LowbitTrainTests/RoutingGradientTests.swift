@@ -104,3 +104,20 @@ import Testing
     try checkGradients(g, feeds: ["x": x], step: 1e-3, label: op)
   }
 }
+
+/// ConvTranspose's gradients for input, weight and bias against finite differences.
+@Suite struct ConvTransposeGradientTests {
+  @Test(arguments: [
+    ["strides": Attribute.ints([2, 2])],
+    ["strides": .ints([2, 1]), "pads": .ints([1, 0, 0, 1]), "output_padding": .ints([1, 0]), "group": .int(2)],
+    ["dilations": .ints([2, 1]), "auto_pad": .string("SAME_UPPER"), "strides": .ints([1, 2])],
+  ])
+  func convTranspose(_ attributes: [String: Attribute]) throws {
+    let group: Int = { if case .int(let g)? = attributes["group"] { return g } else { return 1 } }()
+    let x = randomTensor([2, 4, 3, 3], seed: 51)
+    let w = randomTensor([4, 3, 3, 2], seed: 52, in: -0.5...0.5)
+    let b = randomTensor([3 * group], seed: 53)
+    let g = graph([node("ConvTranspose", ["x", "w", "b"], attributes)], inputs: [("x", x)], constants: ["w": w, "b": b])
+    try checkGradients(g, feeds: ["x": x], step: 1e-2, label: "ConvTranspose \(attributes)")
+  }
+}

@@ -80,6 +80,27 @@ public struct ConvTransposeGeometry: Sendable {
     self.padBegin = begin
     self.output = output
   }
+
+  /// For every kernel tap `t` and input position `p` (of `input`, the spatial shape), at
+  /// `t * |input| + p`: the output position (row-major offset in `output`) the pair writes to,
+  /// or -1 when it falls in the padding.
+  public func targets(input: [Int]) -> [Int] {
+    let taps = kernel.reduce(1, *), positions = input.reduce(1, *)
+    var target = [Int](repeating: -1, count: taps * positions)
+    let tapIndex = multiIndices(kernel), positionIndex = multiIndices(input), outStrides = Tensor.strides(of: output)
+    for t in 0..<taps {
+      for p in 0..<positions {
+        var offset = 0, inside = true
+        for d in 0..<input.count {
+          let o = positionIndex[p][d] * strides[d] + tapIndex[t][d] * dilations[d] - padBegin[d]
+          if o < 0 || o >= output[d] { inside = false; break }
+          offset += o * outStrides[d]
+        }
+        if inside { target[t * positions + p] = offset }
+      }
+    }
+    return target
+  }
 }
 
 private func convTranspose(_ ctx: KernelContext) throws -> [Tensor] {
@@ -106,20 +127,7 @@ private func convTranspose(_ ctx: KernelContext) throws -> [Tensor] {
   _ = try ctx.checkedCount(outShape)
   let positions = spatial.reduce(1, *), taps = kernel.reduce(1, *), outPositions = geo.output.reduce(1, *)
   let rows = perGroupOut * taps
-  // For every (kernel tap, input position): the output position it lands on, or -1.
-  var target = [Int](repeating: -1, count: taps * positions)
-  let tapIndex = multiIndices(kernel), positionIndex = multiIndices(spatial), outStrides = Tensor.strides(of: geo.output)
-  for t in 0..<taps {
-    for p in 0..<positions {
-      var offset = 0, inside = true
-      for d in 0..<spatial.count {
-        let o = positionIndex[p][d] * geo.strides[d] + tapIndex[t][d] * geo.dilations[d] - geo.padBegin[d]
-        if o < 0 || o >= geo.output[d] { inside = false; break }
-        offset += o * outStrides[d]
-      }
-      if inside { target[t * positions + p] = offset }
-    }
-  }
+  let target = geo.targets(input: spatial)
   let xs = x.floats, ws = w.floats
   var y = [Float](repeating: 0, count: outShape.reduce(1, *))
   var columns = [Float](repeating: 0, count: rows * positions)
