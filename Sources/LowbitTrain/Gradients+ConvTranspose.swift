@@ -25,15 +25,10 @@ extension GradientRules {
     var columns = [Float](repeating: 0, count: rows * positions)
     for s in 0..<n {
       for g in 0..<group {
-        for m in 0..<perGroupOut {
-          let base = (s * outChannels + g * perGroupOut + m) * outPositions
-          for t in 0..<taps {
-            let row = (m * taps + t) * positions
-            for p in 0..<positions {
-              let o = target[t * positions + p]
-              columns[row + p] = o >= 0 ? dy[base + o] : 0
-            }
-          }
+        for i in columns.indices { columns[i] = 0 }
+        ConvTransposeGeometry.pairs(target, channels: perGroupOut, taps: taps, positions: positions,
+                                    outputBase: (s * outChannels + g * perGroupOut) * outPositions, outputPlane: outPositions) { c, o in
+          columns[c] = dy[o]
         }
         let wOffset = g * perGroupIn * rows, xOffset = (s * channels + g * perGroupIn) * positions
         if ctx.wants(0) {

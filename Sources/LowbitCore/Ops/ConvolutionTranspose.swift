@@ -81,6 +81,25 @@ public struct ConvTransposeGeometry: Sendable {
     self.output = output
   }
 
+  /// Calls `body(column, output)` for every column entry `(m K + t) P + p` of `M'` channels
+  /// and the output element it lands on (`outputBase + m * outputPlane + target`), skipping
+  /// padding: the scatter of the forward pass and the gather of the gradient.
+  @inline(__always)
+  public static func pairs(
+    _ target: [Int], channels: Int, taps: Int, positions: Int, outputBase: Int, outputPlane: Int, _ body: (Int, Int) -> Void
+  ) {
+    for m in 0..<channels {
+      let base = outputBase + m * outputPlane
+      for t in 0..<taps {
+        let row = (m * taps + t) * positions
+        for p in 0..<positions {
+          let o = target[t * positions + p]
+          if o >= 0 { body(row + p, base + o) }
+        }
+      }
+    }
+  }
+
   /// For every kernel tap `t` and input position `p` (of `input`, the spatial shape), at
   /// `t * |input| + p`: the output position (row-major offset in `output`) the pair writes to,
   /// or -1 when it falls in the padding.
@@ -145,15 +164,9 @@ private func convTranspose(_ ctx: KernelContext) throws -> [Tensor] {
           }
         }
       }
-      for m in 0..<perGroupOut {
-        let base = (s * outChannels + g * perGroupOut + m) * outPositions
-        for t in 0..<taps {
-          let row = (m * taps + t) * positions
-          for p in 0..<positions {
-            let o = target[t * positions + p]
-            if o >= 0 { y[base + o] += columns[row + p] }
-          }
-        }
+      ConvTransposeGeometry.pairs(target, channels: perGroupOut, taps: taps, positions: positions,
+                                  outputBase: (s * outChannels + g * perGroupOut) * outPositions, outputPlane: outPositions) { c, o in
+        y[o] += columns[c]
       }
     }
   }
