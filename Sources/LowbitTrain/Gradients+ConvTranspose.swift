@@ -45,17 +45,8 @@ extension GradientRules {
         }
       }
     }
-    var db: Tensor?
-    if ctx.wants(2), let bias = ctx.forward.optionalInput(2) {
-      var sums = [Double](repeating: 0, count: outChannels)
-      for s in 0..<n {
-        for c in 0..<outChannels {
-          let base = (s * outChannels + c) * outPositions
-          for i in base..<(base + outPositions) { sums[c] += Double(dy[i]) }
-        }
-      }
-      db = Tensor(shape: bias.shape, floats: sums.map { Float($0) })
-    }
+    let db = ctx.wants(2)
+      ? ctx.forward.optionalInput(2).map { channelSums(dy, images: n, channels: outChannels, plane: outPositions, shape: $0.shape) } : nil
     return [ctx.wants(0) ? Tensor(shape: x.shape, floats: dx) : nil, ctx.wants(1) ? Tensor(shape: w.shape, floats: dw) : nil, db]
   }
 }

@@ -35,20 +35,22 @@ extension GradientRules {
       dw = result.dw
       if !viaForward { dx = result.dx }
     }
-    var db: Tensor?
-    if ctx.wants(2), let bias = ctx.forward.optionalInput(2) {
-      var sums = [Double](repeating: 0, count: m)
-      for image in 0..<n {
-        for o in 0..<m {
-          let base = (image * m + o) * p
-          var s = 0.0
-          for i in 0..<p { s += Double(dy[base + i]) }
-          sums[o] += s
-        }
-      }
-      db = Tensor(shape: bias.shape, floats: sums.map { Float($0) })
-    }
+    let db = ctx.wants(2) ? ctx.forward.optionalInput(2).map { channelSums(dy, images: n, channels: m, plane: p, shape: $0.shape) } : nil
     return [dx.map { Tensor(shape: x.shape, floats: $0) }, dw.map { Tensor(shape: w.shape, floats: $0) }, db]
+  }
+
+  /// A bias gradient: per channel, the sum of `dy` ([N, C, plane]) over images and positions.
+  static func channelSums(_ dy: [Float], images: Int, channels: Int, plane: Int, shape: [Int]) -> Tensor {
+    var sums = [Double](repeating: 0, count: channels)
+    for image in 0..<images {
+      for c in 0..<channels {
+        let base = (image * channels + c) * plane
+        var s = 0.0
+        for i in base..<(base + plane) { s += Double(dy[i]) }
+        sums[c] += s
+      }
+    }
+    return Tensor(shape: shape, floats: sums.map { Float($0) })
   }
 
   /// `dX` of a stride-1, undilated convolution as the forward convolution
