@@ -168,6 +168,9 @@ MORE_CASES = [
     ("Einsum", {"equation": "bij->bji"}, [2, 4, 5], [], 13),
     ("Einsum", {"equation": "bii->bi"}, [2, 4, 4], [], 13),
     ("Einsum", {"equation": "nchw,c->nhw"}, [2, 3, 4, 5], [("v", (3,))], 13),
+    ("Einsum", {"equation": "bhid,bjhd->bjhi"}, [2, 3, 4, 5], [("k", (2, 6, 3, 5))], 13),  # permuted output
+    ("Einsum", {"equation": "ij,ij->i"}, [4, 5], [("u", (4, 5))], 13),
+    ("Einsum", {"equation": "ij,kj->i"}, [4, 5], [("u", (3, 5))], 13),  # k summed from one operand: no product form
 ]
 
 

@@ -179,6 +179,7 @@ private func einsum(_ ctx: KernelContext) throws -> [Tensor] {
   let dims = all.map { size[$0]! }
   let outShape = outputLabels.map { size[$0]! }
   _ = try ctx.checkedCount(outShape)
+  if let product = batchedProduct(operands, inputLabels, outputLabels, size) { return [product] }
   // Per operand, its stride for each label of `all` (0 where absent or broadcast).
   let strides: [[Int]] = zip(inputLabels, operands).map { ls, x in
     let own = Tensor.strides(of: x.shape)
@@ -220,4 +221,40 @@ private func einsum(_ ctx: KernelContext) throws -> [Tensor] {
     }
   }
   return [Tensor(shape: outShape, floats: y)]
+}
+
+/// Two-operand Einsum that is a batched matrix product (attention's `bhid,bhjd->bhij`, a
+/// projection `...ij,jk`): every label appears once per operand with one size, and each is a
+/// batch label (both operands and the output), a contracted one (both operands only) or kept
+/// from one operand. Then `A` is read as `[batch, m, k]` and `B` as `[batch, k, n]` (strided
+/// views, no arithmetic), multiplied by sgemm per batch, and the `[batch, m, n]` result is
+/// permuted to the output's order. Nil when the equation is not of that form.
+private func batchedProduct(
+  _ operands: [Tensor], _ labels: [[Character]], _ output: [Character], _ size: [Character: Int]
+) -> Tensor? {
+  guard operands.count == 2, labels.allSatisfy({ Set($0).count == $0.count }), Set(output).count == output.count else { return nil }
+  let (la, lb) = (labels[0], labels[1])
+  guard zip(labels, operands).allSatisfy({ ls, x in zip(ls, x.shape).allSatisfy { size[$0] == $1 } }) else { return nil }
+  let batch = output.filter { la.contains($0) && lb.contains($0) }
+  let contracted = la.filter { lb.contains($0) && !output.contains($0) }
+  let m = la.filter { !lb.contains($0) }, n = lb.filter { !la.contains($0) }
+  guard m.allSatisfy(output.contains), n.allSatisfy(output.contains), output.count == batch.count + m.count + n.count else { return nil }
+  func view(_ x: Tensor, _ ls: [Character], _ order: [Character]) -> [Float] {
+    let strides = Tensor.strides(of: x.shape)
+    let perm = order.map { ls.firstIndex(of: $0)! }
+    return Tensor(dtype: x.dtype, shape: perm.map { x.shape[$0] },
+                  storage: x.storage.strided(offset: 0, shape: perm.map { x.shape[$0] }, strides: perm.map { strides[$0] })).floats
+  }
+  let count = { (ls: [Character]) in ls.map { size[$0]! }.reduce(1, *) }
+  let (bt, mm, nn, kk) = (count(batch), count(m), count(n), count(contracted))
+  let a = view(operands[0], la, batch + m + contracted), b = view(operands[1], lb, batch + contracted + n)
+  var y = [Float](repeating: 0, count: bt * mm * nn)
+  for i in 0..<bt {
+    let c = MatrixProduct.product(Array(a[(i * mm * kk)..<((i + 1) * mm * kk)]), Array(b[(i * kk * nn)..<((i + 1) * kk * nn)]),
+                                  m: mm, n: nn, k: kk)
+    y.replaceSubrange((i * mm * nn)..<((i + 1) * mm * nn), with: c)
+  }
+  let produced = batch + m + n
+  let result = Tensor(shape: produced.map { size[$0]! }, floats: y)
+  return Tensor(shape: output.map { size[$0]! }, floats: view(result, produced, output))
 }
