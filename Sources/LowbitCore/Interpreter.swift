@@ -29,7 +29,7 @@ public struct Interpreter: Sendable {
       for node in unsupported.dropFirst() {
         if let i = others.firstIndex(where: { $0.op == node.opType }) { others[i].names.append(node.name) } else { others.append((node.opType, [node.name])) }
       }
-      let also = others.map { o in "\(o.op) (" + o.names.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (o.names.count > 3 ? ", ... \(o.names.count) nodes" : "") + ")" }
+      let also = others.map { o in "\(o.op) (" + o.names.map { "'\($0)'" }.listed() + ")" }
       throw first.error(.unsupported, "operator \(first.opType) is not supported" + (also.isEmpty ? "" : "; also unsupported: " + also.joined(separator: ", "))
         + " (supported: \(Ops.supportedOpTypes.count) ops, see `lowbit ops`)")
     }

@@ -56,3 +56,11 @@ public struct LowbitError: Error, CustomStringConvertible, Equatable, Sendable {
     .init(.invalidArgument, message)
   }
 }
+
+extension Array where Element == String {
+  /// The first `limit` items joined by commas, then "and k more": the short lists that error
+  /// messages and step details name nodes with.
+  public func listed(limit: Int = 3) -> String {
+    prefix(limit).joined(separator: ", ") + (count > limit ? " and \(count - limit) more" : "")
+  }
+}

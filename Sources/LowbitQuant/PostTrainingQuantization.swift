@@ -67,8 +67,7 @@ public enum PostTrainingQuantization {
     if count == 0 { return "no BatchNormalization" }
     var summary = "\(count - left.count) of \(count) BatchNormalization folded"
     if !left.isEmpty {
-      summary += "; left in place (no Conv or Gemm before them): " + left.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
-        + (left.count > 3 ? " and \(left.count - 3) more" : "")
+      summary += "; left in place (no Conv or Gemm before them): " + left.map { "'\($0)'" }.listed()
     }
     return summary
   }
@@ -135,8 +134,8 @@ public enum PostTrainingQuantization {
     let heads = QuantizerPlacement.probabilityHeads(in: float).map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
     let floatLayers = float.nodes.filter { QuantizerPlacement.floatWeightLayers.contains($0.opType) }
     let floatNote = floatLayers.isEmpty ? [] : [
-      "float weights (recurrent, Einsum) in \(floatLayers.count) layer\(floatLayers.count == 1 ? "" : "s"): " + floatLayers.prefix(3).map { "\($0.opType) '\($0.name)'" }.joined(separator: ", ")
-        + (floatLayers.count > 3 ? ", ..." : ""),
+      "float weights (recurrent, Einsum) in \(floatLayers.count) layer\(floatLayers.count == 1 ? "" : "s"): "
+        + floatLayers.map { "\($0.opType) '\($0.name)'" }.listed(),
     ]
     let placementNote = heads + floatNote
     let sites = timed("place quantizers", placementNote.isEmpty ? nil : placementNote.joined(separator: "; ")) {
@@ -206,7 +205,7 @@ public enum PostTrainingQuantization {
         if !nearestOnly.isEmpty {
           let ops = Set(nearestOnly.compactMap { c in transformed.nodes.first { $0.name == c }?.opType }).sorted()
           detail += ", round-to-nearest for \(nearestOnly.count) \(ops.joined(separator: "/")) without a layer form ("
-            + nearestOnly.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (nearestOnly.count > 3 ? ", ..." : "") + ")"
+            + nearestOnly.map { "'\($0)'" }.listed() + ")"
         }
       }
       if correction == .empirical { detail += ", empirical bias correction" }

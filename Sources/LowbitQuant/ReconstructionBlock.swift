@@ -45,7 +45,7 @@ public struct ReconstructionBlock: Sendable, Equatable {
     // bottleneck without its residual, a stem) becomes one block; a residual block or an
     // inception module after it stays a block of its own.
     func joinsNext(_ r: Range<Int>) -> Bool {
-      weighted(r).count == 1 && r.contains { activationFunctions.contains(graph.nodes[$0].opType) }
+      weighted(r).count == 1 && r.contains { QuantizerPlacement.activations.contains(graph.nodes[$0].opType) }
     }
     var merged: [Range<Int>] = []
     var lastWeighted: Range<Int>?
@@ -73,12 +73,6 @@ public struct ReconstructionBlock: Sendable, Equatable {
     }
     return ranges.map { block($0, of: graph, layers: layers, lastUse: lastUse) }
   }
-
-  /// Ops that end a layer with a nonlinearity.
-  static let activationFunctions: Set<String> = [
-    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Gelu", "Softplus",
-    "Mish", "Celu", "ThresholdedRelu", "Softsign",
-  ]
 
   /// The block's node indices split into those that read `weights`, directly or through
   /// another such node, and the rest, each in node order.

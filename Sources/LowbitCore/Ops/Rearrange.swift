@@ -240,10 +240,8 @@ private func batchedProduct(
   let m = la.filter { !lb.contains($0) }, n = lb.filter { !la.contains($0) }
   guard m.allSatisfy(output.contains), n.allSatisfy(output.contains), output.count == batch.count + m.count + n.count else { return nil }
   func view(_ x: Tensor, _ ls: [Character], _ order: [Character]) -> [Float] {
-    let strides = Tensor.strides(of: x.shape)
-    let perm = order.map { ls.firstIndex(of: $0)! }
-    return Tensor(dtype: x.dtype, shape: perm.map { x.shape[$0] },
-                  storage: x.storage.strided(offset: 0, shape: perm.map { x.shape[$0] }, strides: perm.map { strides[$0] })).floats
+    let (shape, storage) = permuted(x, viewedAs: x.shape, perm: order.map { ls.firstIndex(of: $0)! })
+    return Tensor(dtype: x.dtype, shape: shape, storage: storage).floats
   }
   let count = { (ls: [Character]) in ls.map { size[$0]! }.reduce(1, *) }
   let (bt, mm, nn, kk) = (count(batch), count(m), count(n), count(contracted))

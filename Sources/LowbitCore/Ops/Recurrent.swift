@@ -29,40 +29,31 @@ private enum Cell {
   var defaultActivations: [String] { self == .rnn ? ["Tanh"] : (self == .gru ? ["Sigmoid", "Tanh"] : ["Sigmoid", "Tanh", "Tanh"]) }
 }
 
-/// One of the activation functions a recurrent op may name.
+/// One of the activation functions a recurrent op may name, with ONNX's default alpha and beta
+/// where it takes them, evaluated by the elementwise kernels' own scalar functions; nil for a
+/// name lowbit does not run (Affine).
 private struct GateFunction {
-  var name: String
-  var alpha: Float
-  var beta: Float
+  let apply: (Float) -> Float
 
-  func callAsFunction(_ x: Float) -> Float {
+  init?(_ name: String, alpha: Float?, beta: Float?) {
     switch name {
-    case "Sigmoid": return x >= 0 ? 1 / (1 + expf(-x)) : expf(x) / (1 + expf(x))
-    case "Tanh": return tanhf(x)
-    case "Relu": return max(x, 0)
-    case "LeakyRelu": return x < 0 ? alpha * x : x
-    case "ThresholdedRelu": return x > alpha ? x : 0
-    case "ScaledTanh": return alpha * tanhf(beta * x)
-    case "HardSigmoid": return max(0, min(1, alpha * x + beta))
-    case "Elu": return x < 0 ? alpha * (expf(x) - 1) : x
-    case "Softsign": return x / (1 + abs(x))
-    case "Softplus": return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))
-    default: return x  // Affine is handled by the caller's check; unknown names are refused
+    case "Sigmoid": apply = SigmoidOp().callAsFunction
+    case "Tanh": apply = TanhOp().callAsFunction
+    case "Relu": apply = ReluOp().float
+    case "LeakyRelu": apply = LeakyReluOp(alpha: alpha ?? 0.01).callAsFunction
+    case "ThresholdedRelu": apply = ThresholdedReluOp(alpha: alpha ?? 1).callAsFunction
+    case "HardSigmoid": apply = HardSigmoidOp(alpha: alpha ?? 0.2, beta: beta ?? 0.5).callAsFunction
+    case "Elu": apply = EluOp(alpha: alpha ?? 1).callAsFunction
+    case "Softsign": apply = SoftsignOp().callAsFunction
+    case "Softplus": apply = SoftplusOp().callAsFunction
+    case "ScaledTanh":
+      let (a, b) = (alpha ?? 1, beta ?? 1)
+      apply = { a * tanhf(b * $0) }
+    default: return nil
     }
   }
 
-  static let supported: Set<String> = [
-    "Sigmoid", "Tanh", "Relu", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus",
-  ]
-  /// ONNX's defaults for alpha and beta where a function takes them.
-  static func defaults(_ name: String) -> (Float, Float) {
-    switch name {
-    case "LeakyRelu": return (0.01, 0)
-    case "ThresholdedRelu", "Elu", "ScaledTanh": return (1, 1)
-    case "HardSigmoid": return (0.2, 0.5)
-    default: return (0, 0)
-    }
-  }
+  func callAsFunction(_ x: Float) -> Float { apply(x) }
 }
 
 private func recurrent(_ ctx: KernelContext, cell: Cell) throws -> [Tensor] {
@@ -88,9 +79,10 @@ private func recurrent(_ ctx: KernelContext, cell: Cell) throws -> [Tensor] {
   if case .floats(let b)? = ctx.node.attributes["activation_beta"] { betas = b }
   var functions: [GateFunction] = []
   for (k, name) in names.enumerated() {
-    guard GateFunction.supported.contains(name) else { throw ctx.error("activation '\(name)' is not supported", .unsupported) }
-    let (a, b) = GateFunction.defaults(name)
-    functions.append(GateFunction(name: name, alpha: k < alphas.count ? alphas[k] : a, beta: k < betas.count ? betas[k] : b))
+    guard let f = GateFunction(name, alpha: k < alphas.count ? alphas[k] : nil, beta: k < betas.count ? betas[k] : nil) else {
+      throw ctx.error("activation '\(name)' is not supported", .unsupported)
+    }
+    functions.append(f)
   }
   let clip: Float? = ctx.node.attributes["clip"] == nil ? nil : try ctx.float("clip", default: 0)
   let linearBeforeReset = try ctx.int("linear_before_reset", default: 0) != 0
@@ -102,12 +94,11 @@ private func recurrent(_ ctx: KernelContext, cell: Cell) throws -> [Tensor] {
   }
   let bias = try optional(3, "B", [dirs, 2 * g * hidden])
   var lengths = [Int](repeating: steps, count: batch)
-  if let t = ctx.optionalInput(4) {
+  if ctx.optionalInput(4) != nil {
     lengths = try ctx.intList(4, what: "sequence_lens")
     guard lengths.count == batch, lengths.allSatisfy({ (0...steps).contains($0) }) else {
       throw ctx.error("sequence_lens \(lengths) does not fit batch \(batch) and \(steps) steps", .invalidInput)
     }
-    _ = t
   }
   let stateShape = layout == 0 ? [dirs, batch, hidden] : [batch, dirs, hidden]
   let initialH = try optional(5, "initial_h", stateShape)
