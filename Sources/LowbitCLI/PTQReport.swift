@@ -62,6 +62,8 @@ struct PTQReport: Codable {
   /// and its bit width (absent when mixed precision did not run).
   var sensitivity: [SensitivityRecord]?
   var absorbed: [AbsorbedPair]
+  /// Each float transform checked against the original model, and whether it was kept.
+  var transformChecks: [TransformCheck]
   var equalizedPairs: Int
   var totalSeconds: Double
 
@@ -84,6 +86,7 @@ struct PTQReport: Codable {
 
   enum CodingKeys: String, CodingKey {
     case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
+    case transformChecks = "transform_checks"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
@@ -102,6 +105,7 @@ struct PTQReport: Codable {
     self.tuning = result.tuning
     self.sensitivity = result.sensitivity.isEmpty ? nil : result.sensitivity
     self.absorbed = result.absorbed
+    self.transformChecks = result.transformChecks
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)
     self.quantizers = placed.compactMap { site in

@@ -2,11 +2,11 @@ extension Graph {
   /// The simplified graph: Constant nodes and every node whose inputs are all constant are
   /// evaluated into initializers, shape subgraphs whose result shape inference knows (PyTorch's
   /// Shape -> Gather -> Unsqueeze -> Concat chains over static dims) are folded, Identity nodes
-  /// are bypassed, nodes that no output depends on are removed, and `valueInfo` holds the
-  /// inferred shapes. Outputs are unchanged bit for bit.
+  /// are bypassed, nodes that no output depends on are removed, zero Pads before Convs become
+  /// the Convs' padding, and `valueInfo` holds the inferred shapes. Outputs are unchanged bit for bit.
   public func simplified(maxFoldedElements: Int = 1 << 22) throws -> Graph {
     try validated().foldingConstants(maxFoldedElements: maxFoldedElements).foldingKnownShapes()
-      .bypassingIdentities().removingDeadNodes().withInferredShapes()
+      .bypassingIdentities().removingDeadNodes().withInferredShapes().foldingPadIntoConv()
   }
 
   /// Evaluates nodes whose inputs are all initializers, in order, into initializers; results above

@@ -80,6 +80,22 @@ public enum ReconstructionUnit: String, Sendable, Codable, CaseIterable {
   case block
 }
 
+/// The activation function after a layer as a clamp per output channel o,
+/// `min(max(x, lower), upper_o)`: ReLU `0...inf`, ReLU6 `0...6`, Clip, and a bounded ReLU after
+/// cross-layer equalization, whose bound differs per channel (`BoundedReLU`).
+public struct ActivationClamp: Sendable, Equatable {
+  public var lower: Float
+  /// One bound for every channel, or one per channel.
+  public var upperBounds: [Float]
+
+  public init(lower: Float, upper: [Float]) {
+    self.lower = lower
+    self.upperBounds = upper
+  }
+
+  public func upper(_ channel: Int) -> Float { upperBounds.count == 1 ? upperBounds[0] : upperBounds[channel] }
+}
+
 /// One layer's rounding problem: weights as an `[O, K]` matrix in `groups` blocks of
 /// `O / groups` rows (output channel `o` reads group `o / (O / groups)`'s inputs), each weight's
 /// quantizer parameters, the bias and the clamp of the activation function after the layer.
@@ -95,13 +111,13 @@ public struct RoundingProblem {
   public var grid: IntegerGrid
   public var bias: [Float]
   /// The activation function after the layer as a clamp (ReLU: `0...inf`); nil for none.
-  public var activation: FusedActivation?
+  public var activation: ActivationClamp?
   /// Draws `count` rows: the quantized model's inputs, laid out `[groups][count][patchSize]`,
   /// and the float model's outputs after the activation, `[count][outputs]`.
   public var sample: (_ count: Int, _ generator: inout SplitMix64) -> (inputs: [Float], targets: [Float])
 
   public init(groups: Int, outputs: Int, patchSize: Int, weights: [Float], scales: [Float], zeroPoints: [Float],
-              grid: IntegerGrid, bias: [Float], activation: FusedActivation?,
+              grid: IntegerGrid, bias: [Float], activation: ActivationClamp?,
               sample: @escaping (_ count: Int, _ generator: inout SplitMix64) -> (inputs: [Float], targets: [Float])) {
     self.groups = groups
     self.outputs = outputs
@@ -290,9 +306,10 @@ public enum AdaRound {
     return out
   }
 
-  static func clamp(_ x: Float, _ a: FusedActivation?) -> Float {
+  static func clamp(_ x: Float, _ a: ActivationClamp?, channel: Int) -> Float {
     guard let a = a else { return x }
-    return x < a.lower ? a.lower : (x > a.upper ? a.upper : x)
+    let upper = a.upper(channel)
+    return x < a.lower ? a.lower : (x > upper ? upper : x)
   }
 
   /// `mean_rows sum_o (act(W x + b) - y)^2`.
@@ -302,7 +319,7 @@ public enum AdaRound {
     let pre = forward(p, weights: weights, batch.inputs, rows: rows)
     var total: Double = 0
     for i in pre.indices {
-      let d = clamp(pre[i], p.activation) - batch.targets[i]
+      let d = clamp(pre[i], p.activation, channel: i % p.outputs) - batch.targets[i]
       total += Double(d * d)
     }
     return rows == 0 ? 0 : Float(total / Double(rows))
@@ -316,8 +333,8 @@ public enum AdaRound {
     var g = [Float](repeating: 0, count: pre.count)
     let scale = 2 / Float(max(rows, 1))
     for i in pre.indices {
-      let y = clamp(pre[i], p.activation)
-      let passes = p.activation.map { pre[i] > $0.lower && pre[i] < $0.upper } ?? true
+      let y = clamp(pre[i], p.activation, channel: i % p.outputs)
+      let passes = p.activation.map { pre[i] > $0.lower && pre[i] < $0.upper(i % p.outputs) } ?? true
       g[i] = passes ? scale * (y - batch.targets[i]) : 0
     }
     let og = p.outputs / p.groups, k = p.patchSize

@@ -24,14 +24,15 @@ public struct AbsorbedPair: Sendable, Codable, Equatable {
 /// `c_i >= 0` satisfies `ReLU(y_i) = ReLU(y_i - c_i) + c_i`, so `c` moves out of layer 1's bias
 /// into layer 2's: `b1 <- b1 - c`, `b2 <- b2 + W2 c` (for a conv, `W2 c` sums each output channel's
 /// weights over the kernel taps times `c` of their input channel). The activation range of
-/// layer 1 shrinks by `c` while the function stays the same. `c = max(0, beta - 3 |gamma|)`
+/// layer 1 shrinks by `c` while the function stays the same. A bounded ReLU (ReLU6) keeps it
+/// too with its bound lowered to `u_i - c_i` (`BoundedReLU`; `c_i <= u_i`). `c = max(0, beta - 3 |gamma|)`
 /// when the folded BatchNorm's statistics are known (capped by the per-channel minimum of the
 /// pre-activation when calibration data is given), else that minimum alone (exact on the data).
 ///
 /// Only pairs where layer 2 reads no zero padding are absorbed: at padded borders layer 2
 /// would see 0 instead of `c`, so `W2 c` there would be wrong.
 public enum BiasAbsorption {
-  /// Absorbs every equalizable Conv pair joined by a ReLU. `minima`, keyed by the first conv's
+  /// Absorbs every equalizable Conv pair joined by a (bounded) ReLU. `minima`, keyed by the first conv's
   /// node name, supplies the calibration minima where no statistics exist. BatchNorm statistics
   /// of first layers are shifted by `-c` (their beta), so later steps see the new distribution.
   public static func absorb(
@@ -40,7 +41,8 @@ public enum BiasAbsorption {
     var g = graph
     var result: [AbsorbedPair] = []
     let facts = g.inferShapes()
-    for pair in CrossLayerEqualization.pairs(in: g) where g.nodes[pair.activation].opType == "Relu" {
+    var bounds: [(BoundedReLU, [Float])] = [], ranks: [Int: Int] = [:]
+    for pair in CrossLayerEqualization.pairs(in: g) {
       let first = g.nodes[pair.first], second = g.nodes[pair.second]
       guard first.inputs.count > 2, !first.inputs[2].isEmpty, let b1 = g.initializers[first.inputs[2]],
             let w2 = g.initializers[second.inputs[1]], w2.rank == 4,
@@ -64,7 +66,8 @@ public enum BiasAbsorption {
       } else {
         continue
       }
-      guard c.contains(where: { $0 > 0 }), inShape[1] == channels else { continue }
+      c = zip(c, pair.activation.upper).map { min($0, $1) }
+      guard c.contains(where: { $0 > 0 }), inShape[1] == channels, pair.activation.upper.count == channels else { continue }
       // b2 may be absent: add it.
       var g2 = g
       var secondNode = second
@@ -97,16 +100,21 @@ public enum BiasAbsorption {
         statistics[first.name] = s
       }
       g = g2
+      if pair.activation.upper.contains(where: \.isFinite) {
+        bounds.append((pair.activation, zip(pair.activation.upper, c).map { $0 - $1 }))
+        ranks[pair.activation.nodes[0]] = w2.rank
+      }
       result.append(AbsorbedPair(first: first.name, second: second.name, source: source,
                                  channels: c.filter { $0 > 0 }.count, largest: c.max() ?? 0))
     }
+    if !bounds.isEmpty { g = BoundedReLU.rewriting(g, bounds) { ranks[$0.nodes[0]] ?? 4 } }
     return (g, result)
   }
 
-  /// Per first layer of each ReLU pair, the minimum of its pre-activation per channel over
+  /// Per first layer of each equalizable pair, the minimum of its pre-activation per channel over
   /// `batches` (for models whose BatchNorms came folded).
   public static func preActivationMinima(_ graph: Graph, batches: [[String: Tensor]]) throws -> [String: [Float]] {
-    let pairs = CrossLayerEqualization.pairs(in: graph).filter { graph.nodes[$0.activation].opType == "Relu" }
+    let pairs = CrossLayerEqualization.pairs(in: graph)
     if pairs.isEmpty || batches.isEmpty { return [:] }
     var byOutput: [String: String] = [:]
     for p in pairs { byOutput[graph.nodes[p.first].outputs[0]] = graph.nodes[p.first].name }

@@ -19,12 +19,16 @@ public struct EqualizedPair: Sendable, Equatable, Codable {
 /// `r1_i` is the range (max |w|) of output channel i of the first weight and `r2_i` that of input
 /// channel i of the second. Both ranges become `sqrt(r1_i * r2_i)`; the network's function is
 /// unchanged. Pairs chain (depthwise-separable blocks) and are repeated until the scales settle.
-/// ReLU6 (Clip 0..6) between a pair is replaced by ReLU, as DFQ does, since clipping at 6 does
-/// not commute with the scaling.
+///
+/// A bounded ReLU between a pair (ReLU6, `min(max(x, 0), 6)`) keeps its function too: channel i's
+/// bound becomes `6 / s_i` (`BoundedReLU`), written as `Relu` then `Min` with a per-channel
+/// constant, or a single Clip when every bound agrees. (DFQ replaced ReLU6 by ReLU instead, which
+/// changes the model wherever an activation passes 6: on EfficientNet-Lite2 and natural photos
+/// that alone leaves 21% top-1 agreement with the original.)
 public enum CrossLayerEqualization {
   /// A Conv pair `first -> activation -> second` found in the graph.
   struct Pair {
-    var first: Int, activation: Int, second: Int
+    var first: Int, activation: BoundedReLU, second: Int
   }
 
   /// Pairs where the first layer's output feeds only the activation and the activation's output
@@ -35,35 +39,33 @@ public enum CrossLayerEqualization {
     let outputs = Set(graph.outputs.map(\.name))
     var result: [Pair] = []
     for (j, second) in graph.nodes.enumerated() where second.opType == "Conv" {
-      guard let a = producer[second.inputs[0]], isScaleEquivariant(graph.nodes[a], graph),
-            readers[graph.nodes[a].outputs[0]]?.count == 1, !outputs.contains(graph.nodes[a].outputs[0]),
-            let i = producer[graph.nodes[a].inputs[0]], graph.nodes[i].opType == "Conv",
-            readers[graph.nodes[i].outputs[0]]?.count == 1, !outputs.contains(graph.nodes[i].outputs[0]),
-            graph.initializers[graph.nodes[i].inputs[1]] != nil, graph.initializers[second.inputs[1]] != nil
+      guard let w2 = graph.initializers[second.inputs[1]], let i = activationInput(second.inputs[0], graph, producer),
+            graph.nodes[i].opType == "Conv", let w1 = graph.initializers[graph.nodes[i].inputs[1]],
+            readers[second.inputs[0]]?.count == 1, !outputs.contains(second.inputs[0]),
+            let a = BoundedReLU.ending(at: second.inputs[0], graph, channels: w1.shape[0], rank: w1.rank,
+                                      readers: readers, producer: producer, outputs: outputs),
+            producer[a.input] == i, readers[a.input]?.count == 1, !outputs.contains(a.input), w2.rank == w1.rank
       else { continue }
       result.append(Pair(first: i, activation: a, second: j))
     }
     return result
   }
 
-  /// ReLU, or a Clip with lower bound 0 (ReLU6) which equalization turns into a ReLU.
-  static func isScaleEquivariant(_ node: Node, _ graph: Graph) -> Bool {
-    if node.opType == "Relu" { return true }
-    guard node.opType == "Clip", node.inputs.count >= 2,
-          let lo = graph.initializers[node.inputs[1]], lo.count == 1, lo.floats[0] == 0 else { return false }
-    return true
+  /// The producer of the activation's input that ends at `value` (one or two nodes back).
+  static func activationInput(_ value: String, _ graph: Graph, _ producer: [String: Int]) -> Int? {
+    guard let p = producer[value] else { return nil }
+    var input = graph.nodes[p].inputs.first { graph.initializers[$0] == nil && !$0.isEmpty }
+    if graph.nodes[p].opType == "Min", let v = input, let q = producer[v] { input = graph.nodes[q].inputs.first }
+    return input.flatMap { producer[$0] }
   }
 
   /// Equalizes every pair (iterating `iterations` times, or until no scale moves by more than
-  /// 1e-4). Returns the new graph and the pairs with their final ranges.
+  /// 1e-4) and rewrites each bounded activation's bounds. Returns the new graph and the pairs with
+  /// their final ranges.
   public static func equalize(_ graph: Graph, iterations: Int = 20) -> (graph: Graph, pairs: [EqualizedPair]) {
     var g = graph
     let found = pairs(in: g)
     guard !found.isEmpty else { return (g, []) }
-    for p in found where g.nodes[p.activation].opType == "Clip" {
-      g.nodes[p.activation] = Node(name: g.nodes[p.activation].name, opType: "Relu",
-                                   inputs: [g.nodes[p.activation].inputs[0]], outputs: g.nodes[p.activation].outputs)
-    }
     var total = found.map { [Float](repeating: 1, count: g.initializers[g.nodes[$0.first].inputs[1]]?.shape[0] ?? 0) }
     for _ in 0..<iterations {
       var moved: Float = 0
@@ -81,6 +83,11 @@ public enum CrossLayerEqualization {
       return EqualizedPair(first: g.nodes[p.first].name, second: g.nodes[p.second].name, scales: total[k],
                            rangesAfter: zip(r1, r2).map { max($0, $1) })
     }
+    // Channel i of a bounded activation now sees x / s_i: its bound is u_i / s_i.
+    let bounded = found.enumerated().filter { _, p in p.activation.upper.contains { $0.isFinite } }
+      .map { k, p in (p.activation, zip(p.activation.upper, total[k]).map { $0 / $1 }) }
+    let ranks = Dictionary(found.map { ($0.activation.nodes[0], g.initializers[g.nodes[$0.first].inputs[1]]!.rank) }) { a, _ in a }
+    if !bounded.isEmpty { g = BoundedReLU.rewriting(g, bounded) { ranks[$0.nodes[0]] ?? 4 } }
     return (g, summaries)
   }
 

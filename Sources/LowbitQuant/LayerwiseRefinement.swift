@@ -200,7 +200,7 @@ public enum LayerwiseRefinement {
             for o in 0..<outputsCount {
               var v = layer.outputValue(out, row: row, channel: o, positions: positions)
               if let add = addBias { v += add[o] }
-              y[r * outputsCount + o] = AdaRound.clamp(v, activation)
+              y[r * outputsCount + o] = AdaRound.clamp(v, activation, channel: o)
             }
           }
           r += 1

@@ -27,6 +27,8 @@ public struct QuantizationResult: Sendable {
   public var sites: [QuantizerSite]
   public var quantizers: [String: TensorQuantizer]
   public var batchNormStatistics: [String: BatchNormStatistics]
+  /// Each float transform's check against the original model (none without calibration data).
+  public var transformChecks: [TransformCheck] = []
   public var equalized: [EqualizedPair] = []
   public var absorbed: [AbsorbedPair] = []
   /// Per layer: AdaRound's and empirical bias correction's effect.
@@ -93,43 +95,64 @@ public enum PostTrainingQuantization {
       steps.append(StepTiming(step: name, seconds: monotonicSeconds() - start, detail: detail))
       return value
     }
-    let prepared = try timed("fold batchnorm") { try prepare(graph) }
-    steps[steps.count - 1].detail = batchNormSummary(before: graph, after: prepared.graph)
-    var float = prepared.graph, stats = prepared.statistics
+    let simple = try graph.simplified()
     if let first = batches.first {
-      let interpreter = try Interpreter(float)
-      for input in float.inputs {
+      let interpreter = try Interpreter(simple)
+      for input in simple.inputs {
         guard let t = first[input.name] else { throw LowbitError.invalidInput("calibration data has no input '\(input.name)'") }
         try interpreter.checkFeed(t, for: input)
       }
     }
+    // Every float transform is checked against the original model on the first calibration
+    // batch, and undone when it changed the outputs.
+    let checker = try FloatTransformCheck(original: simple, feeds: batches.first)
+    var checks: [TransformCheck] = []
+    func verified(_ candidate: Graph, _ transform: String) throws -> Bool {
+      guard let checker else { return true }
+      let check = try checker.check(candidate, transform: transform)
+      checks.append(check)
+      steps[steps.count - 1].detail = [steps[steps.count - 1].detail, check.summary].compactMap { $0 }.joined(separator: "; ")
+      return check.kept
+    }
+    var prepared = try timed("fold batchnorm") { try simple.foldingBatchNorm() }
+    steps[steps.count - 1].detail = batchNormSummary(before: graph, after: prepared.graph)
+    if !prepared.statistics.isEmpty, try !verified(prepared.graph, "fold batchnorm") { prepared = (simple, [:]) }
+    var float = prepared.graph, stats = prepared.statistics
     var equalized: [EqualizedPair] = [], absorbed: [AbsorbedPair] = []
     if config.equalizesLayers {
       let (g, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
-      float = g
-      equalized = pairs
-      // A layer's output channel i was divided by s_i: so were its BN's gamma_i and beta_i.
-      for pair in pairs {
-        guard var s = stats[pair.first], s.gamma.count == pair.scales.count else { continue }
-        s.gamma = zip(s.gamma, pair.scales).map { $0 / $1 }
-        s.beta = zip(s.beta, pair.scales).map { $0 / $1 }
-        stats[pair.first] = s
+      let bounded = g.nodes.filter { $0.opType == "Min" }.count - float.nodes.filter { $0.opType == "Min" }.count
+      steps[steps.count - 1].detail = "\(pairs.count) pairs"
+        + (bounded > 0 ? ", \(bounded) bounded ReLUs given per-channel bounds" : "")
+      if try pairs.isEmpty || verified(g, "cross-layer equalization") {
+        float = g
+        equalized = pairs
+        // A layer's output channel i was divided by s_i: so were its BN's gamma_i and beta_i.
+        for pair in pairs {
+          guard var s = stats[pair.first], s.gamma.count == pair.scales.count else { continue }
+          s.gamma = zip(s.gamma, pair.scales).map { $0 / $1 }
+          s.beta = zip(s.beta, pair.scales).map { $0 / $1 }
+          stats[pair.first] = s
+        }
       }
-      steps[steps.count - 1].detail = "\(pairs.count) pairs; ReLU6 between pairs replaced by ReLU (DFQ)"
     } else if config.crossLayerEqualization == nil {
       steps.append(StepTiming(step: "cross-layer equalization", seconds: 0, detail: "skipped: per-channel weights of \(config.weightBits) bits (--cle runs it)"))
     }
     if config.biasAbsorption {
+      var absorbedStats = stats
       let (g, pairs) = try timed("high-bias absorption") { () throws -> (Graph, [AbsorbedPair]) in
         let minima = try BiasAbsorption.preActivationMinima(float, batches: batches)
-        return try BiasAbsorption.absorb(float, statistics: &stats, minima: minima)
+        return try BiasAbsorption.absorb(float, statistics: &absorbedStats, minima: minima)
       }
-      float = g
-      absorbed = pairs
       let sources = Set(pairs.map(\.source.rawValue)).sorted().joined(separator: ", ")
       steps[steps.count - 1].detail = pairs.isEmpty
-        ? "nothing to absorb: no ReLU pair with an unpadded second layer and some channel with c > 0"
+        ? "nothing to absorb: no (bounded) ReLU pair with an unpadded second layer and some channel with c > 0"
         : "\(pairs.count) pairs, c from \(sources)"
+      if try pairs.isEmpty || verified(g, "high-bias absorption") {
+        float = g
+        absorbed = pairs
+        stats = absorbedStats
+      }
     }
     let heads = QuantizerPlacement.probabilityHeads(in: float).map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
     let floatLayers = float.nodes.filter { QuantizerPlacement.floatWeightLayers.contains($0.opType) }
@@ -230,7 +253,7 @@ public enum PostTrainingQuantization {
     if let uncorrected {
       let check = try timed("bias correction check") {
         try BiasCorrectionCheck.run(
-          float: float, corrected: transformed, uncorrected: uncorrected, sites: sites, quantizers: quantizers,
+          float: prepared.graph, corrected: transformed, uncorrected: uncorrected, sites: sites, quantizers: quantizers,
           config: config, statistics: stats, batches: batches, opset: config.outputOpset(modelOpset: transformed.opset),
           asked: config.biasCorrection == .empirical)
       }
@@ -296,7 +319,7 @@ public enum PostTrainingQuantization {
     }
     return QuantizationResult(
       floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
-      batchNormStatistics: stats, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
+      batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
       analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
   }
 }

@@ -207,6 +207,12 @@ public enum QuantizerPlacement {
       }
       if let next = soleReader(v), activations.contains(next.opType), next.inputs.first == v {
         v = next.outputs[0]
+        // A per-channel bound after it (a bounded ReLU after cross-layer equalization) is part
+        // of the same activation function.
+        if let bound = soleReader(v), bound.opType == "Min", bound.inputs.count == 2, bound.inputs[0] == v,
+           isConstant(bound.inputs[1]) {
+          v = bound.outputs[0]
+        }
       } else if writtenOut, !outputs.contains(v), let written = decomposedActivation(v, graph, readers: readers, outputs: outputs) {
         interior.formUnion(written.interior)
         v = written.end

@@ -21,7 +21,7 @@ struct WeightedLayer {
   var bias: String?
   /// The node whose output includes the bias (the layer itself, or the Add after a MatMul).
   var biasedOutput: String
-  var activation: FusedActivation?
+  var activation: ActivationClamp?
   var groups: Int
   var outputs: Int
   var patchSize: Int
@@ -72,17 +72,23 @@ struct WeightedLayer {
       return nil
     }
     if let b = bias, let t = graph.initializers[b], !(t.dtype.isFloatingPoint && t.count == o) { return nil }
-    var activation: FusedActivation?
+    var activation: ActivationClamp?
     if let next = soleReader(biased), next.inputs.first == biased {
       if next.opType == "Relu" {
-        activation = FusedActivation(lower: 0, upper: .infinity)
+        activation = ActivationClamp(lower: 0, upper: [.infinity])
       } else if next.opType == "Clip" {
         func bound(_ i: Int) -> Float? {
           guard i < next.inputs.count, !next.inputs[i].isEmpty, let t = graph.initializers[next.inputs[i]], t.count == 1
           else { return nil }
           return t.floats[0]
         }
-        activation = FusedActivation(lower: bound(1) ?? -.infinity, upper: bound(2) ?? .infinity)
+        activation = ActivationClamp(lower: bound(1) ?? -.infinity, upper: [bound(2) ?? .infinity])
+      }
+      // A per-channel bound after it (a bounded ReLU after cross-layer equalization).
+      if let a = activation, let bound = soleReader(next.outputs[0]), bound.opType == "Min", bound.inputs.count == 2,
+         bound.inputs[0] == next.outputs[0], let t = graph.initializers[bound.inputs[1]],
+         let upper = BoundedReLU.channelValues(t, channels: o, rank: node.opType == "Conv" ? w.rank : 2) {
+        activation = ActivationClamp(lower: a.lower, upper: upper.map { Swift.min($0, a.upper(0)) })
       }
     }
     return WeightedLayer(node: node, kind: kind, weight: node.inputs[1], bias: bias, biasedOutput: biased,

@@ -101,7 +101,7 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     let w = randomFloats(o * k, in: -1...1, using: &g)
     let x = randomFloats(poolRows * k, in: -1...1, using: &g)
     let bias = randomFloats(o, in: -0.2...0.2, using: &g)
-    let relu = FusedActivation(lower: 0, upper: .infinity)
+    let relu = ActivationClamp(lower: 0, upper: [.infinity])
     var targets = [Float](repeating: 0, count: poolRows * o)
     for r in 0..<poolRows {
       for c in 0..<o {
