@@ -143,6 +143,9 @@ struct PTQCommand: ParsableCommand {
   @Option(name: .customLong("disable"), help: "Switch off the quantizer on this value (repeatable).")
   var disabled: [String] = []
 
+  @Option(name: .customLong("float-output"), help: "Also write the float model after BatchNorm folding, cross-layer equalization and bias absorption (the original function, checked on the calibration data) to this file.")
+  var floatOutput: String?
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -213,6 +216,7 @@ struct PTQCommand: ParsableCommand {
     // Fail before the long steps on anything that can be checked up front.
     try checkWritableDestination(output)
     if let path = json, path != "-" { try checkWritableDestination(path) }
+    if let path = floatOutput { try checkWritableDestination(path) }
     let graph = try ONNXReader.load(contentsOf: model)
     let calibration = try DataSpec.parse(calib).load()
     try calibration.validateFinite()
@@ -229,6 +233,7 @@ struct PTQCommand: ParsableCommand {
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches, progress: progress.update)
     progress.finish()
     try ONNXWriter.write(result.graph, to: output)
+    if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path) }
     var report = PTQReport(model: model, output: output, config: config, result: result)
     if let data = evaluation {
       report.evaluation = try EvaluationReport.compare(

@@ -62,15 +62,32 @@ public enum CrossLayerEqualization {
   /// Equalizes every pair (iterating `iterations` times, or until no scale moves by more than
   /// 1e-4) and rewrites each bounded activation's bounds. Returns the new graph and the pairs with
   /// their final ranges.
-  public static func equalize(_ graph: Graph, iterations: Int = 20) -> (graph: Graph, pairs: [EqualizedPair]) {
+  ///
+  /// With a `target` and the `moments` of each pair's activation and first-layer input (from
+  /// `momentsNeeded`, measured on the graph as given), the scales minimize the pair's expected
+  /// quantization noise for those quantizers, activations included (`EqualizationNoise`);
+  /// without, they are DFQ's `sqrt(r1_i / r2_i)`.
+  public static func equalize(
+    _ graph: Graph, iterations: Int = 20, target: EqualizationTarget? = nil, moments: [String: ChannelMoments] = [:]
+  ) -> (graph: Graph, pairs: [EqualizedPair]) {
     var g = graph
     let found = pairs(in: g)
     guard !found.isEmpty else { return (g, []) }
     var total = found.map { [Float](repeating: 1, count: g.initializers[g.nodes[$0.first].inputs[1]]?.shape[0] ?? 0) }
+    // The pair whose activation a first layer reads: its input channels carry that pair's scales.
+    let feeding = Dictionary(found.enumerated().map { ($1.activation.output, $0) }) { a, _ in a }
     for _ in 0..<iterations {
       var moved: Float = 0
       for (k, p) in found.enumerated() {
-        let s = equalizePair(&g, p)
+        var s = dfqScales(g, p)
+        let input = g.nodes[p.first].inputs[0]
+        if let target, !s.isEmpty, let a = moments[p.activation.output], let x = moments[input],
+           let model = EqualizationNoise(g, p, target: target, input: feeding[input].map { x.scaled(by: total[$0]) } ?? x,
+                                         activations: a.scaled(by: total[k])) {
+          s = model.bestScales(dfq: s)
+        }
+        guard !s.isEmpty else { continue }
+        scalePair(&g, p, s)
         if s.count == total[k].count { total[k] = zip(total[k], s).map { $0 * $1 } }
         moved = max(moved, s.map { abs($0 - 1) }.max() ?? 0)
       }
@@ -120,18 +137,34 @@ public enum CrossLayerEqualization {
     }
   }
 
-  /// One equalization step of a pair; returns the scales `s_i` applied (empty if skipped).
-  static func equalizePair(_ g: inout Graph, _ p: Pair) -> [Float] {
+  /// The values whose statistics activation-aware equalization needs: each pair's activation
+  /// and first-layer input.
+  public static func momentsNeeded(_ graph: Graph) -> Set<String> {
+    Set(pairs(in: graph).flatMap { [$0.activation.output, graph.nodes[$0.first].inputs[0]] })
+  }
+
+  /// DFQ's scales for a pair, `s_i = sqrt(r1_i r2_i) / r2_i` (1 where a range is 0), or empty when
+  /// the layers' shapes do not match.
+  static func dfqScales(_ g: Graph, _ p: Pair) -> [Float] {
     let first = g.nodes[p.first], second = g.nodes[p.second]
-    guard var w1 = g.initializers[first.inputs[1]], var w2 = g.initializers[second.inputs[1]] else { return [] }
+    guard let w1 = g.initializers[first.inputs[1]], let w2 = g.initializers[second.inputs[1]] else { return [] }
     let groups = group(of: second)
     let channels = w1.shape[0]
     guard w2.shape[1] * groups == channels else { return [] }
     let r1 = outputChannelRanges(w1), r2 = inputChannelRanges(w2, group: groups, channels: channels)
-    let s = zip(r1, r2).map { a, b -> Float in
+    return zip(r1, r2).map { a, b -> Float in
       guard a > 0, b > 0, a.isFinite, b.isFinite else { return 1 }
       return (a * b).squareRoot() / b
     }
+  }
+
+  /// Divides layer 1's output channel i (and its bias) by `s_i` and multiplies layer 2's input
+  /// channel i by it.
+  static func scalePair(_ g: inout Graph, _ p: Pair, _ s: [Float]) {
+    let first = g.nodes[p.first], second = g.nodes[p.second]
+    guard var w1 = g.initializers[first.inputs[1]], var w2 = g.initializers[second.inputs[1]] else { return }
+    let groups = group(of: second)
+    let channels = w1.shape[0]
     // First layer: output channel i (and its bias) divided by s_i.
     var v1 = w1.floats
     let per1 = v1.count / channels
@@ -152,6 +185,5 @@ public enum CrossLayerEqualization {
     }
     w2 = Tensor(shape: w2.shape, floats: v2)
     g.initializers[second.inputs[1]] = w2
-    return s
   }
 }

@@ -19,6 +19,9 @@ public struct StepFallback: Error, Sendable, Equatable {
 public struct QuantizationResult: Sendable {
   /// The float reference: the model simplified, BatchNorm folded (what FP32 accuracy is measured on).
   public var floatGraph: Graph
+  /// The float model after BatchNorm folding, equalization and absorption: the original function
+  /// (each transform checked), before any weight is quantized.
+  public var equalizedGraph: Graph
   /// The float graph the quantizers were placed on: after equalization and absorption, with
   /// AdaRound's quantized weights and corrected biases.
   public var transformedGraph: Graph
@@ -120,9 +123,15 @@ public enum PostTrainingQuantization {
     var float = prepared.graph, stats = prepared.statistics
     var equalized: [EqualizedPair] = [], absorbed: [AbsorbedPair] = []
     if config.equalizesLayers {
-      let (g, pairs) = timed("cross-layer equalization") { CrossLayerEqualization.equalize(float) }
+      let (g, pairs) = try timed("cross-layer equalization") { () throws -> (Graph, [EqualizedPair]) in
+        // The scales are chosen for this run's quantizers, activations included, from the
+        // statistics of the first calibration batches (DFQ's weight-only rule without data).
+        let sample = Array(batches.prefix(2))
+        let moments = try ChannelMoments.gather(float, values: CrossLayerEqualization.momentsNeeded(float), batches: sample)
+        return CrossLayerEqualization.equalize(float, target: config.equalizationTarget, moments: moments)
+      }
       let bounded = g.nodes.filter { $0.opType == "Min" }.count - float.nodes.filter { $0.opType == "Min" }.count
-      steps[steps.count - 1].detail = "\(pairs.count) pairs"
+      steps[steps.count - 1].detail = "\(pairs.count) pairs" + (batches.isEmpty ? " (weight ranges only, DFQ)" : " (scales for the quantizers' noise, activations included)")
         + (bounded > 0 ? ", \(bounded) bounded ReLUs given per-channel bounds" : "")
       if try pairs.isEmpty || verified(g, "cross-layer equalization") {
         float = g
@@ -318,7 +327,7 @@ public enum PostTrainingQuantization {
       try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset)
     }
     return QuantizationResult(
-      floatGraph: prepared.graph, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
+      floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
       analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
   }

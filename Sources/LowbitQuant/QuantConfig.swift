@@ -200,6 +200,11 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// models with equalizable pairs (held-out KL or output MSE): at per-channel W8A8 skipping it
   /// won on 9 (geometric mean -8%, a U-Net -24 to -36%) and tied on 2; at per-channel W4A8 it
   /// was a tie on average (-70% to +100% per model), so 4-bit weights keep it.
+  /// The quantizers cross-layer equalization chooses its scales for.
+  public var equalizationTarget: EqualizationTarget {
+    EqualizationTarget(weightBits: weightBits, activationBits: quantizeActivations ? activationBits : 32, perChannel: perChannel)
+  }
+
   public var equalizesLayers: Bool { crossLayerEqualization ?? !(perChannel && weightBits >= 8) }
 
   /// Whether quantizer tuning runs (given calibration data): as set, else when activations are
