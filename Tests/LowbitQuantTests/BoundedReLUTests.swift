@@ -105,3 +105,50 @@ import Testing
     #expect(check.summary.hasPrefix("undone"))
   }
 }
+
+@Suite struct ActivationAwareEqualizationTests {
+  /// `conv1 -> ReLU6 -> conv2` where two of conv1's channels have tiny weights but a large bias:
+  /// their activations are large whatever their weight range. DFQ's weight-only scales amplify
+  /// those channels by `1 / s_i = sqrt(r2_i / r1_i)` (about 10x) and stretch the per-tensor
+  /// activation grid; the activation-aware scales weigh that against the weights' rounding and
+  /// leave the quantized pair (W8A8 per tensor, min-max ranges) closer to the float output.
+  @Test func activationAwareScalesBeatDFQsOnTheQuantizedOutput() throws {
+    var w1 = randomTensor([8, 3, 3, 3], seed: 11, in: -1...1).floats
+    for t in 0..<27 { w1[t] *= 0.01; w1[27 + t] *= 0.01 }
+    let graph = Graph(
+      nodes: [
+        Node(name: "conv1", opType: "Conv", inputs: ["x", "w1", "b1"], outputs: ["h"], attributes: ["kernel_shape": .ints([3, 3])]),
+        Node(name: "relu6", opType: "Clip", inputs: ["h", "zero", "six"], outputs: ["a"]),
+        Node(name: "conv2", opType: "Conv", inputs: ["a", "w2", "b2"], outputs: ["y"], attributes: ["kernel_shape": .ints([1, 1])]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(3), .fixed(10), .fixed(10)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32)],
+      initializers: [
+        "w1": Tensor(shape: [8, 3, 3, 3], floats: w1),
+        "b1": Tensor(shape: [8], floats: [5, 5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]),
+        "zero": Tensor(scalar: 0), "six": Tensor(scalar: 6),
+        "w2": randomTensor([6, 8, 1, 1], seed: 12, in: -1...1), "b2": randomTensor([6], seed: 13, in: -0.1...0.1),
+      ],
+      opsets: ["": 17])
+    let batches = (0..<2).map { ["x": randomTensor([8, 3, 10, 10], seed: 20 + UInt64($0), in: -1...1)] }
+    var config = QuantConfig.rangeSettingOnly
+    config.weightRange = .minMax
+    config.activationRange = .minMax
+    let target = config.equalizationTarget
+    let moments = try ChannelMoments.gather(graph, values: CrossLayerEqualization.momentsNeeded(graph), batches: batches)
+    let dfq = CrossLayerEqualization.equalize(graph).graph
+    let aware = CrossLayerEqualization.equalize(graph, target: target, moments: moments).graph
+    func error(_ g: Graph) throws -> Double {
+      let q = try PostTrainingQuantization.quantize(g, config: config, batches: batches).graph
+      var total = 0.0
+      for feeds in batches {
+        let want = try Interpreter(graph).run(feeds)["y"]!.floats, got = try Interpreter(q).run(feeds)["y"]!.floats
+        total += zip(want, got).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+      }
+      return total
+    }
+    let (none, byDFQ, byNoise) = (try error(graph), try error(dfq), try error(aware))
+    #expect(byNoise < byDFQ, "activation-aware \(byNoise) vs DFQ \(byDFQ) (no equalization \(none))")
+    #expect(byNoise <= none * 1.05, "activation-aware \(byNoise) vs no equalization \(none)")
+  }
+}
