@@ -169,6 +169,19 @@ struct EqualizationNoise {
     return (w1, act / activationLevels)
   }
 
+  /// `s` times the constant that makes layer 1's and layer 2's largest ranges equal,
+  /// `max_i r1_i / s_i = max_i r2_i s_i`, as DFQ's scales do per channel. `E` is the same for `s`
+  /// and `c s` (every quantizer scales along), so this pins the one free factor; without it the
+  /// iterates drift and chained pairs push values towards float's limits.
+  func normalized(_ s: [Float]) -> [Float] {
+    var r2 = [Float](repeating: 0, count: s.count)
+    for row in rows { for (i, r) in zip(row.channels, row.ranges) { r2[i] = max(r2[i], r) } }
+    let first = zip(r1, s).map { $0 / $1 }.max() ?? 0, second = zip(r2, s).map { $0 * $1 }.max() ?? 0
+    guard first > 0, second > 0, first.isFinite, second.isFinite else { return s }
+    let c = (first / second).squareRoot()
+    return s.map { $0 * c }
+  }
+
   /// The scales with the least `E` among 1, `dfq` and the fixed-point iterates from both.
   func bestScales(dfq: [Float]) -> [Float] {
     let ones = [Float](repeating: 1, count: r1.count)
@@ -196,7 +209,7 @@ struct EqualizationNoise {
           // Damped: the steps move with s.
           return min(max((s[i] * target).squareRoot(), 1e-4), 1e4)
         }
-        s = next
+        s = normalized(next)
         consider(s)
       }
     }
