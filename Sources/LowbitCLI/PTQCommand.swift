@@ -62,7 +62,7 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
-  @Flag(name: .customLong("cle"), inversion: .prefixedNo, help: "Cross-layer equalization (ReLU6 between equalized layers becomes ReLU, as in DFQ). Default: on, except with per-channel weights of 8 bits or more, where it gains the weights nothing and widens the activation ranges between the pairs.")
+  @Flag(name: .customLong("cle"), inversion: .prefixedNo, help: "Cross-layer equalization (ReLU6 between equalized layers keeps its bound, per channel; with calibration data the scales are chosen for the weight and activation quantizers together). Default: on, except with per-channel weights of 8 bits or more.")
   var crossLayerEqualization: Bool?
 
   @Flag(name: .customLong("no-bias-absorption"), help: "Skip high-bias absorption (on by default).")

@@ -64,6 +64,8 @@ struct PTQReport: Codable {
   var absorbed: [AbsorbedPair]
   /// Each float transform checked against the original model, and whether it was kept.
   var transformChecks: [TransformCheck]
+  /// True when round-to-nearest beat AdaRound end to end and was written instead.
+  var adaRoundUndone: Bool
   var equalizedPairs: Int
   var totalSeconds: Double
 
@@ -86,7 +88,7 @@ struct PTQReport: Codable {
 
   enum CodingKeys: String, CodingKey {
     case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
-    case transformChecks = "transform_checks"
+    case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
@@ -106,6 +108,7 @@ struct PTQReport: Codable {
     self.sensitivity = result.sensitivity.isEmpty ? nil : result.sensitivity
     self.absorbed = result.absorbed
     self.transformChecks = result.transformChecks
+    self.adaRoundUndone = result.adaRoundUndone
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)
     self.quantizers = placed.compactMap { site in

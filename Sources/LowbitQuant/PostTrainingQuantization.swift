@@ -36,6 +36,9 @@ public struct QuantizationResult: Sendable {
   public var absorbed: [AbsorbedPair] = []
   /// Per layer: AdaRound's and empirical bias correction's effect.
   public var layers: [LayerRefinement] = []
+  /// True when the end-to-end check found round-to-nearest closer to the original model than the
+  /// learned rounding and the written weights are rounded to nearest.
+  public var adaRoundUndone = false
   /// Per block: block reconstruction's effect (AdaRound over blocks).
   public var blocks: [BlockRefinement] = []
   /// Layers corrected analytically.
@@ -180,19 +183,24 @@ public enum PostTrainingQuantization {
     var layers: [LayerRefinement] = []
     let runAdaRound = config.adaRound && !batches.isEmpty && config.quantizeWeights
     var uncorrected: Graph?  // the graph without empirical bias correction, to check it against
+    var adaRoundUndone = false
     let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound)
     if correction == .empirical && batches.isEmpty {
       throw LowbitError.invalidArgument("empirical bias correction needs calibration data: use analytical")
     }
     var blocks: [BlockRefinement] = []
     var fallback: String?
-    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: batches)
-    let budgetNote = cached < batches.count ? ", first \(cached) of \(batches.count) batches (memory budget)" : ""
+    // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
+    let split = try CalibrationSplit(batches, graph: float)
+    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting)
+    let fittingBatches = Array(split.fitting.prefix(cached))
+    let budgetNote = (cached < split.fitting.count ? ", first \(cached) of \(split.fitting.count) batches (memory budget)" : "")
+      + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
     if runAdaRound && config.adaRoundOptions.unit == .block {
       let o = config.adaRoundOptions
       let outcome = try timed("adaround") {
         try BlockReconstruction.run(
-          float, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)), options: o,
+          float, sites: sites, quantizers: quantizers, batches: fittingBatches, options: o,
           progress: { progress?("adaround", $0, $1) })
       }
       switch outcome {
@@ -217,7 +225,7 @@ public enum PostTrainingQuantization {
       let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
-          transformed, sites: sites, quantizers: quantizers, batches: Array(batches.prefix(cached)),
+          transformed, sites: sites, quantizers: quantizers, batches: fittingBatches,
           adaRound: layerwiseAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
@@ -263,14 +271,31 @@ public enum PostTrainingQuantization {
       let check = try timed("bias correction check") {
         try BiasCorrectionCheck.run(
           float: prepared.graph, corrected: transformed, uncorrected: uncorrected, sites: sites, quantizers: quantizers,
-          config: config, statistics: stats, batches: batches, opset: config.outputOpset(modelOpset: transformed.opset),
-          asked: config.biasCorrection == .empirical)
+          config: config, statistics: stats, batches: batches, heldOut: split.heldOut,
+          opset: config.outputOpset(modelOpset: transformed.opset), asked: config.biasCorrection == .empirical)
       }
       steps[steps.count - 1].detail = check.summary
       if !check.kept {
-        (transformed, activations) = check.uncorrected
+        (transformed, activations) = check.alternative
         quantizers.merge(activations) { _, new in new }
         for k in layers.indices { layers[k].biasShift = nil }
+      }
+    }
+    // AdaRound (or block reconstruction) minimizes each layer's or block's own error: it stays
+    // only when the whole quantized model it gives follows the original float model more closely
+    // on the held-out rows than round-to-nearest does.
+    if runAdaRound && (!layers.isEmpty || !blocks.isEmpty) && correction != .empirical {
+      let check = try timed("adaround check") {
+        try EndToEndCheck.run(
+          float: prepared.graph, candidate: transformed, alternative: float, sites: sites, quantizers: quantizers,
+          config: config, statistics: stats, batches: batches, heldOut: split.heldOut,
+          opset: config.outputOpset(modelOpset: transformed.opset), keep: false, names: ("learned rounding", "nearest"))
+      }
+      steps[steps.count - 1].detail = check.summary
+      if !check.kept {
+        (transformed, activations) = check.alternative
+        quantizers.merge(activations) { _, new in new }
+        adaRoundUndone = true
       }
     }
     var sensitivity: [SensitivityRecord] = []
@@ -304,7 +329,7 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: Array(batches.prefix(cached)), opset: transformed.opset, options: config.quantizerTuningOptions,
+          batches: fittingBatches, opset: transformed.opset, options: config.quantizerTuningOptions,
           progress: { progress?("quantizer tuning", $0, $1) })
       }
       switch outcome {
@@ -328,7 +353,7 @@ public enum PostTrainingQuantization {
     }
     return QuantizationResult(
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
-      batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers, blocks: blocks,
-      analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
+      batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers,
+      adaRoundUndone: adaRoundUndone, blocks: blocks, analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
   }
 }

@@ -152,3 +152,29 @@ import Testing
     #expect(byNoise <= none * 1.05, "activation-aware \(byNoise) vs no equalization \(none)")
   }
 }
+
+@Suite struct EndToEndCheckTests {
+  /// A refining step that moved the model away from the original float model on held-out rows is
+  /// undone, one that moved it closer stays; a user's request keeps it either way.
+  @Test func theCandidateCloserToTheOriginalModelWins() throws {
+    let graph = twoConvGraph()
+    let batches = inputBatches(4)
+    let split = try CalibrationSplit(batches, graph: graph)
+    #expect(split.isHeldOut && split.heldOut.count == 1 && split.fitting.count == 3)
+    let config = QuantConfig.rangeSettingOnly
+    let sites = QuantizerPlacement.sites(in: graph, config: config)
+    var quantizers = try Calibration.weightQuantizers(graph, sites: sites, config: config)
+    quantizers.merge(try Calibration.activationQuantizers(graph, sites: sites, config: config, batchNormStatistics: [:], batches: batches)) { a, _ in a }
+    var damaged = graph
+    damaged.initializers["b2"] = Tensor(shape: [5], floats: graph.initializers["b2"]!.floats.map { $0 + 0.5 })
+    func run(_ candidate: Graph, _ alternative: Graph, keep: Bool = false) throws -> EndToEndCheck.Outcome {
+      try EndToEndCheck.run(
+        float: graph, candidate: candidate, alternative: alternative, sites: sites, quantizers: quantizers, config: config,
+        statistics: [:], batches: batches, heldOut: split.heldOut, opset: 17, keep: keep, names: ("with", "without"))
+    }
+    let worse = try run(damaged, graph)
+    #expect(!worse.kept && worse.summary.hasPrefix("undone") && worse.alternative.graph == graph)
+    #expect(try run(graph, damaged).kept)
+    #expect(try run(damaged, graph, keep: true).summary.hasPrefix("kept as asked"))
+  }
+}
