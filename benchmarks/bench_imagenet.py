@@ -195,11 +195,13 @@ def main(argv=None) -> int:
                 log(f"  target {'met' if c['met'] else 'MISSED'}: {c['target']}: {c['value']}")
             runs.append({"seed": seed, "calibration_inputs": len(calib), "held_out_inputs": len(held),
                          "rows": rows, "targets": checks})
-    result = {"model": str(model.name), "env": env, "settings": vars(a) | {"model": str(model), "keep": str(a.keep),
-              "json": str(a.json)}, "runs": runs}
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps(result, indent=1))
-    log(f"wrote {a.json}")
+            # Written after every split, so a long run leaves what it finished.
+            result = {"model": str(model.name), "env": env, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "settings": vars(a) | {"model": str(model), "keep": str(a.keep), "json": str(a.json)},
+                      "runs": runs}
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(result, indent=1))
+            log(f"wrote {a.json}")
     return 0
 
 
