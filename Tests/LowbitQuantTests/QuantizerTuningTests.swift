@@ -55,9 +55,9 @@ import Testing
     #expect(integers(tuned) == integers(plain))
     let moved = ["w1", "w2", "w3"].filter { tuned.quantizers[$0]!.params.map(\.scale) != plain.quantizers[$0]!.params.map(\.scale) }
     #expect(moved.count == 3)
-    // Tuning fits on the calibration batches the end-to-end checks do not hold out: of four
-    // batches, the last holds an eighth of the samples and is held out.
-    let fitting = Array(batches.prefix(3))
+    // Tuning fits on the calibration batches the end-to-end checks do not hold out.
+    let fitting = try CalibrationSplit(batches, graph: graph).fitting
+    #expect(fitting.count == 3)
     let before = try fileLoss(plain, fitting), after = try fileLoss(tuned, fitting)
     #expect(abs(before - Double(record.before)) <= 1e-3 * before, "\(before) vs \(record.before)")
     #expect(abs(after - Double(record.after)) <= 1e-3 * after, "\(after) vs \(record.after)")
