@@ -13,7 +13,8 @@ float model there:
   - SQNR: of the logits against the float logits (dB).
 
 Files (one row each): lowbit's default pipeline at W8A8 per tensor, W8A8 per channel and W4A8
-per channel; ONNX Runtime `quantize_static` (QDQ, uint8 activations, int8 weights, after
+per channel; two ablations on range setting only, W8A8 per channel with the model input's grid per
+channel on the pixel lattice (the default) and per tensor; ONNX Runtime `quantize_static` (QDQ, uint8 activations, int8 weights, after
 `quant_pre_process`) with MinMax, Percentile and Entropy calibration, per tensor and per channel;
 NNCF `nncf.quantize` on the ONNX file (its defaults: per-channel int8 weights, per-tensor int8
 activations). Each split (`--seeds`) is a separate run in the same invocation.
@@ -50,6 +51,12 @@ LOWBIT_SETTINGS = {
     "W8A8 per-tensor": [],
     "W8A8 per-channel": ["--per-channel"],
     "W4A8 per-channel": ["--per-channel", "--w-bits", "4"],
+}
+# Ablations (seconds each, no targets): what the input's grid on the pixel lattice does alone,
+# on range setting only.
+LOWBIT_ABLATIONS = {
+    "W8A8 per-channel, range setting only": ["--per-channel", "--range-setting-only"],
+    "W8A8 per-channel, range setting only, per-tensor input": ["--per-channel", "--range-setting-only", "--no-input-per-channel"],
 }
 
 
@@ -116,7 +123,7 @@ def commit() -> dict:
 def check_targets(rows: list[dict]) -> list[dict]:
     ok = [r for r in rows if r.get("ok")]
     peers = [r for r in ok if r["tool"] != "lowbit" and r["setting"].startswith("W8A8")]
-    mine = {r["setting"]: r for r in ok if r["tool"] == "lowbit"}
+    mine = {r["setting"]: r for r in ok if r["tool"] == "lowbit" and r["setting"] in LOWBIT_SETTINGS}
     checks = []
     if peers:
         best_agree = max(r["agreement"] for r in peers)
@@ -136,6 +143,24 @@ def check_targets(rows: list[dict]) -> list[dict]:
     return checks
 
 
+def write_result(a, model: Path, env: dict, runs: list[dict]):
+    """Writes the results file; with --merge, under a lock, keeping the runs of other splits."""
+    import fcntl
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    with open(a.json.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mine = {r["seed"] for r in runs}
+        kept = []
+        if a.merge and a.json.exists():
+            old = json.loads(a.json.read_text())
+            kept = [r for r in old.get("runs", []) if r["seed"] not in mine]
+        settings = vars(a) | {"model": str(model), "keep": str(a.keep), "json": str(a.json)}
+        result = {"model": str(model.name), "env": env, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "settings": settings | {"seeds": sorted({r["seed"] for r in kept + runs})},
+                  "runs": sorted(kept + runs, key=lambda r: r["seed"])}
+        a.json.write_text(json.dumps(result, indent=1))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(R.models_dir() / "efficientnet_lite2.onnx"))
@@ -143,9 +168,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="photo splits")
     ap.add_argument("--held-out-crops", type=int, default=10, choices=[1, 10])
     ap.add_argument("--only", nargs="+", default=["lowbit", "ort", "nncf"], choices=["lowbit", "ort", "nncf"])
-    ap.add_argument("--lowbit-settings", nargs="+", default=list(LOWBIT_SETTINGS))
+    ap.add_argument("--lowbit-settings", nargs="+", default=list(LOWBIT_SETTINGS) + list(LOWBIT_ABLATIONS),
+                    choices=list(LOWBIT_SETTINGS) + list(LOWBIT_ABLATIONS))
     ap.add_argument("--keep", type=Path, help="keep the written files here")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "imagenet_efficientnet_lite2.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other splits' runs already in --json (so splits can run as parallel processes)")
     a = ap.parse_args(argv)
     import ort_ptq
 
@@ -177,8 +205,8 @@ def main(argv=None) -> int:
 
             if "lowbit" in a.only:
                 for setting in a.lowbit_settings:
-                    out = folder / f"lowbit_{setting.replace(' ', '_')}.onnx"
-                    res = run_lowbit(model, calib_path, out, LOWBIT_SETTINGS[setting])
+                    out = folder / f"lowbit_{setting.replace(' ', '_').replace(',', '')}.onnx"
+                    res = run_lowbit(model, calib_path, out, (LOWBIT_SETTINGS | LOWBIT_ABLATIONS)[setting])
                     measure({"tool": "lowbit", "setting": setting, **res}, out)
             if "ort" in a.only:
                 for method in ort_ptq.METHODS:
@@ -196,11 +224,7 @@ def main(argv=None) -> int:
             runs.append({"seed": seed, "calibration_inputs": len(calib), "held_out_inputs": len(held),
                          "rows": rows, "targets": checks})
             # Written after every split, so a long run leaves what it finished.
-            result = {"model": str(model.name), "env": env, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "settings": vars(a) | {"model": str(model), "keep": str(a.keep), "json": str(a.json)},
-                      "runs": runs}
-            a.json.parent.mkdir(parents=True, exist_ok=True)
-            a.json.write_text(json.dumps(result, indent=1))
+            write_result(a, model, env, runs)
             log(f"wrote {a.json}")
     return 0
 

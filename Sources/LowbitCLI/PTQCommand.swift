@@ -50,6 +50,11 @@ struct PTQCommand: ParsableCommand {
     discussion: "The values read only by Add, Sub, Mul, Div or LayerNormalization: in transformers the residual stream, whose few very large hidden dimensions one 8-bit grid cannot hold with the rest."))
   var perChannelActivations = false
 
+  @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+    "One grid per colour channel for an image input that only Convs read (default on).",
+    discussion: "8-bit pixels normalized per channel lie on a different lattice in each channel; each channel's grid is put on its lattice, so the input is quantized without rounding noise. The first Conv then reads a per-channel grid, which runtimes dequantize."))
+  var inputPerChannel: Bool?
+
   @Option(name: .customLong("w-range"), help: "Weight range setting: min-max or mse (default mse).")
   var weightRange: RangeMethod?
 
@@ -175,6 +180,7 @@ struct PTQCommand: ParsableCommand {
     if let v = activationBits { c.activationBits = v }
     if perChannel { c.perChannel = true }
     if perChannelActivations { c.activationPerChannel = true }
+    if let v = inputPerChannel { c.inputPerChannel = v }
     if let v = weightRange { c.weightRange = v }
     if let v = activationRange { c.activationRange = v }
     if let v = logitsRange { c.logitsRange = v }

@@ -59,6 +59,14 @@ public enum Calibration {
         observers[site.name] = RangeObserver(name: site.name)
       }
     }
+    // Model inputs whose values lie on a lattice (8-bit pixels) get the grid that holds it
+    // (`ValueLattice`), per channel where the site is; asymmetric grids only, as the lattice's
+    // origin is rarely a whole number of steps from zero.
+    var lattices: [String: [ValueLattice]] = [:]
+    if !config.activationSymmetric && !config.powerOfTwo {
+      let inputs = Set(graph.inputs.map(\.name))
+      for site in activationSites where inputs.contains(site.name) { lattices[site.name] = [] }
+    }
     var logits: [String: [Tensor]] = [:], outputShapes: [String: [Int]] = [:]
     let interpreter = try Interpreter(graph, fuseActivations: false)
     let watched = Set(activationSites.map(\.name))
@@ -73,6 +81,12 @@ public enum Calibration {
         }
         observers[name]?.observe(t.floats)
         try channelObservers[name]?.observe(t)
+        if var l = lattices[name] {
+          let parts = try channelObservers[name].map { try ChannelRangeObserver.channelValues(t, axis: $0.axis, name: name) } ?? [t.floats]
+          if l.isEmpty { l = Array(repeating: ValueLattice(), count: parts.count) }
+          if l.count == parts.count { for c in parts.indices { l[c].observe(parts[c]) } }
+          lattices[name] = l
+        }
         if crossEntropySites.contains(name) {
           outputShapes[name] = outputShapes[name] ?? t.shape
           if t.shape.count == 2 { logits[name, default: []].append(t) }  // the only shape kept (see below)
@@ -98,7 +112,11 @@ public enum Calibration {
       if let channels = channelObservers[site.name], channels.channels.count < 2 {
         observers[site.name] = channels.channels.first ?? RangeObserver(name: site.name)  // one channel: one grid
       } else if let channels = channelObservers[site.name] {
-        let params = try channels.ranges(method: m, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile).map {
+        var fitted = try channels.ranges(method: m, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+        if let l = lattices[site.name], l.count == fitted.count {
+          for c in fitted.indices { fitted[c] = l[c].range(grid: grid) ?? fitted[c] }
+        }
+        let params = fitted.map {
           UniformQuantizer.params(lower: $0.lowerBound, upper: $0.upperBound, grid: grid,
                                   symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
         }
@@ -107,7 +125,11 @@ public enum Calibration {
         continue
       }
       let range: ClosedRange<Float>
+      let lattice = lattices[site.name].flatMap { $0.count == 1 ? $0[0].range(grid: grid) : nil }
       switch m {
+      case _ where lattice != nil:
+        try observers[site.name]!.checkFinite()
+        range = lattice!
       case .crossEntropy:
         guard let l = logits[site.name], OutputLoss.isLogits(l) else {
           let instead = observedPerChannel(config.activationRange) ? config.activationRange : .mse

@@ -21,22 +21,28 @@ struct ChannelRangeObserver: Sendable {
     self.axis = axis
   }
 
-  /// Adds one batch: element `i` of a value of shape `[.., C, inner..]` goes to channel
-  /// `(i / inner) % C`.
+  /// Adds one batch (`channelValues`).
   mutating func observe(_ t: Tensor) throws {
+    let parts = try Self.channelValues(t, axis: axis, name: name)
+    if channels.isEmpty {
+      // One channel is one grid for the whole tensor: it gets a per-tensor observer's bins.
+      let bins = parts.count == 1 ? RangeHistogram.binCount : Self.bins
+      channels = (0..<parts.count).map { RangeObserver(name: "\(name)[channel \($0)]", bins: bins) }
+    }
+    guard channels.count == parts.count else {
+      throw LowbitError.invalidInput("activation '\(name)': \(parts.count) channels on axis \(axis), \(channels.count) before")
+    }
+    for c in 0..<parts.count { channels[c].observe(parts[c]) }
+  }
+
+  /// The values of each channel of `t` along `axis` (negative, counted from the end): element `i`
+  /// of a value of shape `[.., C, inner..]` belongs to channel `(i / inner) % C`.
+  static func channelValues(_ t: Tensor, axis: Int, name: String) throws -> [[Float]] {
     guard axis < 0, axis + t.rank >= 0 else {
       throw LowbitError.invalidInput("activation '\(name)': per-channel axis \(axis) does not exist in shape \(t.shape)")
     }
     let a = axis + t.rank
     let count = t.shape[a], inner = t.shape[(a + 1)...].reduce(1, *)
-    if channels.isEmpty {
-      // One channel is one grid for the whole tensor: it gets a per-tensor observer's bins.
-      let bins = count == 1 ? RangeHistogram.binCount : Self.bins
-      channels = (0..<count).map { RangeObserver(name: "\(name)[channel \($0)]", bins: bins) }
-    }
-    guard channels.count == count else {
-      throw LowbitError.invalidInput("activation '\(name)': \(count) channels on axis \(axis), \(channels.count) before")
-    }
     let values = t.floats, outer = values.count / max(count * inner, 1)
     var parts = [[Float]](repeating: [], count: count)
     for c in 0..<count { parts[c].reserveCapacity(outer * inner) }
@@ -46,7 +52,7 @@ struct ChannelRangeObserver: Sendable {
         parts[c].append(contentsOf: values[start..<(start + inner)])
       }
     }
-    for c in 0..<count { channels[c].observe(parts[c]) }
+    return parts
   }
 
   /// Each channel's clipping range by `method` (`RangeObserver.range`).

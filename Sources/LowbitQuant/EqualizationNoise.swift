@@ -54,11 +54,23 @@ public struct EqualizationTarget: Sendable, Equatable {
   public var weightBits: Int
   public var activationBits: Int
   public var perChannel: Bool
+  /// The weights' rounding noise as a fraction of round-to-nearest's `Delta^2 / 12`: 1, or
+  /// `learnedRoundingNoise` when AdaRound learns the rounding afterwards.
+  public var weightNoiseFactor: Double
 
-  public init(weightBits: Int, activationBits: Int, perChannel: Bool) {
+  /// The share of round-to-nearest's noise the weights are modelled to keep under AdaRound.
+  /// AdaRound cancels most of it at the layer outputs (on EfficientNet-Lite2 its end-to-end check
+  /// measures the output loss of learned rounding 9x (W8) to 34x (W4) below nearest's), so scales
+  /// chosen for nearest rounding overpay in activation noise for weight noise that AdaRound
+  /// removes anyway. Chosen among 1, 0.1, 0.03, 0.01 and 0.001 on that model's W8A8 per-tensor
+  /// fidelity on held-out photos (docs/ptq-pipeline.md).
+  public static let learnedRoundingNoise = 0.01
+
+  public init(weightBits: Int, activationBits: Int, perChannel: Bool, weightNoiseFactor: Double = 1) {
     self.weightBits = weightBits
     self.activationBits = activationBits
     self.perChannel = perChannel
+    self.weightNoiseFactor = weightNoiseFactor
   }
 }
 
@@ -69,9 +81,10 @@ public struct EqualizationTarget: Sendable, Equatable {
 /// input channel i is multiplied by it. Each quantizer adds rounding noise of variance
 /// `Delta^2 / 12` with `Delta` its step; summed over layer 2's outputs (the factor 1/12 dropped):
 ///
-///     E(s) = sum_i s_i^2 N_i (Delta_1i^2 P_i + Delta_a^2) + sum_o Delta_2o^2 sum_{i read by o} T E[a_i^2] / s_i^2
+///     E(s) = sum_i s_i^2 N_i (rho Delta_1i^2 P_i + Delta_a^2) + rho sum_o Delta_2o^2 sum_{i read by o} T E[a_i^2] / s_i^2
 ///
-/// with `N_i = ||W2[:, i]||^2`, `P_i = E ||x_patch(i)||^2` the energy of layer 1's input patch for
+/// with `rho` the weights' share of nearest rounding's noise (`EqualizationTarget.weightNoiseFactor`),
+/// `N_i = ||W2[:, i]||^2`, `P_i = E ||x_patch(i)||^2` the energy of layer 1's input patch for
 /// channel i, `T` layer 2's taps, `Delta_1i = 2 max(r1 / s) / (2^b - 2)` (per tensor) or
 /// `2 r1_i / s_i / (2^b - 2)` (per channel), `Delta_a = max_i(amax_i / s_i) / (2^b_a - 1)` and
 /// `Delta_2o = 2 max_{i} (r2_oi s_i) / (2^b - 2)`, the max over the tensor or over output channel o.
@@ -148,14 +161,15 @@ struct EqualizationNoise {
   func noise(_ s: [Float]) -> Double {
     let (w1, act) = firstSteps(s)
     var total: Double = 0
+    let rho = target.weightNoiseFactor
     for i in s.indices {
-      total += Double(s[i] * s[i]) * columnEnergy[i] * (Double(w1[i] * w1[i]) * patchEnergy[i] + Double(act * act))
+      total += Double(s[i] * s[i]) * columnEnergy[i] * (rho * Double(w1[i] * w1[i]) * patchEnergy[i] + Double(act * act))
     }
     let d2 = secondSteps(s)
     for (o, row) in rows.enumerated() {
       var sum: Double = 0
       for i in row.channels { sum += Double(taps) * activations.meanSquare[i] / Double(s[i] * s[i]) }
-      total += Double(d2[o] * d2[o]) * sum
+      total += rho * Double(d2[o] * d2[o]) * sum
     }
     return total
   }
@@ -198,11 +212,11 @@ struct EqualizationNoise {
         let d2 = secondSteps(s)
         var a = [Double](repeating: 0, count: s.count)
         for (o, row) in rows.enumerated() {
-          for i in row.channels { a[i] += Double(d2[o] * d2[o]) * Double(taps) * activations.meanSquare[i] }
+          for i in row.channels { a[i] += target.weightNoiseFactor * Double(d2[o] * d2[o]) * Double(taps) * activations.meanSquare[i] }
         }
         let next = s.indices.map { i -> Float in
           // Per channel, layer 1's noise does not depend on s_i: only the activation's does.
-          let firstNoise = target.perChannel ? 0 : Double(w1[i] * w1[i]) * patchEnergy[i]
+          let firstNoise = target.perChannel ? 0 : target.weightNoiseFactor * Double(w1[i] * w1[i]) * patchEnergy[i]
           let b = columnEnergy[i] * (firstNoise + Double(act * act))
           guard a[i] > 0, b > 0 else { return s[i] }
           let target = Float((a[i] / b).squareRoot().squareRoot())

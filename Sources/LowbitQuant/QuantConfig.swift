@@ -47,6 +47,11 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// into them), one grid per channel as for weights; inputs of Conv, Gemm and MatMul stay per
   /// tensor (default false).
   public var activationPerChannel = false
+  /// One grid per channel for a model input that only Convs read (an image: its colour channels,
+  /// normalized by different means and standard deviations, lie on different lattices that one
+  /// grid cannot hold; `QuantizerPlacement.inputChannelAxis`). A runtime dequantizes such an input
+  /// to run the first Conv; `false` keeps every activation per tensor (default true).
+  public var inputPerChannel = true
   /// Scales restricted to powers of two (default false).
   public var powerOfTwo = false
   /// Range setting for weights (default MSE).
@@ -108,7 +113,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case weightBits = "weight_bits", activationBits = "activation_bits", perChannel = "per_channel"
     case weightGroupSize = "weight_group_size", weightSymmetric = "weight_symmetric"
     case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
-    case activationPerChannel = "activation_per_channel"
+    case activationPerChannel = "activation_per_channel", inputPerChannel = "input_per_channel"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
     case percentile, concat, disabled, opset
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
@@ -124,6 +129,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
     activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
     activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel) ?? d.activationPerChannel
+    inputPerChannel = try c.decodeIfPresent(Bool.self, forKey: .inputPerChannel) ?? d.inputPerChannel
     perChannel = try c.decodeIfPresent(Bool.self, forKey: .perChannel) ?? d.perChannel
     weightGroupSize = try c.decodeIfPresent(Int.self, forKey: .weightGroupSize)
     weightSymmetric = try c.decodeIfPresent(Bool.self, forKey: .weightSymmetric) ?? d.weightSymmetric
@@ -202,7 +208,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// was a tie on average (-70% to +100% per model), so 4-bit weights keep it.
   /// The quantizers cross-layer equalization chooses its scales for.
   public var equalizationTarget: EqualizationTarget {
-    EqualizationTarget(weightBits: weightBits, activationBits: quantizeActivations ? activationBits : 32, perChannel: perChannel)
+    EqualizationTarget(weightBits: weightBits, activationBits: quantizeActivations ? activationBits : 32, perChannel: perChannel,
+                       weightNoiseFactor: adaRound ? EqualizationTarget.learnedRoundingNoise : 1)
   }
 
   public var equalizesLayers: Bool { crossLayerEqualization ?? !(perChannel && weightBits >= 8) }

@@ -116,6 +116,22 @@ public enum QuantizerPlacement {
     return nil
   }
 
+  /// The channel axis, counted from the end, of model input `value` when every reader is a Conv
+  /// with a 3-D or larger weight reading it as data (an image, `[N, C, H, W]`: `1 - rank`), else nil;
+  /// Shape and Size read no values and do not count (`QuantConfig.inputPerChannel`).
+  static func inputChannelAxis(_ value: String, _ graph: Graph, readers: [String: [Int]]) -> Int? {
+    guard graph.inputs.contains(where: { $0.name == value }),
+          let r = readers[value]?.filter({ !["Shape", "Size"].contains(graph.nodes[$0].opType) }), !r.isEmpty
+    else { return nil }
+    let axes = Set(r.map { i -> Int? in
+      let node = graph.nodes[i]
+      guard node.opType == "Conv", node.inputs.first == value, node.inputs.count > 1,
+            let w = graph.initializers[node.inputs[1]], w.rank >= 3 else { return nil }
+      return 1 - w.rank
+    })
+    return axes.count == 1 ? axes.first! : nil
+  }
+
   /// The value that ends an activation function of `v` written out as element-wise nodes
   /// (SiLU `v * Sigmoid(v)`, GELU `0.5 v (1 + Erf(v / sqrt 2))`, Mish, the tanh GELU), and the
   /// values inside it; nil when `v` feeds none. Grown from `v` in graph order: a node joins when
@@ -288,7 +304,8 @@ public enum QuantizerPlacement {
     }
     if config.quantizeActivations {
       for v in activationValues {
-        let axis = config.activationPerChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil
+        let axis = (config.activationPerChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil)
+          ?? (config.inputPerChannel ? inputChannelAxis(v, graph, readers: readers) : nil)
         sites.append(QuantizerSite(name: v, kind: .activation, producer: producer[v].map { graph.nodes[$0].name },
                                    channelAxis: axis, isOutput: outputs.contains(v) || logits.contains(v)))
       }

@@ -107,15 +107,11 @@ import Testing
 }
 
 @Suite struct ActivationAwareEqualizationTests {
-  /// `conv1 -> ReLU6 -> conv2` where two of conv1's channels have tiny weights but a large bias:
-  /// their activations are large whatever their weight range. DFQ's weight-only scales amplify
-  /// those channels by `1 / s_i = sqrt(r2_i / r1_i)` (about 10x) and stretch the per-tensor
-  /// activation grid; the activation-aware scales weigh that against the weights' rounding and
-  /// leave the quantized pair (W8A8 per tensor, min-max ranges) closer to the float output.
-  @Test func activationAwareScalesBeatDFQsOnTheQuantizedOutput() throws {
+  /// `conv1 -> ReLU6 -> conv2` where two of conv1's channels have tiny weights but a large bias.
+  static func pair() -> Graph {
     var w1 = randomTensor([8, 3, 3, 3], seed: 11, in: -1...1).floats
     for t in 0..<27 { w1[t] *= 0.01; w1[27 + t] *= 0.01 }
-    let graph = Graph(
+    return Graph(
       nodes: [
         Node(name: "conv1", opType: "Conv", inputs: ["x", "w1", "b1"], outputs: ["h"], attributes: ["kernel_shape": .ints([3, 3])]),
         Node(name: "relu6", opType: "Clip", inputs: ["h", "zero", "six"], outputs: ["a"]),
@@ -130,6 +126,33 @@ import Testing
         "w2": randomTensor([6, 8, 1, 1], seed: 12, in: -1...1), "b2": randomTensor([6], seed: 13, in: -0.1...0.1),
       ],
       opsets: ["": 17])
+  }
+
+  /// `rho` (`EqualizationTarget.weightNoiseFactor`) weighs the weights' terms of `E(s)` and nothing
+  /// else; with less weight noise to fear, the chosen scales leave less activation noise.
+  @Test func theWeightNoiseFactorWeighsOnlyTheWeights() throws {
+    let graph = Self.pair()
+    let batches = (0..<2).map { ["x": randomTensor([8, 3, 10, 10], seed: 20 + UInt64($0), in: -1...1)] }
+    let moments = try ChannelMoments.gather(graph, values: CrossLayerEqualization.momentsNeeded(graph), batches: batches)
+    let pair = try #require(CrossLayerEqualization.pairs(in: graph).first)
+    func model(_ rho: Double) throws -> EqualizationNoise {
+      try #require(EqualizationNoise(graph, pair, target: EqualizationTarget(weightBits: 8, activationBits: 8, perChannel: false, weightNoiseFactor: rho),
+                                     input: moments["x"]!, activations: moments[pair.activation.output]!))
+    }
+    let s = randomTensor([8], seed: 30, in: 0.5...2).floats
+    let activationsOnly = try model(0).noise(s), all = try model(1).noise(s)
+    #expect(Swift.abs(try model(0.03).noise(s) - (activationsOnly + 0.03 * (all - activationsOnly))) <= 1e-9 * all)
+    let dfq = CrossLayerEqualization.dfqScales(graph, pair)
+    let forNearest = try model(1).bestScales(dfq: dfq), forLearned = try model(0.03).bestScales(dfq: dfq)
+    #expect(try model(0).noise(forLearned) < model(0).noise(forNearest))
+  }
+
+  /// `pair()`: two channels' activations are large whatever their weight range. DFQ's weight-only scales amplify
+  /// those channels by `1 / s_i = sqrt(r2_i / r1_i)` (about 10x) and stretch the per-tensor
+  /// activation grid; the activation-aware scales weigh that against the weights' rounding and
+  /// leave the quantized pair (W8A8 per tensor, min-max ranges) closer to the float output.
+  @Test func activationAwareScalesBeatDFQsOnTheQuantizedOutput() throws {
+    let graph = Self.pair()
     let batches = (0..<2).map { ["x": randomTensor([8, 3, 10, 10], seed: 20 + UInt64($0), in: -1...1)] }
     var config = QuantConfig.rangeSettingOnly
     config.weightRange = .minMax
