@@ -2,7 +2,7 @@
 /// pixels, resized in 8 bits, scaled to `[0, 1]` and normalized per channel by `(x - mean) / std`,
 /// takes at most 256 values per channel, `d = 1 / (255 std)` apart.
 ///
-/// A quantizer whose step is `d` and whose grid covers those values reproduces every one of them
+/// A quantizer whose step is `d` (or `d / k`) and whose grid covers those values reproduces every one of them
 /// up to one constant offset per grid, below half a step (the zero point is an integer, the
 /// lattice's origin need not be one step from zero). Any other step adds rounding noise to the
 /// network's very input, and an ImageNet CNN can be more sensitive to that than to all its other
@@ -51,16 +51,21 @@ struct ValueLattice: Sendable {
     return (u[0], step, Int(top) + 1)
   }
 
-  /// The clipping range that puts `grid`'s points on the observed lattice: `grid.steps` steps of
-  /// the lattice's step, the spare ones split evenly below and above the observed values (values a
-  /// calibration set missed at either end, e.g. pixels 0 and 255, stay representable). Nil when
-  /// the lattice has more points than the grid, or the range would not hold zero (an affine grid
-  /// always does, so it would be widened off the lattice).
+  /// The clipping range that puts every lattice point on one of `grid`'s points: the grid's step
+  /// is `d / k`, the lattice step `d` divided by the largest whole `k` with `k (count - 1) <=
+  /// grid.steps` (k = 1 for 8-bit pixels on an 8-bit grid; k = 257 on a 16-bit grid, which then
+  /// is as fine as a range fitted to the values and still holds the lattice), and the spare steps
+  /// are split evenly below and above the observed values (values a calibration set missed at
+  /// either end, e.g. pixels 0 and 255, stay representable). Nil when the lattice has more points
+  /// than the grid, or the range would not hold zero (an affine grid always does, so it would be
+  /// widened off the lattice).
   func range(grid: IntegerGrid) -> ClosedRange<Float>? {
     guard let l = lattice(), l.count - 1 <= grid.steps else { return nil }
-    let below = Float((grid.steps - (l.count - 1)) / 2)
-    let lower = l.lower - below * l.step
-    let upper = lower + Float(grid.steps) * l.step
+    let k = grid.steps / (l.count - 1)
+    let step = l.step / Float(k)
+    let below = Float((grid.steps - k * (l.count - 1)) / 2)
+    let lower = l.lower - below * step
+    let upper = lower + Float(grid.steps) * step
     guard lower <= 0, upper >= 0 else { return nil }
     return lower...upper
   }

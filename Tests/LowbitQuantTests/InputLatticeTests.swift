@@ -53,6 +53,25 @@ import Testing
     #expect(abs(range.lowerBound - (0 - Self.mean[0]) / Self.std[0]) <= 1e-4)
   }
 
+  /// A 16-bit grid has 257 of its steps per pixel step: every pixel is a grid point (up to the
+  /// one offset), and values between pixels, which a model may also be fed, round to d / 257
+  /// instead of to whole pixels.
+  @Test func aFinerGridDividesThePixelStep() throws {
+    let x = Self.images(1, size: 32, seed: 3)
+    var l = ValueLattice()
+    l.observe(try ChannelRangeObserver.channelValues(x, axis: -3, name: "x")[1])
+    let grid = IntegerGrid(bits: 16, signed: false)
+    let range = try #require(l.range(grid: grid))
+    let d = 1 / (255 * Self.std[1])
+    let params = UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid, symmetric: false, powerOfTwo: false)
+    #expect(abs(params.scale - d / 257) <= 1e-5 * d / 257)
+    let pixels = (0...255).map { (Float($0) / 255 - Self.mean[1]) / Self.std[1] }
+    let errors = pixels.map { UniformQuantizer.fakeQuantize($0, params, grid) - $0 }
+    #expect(errors.allSatisfy { abs($0) <= 0.5 * params.scale + 1e-5 }, "largest \(errors.map(abs).max()!)")
+    let between = pixels.dropLast().map { $0 + 0.3 * d }
+    #expect(between.allSatisfy { abs(UniformQuantizer.fakeQuantize($0, params, grid) - $0) <= 0.5 * params.scale + 1e-5 })
+  }
+
   @Test func valuesOffEveryLatticeOrTooManyHaveNone() {
     var noise = ValueLattice()
     noise.observe(randomTensor([500], seed: 3).floats)
