@@ -57,7 +57,10 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["fm_resnet20", "fm_mobilenetv2", "fm_inception"])
     ap.add_argument("--match", default="", help="only files whose name contains this")
     ap.add_argument("--holdout", type=int, default=10000)
+    ap.add_argument("--json", type=Path, help="also write every figure here, with the commit (e.g. "
+                    "benchmarks/results/ptq_holdout.json)")
     a = ap.parse_args()
+    rows = []
     train_x, train_y = R.load_fashion_mnist("train")
     sets = {"held-out": (train_x[-a.holdout:], train_y[-a.holdout:]),
             "test": R.load_fashion_mnist("test")}
@@ -74,9 +77,15 @@ def main() -> int:
         for path in [float_model, *files]:
             cells = []
             setting = "_".join(path.stem.split("_")[-2:])
+            label = "FP32" if path == float_model else path.stem
             for name, (x, y) in sets.items():
                 q = reference[name] if path == float_model else logits(path, x)
                 right[(path.stem, name)] = q.argmax(1) == y
+                row = {"model": model, "file": label, "set": name,
+                       "top1": float(100 * (q.argmax(1) == y).mean()),
+                       "agreement": float(100 * (q.argmax(1) == reference[name].argmax(1)).mean()),
+                       "sqnr_db": None if path == float_model else sqnr(reference[name], q),
+                       "kl_e3": 1000 * kl_divergence(reference[name], q)}
                 cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
                              f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
                              f"{float('inf') if path == float_model else sqnr(reference[name], q):>7.2f} "
@@ -85,8 +94,19 @@ def main() -> int:
                 if own is not None and not path.stem.startswith("lowbit"):
                     only_lb, only_peer, p = mcnemar(own, right[(path.stem, name)])
                     cells[-1] += f" (only lowbit {only_lb}, only peer {only_peer}, p = {p:.2f})"
-            label = "FP32" if path == float_model else path.stem
+                    row |= {"only_lowbit": int(only_lb), "only_peer": int(only_peer), "mcnemar_p": float(p)}
+                rows.append(row)
             print(f"{model:<15} {label:<28} " + " ".join(cells), flush=True)
+    if a.json:
+        import json
+        import subprocess
+        import time
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        a.json.write_text(json.dumps({
+            "benchmark": "holdout", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": head, "folder": str(a.folder), "holdout_images": a.holdout,
+            "note": "the files are those bench_ptq.py --keep wrote; its results file has the commit of each lowbit cell",
+            "rows": rows}, indent=1))
     return 0
 
 

@@ -22,14 +22,19 @@ enum Distributed {
     MPILaunch.isLaunched(environment: ProcessInfo.processInfo.environment) ? try MPICollective.shared() : SingleProcess()
   }
 
-  /// Under an MPI launcher with `LOWBIT_THREADS` unset, sets it so the ranks on one machine share
+  /// Sets the kernels' thread count (`KernelThreads`): `LOWBIT_THREADS` when it is a positive
+  /// number; else, under an MPI launcher, a number that lets the ranks on one machine share
   /// its cores instead of each using all of them: the CPUs this process may run on when the
   /// launcher bound it to fewer than the machine has (OpenMPI binds to a core for up to 2 ranks;
   /// `--bind-to none` lifts that), else the machine's CPUs divided by the local rank count.
-  /// Must run before anything reads `kernelThreadCount`.
+  /// Runs before any kernel.
   static func prepareThreads() {
     let environment = ProcessInfo.processInfo.environment
-    guard MPILaunch.isLaunched(environment: environment), environment["LOWBIT_THREADS"] == nil else { return }
+    if let text = environment["LOWBIT_THREADS"], let n = Int(text), n > 0 {
+      KernelThreads.set(n)
+      return
+    }
+    guard MPILaunch.isLaunched(environment: environment) else { return }
     let online = max(1, ProcessInfo.processInfo.activeProcessorCount)
     let threads: Int
     if let allowed = allowedCPUCount(), allowed < online {
@@ -37,7 +42,7 @@ enum Distributed {
     } else {
       threads = online / (MPILaunch.localSize(environment: environment) ?? 1)
     }
-    setenv("LOWBIT_THREADS", String(max(1, threads)), 1)
+    KernelThreads.set(threads)
   }
 
   /// The CPUs in this process's affinity mask (`Cpus_allowed` of /proc/self/status), if readable.

@@ -139,6 +139,9 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Samples per batch for calibration and evaluation.")
   var batchSize = 32
 
+  @Option(help: "GiB AdaRound and bias correction may hold calibration values in (default 6); past it they keep the first batches that fit, and the log says so.")
+  var memoryBudget: Double = PostTrainingQuantization.defaultMemoryBudget / 1_073_741_824
+
   @Option(help: "Evaluation data: report FP32 and quantized accuracy (or SQNR and cosine without labels).")
   var eval: String?
 
@@ -157,6 +160,7 @@ struct PTQCommand: ParsableCommand {
   func validate() throws {
     guard calibSize > 0 else { throw ValidationError("--calib-size must be positive") }
     guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    guard memoryBudget > 0, memoryBudget.isFinite else { throw ValidationError("--memory-budget must be a positive number of GiB") }
     for (name, bits) in [("--w-bits", weightBits), ("--a-bits", activationBits)] {
       if let b = bits, !IntegerGrid.supportedBits.contains(b) {
         throw ValidationError("\(name) \(b) is not supported: use 2 to 16")
@@ -236,7 +240,8 @@ struct PTQCommand: ParsableCommand {
     let batches = try PostTrainingQuantization.calibrationBatches(
       calibration, graph: graph, batchSize: batchSize, limit: calibSize)
     let progress = StepProgress(enabled: !quiet)
-    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: batches, progress: progress.update)
+    let result = try PostTrainingQuantization.quantize(
+      graph, config: config, batches: batches, memoryBudget: memoryBudget * 1_073_741_824, progress: progress.update)
     progress.finish()
     try ONNXWriter.write(result.graph, to: output)
     if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path) }

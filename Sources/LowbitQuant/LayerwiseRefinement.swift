@@ -91,14 +91,11 @@ public enum LayerwiseRefinement {
 
   /// How many of `batches` the layer-by-layer pass keeps in memory: it holds every batch's
   /// live values in two streams, so the batches are cut where `2 * 4 bytes * (the largest value
-  /// per sample) * 4 (values live at once) * samples` would pass `budget` bytes (default 6 GiB,
-  /// or `LOWBIT_MEMORY_GB`). At least one batch is always kept.
-  public static func batchesWithinBudget(_ graph: Graph, batches: [[String: Tensor]], budget: Double? = nil) -> Int {
+  /// per sample) * 4 (values live at once) * samples` would pass `budget` bytes. At least one
+  /// batch is always kept.
+  public static func batchesWithinBudget(_ graph: Graph, batches: [[String: Tensor]], budget: Double) -> Int {
     guard let first = batches.first else { return 0 }
-    let limit = budget ?? {
-      if let text = ProcessInfo.processInfo.environment["LOWBIT_MEMORY_GB"], let gb = Double(text), gb > 0 { return gb * 1_073_741_824 }
-      return 6 * 1_073_741_824
-    }()
+    let limit = budget
     let facts = graph.inferShapes()
     var largest = 1
     for fact in facts.values {

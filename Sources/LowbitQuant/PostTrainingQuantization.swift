@@ -88,10 +88,16 @@ public enum PostTrainingQuantization {
     return try d.batches(size: batchSize).map { try d.feeds(for: graph, batch: $0) }
   }
 
+  /// The memory the layer-by-layer steps may hold their calibration values in unless told
+  /// otherwise: 6 GiB.
+  public static let defaultMemoryBudget: Double = 6 * 1_073_741_824
+
   /// Quantizes `graph` (a float model as loaded) with `config`, calibrating on `batches`
-  /// (which may be empty for the data-free steps).
+  /// (which may be empty for the data-free steps); AdaRound and bias correction keep the
+  /// calibration batches that fit `memoryBudget` bytes (`LayerwiseRefinement.batchesWithinBudget`).
   public static func quantize(
-    _ graph: Graph, config: QuantConfig, batches: [[String: Tensor]], progress: ProgressHandler? = nil
+    _ graph: Graph, config: QuantConfig, batches: [[String: Tensor]], memoryBudget: Double = defaultMemoryBudget,
+    progress: ProgressHandler? = nil
   ) throws -> QuantizationResult {
     try config.validate()
     var steps: [StepTiming] = []
@@ -192,9 +198,10 @@ public enum PostTrainingQuantization {
     var fallback: String?
     // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
     let split = try CalibrationSplit(batches, graph: float)
-    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting)
+    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting, budget: memoryBudget)
     let fittingBatches = Array(split.fitting.prefix(cached))
-    let budgetNote = (cached < split.fitting.count ? ", first \(cached) of \(split.fitting.count) batches (memory budget)" : "")
+    let budgetNote = (cached < split.fitting.count
+      ? ", first \(cached) of \(split.fitting.count) batches (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
       + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
     if runAdaRound && config.adaRoundOptions.unit == .block {
       let o = config.adaRoundOptions

@@ -186,6 +186,22 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     for l in layers { #expect(l.adaRoundError! < 1.05 * l.nearestError!, "\(l.layer): \(l.adaRoundError!) vs \(l.nearestError!)") }
   }
 
+  /// The memory budget is a parameter: `twoConvGraph`'s largest value is 6 x 8 x 8 floats per
+  /// sample, so a batch of 8 takes 2 x 4 x 384 x 4 x 8 = 98,304 bytes by the budget's formula;
+  /// 2.5 batches' worth keeps 2 of 4, and PTQ's AdaRound step says it kept the first 2.
+  @Test func theMemoryBudgetKeepsTheBatchesThatFit() throws {
+    let graph = twoConvGraph()
+    let batches = inputBatches(4)
+    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 2.5 * 98_304) == 2)
+    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 1) == 1)
+    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 1e12) == 4)
+    var config = QuantConfig()
+    config.adaRoundOptions.iterations = 5
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: inputBatches(6), memoryBudget: 1)
+    let detail = try #require(result.steps.first { $0.step == "adaround" }?.detail)
+    #expect(detail.contains("first 1 of"), "\(detail)")
+  }
+
   /// Empirical bias correction removes the per-channel mean output error of a coarsely
   /// quantized layer (by at least 90%), measured on the calibration data.
   @Test func empiricalBiasCorrectionRemovesTheMeanError() throws {

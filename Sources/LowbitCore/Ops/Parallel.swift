@@ -1,17 +1,33 @@
 import Dispatch
+import Synchronization
 
-/// Number of worker threads used by kernels: `LOWBIT_THREADS` when set to a positive number,
-/// else the machine's active processors.
-public let kernelThreadCount: Int = {
-  #if canImport(Glibc)
-    if let text = getenv("LOWBIT_THREADS"), let n = Int(String(cString: text)), n > 0 {
-      return min(n, 256)
-    }
-    return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-  #else
-    return 1
-  #endif
-}()
+/// How many worker threads kernels use: the machine's active processors unless a caller (the
+/// CLI, from `--threads` or `LOWBIT_THREADS`) sets another number. The library reads no
+/// environment variable itself.
+public enum KernelThreads {
+  private static let chosen = Atomic<Int>(0)
+
+  /// The machine's active processors.
+  public static let processors: Int = {
+    #if canImport(Glibc)
+      return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    #else
+      return 1
+    #endif
+  }()
+
+  /// The number in use: the one set, else `processors`.
+  public static var count: Int {
+    let n = chosen.load(ordering: .relaxed)
+    return n > 0 ? n : processors
+  }
+
+  /// Sets the number of worker threads, clamped to 1...256.
+  public static func set(_ n: Int) { chosen.store(min(max(n, 1), 256), ordering: .relaxed) }
+}
+
+/// Number of worker threads used by kernels (`KernelThreads.count`).
+public var kernelThreadCount: Int { KernelThreads.count }
 
 #if canImport(Glibc)
   import Glibc
