@@ -36,9 +36,10 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(B.R.models_dir() / "efficientnet_lite2.onnx"))
     ap.add_argument("--under-load", default="", help="what else ran on the machine meanwhile")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "imagenet_ablations.json")
-    ap.add_argument("lowbit_args", nargs=argparse.REMAINDER, help="after --: arguments of lowbit ptq")
-    a = ap.parse_args(argv)
-    extra = [x for x in a.lowbit_args if x != "--"]
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a = ap.parse_args(argv[:cut])
+    extra = argv[cut + 1:]  # after --: arguments of lowbit ptq
     model = Path(a.model)
     calib, _ = photo_split(a.size, seed=a.seed, crops=1)
     _, held = photo_split(a.size, seed=a.seed, crops=10)
