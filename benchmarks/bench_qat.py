@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lowbit", type=Path, default=None, help="the lowbit binary (default: release build)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "qat.json")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="keep this earlier results file's rows of the models not measured now (each row has its commit)")
     args = ap.parse_args(argv)
     binary = args.lowbit.resolve() if args.lowbit else R.lowbit_bin()
     x, y = R.load_fashion_mnist("test", limit=args.test_limit)
@@ -130,11 +133,17 @@ def main(argv=None) -> int:
               "env": R.describe_env(args.threads), "train_samples": args.train_samples, "epochs": args.epochs,
               "test_images": len(x), "extra_args": extra, "rows": []}
     rows = result["rows"]
+    if args.merge and args.merge.exists():
+        rows += [r for r in json.loads(args.merge.read_text())["rows"] if r["model"] not in args.models]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory(prefix="bench_qat_") as tmp:
         for name in args.models:
             model = MODELS_DIR / f"{name}.onnx"
             fp32 = R.ort_top1(R.ort_session(model, threads=args.threads), x, y, batch_size=500)[0]
-            row = {"model": name, "fp32": fp32, "cells": {}}
+            row = {"model": name, "fp32": fp32, "commit": {"head": head, "dirty": dirty},
+                   "date": datetime.datetime.now().isoformat(timespec="seconds"), "cells": {}}
             rows.append(row)
             for setting in args.settings:
                 out = Path(tmp) / f"{name}_{setting}.onnx"
