@@ -32,7 +32,11 @@ struct IntegerLayer: Sendable {
           let qw = constant(dw.inputs[0]), qw.dtype.storageClass == .int,
           let sw = constant(dw.inputs[1]), sw.dtype.isFloatingPoint
     else { return nil }
-    if dw.inputs.count > 2, let zw = constant(dw.inputs[2]), zw.ints.contains(where: { $0 != 0 }) { return nil }
+    // Zero points and biases are read only when their types are what DequantizeLinear allows;
+    // anything else is left to DequantizeLinear's own checks when the graph runs.
+    if dw.inputs.count > 2, let zw = constant(dw.inputs[2]) {
+      guard zw.dtype.storageClass == .int, !zw.ints.contains(where: { $0 != 0 }) else { return nil }
+    }
     if dw.attributes["block_size"] != nil { return nil }
     // Output channel axis of the weight, and of the output.
     var weightAxis: Int, outAxis: Int
@@ -63,7 +67,8 @@ struct IntegerLayer: Sendable {
     var bias = [Float](repeating: 0, count: channels)
     if node.opType != "MatMul", node.inputs.count > 2, !node.inputs[2].isEmpty {
       guard let db = dq(node.inputs[2]), let qb = constant(db.inputs.first), qb.count == channels,
-            let sb = constant(db.inputs.count > 1 ? db.inputs[1] : nil) else { return nil }
+            qb.dtype.storageClass == .int, let sb = constant(db.inputs.count > 1 ? db.inputs[1] : nil),
+            sb.dtype.isFloatingPoint else { return nil }
       let sbs = sb.count == 1 ? Array(repeating: sb.floats[0], count: channels) : sb.floats
       // Only a bias on the s_x * s_w grid adds as an integer.
       guard sbs.count == channels, zip(sbs, outputScale).allSatisfy({ abs($0 - $1) <= 1e-6 * abs($1) }) else { return nil }

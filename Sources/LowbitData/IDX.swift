@@ -83,8 +83,9 @@ public enum IDX {
     /// Bytes of one item (the dimensions after the first).
     var itemBytes: Int
 
-    /// Parses the header at the start of `bytes`; the product of the dimensions is checked
-    /// against overflow and against 2^40 bytes, so that later arithmetic stays in range.
+    /// Parses the header at the start of `bytes`; the product of the dimensions and that of one
+    /// item's are checked against overflow and against 2^40 bytes, so that later arithmetic
+    /// stays in range.
     static func parse(prefix bytes: [UInt8], name: String) throws -> Header {
       let reader = ByteReader(bytes, name: name)
       try reader.require(4, at: 0, for: "the IDX magic number")
@@ -104,10 +105,13 @@ public enum IDX {
       let shape = try (0..<rank).map {
         Int(try reader.uint(at: 4 + 4 * $0, width: 4, bigEndian: true, "IDX dimension \($0)"))
       }
-      guard let total = checkedProduct(shape), total <= (1 << 40) / width else {
+      // Both the whole and one item are checked: a first dimension of 0 makes the whole 0
+      // whatever the others are.
+      guard let total = checkedProduct(shape), total <= (1 << 40) / width,
+            let itemBytes = checkedProduct([width] + shape.dropFirst()), itemBytes <= 1 << 40
+      else {
         throw LowbitError.invalidInput("\(name): IDX shape \(shape) is too large")
       }
-      let itemBytes = shape.dropFirst().reduce(width, *)
       return Header(
         typeByte: bytes[2], width: width, shape: shape, offset: 4 + 4 * rank, itemBytes: itemBytes)
     }

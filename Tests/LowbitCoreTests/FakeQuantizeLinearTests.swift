@@ -63,3 +63,39 @@ extension [Float] {
     count == other.count && zip(self, other).allSatisfy { $0.bitPattern == $1.bitPattern }
   }
 }
+
+/// A QDQ Conv whose weight zero point or bias is of a type DequantizeLinear refuses is not an
+/// integer layer: building the interpreter reads no value of the wrong type (it trapped once),
+/// and running the graph ends in DequantizeLinear's error, which names the node.
+@Suite struct IntegerLayerTypeTests {
+  static func conv(weightZero: Tensor, bias: Tensor) -> Graph {
+    Graph(
+      nodes: [
+        Node(name: "qx", opType: "QuantizeLinear", inputs: ["x", "sx", "zx"], outputs: ["xq"]),
+        Node(name: "dqx", opType: "DequantizeLinear", inputs: ["xq", "sx", "zx"], outputs: ["xd"]),
+        Node(name: "dqw", opType: "DequantizeLinear", inputs: ["wq", "sw", "zw"], outputs: ["wd"]),
+        Node(name: "dqb", opType: "DequantizeLinear", inputs: ["bq", "sb"], outputs: ["bd"]),
+        Node(name: "conv", opType: "Conv", inputs: ["xd", "wd", "bd"], outputs: ["y"]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(1), .fixed(2), .fixed(2)])],
+      outputs: [ValueInfo(name: "y")],
+      initializers: [
+        "sx": Tensor(scalar: 0.1), "zx": Tensor(dtype: .uint8, shape: [], storage: .int([128])),
+        "wq": Tensor(dtype: .int8, shape: [2, 1, 1, 1], storage: .int([3, -5])), "sw": Tensor(scalar: 0.02),
+        "zw": weightZero, "bq": bias, "sb": Tensor(scalar: 0.002),
+      ])
+  }
+
+  @Test func wrongTypesAreRefusedByDequantizeLinearNotTrapped() throws {
+    let x = Tensor(shape: [1, 1, 2, 2], floats: [0.1, -0.2, 0.3, 0.4])
+    let int8Zero = Tensor(dtype: .int8, shape: [], storage: .int([0]))
+    let int32Bias = Tensor(dtype: .int32, shape: [2], storage: .int([10, -10]))
+    // The well-typed graph runs (and is an integer layer).
+    _ = try Interpreter(Self.conv(weightZero: int8Zero, bias: int32Bias)).run(["x": x])
+    for graph in [Self.conv(weightZero: Tensor(scalar: 0), bias: int32Bias),
+                  Self.conv(weightZero: int8Zero, bias: Tensor(shape: [2], floats: [1, -1]))] {
+      let interpreter = try Interpreter(graph)
+      #expect(throws: LowbitError.self) { try interpreter.run(["x": x]) }
+    }
+  }
+}

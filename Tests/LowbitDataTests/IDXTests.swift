@@ -59,6 +59,7 @@ func idxBytes(typeByte: UInt8, shape: [UInt32], data: [UInt8]) -> [UInt8] {
       idxBytes(typeByte: 0x08, shape: [3], data: [1, 2]),  // truncated
       idxBytes(typeByte: 0x08, shape: [3], data: [1, 2, 3, 4]),  // trailing data
       idxBytes(typeByte: 0x0E, shape: [.max, .max, .max], data: [1]),  // overflowing dims
+      idxBytes(typeByte: 0x08, shape: [0, .max, .max], data: []),  // no items, each 2^64 bytes (trapped once)
       idxBytes(typeByte: 0x08, shape: [60000, 28, 28], data: [1, 2, 3]),  // claims 47 MB
       [0, 0, 8, 3, 0, 0],  // dimensions cut short
       [0x1f, 0x8b, 8, 0, 0, 0],  // gzip header only
