@@ -179,3 +179,15 @@ func runKernel(
     }
   }
 }
+
+/// ConvTranspose's scatter map and column buffer are counted before they are allocated: a
+/// 50,000-tap kernel over 50,000 input positions asks for 2.5e9 entries (20 GB of indices), more
+/// than any one buffer may hold, and the kernel says so instead of allocating.
+@Suite struct ConvTransposeLimitTests {
+  @Test func aHugeScatterMapIsRefused() {
+    let n = 50_000
+    let x = Tensor(shape: [1, 1, n, 1], repeating: 1)
+    let w = Tensor(shape: [1, 1, n, 1], repeating: 1)
+    #expect(throws: LowbitError.self) { try KernelHarness.run1("ConvTranspose", [x, w]) }
+  }
+}

@@ -146,6 +146,10 @@ private func convTranspose(_ ctx: KernelContext) throws -> [Tensor] {
   _ = try ctx.checkedCount(outShape)
   let positions = spatial.reduce(1, *), taps = kernel.reduce(1, *), outPositions = geo.output.reduce(1, *)
   let rows = perGroupOut * taps
+  // The scatter map (taps x positions) and the column buffer (rows x positions) follow the
+  // checked-count rule of every output: a small input and a large kernel can ask for more.
+  _ = try ctx.checkedCount([taps, positions], what: "scatter map (kernel taps x input positions)")
+  _ = try ctx.checkedCount([rows, positions], what: "column buffer (output channels x taps x input positions)")
   let target = geo.targets(input: spatial)
   let xs = x.floats, ws = w.floats
   var y = [Float](repeating: 0, count: outShape.reduce(1, *))
