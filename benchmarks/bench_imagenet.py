@@ -115,9 +115,8 @@ def run_nncf(model: Path, calib: np.ndarray, out: Path) -> dict:
 
 
 def commit() -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    c = R.git_checkout()
+    return {"commit": c["head"], "dirty": c["dirty"]}
 
 
 def check_targets(rows: list[dict]) -> list[dict]:

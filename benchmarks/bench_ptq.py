@@ -177,13 +177,6 @@ def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
 # --------------------------------------------------------------------------------------------
 
 
-def git_commit() -> dict:
-    """The checkout the lowbit cell ran from: HEAD and whether tracked files differ from it."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"head": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-
-
 def run_lowbit(binary: Path, model: Path, out: Path, setting: str, calib_size: int,
                threads: int, extra: list[str]) -> dict:
     w, a, pc = SETTINGS[setting]
@@ -197,7 +190,7 @@ def run_lowbit(binary: Path, model: Path, out: Path, setting: str, calib_size: i
     proc = R.run_lowbit(args, env={"LOWBIT_THREADS": str(threads)}, binary=binary, timeout=3600)
     seconds = time.perf_counter() - t
     res = {"command": " ".join(shlex.quote(str(s)) for s in [binary, *args]), "seconds": seconds,
-           "commit": git_commit()}
+           "commit": R.git_checkout()}
     if proc.returncode != 0 or not out.is_file():
         res.update(ok=False, reason=R.describe_proc(proc, limit=1200))
         return res

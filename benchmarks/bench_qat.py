@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -135,14 +134,12 @@ def main(argv=None) -> int:
     rows = result["rows"]
     if args.merge and args.merge.exists():
         rows += [r for r in json.loads(args.merge.read_text())["rows"] if r["model"] not in args.models]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip())
+    checkout = R.git_checkout()
     with tempfile.TemporaryDirectory(prefix="bench_qat_") as tmp:
         for name in args.models:
             model = MODELS_DIR / f"{name}.onnx"
             fp32 = R.ort_top1(R.ort_session(model, threads=args.threads), x, y, batch_size=500)[0]
-            row = {"model": name, "fp32": fp32, "commit": {"head": head, "dirty": dirty},
+            row = {"model": name, "fp32": fp32, "commit": checkout,
                    "date": datetime.datetime.now().isoformat(timespec="seconds"), "cells": {}}
             rows.append(row)
             for setting in args.settings:

@@ -86,10 +86,8 @@ def main() -> int:
                        "agreement": float(100 * (q.argmax(1) == reference[name].argmax(1)).mean()),
                        "sqnr_db": None if path == float_model else sqnr(reference[name], q),
                        "kl_e3": 1000 * kl_divergence(reference[name], q)}
-                cells.append(f"{100 * (q.argmax(1) == y).mean():>14.2f} "
-                             f"{100 * (q.argmax(1) == reference[name].argmax(1)).mean():>6.2f} "
-                             f"{float('inf') if path == float_model else sqnr(reference[name], q):>7.2f} "
-                             f"{1000 * kl_divergence(reference[name], q):>6.3f}")
+                sqnr_text = float("inf") if row["sqnr_db"] is None else row["sqnr_db"]
+                cells.append(f"{row['top1']:>14.2f} {row['agreement']:>6.2f} {sqnr_text:>7.2f} {row['kl_e3']:>6.3f}")
                 own = right.get((f"lowbit_{setting}", name))
                 if own is not None and not path.stem.startswith("lowbit"):
                     only_lb, only_peer, p = mcnemar(own, right[(path.stem, name)])
@@ -99,12 +97,10 @@ def main() -> int:
             print(f"{model:<15} {label:<28} " + " ".join(cells), flush=True)
     if a.json:
         import json
-        import subprocess
         import time
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         a.json.write_text(json.dumps({
             "benchmark": "holdout", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "commit": head, "folder": str(a.folder), "holdout_images": a.holdout,
+            "commit": R.git_checkout()["head"], "folder": str(a.folder), "holdout_images": a.holdout,
             "note": "the files are those bench_ptq.py --keep wrote; its results file has the commit of each lowbit cell",
             "rows": rows}, indent=1))
     return 0

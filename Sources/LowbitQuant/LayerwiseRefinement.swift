@@ -95,7 +95,6 @@ public enum LayerwiseRefinement {
   /// batch is always kept.
   public static func batchesWithinBudget(_ graph: Graph, batches: [[String: Tensor]], budget: Double) -> Int {
     guard let first = batches.first else { return 0 }
-    let limit = budget
     let facts = graph.inferShapes()
     var largest = 1
     for fact in facts.values {
@@ -104,7 +103,7 @@ public enum LayerwiseRefinement {
     }
     let samplesPerBatch = max(1, first.values.first?.shape.first ?? 1)
     let bytesPerBatch = Double(largest) * 4 * 2 * 4 * Double(samplesPerBatch)
-    return max(1, min(batches.count, Int(limit / bytesPerBatch)))
+    return max(1, min(batches.count, Int(budget / bytesPerBatch)))
   }
 
   /// Per output channel, `E[quantized] - E[float]` over every row of every batch.

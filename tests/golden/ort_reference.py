@@ -67,6 +67,13 @@ def cache_dir() -> Path:
     return Path(env).resolve() if env else REPO_ROOT / ".cache" / "models"
 
 
+def git_checkout() -> dict:
+    """The checkout a benchmark ran from: {"head": HEAD's commit, "dirty": tracked files differ}."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    return {"head": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def lowbit_bin() -> Path:
     """The CLI binary: env LOWBIT_BIN, default <repo>/.build/release/lowbit."""
     env = os.environ.get("LOWBIT_BIN")

@@ -2,7 +2,7 @@ import Dispatch
 import Synchronization
 
 /// How many worker threads kernels use: the machine's active processors unless a caller (the
-/// CLI, from `--threads` or `LOWBIT_THREADS`) sets another number. The library reads no
+/// CLI, from `LOWBIT_THREADS` or an MPI launch) sets another number. The library reads no
 /// environment variable itself.
 public enum KernelThreads {
   private static let chosen = Atomic<Int>(0)
