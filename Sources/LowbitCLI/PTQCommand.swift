@@ -154,6 +154,8 @@ struct PTQCommand: ParsableCommand {
   @Option(name: .customLong("float-output"), help: "Also write the float model after BatchNorm folding, cross-layer equalization and bias absorption (the original function, checked on the calibration data) to this file.")
   var floatOutput: String?
 
+  @OptionGroup var modelOutput: ModelOutputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -243,8 +245,8 @@ struct PTQCommand: ParsableCommand {
     let result = try PostTrainingQuantization.quantize(
       graph, config: config, batches: batches, memoryBudget: memoryBudget * 1_073_741_824, progress: progress.update)
     progress.finish()
-    try ONNXWriter.write(result.graph, to: output)
-    if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path) }
+    try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
+    if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path, externalData: modelOutput.layout) }
     var report = PTQReport(model: model, output: output, config: config, result: result)
     if let data = evaluation {
       report.evaluation = try EvaluationReport.compare(

@@ -85,6 +85,8 @@ struct QATCommand: ParsableCommand {
   @Option(help: "Write a JSON report (settings, PTQ steps, every epoch, final accuracies) to this file.")
   var json: String?
 
+  @OptionGroup var modelOutput: ModelOutputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -230,7 +232,7 @@ struct QATCommand: ParsableCommand {
       report.evaluation = try EvaluationReport.compare(
         float: setup.ptq.floatGraph, quantized: qdq, data: data, batchSize: 256, quiet: quiet)
     }
-    try ONNXWriter.write(qdq, to: output)
+    try ONNXWriter.write(qdq, to: output, externalData: modelOutput.layout)
     report.totalSeconds = monotonicSeconds() - started
     if let path = json { try writeJSON(report, to: path) }
     if !quiet { print(report.render()) }

@@ -19,6 +19,8 @@ struct SimplifyCommand: ParsableCommand {
   @Flag(help: "Fold BatchNormalization into the preceding Conv/Gemm.")
   var foldBatchnorm = false
 
+  @OptionGroup var modelOutput: ModelOutputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -26,7 +28,7 @@ struct SimplifyCommand: ParsableCommand {
     let graph = try ONNXReader.load(contentsOf: model)
     var simple = try graph.simplified()
     if foldBatchnorm { simple = try simple.foldingBatchNorm().graph }
-    try ONNXWriter.write(simple, to: output)
+    try ONNXWriter.write(simple, to: output, externalData: modelOutput.layout)
     if !quiet {
       var table = Table(["model", "nodes", "initializers"])
       table.add([model, String(graph.nodes.count), String(graph.initializers.count)])

@@ -1,18 +1,18 @@
 /// Element types, numbered as ONNX's `TensorProto.DataType`.
 ///
-/// Storage classes: floating types are held as `Float` (float64 and float16 values are converted on
-/// load and back on write), integer types as `Int64` (values stay within the type's range), `bool`
-/// as `Bool`.
+/// Storage classes, the form kernels compute in: floating types as `Float`, integer types as
+/// `Int64` (values stay within the type's range), `bool` as `Bool`. Tensors of the other widths
+/// are held packed at their own width between computations (`Tensor+Packing.swift`).
 public enum DType: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
   case float32 = 1, uint8 = 2, int8 = 3, uint16 = 4, int16 = 5, int32 = 6, int64 = 7
-  case bool = 9, float16 = 10, float64 = 11, uint32 = 12, uint64 = 13, uint4 = 21, int4 = 22
+  case bool = 9, float16 = 10, float64 = 11, uint32 = 12, uint64 = 13, bfloat16 = 16, uint4 = 21, int4 = 22
 
   /// The storage class a tensor of this type uses.
   public enum StorageClass: Sendable { case float, int, bool }
 
   public var storageClass: StorageClass {
     switch self {
-    case .float32, .float16, .float64: return .float
+    case .float32, .float16, .bfloat16, .float64: return .float
     case .bool: return .bool
     default: return .int
     }
@@ -42,7 +42,7 @@ public enum DType: Int, Sendable, Codable, CaseIterable, CustomStringConvertible
     switch self {
     case .float32, .int32, .uint32: return 4
     case .uint8, .int8, .bool, .uint4, .int4: return 1
-    case .uint16, .int16, .float16: return 2
+    case .uint16, .int16, .float16, .bfloat16: return 2
     case .int64, .float64, .uint64: return 8
     }
   }
@@ -58,6 +58,7 @@ public enum DType: Int, Sendable, Codable, CaseIterable, CustomStringConvertible
     case .int64: return "int64"
     case .bool: return "bool"
     case .float16: return "float16"
+    case .bfloat16: return "bfloat16"
     case .float64: return "float64"
     case .uint32: return "uint32"
     case .uint64: return "uint64"

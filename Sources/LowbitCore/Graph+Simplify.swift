@@ -30,7 +30,7 @@ extension Graph {
         kept.append(node)
         continue
       }
-      let args = node.inputs.map { $0.isEmpty ? nil : result.initializers[$0] }
+      let args = node.inputs.map { $0.isEmpty ? nil : result.initializers[$0]?.unpacked() }
       let values: [Tensor]
       do {
         values = try kernel(KernelContext(node: node, inputs: args, opset: opset))
@@ -42,7 +42,7 @@ extension Graph {
         continue
       }
       for (name, value) in zip(node.outputs, values) where !name.isEmpty {
-        result.initializers[name] = value
+        result.initializers[name] = value.packed()  // held at its type's width
       }
     }
     result.nodes = kept

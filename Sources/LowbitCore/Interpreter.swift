@@ -136,7 +136,7 @@ public struct Interpreter: Sendable {
         if name.isEmpty {
           args.append(nil)
         } else if let t = env[name] {
-          args.append(t)
+          args.append(t.unpacked())  // kernels read the compute form once per use
         } else {
           throw node.error(.invalidModel, "input '\(name)' has no value")
         }

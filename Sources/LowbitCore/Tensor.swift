@@ -1,8 +1,10 @@
 /// A dense, row-major tensor: a value with copy-on-write storage (Swift arrays underneath).
 ///
 /// Invariant: `storage.count == shape.reduce(1, *)` and the storage class matches `dtype`.
+/// Elements are held in compute form or packed at the type's width (`Tensor+Packing.swift`);
+/// two tensors are equal when type, shape and elements are, whatever the form.
 public struct Tensor: Sendable, Equatable {
-  /// Elements, held in the storage class of `dtype` (see `DType.StorageClass`).
+  /// Elements in compute form: the storage class of `dtype` (see `DType.StorageClass`).
   public enum Storage: Sendable, Equatable {
     case float([Float])
     case int([Int64])
@@ -17,17 +19,53 @@ public struct Tensor: Sendable, Equatable {
     }
   }
 
+  /// How the elements are held.
+  enum Elements: Sendable, Equatable {
+    case compute(Storage)
+    case packed(PackedElements)
+  }
+
   public let dtype: DType
   public let shape: [Int]
-  public private(set) var storage: Storage
+  let elements: Elements
+
+  /// The elements in compute form (decoded when they are held packed).
+  public var storage: Storage {
+    switch elements {
+    case .compute(let s): return s
+    case .packed(let p): return p.decode(dtype)
+    }
+  }
+
+  init(dtype: DType, shape: [Int], elements: Elements) {
+    switch elements {
+    case .compute(let s):
+      self.init(dtype: dtype, shape: shape, storage: s)
+    case .packed(let p):
+      precondition(shape.allSatisfy { $0 >= 0 } && p.count == shape.reduce(1, *)
+        && p.bytes.count == dtype.packedByteCount(p.count), "Tensor: \(p.bytes.count) bytes for \(dtype)\(shape)")
+      self.init(unchecked: dtype, shape: shape, elements: elements)
+    }
+  }
+
+  private init(unchecked dtype: DType, shape: [Int], elements: Elements) {
+    self.dtype = dtype
+    self.shape = shape
+    self.elements = elements
+  }
+
+  public static func == (a: Tensor, b: Tensor) -> Bool {
+    guard a.dtype == b.dtype, a.shape == b.shape else { return false }
+    if a.elements == b.elements { return true }
+    if a.isPacked != b.isPacked { return a.storage == b.storage }
+    return false
+  }
 
   /// A float32 tensor.
   public init(shape: [Int], floats: [Float]) {
     precondition(shape.allSatisfy { $0 >= 0 } && floats.count == shape.reduce(1, *),
       "Tensor: \(floats.count) values for shape \(shape)")
-    self.dtype = .float32
-    self.shape = shape
-    self.storage = .float(floats)
+    self.init(unchecked: .float32, shape: shape, elements: .compute(.float(floats)))
   }
 
   /// An int64 tensor.
@@ -48,9 +86,7 @@ public struct Tensor: Sendable, Equatable {
     case (.float, .float), (.int, .int), (.bool, .bool): break
     default: preconditionFailure("Tensor: storage does not match dtype \(dtype)")
     }
-    self.dtype = dtype
-    self.shape = shape
-    self.storage = storage
+    self.init(unchecked: dtype, shape: shape, elements: .compute(storage))
   }
 
   /// A float32 tensor filled with `value`.
@@ -62,7 +98,12 @@ public struct Tensor: Sendable, Equatable {
   public init(scalar: Float) { self.init(shape: [], floats: [scalar]) }
 
   /// Number of elements.
-  public var count: Int { storage.count }
+  public var count: Int {
+    switch elements {
+    case .compute(let s): return s.count
+    case .packed(let p): return p.count
+    }
+  }
   public var rank: Int { shape.count }
 
   /// The elements of a floating-point tensor.
@@ -85,7 +126,8 @@ public struct Tensor: Sendable, Equatable {
 
   /// The same elements under another shape with the same element count.
   public func reshaped(_ newShape: [Int]) -> Tensor {
-    Tensor(dtype: dtype, shape: newShape, storage: storage)
+    precondition(newShape.allSatisfy { $0 >= 0 } && newShape.reduce(1, *) == count, "Tensor: \(count) values for shape \(newShape)")
+    return Tensor(dtype: dtype, shape: newShape, elements: elements)
   }
 
   /// Elements as Float whatever the storage class (bool as 0/1).

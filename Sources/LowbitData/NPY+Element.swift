@@ -75,6 +75,7 @@ extension NPY {
       switch dtype {
       case .float16: return Element(kind: .float, size: 2, dtype: dtype)
       case .float32: return Element(kind: .float, size: 4, dtype: dtype)
+      case .bfloat16: return Element(kind: .float, size: 4, dtype: .float32)  // NumPy has no bfloat16
       case .float64: return Element(kind: .float, size: 8, dtype: dtype)
       case .bool: return Element(kind: .bool, size: 1, dtype: dtype)
       case .int8, .int4: return Element(kind: .signed, size: 1, dtype: .int8)

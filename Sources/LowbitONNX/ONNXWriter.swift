@@ -20,8 +20,9 @@ public enum ONNXWriter {
     }
   }
 
-  /// Serializes `graph` as a ModelProto.
-  public static func encode(_ graph: Graph) throws -> Data {
+  /// Serializes `graph` as a ModelProto; the initializers named in `external` are left out
+  /// and point into the file `location` at their offset and length instead.
+  public static func encode(_ graph: Graph, external: [String: ExternalPlace] = [:], location: String = "") throws -> Data {
     var model = Onnx_ModelProto()
     let needed = irVersion(forOpset: graph.opset)
     let original = Int64(graph.metadata["ir_version"] ?? "") ?? 0
@@ -51,24 +52,75 @@ public enum ONNXWriter {
       let v = graph.valueInfo[name]!
       return v.dtype == nil ? nil : valueInfoProto(v, symbols: known)
     }
-    g.initializer = graph.initializers.keys.sorted().map { graph.initializers[$0]!.proto(name: $0) }
+    g.initializer = graph.initializers.keys.sorted().map { name in
+      guard let place = external[name] else { return graph.initializers[name]!.proto(name: name) }
+      return graph.initializers[name]!.externalProto(name: name, location: location, offset: place.offset, length: place.length)
+    }
     g.node = graph.nodes.map(nodeProto)
     model.graph = g
     return try model.serializedBytes()
   }
 
-  /// Writes `graph` to `path` atomically: a temporary file in the same folder, renamed into place,
-  /// so a failure never leaves a partial model behind.
-  public static func write(_ graph: Graph, to path: String) throws {
-    let data: Data
+  /// Writes `graph` to `path` atomically: temporary files in the same folder, renamed into
+  /// place, so a failure never leaves a partial model behind. With external data (`ExternalData`)
+  /// every initializer of at least `externalDataThreshold` bytes goes to `<file name>.data` next
+  /// to the model, each at an offset aligned to `externalDataAlignment`; the data file is renamed
+  /// into place before the model.
+  public static func write(_ graph: Graph, to path: String, externalData: ExternalData = .automatic) throws {
+    let weightBytes = graph.initializers.values.reduce(0) { $0 + $1.dtype.packedByteCount($1.count) }
+    let external = externalData == .always || (externalData == .automatic && weightBytes > automaticExternalDataBytes)
+    if !external {
+      guard weightBytes <= automaticExternalDataBytes else {
+        throw LowbitError.invalidArgument(
+          "the model's initializers take \(weightBytes >> 20) MiB, more than an ONNX file without external data can hold (2 GiB): write it with external data")
+      }
+      try writeAtomically(try serialized(graph), to: path)
+      return
+    }
+    let url = URL(fileURLWithPath: path)
+    let location = url.lastPathComponent + ".data"
+    let dataPath = url.deletingLastPathComponent().appendingPathComponent(location).path
+    try checkWritableDestination(path)
+    let temporaryData = temporarySibling(of: dataPath)
+    var places: [String: ExternalPlace] = [:]
     do {
-      data = try encode(graph)
+      guard FileManager.default.createFile(atPath: temporaryData, contents: nil),
+            let handle = FileHandle(forWritingAtPath: temporaryData) else {
+        throw LowbitError.io("cannot create '\(temporaryData)'")
+      }
+      defer { try? handle.close() }
+      var offset = 0
+      for name in graph.initializers.keys.sorted() {
+        let t = graph.initializers[name]!
+        guard t.dtype.packedByteCount(t.count) >= externalDataThreshold else { continue }
+        let padding = (externalDataAlignment - offset % externalDataAlignment) % externalDataAlignment
+        if padding > 0 { try handle.write(contentsOf: Data(count: padding)) }
+        offset += padding
+        let bytes = t.rawBytes
+        try handle.write(contentsOf: bytes)
+        places[name] = ExternalPlace(offset: offset, length: bytes.count)
+        offset += bytes.count
+      }
+      let model = try serialized(graph, external: places, location: location)
+      try handle.synchronize()
+      try moveIntoPlace(temporaryData, dataPath)
+      try writeAtomically(model, to: path)
+    } catch {
+      try? FileManager.default.removeItem(atPath: temporaryData)
+      if let e = error as? LowbitError { throw e }
+      throw LowbitError.io("cannot write '\(dataPath)': \(error.localizedDescription)")
+    }
+  }
+
+  /// `encode`, with serialization failures as lowbit errors.
+  static func serialized(_ graph: Graph, external: [String: ExternalPlace] = [:], location: String = "") throws -> Data {
+    do {
+      return try encode(graph, external: external, location: location)
     } catch let error as LowbitError {
       throw error
     } catch {
       throw LowbitError.io("cannot serialize the model: \(error)")
     }
-    try writeAtomically(data, to: path)
   }
 
   /// The proto of `v`; with `symbols`, a symbolic dimension not among them is left unknown.
@@ -120,6 +172,29 @@ public enum ONNXWriter {
   }
 }
 
+/// Where an initializer's bytes lie in the external data file.
+public struct ExternalPlace: Sendable, Equatable {
+  public var offset: Int
+  public var length: Int
+}
+
+/// Whether `ONNXWriter.write` puts the weights in a separate data file (ONNX external data).
+public enum ExternalData: String, Sendable, CaseIterable {
+  /// Only when the initializers pass `automaticExternalDataBytes` (a protobuf file holds at most
+  /// 2 GiB).
+  case automatic
+  case always
+  case never
+}
+
+/// Bytes of initializers above which `.automatic` writes external data: 2 GiB (protobuf's limit
+/// on one message) less 64 MiB for the graph itself.
+public let automaticExternalDataBytes = (1 << 31) - (1 << 26)
+/// Initializers smaller than this stay in the model file (ONNX's `save_model` default).
+public let externalDataThreshold = 1024
+/// Offsets of external tensors are multiples of this (a page: runtimes may map them).
+public let externalDataAlignment = 4096
+
 /// lowbit's version, written into the files it produces.
 public let lowbitVersion = "0.1.0"
 
@@ -137,18 +212,24 @@ public func checkWritableDestination(_ path: String) throws {
 
 /// Writes `data` to a temporary sibling of `path` and renames it into place.
 public func writeAtomically(_ data: Data, to path: String) throws {
-  let url = URL(fileURLWithPath: path)
-  let folder = url.deletingLastPathComponent()
   try checkWritableDestination(path)
-  let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
+  let temporary = temporarySibling(of: path)
   do {
-    try data.write(to: temporary)
-    // rename(2) replaces the target atomically on the same file system.
-    guard rename(temporary.path, url.path) == 0 else {
-      throw LowbitError.io("rename failed with errno \(errno)")
-    }
+    try data.write(to: URL(fileURLWithPath: temporary))
+    try moveIntoPlace(temporary, path)
   } catch {
-    try? FileManager.default.removeItem(at: temporary)
+    try? FileManager.default.removeItem(atPath: temporary)
     throw LowbitError.io("cannot write '\(path)': \(error.localizedDescription)")
   }
+}
+
+/// A hidden name in `path`'s folder for the file before it is renamed into place.
+func temporarySibling(of path: String) -> String {
+  let url = URL(fileURLWithPath: path)
+  return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial").path
+}
+
+/// rename(2), which replaces `path` atomically on the same file system.
+func moveIntoPlace(_ temporary: String, _ path: String) throws {
+  guard rename(temporary, path) == 0 else { throw LowbitError.io("renaming into '\(path)' failed with errno \(errno)") }
 }

@@ -26,22 +26,13 @@ extension DType {
   init(onnxCode code: Int32, what: String) throws {
     guard let t = DType(rawValue: Int(code)) else {
       let names: [Int32: String] = [
-        0: "UNDEFINED", 8: "STRING", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16",
+        0: "UNDEFINED", 8: "STRING", 14: "COMPLEX64", 15: "COMPLEX128",
       ]
       throw LowbitError.unsupported(
         "\(what) has element type \(names[code] ?? "code \(code)"), which lowbit does not support")
     }
     self = t
   }
-}
-
-/// Reads little-endian values of `T` out of raw bytes.
-private func readRaw<T: FixedWidthInteger>(_ data: Data, as: T.Type, count: Int) -> [T] {
-  var out = [T](repeating: 0, count: count)
-  out.withUnsafeMutableBytes { dst in
-    data.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<count * MemoryLayout<T>.size])) }
-  }
-  return out.map { T(littleEndian: $0) }
 }
 
 extension Tensor {
@@ -58,11 +49,10 @@ extension Tensor {
       raw = proto.rawData
     }
     if let raw = raw {
-      let needed = dtype == .int4 || dtype == .uint4 ? (count + 1) / 2 : count * dtype.byteWidth
-      guard raw.count == needed else {
-        throw LowbitError.invalidModel("\(what) has \(raw.count) bytes of data, \(dtype)\(shape) needs \(needed)")
+      guard let t = Tensor(dtype: dtype, shape: shape, rawBytes: [UInt8](raw)) else {
+        throw LowbitError.invalidModel("\(what) has \(raw.count) bytes of data, \(dtype)\(shape) needs \(dtype.packedByteCount(count))")
       }
-      self.init(dtype: dtype, shape: shape, storage: Tensor.decodeRaw(raw, dtype: dtype, count: count))
+      self = t
       return
     }
     let storage: Storage
@@ -75,10 +65,17 @@ extension Tensor {
     case .float32:
       try check(proto.floatData.count); storage = .float(proto.floatData)
     case .float64:
-      try check(proto.doubleData.count); storage = .float(proto.doubleData.map { Float($0) })
-    case .float16:
+      // Kept bit for bit: the doubles' bytes are the packed form.
+      try check(proto.doubleData.count)
+      let bytes = proto.doubleData.map { $0.bitPattern.littleEndian }
+      self.init(dtype: dtype, shape: shape, rawBytes: bytes.withUnsafeBytes { Array($0) })!
+      return
+    case .float16, .bfloat16:
+      // The 16-bit patterns, one per int32 (ONNX's layout for both types).
       try check(proto.int32Data.count)
-      storage = .float(proto.int32Data.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) })
+      let bits = proto.int32Data.map { UInt16(truncatingIfNeeded: $0).littleEndian }
+      self.init(dtype: dtype, shape: shape, rawBytes: bits.withUnsafeBytes { Array($0) })!
+      return
     case .int64:
       try check(proto.int64Data.count); storage = .int(proto.int64Data)
     case .uint32, .uint64:
@@ -99,31 +96,7 @@ extension Tensor {
     default:
       try check(proto.int32Data.count); storage = .int(proto.int32Data.map { Int64($0) })
     }
-    self.init(dtype: dtype, shape: shape, storage: storage)
-  }
-
-  /// Decodes little-endian raw bytes (already checked to be the right length).
-  static func decodeRaw(_ raw: Data, dtype: DType, count: Int) -> Storage {
-    switch dtype {
-    case .float32: return .float(readRaw(raw, as: UInt32.self, count: count).map { Float(bitPattern: $0) })
-    case .float64: return .float(readRaw(raw, as: UInt64.self, count: count).map { Float(Double(bitPattern: $0)) })
-    case .float16: return .float(readRaw(raw, as: UInt16.self, count: count).map { Float(Float16(bitPattern: $0)) })
-    case .int64: return .int(readRaw(raw, as: Int64.self, count: count))
-    case .uint64: return .int(readRaw(raw, as: UInt64.self, count: count).map { Int64(truncatingIfNeeded: $0) })
-    case .int32: return .int(readRaw(raw, as: Int32.self, count: count).map { Int64($0) })
-    case .uint32: return .int(readRaw(raw, as: UInt32.self, count: count).map { Int64($0) })
-    case .int16: return .int(readRaw(raw, as: Int16.self, count: count).map { Int64($0) })
-    case .uint16: return .int(readRaw(raw, as: UInt16.self, count: count).map { Int64($0) })
-    case .int8: return .int(readRaw(raw, as: Int8.self, count: count).map { Int64($0) })
-    case .uint8: return .int(readRaw(raw, as: UInt8.self, count: count).map { Int64($0) })
-    case .bool: return .bool(readRaw(raw, as: UInt8.self, count: count).map { $0 != 0 })
-    case .int4, .uint4:
-      let bytes = [UInt8](raw)
-      return .int((0..<count).map { i in
-        let nibble = Int64(i % 2 == 0 ? bytes[i / 2] & 0xF : bytes[i / 2] >> 4)
-        return dtype == .int4 && nibble >= 8 ? nibble - 16 : nibble
-      })
-    }
+    self = Tensor(dtype: dtype, shape: shape, storage: storage).packed()
   }
 
   /// Bytes of an external-data tensor, from `location` (relative, inside the model's folder),
@@ -162,39 +135,23 @@ extension Tensor {
     p.name = name
     p.dims = shape.map { Int64($0) }
     p.dataType = Int32(dtype.rawValue)
-    var bytes = Data()
-    func append<T: FixedWidthInteger>(_ values: [T]) {
-      let le = values.map { $0.littleEndian }
-      le.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    p.rawData = Data(rawBytes)
+    return p
+  }
+
+  /// Encodes as an ONNX tensor whose bytes lie in the external file `location`.
+  func externalProto(name: String, location: String, offset: Int, length: Int) -> Onnx_TensorProto {
+    var p = Onnx_TensorProto()
+    p.name = name
+    p.dims = shape.map { Int64($0) }
+    p.dataType = Int32(dtype.rawValue)
+    p.dataLocation = .external
+    p.externalData = [("location", location), ("offset", "\(offset)"), ("length", "\(length)")].map { key, value in
+      var entry = Onnx_StringStringEntryProto()
+      entry.key = key
+      entry.value = value
+      return entry
     }
-    switch storage {
-    case .float(let v):
-      switch dtype {
-      case .float64: append(v.map { Double($0).bitPattern })
-      case .float16: append(v.map { Float16($0).bitPattern })
-      default: append(v.map { $0.bitPattern })
-      }
-    case .bool(let v): append(v.map { UInt8($0 ? 1 : 0) })
-    case .int(let v):
-      switch dtype {
-      case .int64: append(v)
-      case .uint64: append(v.map { UInt64(truncatingIfNeeded: $0) })
-      case .int32: append(v.map { Int32(truncatingIfNeeded: $0) })
-      case .uint32: append(v.map { UInt32(truncatingIfNeeded: $0) })
-      case .int16: append(v.map { Int16(truncatingIfNeeded: $0) })
-      case .uint16: append(v.map { UInt16(truncatingIfNeeded: $0) })
-      case .int8: append(v.map { Int8(truncatingIfNeeded: $0) })
-      case .int4, .uint4:
-        var packed = [UInt8](repeating: 0, count: (v.count + 1) / 2)
-        for (i, x) in v.enumerated() {
-          let nibble = UInt8(truncatingIfNeeded: x) & 0xF
-          packed[i / 2] |= i % 2 == 0 ? nibble : nibble << 4
-        }
-        bytes.append(contentsOf: packed)
-      default: append(v.map { UInt8(truncatingIfNeeded: $0) })
-      }
-    }
-    p.rawData = bytes
     return p
   }
 }

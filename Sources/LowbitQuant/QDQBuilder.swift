@@ -132,6 +132,7 @@ public enum QDQBuilder {
     }
     // Splice the new nodes in: weight and bias DQs first, activation Q/DQ after their producers.
     g.insertNodes(newNodes)
+    g.initializers = g.initializers.mapValues { $0.packed() }  // int8 weights at 1 byte each
     return try g.removingDeadNodes().validated()
   }
 

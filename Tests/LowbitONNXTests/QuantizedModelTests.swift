@@ -71,6 +71,8 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(3))
     let weights = result.graph.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
     #expect(weights.count == 21)
+    // Held at their width: one byte per int8 weight.
+    #expect(weights.allSatisfy { $0.isPacked && $0.heldBytes == $0.count })
     let biases = result.graph.initializers.filter { $0.value.dtype == .int32 && $0.key.hasSuffix("_quantized") }
     #expect(biases.count == 22)
     let x = syntheticBatches(1, batch: 8, seed: 99)[0]["input"]!

@@ -2,14 +2,15 @@
 ///
 /// Conversion rules of Cast (`to` any `DType`):
 ///
-/// | from \ to | float types                | integer types                              | bool   |
-/// |-----------|----------------------------|--------------------------------------------|--------|
-/// | float     | float16 rounds to nearest  | truncate toward zero, clamp to range, NaN→0 | x != 0 |
-/// | integer   | nearest float              | wrap like a C cast (4-bit types clamp)      | x != 0 |
-/// | bool      | 0 or 1                     | 0 or 1                                      | same   |
+/// | from \ to | float types                   | integer types                              | bool   |
+/// |-----------|-------------------------------|--------------------------------------------|--------|
+/// | float     | 16-bit types round to nearest | truncate toward zero, clamp to range, NaN→0 | x != 0 |
+/// | integer   | nearest float                 | wrap like a C cast (4-bit types clamp)      | x != 0 |
+/// | bool      | 0 or 1                        | 0 or 1                                      | same   |
 ///
-/// float64 values are held as Float, so a cast to float64 keeps float32 precision. uint64 is held
-/// as Int64: negative values clamp to 0.
+/// float64 values are computed as Float, so a cast to float64 keeps float32 precision (a float64
+/// tensor read from a file and left alone keeps its bits: it is held packed). uint64 is computed
+/// as Int64: negative values clamp to 0. 16-bit floats (float16, bfloat16) round to nearest even.
 extension Ops {
   static let elementwiseKernels: [String: Kernel] = {
     var table = elementwiseBinaryKernels
@@ -32,10 +33,14 @@ extension Ops {
     let storage: Tensor.Storage
     switch (x.storage, dtype.storageClass) {
     case (.float(let v), .float):
-      storage = dtype == .float16 ? .float(parallelMap(v, HalfRoundingOp())) : .float(v)
+      switch dtype {
+      case .float16: storage = .float(parallelMap(v, HalfRoundingOp()))
+      case .bfloat16: storage = .float(parallelMap(v, BFloat16RoundingOp()))
+      default: storage = .float(v)
+      }
     case (.float(let v), .int): storage = .int(parallelMap(v, FloatToIntegerOp(range: dtype.integerRange!)))
     case (.float(let v), .bool): storage = .bool(parallelMap(v, NonZeroOp()))
-    case (.int(let v), .float): storage = .float(parallelMap(v, IntegerToFloatOp(half: dtype == .float16)))
+    case (.int(let v), .float): storage = .float(parallelMap(v, IntegerToFloatOp(to: dtype)))
     case (.int(let v), .int): storage = .int(wrapIntegers(v, to: dtype))
     case (.int(let v), .bool): storage = .bool(parallelMap(v, NonZeroOp()))
     case (.bool(let v), .float): storage = .float(parallelMap(v, BoolToNumberOp()))
@@ -62,9 +67,19 @@ private struct HalfRoundingOp: FloatUnaryOp {
   @inline(__always) func callAsFunction(_ x: Float) -> Float { roundedToHalf(x) }
 }
 
+private struct BFloat16RoundingOp: FloatUnaryOp {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { roundedToBFloat16(x) }
+}
+
 private struct IntegerToFloatOp: UnaryElementOp {
-  let half: Bool
-  @inline(__always) func callAsFunction(_ x: Int64) -> Float { half ? roundedToHalf(Float(x)) : Float(x) }
+  let to: DType
+  @inline(__always) func callAsFunction(_ x: Int64) -> Float {
+    switch to {
+    case .float16: return roundedToHalf(Float(x))
+    case .bfloat16: return roundedToBFloat16(Float(x))
+    default: return Float(x)
+    }
+  }
 }
 
 private struct NonZeroOp<T: Numeric>: UnaryElementOp {
@@ -73,14 +88,4 @@ private struct NonZeroOp<T: Numeric>: UnaryElementOp {
 
 private struct BoolToNumberOp<T: Numeric>: UnaryElementOp {
   @inline(__always) func callAsFunction(_ x: Bool) -> T { x ? 1 : 0 }
-}
-
-/// `x` rounded to the nearest float16 value (ties to even; overflow to infinity).
-@inline(__always)
-func roundedToHalf(_ x: Float) -> Float {
-  #if arch(x86_64) || arch(arm64)
-    return Float(Float16(x))
-  #else
-    return x
-  #endif
 }
