@@ -38,8 +38,8 @@ import Testing
         dtype: dtype, shape: [2, 2], storage: .int([range.lowerBound, 0, 1, range.upperBound]))
     }
     let back = try NPY.decode(NPY.encode(tensor), name: "t")
-    // 4-bit types are written widened to one byte.
-    let expectedDType: DType = dtype == .int4 ? .int8 : dtype == .uint4 ? .uint8 : dtype
+    // 4-bit types are written widened to one byte; bfloat16 (not a NumPy type) as float32.
+    let expectedDType: DType = dtype == .int4 ? .int8 : dtype == .uint4 ? .uint8 : dtype == .bfloat16 ? .float32 : dtype
     #expect(back == Tensor(dtype: expectedDType, shape: tensor.shape, storage: tensor.storage))
   }
 
