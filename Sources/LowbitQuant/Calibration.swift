@@ -23,8 +23,10 @@ public enum Calibration {
       }
       let grid = config.weightGrid
       let parts = TensorQuantizer.partition(w.floats, shape: w.shape, granularity)
-      let params = parts.map { values -> QuantParams in
-        let range = RangeSearch.weightRange(values, method: config.weightRange, grid: grid, symmetric: config.weightSymmetric)
+      // Channels (or groups) are searched in parallel; each part's search is unchanged.
+      let searchCost = (parts.first?.count ?? 1) * (config.weightRange == .mse ? ClippingSearch.steps : 1)
+      let params = parallelIndexedMap(parts.count, costPerItem: searchCost) { k -> QuantParams in
+        let range = RangeSearch.weightRange(parts[k], method: config.weightRange, grid: grid, symmetric: config.weightSymmetric)
         return UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
                                        symmetric: config.weightSymmetric, powerOfTwo: config.powerOfTwo)
       }

@@ -50,3 +50,18 @@ public func parallelChunks(_ count: Int, costPerItem: Int = 1, _ body: (Range<In
     if start < end { body(start..<end) }
   }
 }
+
+/// `[f(0), f(1), ..., f(count - 1)]`, the items computed in parallel chunks (`parallelChunks`);
+/// each item is computed exactly as a serial map would.
+public func parallelIndexedMap<T>(_ count: Int, costPerItem: Int = 1, _ f: (Int) -> T) -> [T] {
+  guard count > 0 else { return [] }
+  return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+    let base = UInt(bitPattern: buffer.baseAddress)
+    parallelChunks(count, costPerItem: costPerItem) { chunk in
+      // Each chunk initializes its own indices, inside the buffer of `count` items.
+      let out = UnsafeMutablePointer<T>(bitPattern: base)!
+      for k in chunk { (out + k).initialize(to: f(k)) }
+    }
+    initialized = count
+  }
+}
