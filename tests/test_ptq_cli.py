@@ -218,3 +218,34 @@ def test_ptq_json_report_fm_resnet20_w8a8_per_channel(models, lowbit, tmp_path):
           f"quantized {ev['quantized_top1']:.2f}%, SQNR {ev['sqnr_db']:.1f} dB, cosine "
           f"{ev['mean_cosine']:.5f}, arg-max agreement {ev['argmax_agreement']} "
           f"(reference FP32 on 10k: {ref['fp32_top1_ort']})")
+
+
+def test_ptq_effort_fast_with_external_data_runs_in_ort(models, lowbit, tmp_path):
+    """`--effort fast` rounds to nearest with empirical bias correction (no AdaRound step) and
+    `--external-data` puts the weights in `<output>.data`; ONNX Runtime runs the pair and agrees
+    with lowbit's own simulation of the file."""
+    import onnxruntime as ort
+    out, js = tmp_path / "q.onnx", tmp_path / "ptq.json"
+    lowbit.ok("ptq", models[MODEL], "--calib", "fashion-mnist:train:256", "--per-channel", "--effort", "fast",
+              "--external-data", "-o", out, "--json", js, "--quiet", timeout=600)
+    report = json.loads(js.read_text())
+    names = [s["step"] for s in report["steps"]]
+    assert "adaround" not in names and "bias correction" in names, names
+    assert report["config"]["adaround"] is False, report["config"]
+    data = tmp_path / "q.onnx.data"
+    assert data.is_file() and data.stat().st_size > 200_000, sorted(p.name for p in tmp_path.iterdir())
+    assert out.stat().st_size < 100_000, out.stat().st_size  # the weights are not inside
+    proto = onnx.load(str(out), load_external_data=False)
+    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(external) >= 15, len(external)  # every weight of 1 KiB or more
+    x = np.load(_good_calib(tmp_path)[len("npy:"):])[:16]
+    ort_out = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.save(tmp_path / "x.npy", x)
+    lowbit.ok("run", out, "--data", f"npy:{tmp_path / 'x.npy'}", "--save-outputs", tmp_path / "y.npy", "--quiet",
+              timeout=300)
+    ours = np.load(tmp_path / "y.npy")
+    # The logits pass the output quantizer's grid: where float rounding puts a value on the other
+    # side of a rounding boundary the engines differ by one step of it, rarely.
+    step = next(q for q in report["quantizers"] if q["name"] == "logits")["scale"][0]
+    diff = np.abs(ours - ort_out) / step
+    assert diff.max() <= 1.01 and diff.mean() <= 0.1, (diff.max(), diff.mean())

@@ -10,6 +10,7 @@ extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
 extension BiasCorrectionMode: ExpressibleByArgument {}
 extension ReconstructionUnit: ExpressibleByArgument {}
+extension Effort: ExpressibleByArgument {}
 
 /// `lowbit ptq`: post-training quantization to a QDQ ONNX file.
 struct PTQCommand: ParsableCommand {
@@ -81,6 +82,9 @@ struct PTQCommand: ParsableCommand {
 
   @Flag(help: "Range setting only: no equalization, absorption, AdaRound, bias correction or quantizer tuning.")
   var rangeSettingOnly = false
+
+  @Option(help: "Time for fidelity: fast (round to nearest with bias correction, no AdaRound or tuning), default, or best (block AdaRound and quantizer tuning). Options given one by one override it.")
+  var effort: Effort?
 
   @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 500).")
   var adaRoundIterations: Int?
@@ -182,6 +186,7 @@ struct PTQCommand: ParsableCommand {
         throw LowbitError.invalidArgument("config file '\(path)' is not a valid QuantConfig: \(error)")
       }
     }
+    if let e = effort { c = e.applied(to: c) }  // a preset: the options below override it
     if let v = weightBits { c.weightBits = v }
     if let v = activationBits { c.activationBits = v }
     if perChannel { c.perChannel = true }
