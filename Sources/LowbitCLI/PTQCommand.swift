@@ -83,7 +83,7 @@ struct PTQCommand: ParsableCommand {
   @Flag(help: "Range setting only: no equalization, absorption, AdaRound, bias correction or quantizer tuning.")
   var rangeSettingOnly = false
 
-  @Option(help: "Time for fidelity: fast (round to nearest with bias correction, no AdaRound or tuning), default, or best (block AdaRound and quantizer tuning). Options given one by one override it.")
+  @Option(help: "Time for fidelity: fast (8-bit weights rounded to nearest with bias correction, lower widths 100 AdaRound steps; no quantizer tuning), default, or best (block AdaRound and quantizer tuning). Options given one by one override it.")
   var effort: Effort?
 
   @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 500).")
@@ -186,7 +186,6 @@ struct PTQCommand: ParsableCommand {
         throw LowbitError.invalidArgument("config file '\(path)' is not a valid QuantConfig: \(error)")
       }
     }
-    if let e = effort { c = e.applied(to: c) }  // a preset: the options below override it
     if let v = weightBits { c.weightBits = v }
     if let v = activationBits { c.activationBits = v }
     if perChannel { c.perChannel = true }
@@ -198,6 +197,7 @@ struct PTQCommand: ParsableCommand {
     if let v = concat { c.concat = v }
     if let v = opset { c.opset = v }
     if powerOfTwo { c.powerOfTwo = true }
+    if let e = effort { c = e.applied(to: c) }  // a preset for these bit widths: the options below override it
     if rangeSettingOnly {
       c.crossLayerEqualization = false
       c.biasAbsorption = false

@@ -10,6 +10,10 @@ import Testing
     #expect(fast.biasCorrection.resolved(hasData: true, adaRound: fast.adaRound) == .empirical)
     let best = Effort.best.applied(to: base)
     #expect(best.adaRound && best.adaRoundOptions.unit == .block && best.runsQuantizerTuning)
+    var four = base
+    four.weightBits = 4
+    let fastFour = Effort.fast.applied(to: four)
+    #expect(fastFour.adaRound && fastFour.adaRoundOptions.iterations == Effort.fastAdaRoundIterations)
     // Everything else is left as it was.
     var other = base
     other.weightBits = 4
