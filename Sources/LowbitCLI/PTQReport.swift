@@ -68,6 +68,8 @@ struct PTQReport: Codable {
   var adaRoundUndone: Bool
   var equalizedPairs: Int
   var totalSeconds: Double
+  /// The process's peak resident memory (bytes) when the report was made, after the file was written.
+  var peakBytes: Int?
 
   /// One quantizer as the JSON lists it: where it sits and its grid.
   struct QuantizerEntry: Codable {
@@ -89,7 +91,7 @@ struct PTQReport: Codable {
   enum CodingKeys: String, CodingKey {
     case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
     case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone"
-    case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds"
+    case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds", peakBytes = "peak_bytes"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
 
@@ -111,6 +113,7 @@ struct PTQReport: Codable {
     self.adaRoundUndone = result.adaRoundUndone
     self.equalizedPairs = result.equalized.count
     self.totalSeconds = result.steps.map(\.seconds).reduce(0, +)
+    self.peakBytes = peakResidentBytes()
     self.quantizers = placed.compactMap { site in
       guard let q = result.quantizers[site.name] else { return nil }
       let granularity: String
@@ -134,9 +137,10 @@ struct PTQReport: Codable {
         + "\(weightQuantizers) weight and \(activationQuantizers) activation quantizers, opset \(opset)",
       "",
     ]
-    var steps = Table(["step", "seconds", "detail"])
-    for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), s.detail ?? ""]) }
-    steps.add(["total", String(format: "%.3f", totalSeconds), ""])
+    var steps = Table(["step", "seconds", "peak MiB", "detail"])
+    func mib(_ bytes: Int?) -> String { bytes.map { String($0 >> 20) } ?? "-" }
+    for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), mib(s.peakBytes), s.detail ?? ""]) }
+    steps.add(["total", String(format: "%.3f", totalSeconds), mib(peakBytes), ""])
     lines.append(steps.render())
     if let e = evaluation {
       lines.append("")

@@ -203,6 +203,18 @@ public final class OpProfile: @unchecked Sendable {
   import Glibc
 #endif
 
+/// The process's peak resident memory so far in bytes (`getrusage`'s high-water mark), or nil
+/// where the system does not say.
+public func peakResidentBytes() -> Int? {
+  #if canImport(Glibc)
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return nil }
+    return Int(usage.ru_maxrss) * 1024  // Linux reports KiB
+  #else
+    return nil
+  #endif
+}
+
 /// A monotonic clock in seconds.
 public func monotonicSeconds() -> Double {
   var ts = timespec()

@@ -7,6 +7,20 @@ public struct StepTiming: Sendable, Codable, Equatable {
   public var step: String
   public var seconds: Double
   public var detail: String?
+  /// The process's peak resident memory (bytes) when the step ended: the high-water mark, so a
+  /// step that raised it holds more than the steps before it.
+  public var peakBytes: Int?
+
+  public init(step: String, seconds: Double, detail: String?, peakBytes: Int? = peakResidentBytes()) {
+    self.step = step
+    self.seconds = seconds
+    self.detail = detail
+    self.peakBytes = peakBytes
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case step, seconds, detail, peakBytes = "peak_bytes"
+  }
 }
 
 /// Why an optional data-driven step (block reconstruction, quantizer tuning) did not run: the
