@@ -40,6 +40,9 @@ LOWBIT_VARIANTS = {
     "lowbit-pc-mp18": ["--per-channel", "--mixed-precision", "18"],
     "lowbit-pt-pca": ["--per-channel-activations"],
     "lowbit-pc-pca": ["--per-channel", "--per-channel-activations"],
+    "lowbit-pt-fast": ["--effort", "fast"],
+    "lowbit-pc-pca-fast": ["--per-channel", "--per-channel-activations", "--effort", "fast"],
+    "lowbit-pc-mp18-fast": ["--per-channel", "--mixed-precision", "18", "--effort", "fast"],
 }
 ORT_VARIANTS = {"ort-pt": False, "ort-pc": True}
 
@@ -101,6 +104,7 @@ def main() -> int:
                     choices=list(LOWBIT_VARIANTS) + list(ORT_VARIANTS))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "minilm.json"))
+    ap.add_argument("--under-load", default="", help="what else ran on the machine meanwhile")
     args = ap.parse_args()
 
     model = R.model_path(R.MINILM)
@@ -125,7 +129,9 @@ def main() -> int:
     for r in rows:
         print(f"| {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['nn']:.3f} | {r['seconds']:.0f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1))
+    Path(args.json).write_text(json.dumps({
+        "threads": args.threads, **R.git_checkout(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "under_load": args.under_load, "rows": rows}, indent=1))
     return 0
 
 
