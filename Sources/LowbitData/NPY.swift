@@ -43,8 +43,14 @@ public enum NPY {
       throw LowbitError.invalidInput(
         "\(name): \(available - size) unexpected bytes after the \(size) bytes of data")
     }
-    let storage = try element.decode(bytes, offset: header.dataOffset, count: count, name: name)
-    return Tensor(dtype: element.dtype, shape: header.shape, storage: storage)
+    // NPY's little-endian data is the tensor's raw layout: narrow types stay packed (a uint8
+    // image array takes 1 byte per value in memory).
+    let tensor = Tensor(dtype: element.dtype, shape: header.shape, rawBytes: Array(bytes[header.dataOffset...]))!
+    if element.dtype == .uint64, let bad = tensor.rawBytes.withUnsafeBytes({ Array($0.bindMemory(to: UInt64.self)) })
+      .firstIndex(where: { UInt64(littleEndian: $0) > UInt64(Int64.max) }) {
+      throw LowbitError.unsupported("\(name): uint64 value at flat index \(bad) exceeds the int64 range lowbit computes in")
+    }
+    return tensor
   }
 
   /// The bytes of a `.npy` file holding `tensor`: version 1.0 (2.0 only for a header too long
@@ -71,8 +77,7 @@ public enum NPY {
       ? [UInt8(length & 0xff), UInt8(length >> 8)]
       : (0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) }
     bytes += Array(text.utf8)
-    bytes.reserveCapacity(bytes.count + tensor.count * element.size)
-    element.encode(tensor.storage, into: &bytes)
+    bytes += Tensor(dtype: element.dtype, shape: tensor.shape, storage: tensor.storage).rawBytes
     return bytes
   }
 

@@ -43,6 +43,12 @@ import Testing
     #expect(back == Tensor(dtype: expectedDType, shape: tensor.shape, storage: tensor.storage))
   }
 
+  @Test func narrowArraysStayAtTheirWidthInMemory() throws {
+    let images = Tensor(dtype: .uint8, shape: [2, 3], storage: .int([0, 7, 255, 128, 1, 2]))
+    let back = try NPY.decode(NPY.encode(images), name: "images")
+    #expect(back.isPacked && back.heldBytes == 6 && back.ints == [0, 7, 255, 128, 1, 2])
+  }
+
   @Test func roundTripsScalarsAndEmptyArrays() throws {
     for tensor in [
       Tensor(scalar: 2.5), Tensor(shape: [0, 3], floats: []),
@@ -193,40 +199,6 @@ import Testing
       try NPY.read(contentsOf: directory.appendingPathComponent("nope.npy").path)
     }
     #expect(throws: LowbitError.self) { try NPY.read(contentsOf: directory.path) }
-  }
-
-  @Test func float16ConversionMatchesTheStandard() {
-    #if !(os(macOS) && arch(x86_64))
-      var mismatches: [String] = []
-      for bits in UInt16.min...UInt16.max {
-        let ours = Float16Bits.float(bits)
-        let reference = Float(Float16(bitPattern: bits))
-        if !(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN)) {
-          mismatches.append("float(\(bits))")
-        }
-        if !ours.isNaN && Float16Bits.bits(ours) != bits {
-          mismatches.append("bits(float(\(bits)))")
-        }
-      }
-      var generator = SeededGeneratorForTests(seed: 7)
-      for _ in 0..<200_000 {
-        let f = Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator))
-        if f.isNaN {
-          if !Float16Bits.float(Float16Bits.bits(f)).isNaN {
-            mismatches.append("NaN \(f.bitPattern)")
-          }
-        } else if Float16Bits.bits(f) != Float16(f).bitPattern {
-          mismatches.append("bits(\(f))")
-        }
-      }
-      // Ties: halfway between two halves, in the normal and subnormal ranges.
-      for f: Float in [
-        1 + 0x1p-11, 1 + 3 * 0x1p-11, 0x1p-25, 3 * 0x1p-25, 65520, 65519.996, 0x1p-24 * 1.5,
-      ] {
-        if Float16Bits.bits(f) != Float16(f).bitPattern { mismatches.append("tie \(f)") }
-      }
-      #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
-    #endif
   }
 }
 
