@@ -350,7 +350,7 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: fittingBatches, opset: transformed.opset, options: config.quantizerTuningInUse,
+          batches: fittingBatches, opset: transformed.opset, options: config.quantizerTuningOptions,
           progress: { progress?("quantizer tuning", $0, $1) })
       }
       switch outcome {
@@ -359,7 +359,7 @@ public enum PostTrainingQuantization {
         tuning = r
         quantizers = tuned.quantizers
         transformed = tuned.graph
-        let o = config.quantizerTuningInUse
+        let o = config.quantizerTuningOptions
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ %.4g -> %.4g%@", r.scales, r.zeroPoints,
           o.iterations, o.batchSize, r.loss, r.before, r.after,
