@@ -126,8 +126,7 @@ public struct Tensor: Sendable, Equatable {
 
   /// The same elements under another shape with the same element count.
   public func reshaped(_ newShape: [Int]) -> Tensor {
-    precondition(newShape.allSatisfy { $0 >= 0 } && newShape.reduce(1, *) == count, "Tensor: \(count) values for shape \(newShape)")
-    return Tensor(dtype: dtype, shape: newShape, elements: elements)
+    Tensor(dtype: dtype, shape: newShape, elements: elements)  // the initializers check the count
   }
 
   /// Elements as Float whatever the storage class (bool as 0/1).

@@ -46,9 +46,10 @@ public enum NPY {
     // NPY's little-endian data is the tensor's raw layout: narrow types stay packed (a uint8
     // image array takes 1 byte per value in memory).
     let tensor = Tensor(dtype: element.dtype, shape: header.shape, rawBytes: Array(bytes[header.dataOffset...]))!
-    if element.dtype == .uint64, let bad = tensor.rawBytes.withUnsafeBytes({ Array($0.bindMemory(to: UInt64.self)) })
-      .firstIndex(where: { UInt64(littleEndian: $0) > UInt64(Int64.max) }) {
-      throw LowbitError.unsupported("\(name): uint64 value at flat index \(bad) exceeds the int64 range lowbit computes in")
+    // uint64 computes as Int64: a value above Int64.max decodes negative.
+    if element.dtype == .uint64, let bad = tensor.ints.firstIndex(where: { $0 < 0 }) {
+      throw LowbitError.unsupported(
+        "\(name): uint64 value \(UInt64(bitPattern: tensor.ints[bad])) at flat index \(bad) exceeds the int64 range lowbit computes in")
     }
     return tensor
   }
@@ -77,7 +78,9 @@ public enum NPY {
       ? [UInt8(length & 0xff), UInt8(length >> 8)]
       : (0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) }
     bytes += Array(text.utf8)
-    bytes += Tensor(dtype: element.dtype, shape: tensor.shape, storage: tensor.storage).rawBytes
+    // Types NumPy lacks (4-bit, bfloat16) are written widened; the others as they are held.
+    bytes += element.dtype == tensor.dtype
+      ? tensor.rawBytes : Tensor(dtype: element.dtype, shape: tensor.shape, storage: tensor.storage).rawBytes
     return bytes
   }
 

@@ -49,6 +49,13 @@ import Testing
     #expect(back.isPacked && back.heldBytes == 6 && back.ints == [0, 7, 255, 128, 1, 2])
   }
 
+  @Test func uint64AboveTheInt64RangeIsRefusedWithItsValue() throws {
+    // Written from the packed bytes as they are; read back, the value cannot be computed with.
+    let big = Tensor(dtype: .uint64, shape: [2], rawBytes: [UInt64(7), .max].map(\.littleEndian).withUnsafeBytes { Array($0) })!
+    let error = #expect(throws: LowbitError.self) { try NPY.decode(NPY.encode(big), name: "big.npy") }
+    #expect(error?.description.contains("18446744073709551615 at flat index 1") == true)
+  }
+
   @Test func roundTripsScalarsAndEmptyArrays() throws {
     for tensor in [
       Tensor(scalar: 2.5), Tensor(shape: [0, 3], floats: []),
