@@ -350,7 +350,8 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: fittingBatches, opset: transformed.opset, options: config.quantizerTuningOptions,
+          batches: fittingBatches, heldOut: split.isHeldOut ? split.heldOut : nil, opset: transformed.opset,
+          options: config.quantizerTuningOptions,
           progress: { progress?("quantizer tuning", $0, $1) })
       }
       switch outcome {
@@ -361,8 +362,8 @@ public enum PostTrainingQuantization {
         transformed = tuned.graph
         let o = config.quantizerTuningOptions
         steps[steps.count - 1].detail = String(
-          format: "%d scales, %d zero points, %d iterations x %d samples, %@ %.4g -> %.4g%@", r.scales, r.zeroPoints,
-          o.iterations, o.batchSize, r.loss, r.before, r.after,
+          format: "%d scales, %d zero points, %d iterations x %d samples, %@ on %d %@samples %.4g -> %.4g%@", r.scales,
+          r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,
           r.kept ? " (step \(r.step))" : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):
         steps[steps.count - 1].detail = "skipped: \(reason.message)"

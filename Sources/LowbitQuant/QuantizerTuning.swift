@@ -50,9 +50,13 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   /// The loss: "divergence" (KL from the float model's softmax, for logits), "mean square" (other
   /// outputs), or "divergence and mean square" when the graph has outputs of both kinds.
   public var loss: String
-  /// The loss over every calibration sample before tuning and at the step kept.
+  /// The loss on the judging samples before tuning and at the step kept.
   public var before: Float
   public var after: Float
+  /// Samples the checkpoints were judged on, and whether the steps never saw them (held out) or
+  /// they are the fitting samples themselves (too few calibration batches to hold any out).
+  public var judgedOn: Int
+  public var heldOut: Bool
   /// The checkpoint kept (checkpoints every quarter of the steps; 0: none beat the start).
   public var step: Int
   /// Whether the tuned quantizers replaced the range-set ones (a checkpoint beat the start).
@@ -73,8 +77,9 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
 /// feature maps), against the float model's outputs `t`. Adam steps `log s` (so the step is a
 /// relative change and scales stay positive) and the zero points (clamped into the grid).
 /// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold them.
-/// The loss over all calibration samples is measured at the start and after every quarter of
-/// the steps; the best checkpoint is kept (the range-set quantizers when none beat them).
+/// The steps draw from `batches`; the loss on `heldOut` (rows the steps never saw) is measured
+/// at the start and after every quarter of the steps, and the best checkpoint is kept (the
+/// range-set quantizers when none beat them), so a gain that only fits the drawn samples is not.
 public enum QuantizerTuning {
   public struct Outcome: Sendable {
     public var quantizers: [String: TensorQuantizer]
@@ -83,11 +88,13 @@ public enum QuantizerTuning {
     public var record: QuantizerTuningRecord
   }
 
-  /// Tunes `quantizers` (keyed by site) of `transformed` towards `float`'s outputs on `batches`;
+  /// Tunes `quantizers` (keyed by site) of `transformed` towards `float`'s outputs on `batches`,
+  /// keeping the checkpoint with the lowest loss on `heldOut` (`batches` themselves when nil);
   /// `.failure` names the node when some node cannot pass gradients.
   public static func run(
     float: Graph, transformed: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
-    batches: [[String: Tensor]], opset: Int, options: QuantizerTuningOptions, progress: ((Int, Int) -> Void)? = nil
+    batches: [[String: Tensor]], heldOut: [[String: Tensor]]? = nil, opset: Int, options: QuantizerTuningOptions,
+    progress: ((Int, Int) -> Void)? = nil
   ) throws -> Result<Outcome, StepFallback> {
     try options.validate()
     let qat: Graph, parameters: QATParameters
@@ -110,21 +117,30 @@ public enum QuantizerTuning {
     let outputs = graph.outputs.map(\.name)
     let teacher = try Interpreter(float)
     let inputs = graph.inputs.map(\.name)
-    var targets: [[Tensor]] = outputs.map { _ in [] }
-    let sizes = try CalibrationSamples.batchSizes(batches, graph: graph)
-    for feeds in batches {
-      let result = try teacher.run(feeds)
-      for (k, name) in outputs.enumerated() {
-        guard let t = result[name], t.dtype.isFloatingPoint else {
-          return .failure(StepFallback(message: "graph output '\(name)' is not a float value"))
+    /// The float model's outputs on `set`, per output then batch.
+    func floatOutputs(_ set: [[String: Tensor]], sizes: [Int]) throws -> Result<[[Tensor]], StepFallback> {
+      var targets: [[Tensor]] = outputs.map { _ in [] }
+      for (b, feeds) in set.enumerated() {
+        let result = try teacher.run(feeds)
+        for (k, name) in outputs.enumerated() {
+          guard let t = result[name], t.dtype.isFloatingPoint else {
+            return .failure(StepFallback(message: "graph output '\(name)' is not a float value"))
+          }
+          guard t.shape.first == sizes[b] else {
+            return .failure(StepFallback(message: "graph output '\(name)' (\(t.shape)) is not a batch of \(sizes[b]) samples"))
+          }
+          targets[k].append(t)
         }
-        targets[k].append(t)
       }
+      return .success(targets)
     }
-    for k in outputs.indices {
-      for (b, t) in targets[k].enumerated() where t.shape.first != sizes[b] {
-        return .failure(StepFallback(message: "graph output '\(outputs[k])' (\(t.shape)) is not a batch of \(sizes[b]) samples"))
-      }
+    let judging = heldOut ?? batches
+    let sizes = try CalibrationSamples.batchSizes(batches, graph: graph)
+    let judgingSizes = try CalibrationSamples.batchSizes(judging, graph: graph)
+    let targets: [[Tensor]], judgingTargets: [[Tensor]]
+    switch (try floatOutputs(batches, sizes: sizes), try floatOutputs(judging, sizes: judgingSizes)) {
+    case (.success(let t), .success(let j)): (targets, judgingTargets) = (t, j)
+    case (.failure(let reason), _), (_, .failure(let reason)): return .failure(reason)
     }
     let logits = targets.map { OutputLoss.isLogits($0) }
     let lossName = logits.allSatisfy { $0 } ? "divergence" : logits.contains(true) ? "divergence and mean square" : "mean square"
@@ -138,16 +154,17 @@ public enum QuantizerTuning {
       }
       return (total, gradients)
     }
-    func calibrationLoss() throws -> Float {
+    /// The sample-weighted mean loss on the judging samples.
+    func judgedLoss() throws -> Float {
       var total = 0.0
-      for (b, feeds) in batches.enumerated() {
+      for (b, feeds) in judging.enumerated() {
         let tape = try trainer.forward(feeds, mode: .inference)
-        total += loss(tape, outputs.indices.map { targets[$0][b] }).0 * Double(sizes[b])
+        total += loss(tape, outputs.indices.map { judgingTargets[$0][b] }).0 * Double(judgingSizes[b])
       }
-      return Float(total / Double(max(sizes.reduce(0, +), 1)))
+      return Float(total / Double(max(judgingSizes.reduce(0, +), 1)))
     }
 
-    let before = try calibrationLoss()
+    let before = try judgedLoss()
     let start = trainer.parameters
     let samples = CalibrationSamples(sizes: sizes)
     var generator = SplitMix64(seed: options.seed)
@@ -158,7 +175,7 @@ public enum QuantizerTuning {
     }
     var scaleAdam = Adam(), offsetAdam = Adam()
     // Mini-batch KL is heavy-tailed (a few samples near a decision flip dominate it), so the
-    // parameters are checkpointed on the whole calibration set four times and the best kept.
+    // parameters are checkpointed on the judging samples four times and the best kept.
     let checkpointEvery = max(1, options.iterations / 4)
     var best = (loss: before, step: 0, graph: trainer.graph)
     for step in 0..<options.iterations {
@@ -185,14 +202,14 @@ public enum QuantizerTuning {
       let projected = trainer.parameters
       for name in Array(zeroPoints.keys) { zeroPoints[name] = projected[name]! }
       if (step + 1) % checkpointEvery == 0 || step + 1 == options.iterations {
-        let value = try calibrationLoss()
+        let value = try judgedLoss()
         if value < best.loss { best = (value, step + 1, trainer.graph) }
       }
       progress?(step + 1, options.iterations)
     }
     let record = QuantizerTuningRecord(
       scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: best.loss,
-      step: best.step, kept: best.step > 0)
+      judgedOn: judgingSizes.reduce(0, +), heldOut: heldOut != nil, step: best.step, kept: best.step > 0)
     guard record.kept else {
       return .success(Outcome(quantizers: quantizers, graph: transformed, record: record))
     }

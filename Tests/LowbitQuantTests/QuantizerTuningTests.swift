@@ -41,8 +41,8 @@ import Testing
     return total / Double(samples)
   }
 
-  /// Tuning lowers the loss on the calibration rows it fits, moves scales but keeps every weight's
-  /// integers, and the written QDQ graph computes the tuned loss.
+  /// Tuning lowers the loss on held-out calibration rows, moves scales but keeps every weight's
+  /// integers, and the written QDQ graph computes the loss it reports on those rows.
   @Test func tuningLowersTheLossKeepsTheIntegersAndTheFileAgrees() throws {
     let graph = residualGraph()
     let batches = inputBatches(4)
@@ -55,14 +55,16 @@ import Testing
     #expect(integers(tuned) == integers(plain))
     let moved = ["w1", "w2", "w3"].filter { tuned.quantizers[$0]!.params.map(\.scale) != plain.quantizers[$0]!.params.map(\.scale) }
     #expect(moved.count == 3)
-    // Tuning fits on the calibration batches the end-to-end checks do not hold out.
-    let fitting = try CalibrationSplit(batches, graph: graph).fitting
-    #expect(fitting.count == 3)
-    let before = try fileLoss(plain, fitting), after = try fileLoss(tuned, fitting)
+    // Tuning fits on the calibration batches the end-to-end checks do not hold out and judges its
+    // checkpoints on the held-out ones.
+    let split = try CalibrationSplit(batches, graph: graph)
+    #expect(split.fitting.count == 3 && split.heldOut.count == 1)
+    #expect(record.heldOut && record.judgedOn == split.heldOut.map { $0["x"]!.shape[0] }.reduce(0, +), "\(record)")
+    let before = try fileLoss(plain, split.heldOut), after = try fileLoss(tuned, split.heldOut)
     #expect(abs(before - Double(record.before)) <= 1e-3 * before, "\(before) vs \(record.before)")
     #expect(abs(after - Double(record.after)) <= 1e-3 * after, "\(after) vs \(record.after)")
     let step = try #require(tuned.steps.first { $0.step == "quantizer tuning" })
-    #expect(step.detail?.contains("mean square") == true, "\(step.detail ?? "")")
+    #expect(step.detail?.contains("mean square on \(record.judgedOn) held-out samples") == true, "\(step.detail ?? "")")
   }
 
   /// The same seed gives the same quantizers.
