@@ -199,6 +199,8 @@ enum ShapeRules {
       return [slice(node, ins, opset: opset)]
     case "Split":
       return split(node, ins, opset: opset)
+    case "Pad":
+      return [pad(node, ins, opset: opset)]
     case "Range":
       return [ShapeFact(dtype: x?.dtype, shape: [.symbol("\(node.name)_range")])]
     default:
@@ -250,6 +252,35 @@ enum ShapeRules {
       value = (0..<size).map { v[b + $0 * step] }
     }
     return ShapeFact(dtype: x?.dtype, shape: shape, value: value)
+  }
+
+  /// Pad: axis `a` grows by `pads[a] + pads[a + r]` (input 1 from opset 11, the attribute
+  /// before; input 3 names the axes from opset 18); an unpadded axis keeps its dimension, symbol
+  /// included, and a padded symbolic one gets a fresh symbol. Unknown pads leave every axis a
+  /// fresh symbol.
+  static func pad(_ node: Node, _ ins: [ShapeFact?], opset: Int) -> ShapeFact {
+    let x = ins.first ?? nil
+    guard let s = x?.shape else { return ShapeFact(dtype: x?.dtype) }
+    let unknown = ShapeFact(dtype: x?.dtype, shape: s.indices.map { .symbol("\(node.name)_d\($0)") })
+    var pads: [Int]?
+    if opset >= 11 {
+      pads = ins.count > 1 ? ins[1]?.fixedValue : nil
+    } else if case .ints(let v)? = node.attributes["pads"] {
+      pads = v
+    }
+    var axes = Array(s.indices)
+    if opset >= 18, node.inputs.count > 3, !node.inputs[3].isEmpty {
+      guard let given = ins[3]?.fixedValue, given.allSatisfy({ $0 >= -s.count && $0 < s.count }) else { return unknown }
+      axes = given.map { $0 < 0 ? $0 + s.count : $0 }
+    }
+    guard let pads, pads.count == 2 * axes.count else { return unknown }
+    var shape = s
+    for (k, axis) in axes.enumerated() {
+      let grow = pads[k] + pads[k + axes.count]
+      guard grow != 0 else { continue }
+      shape[axis] = s[axis].value.map { .fixed($0 + grow) } ?? .symbol("\(node.name)_d\(axis)")
+    }
+    return ShapeFact(dtype: x?.dtype, shape: shape)
   }
 
   /// Split: each output's size along the axis from the split sizes (input 1 from opset 13, the

@@ -42,13 +42,19 @@ public struct BlockRefinement: Sendable, Codable, Equatable {
 public enum BlockReconstruction {
   /// Why a graph cannot be reconstructed block-wise (the pipeline then falls back to layer-wise
   /// AdaRound), or nil: some node that a block's weights reach through values (not only through
-  /// Shape or Size, which read dimensions) has no gradient rule.
+  /// Shape or Size, which read dimensions) has no gradient rule, or a block reads a value that
+  /// is not a float batch (a shape computed outside it), which its sample draws cannot slice.
+  /// Checked before any block runs.
   public static func obstacle(_ graph: Graph, blocks: [ReconstructionBlock], weights: Set<String>) -> String? {
     let facts = graph.inferShapes()
     for block in blocks where !block.layers.isEmpty {
       let carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
-      if let reason = obstacle(graph, nodes: block.splitByDependence(on: carries, in: graph).dependent, carrying: carries, facts: facts) {
-        return reason
+      let dependent = block.splitByDependence(on: carries, in: graph).dependent
+      if let reason = obstacle(graph, nodes: dependent, carrying: carries, facts: facts) { return reason }
+      let inputs = ReconstructionBlock.externalInputs(of: dependent.map { graph.nodes[$0] }, initializers: graph.initializers)
+      if let name = inputs.first(where: { facts[$0]?.dtype.map { !$0.isFloatingPoint } ?? false }) {
+        let reader = dependent.map { graph.nodes[$0] }.first { $0.inputs.contains(name) }!
+        return "node '\(reader.name)' (\(reader.opType)) reads '\(name)' (\(facts[name]!.dtype!)), not a float batch of samples"
       }
     }
     return nil

@@ -91,4 +91,38 @@ import Testing
     #expect(facts["a"]?.shape == [Dim.symbol("N"), .fixed(3), .fixed(10)])
     #expect(facts["y"]?.shape == [Dim.symbol("N"), .fixed(3), .fixed(3)])
   }
+
+  /// EfficientNet's exported head: a padded stem (TensorFlow's "same" padding as a Pad node) and
+  /// `x.view(x.size(0), -1)` on the pooled features, the batch read with Shape from the graph
+  /// input. Pad keeps the batch symbol, so simplification gives the Reshape the constant target
+  /// `[0, -1]` and drops the shape subgraph; the outputs are unchanged.
+  @Test func paddedStemAndFlattenOfTheInputsBatch() throws {
+    let g = Graph(
+      nodes: [
+        Node(name: "shape", opType: "Shape", inputs: ["x"], outputs: ["s"]),
+        Node(name: "batch", opType: "Gather", inputs: ["s", "zero"], outputs: ["n"], attributes: ["axis": .int(0)]),
+        Node(name: "pad", opType: "Pad", inputs: ["x", "pads"], outputs: ["p"]),
+        Node(name: "stem", opType: "Conv", inputs: ["p", "w"], outputs: ["c"], attributes: ["strides": .ints([2, 2])]),
+        Node(name: "pool", opType: "GlobalAveragePool", inputs: ["c"], outputs: ["g"]),
+        Node(name: "n1", opType: "Unsqueeze", inputs: ["n", "axes0"], outputs: ["n_1"]),
+        Node(name: "target", opType: "Concat", inputs: ["n_1", "minus1"], outputs: ["t"], attributes: ["axis": .int(0)]),
+        Node(name: "flatten", opType: "Reshape", inputs: ["g", "t"], outputs: ["f"]),
+        Node(name: "fc", opType: "Gemm", inputs: ["f", "fw"], outputs: ["y"], attributes: ["transB": .int(1)]),
+      ],
+      inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(3), .fixed(9), .fixed(9)])],
+      outputs: [ValueInfo(name: "y", dtype: .float32)],
+      initializers: [
+        "zero": Tensor(shape: [], ints: [0]), "axes0": Self.ints([0]), "minus1": Self.ints([-1]),
+        "pads": Self.ints([0, 0, 0, 1, 0, 0, 0, 2]), "w": randomTensor([4, 3, 3, 3], seed: 5), "fw": randomTensor([5, 4], seed: 6),
+      ])
+    let feeds = ["x": randomTensor([2, 3, 9, 9], seed: 7)]
+    let facts = try Self.checkAgainstInterpreter(g, feeds)
+    #expect(facts["p"]?.shape == [Dim.symbol("N"), .fixed(3), .fixed(9), .fixed(12)])
+    #expect(facts["t"]?.value == [Dim.symbol("N"), .fixed(-1)])
+    let simple = try g.simplified()
+    #expect(!simple.nodes.contains { ["Shape", "Gather", "Concat", "Unsqueeze"].contains($0.opType) }, "\(simple.nodes.map(\.opType))")
+    let reshape = try #require(simple.nodes.first { $0.opType == "Reshape" })
+    #expect(simple.initializers[reshape.inputs[1]]?.ints == [0, -1])
+    #expect(try Interpreter(simple).run(feeds)["y"] == Interpreter(g).run(feeds)["y"])
+  }
 }

@@ -200,4 +200,16 @@ func residualGraph(channels: Int = 4, outputs: Int = 5, seed: UInt64 = 11, head:
     #expect(step.detail?.contains("layer-wise (no block reconstruction: node 'head' (Round)") == true, "\(step.detail ?? "")")
     #expect(result.blocks.isEmpty && result.layers.count == 3)
   }
+
+  /// A block that reads a value that is not a float batch (here a shape fed as a graph input,
+  /// which no simplification can make constant) is refused before any block runs, naming the
+  /// node and the value.
+  @Test func integerValueEnteringABlockIsRefusedUpFront() throws {
+    var graph = residualGraph()
+    graph.nodes[graph.nodes.count - 1] = Node(name: "head", opType: "Reshape", inputs: ["z", "target"], outputs: ["y"])
+    graph.inputs.append(ValueInfo(name: "target", dtype: .int64, shape: [.fixed(2)]))
+    let blocks = ReconstructionBlock.partition(graph, layers: ["conv1", "conv2", "conv3"], maxLayers: 8)
+    let reason = try #require(BlockReconstruction.obstacle(graph, blocks: blocks, weights: ["w1", "w2", "w3"]))
+    #expect(reason == "node 'head' (Reshape) reads 'target' (int64), not a float batch of samples", "\(reason)")
+  }
 }
