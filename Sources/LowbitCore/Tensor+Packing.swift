@@ -91,17 +91,17 @@ extension Tensor {
     switch storage {
     case .float(let v):
       switch dtype {
-      case .float64: return littleEndianBytes(v.map { Double($0).bitPattern })
-      case .float16: return littleEndianBytes(v.map { halfBits($0) })
-      case .bfloat16: return littleEndianBytes(v.map { bfloat16Bits($0) })
-      default: return littleEndianBytes(v.map(\.bitPattern))
+      case .float64: return ByteLayout.littleEndianBytes(v.map { Double($0).bitPattern })
+      case .float16: return ByteLayout.littleEndianBytes(v.map { halfBits($0) })
+      case .bfloat16: return ByteLayout.littleEndianBytes(v.map { bfloat16Bits($0) })
+      default: return ByteLayout.littleEndianBytes(v.map(\.bitPattern))
       }
     case .bool(let v): return v.map { $0 ? 1 : 0 }
     case .int(let v):
       switch dtype {
-      case .int64, .uint64: return littleEndianBytes(v)
-      case .int32, .uint32: return littleEndianBytes(v.map { UInt32(truncatingIfNeeded: $0) })
-      case .int16, .uint16: return littleEndianBytes(v.map { UInt16(truncatingIfNeeded: $0) })
+      case .int64, .uint64: return ByteLayout.littleEndianBytes(v)
+      case .int32, .uint32: return ByteLayout.littleEndianBytes(v.map { UInt32(truncatingIfNeeded: $0) })
+      case .int16, .uint16: return ByteLayout.littleEndianBytes(v.map { UInt16(truncatingIfNeeded: $0) })
       case .int4, .uint4:
         var packed = [UInt8](repeating: 0, count: (v.count + 1) / 2)
         for (i, x) in v.enumerated() {
@@ -143,17 +143,8 @@ extension PackedElements {
 
   /// The bytes read as `count` little-endian values of `T`.
   private func values<T: FixedWidthInteger>(_: T.Type) -> [T] {
-    var out = [T](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { dst in
-      bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<count * MemoryLayout<T>.size])) }
-    }
-    return out.map { T(littleEndian: $0) }
+    ByteLayout.load(T.self, from: bytes, offset: 0, count: count)
   }
-}
-
-private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
-  let le = values.map(\.littleEndian)
-  return le.withUnsafeBytes { Array($0) }
 }
 
 /// The float16 bit pattern nearest to `x` (ties to even; overflow to infinity).

@@ -112,32 +112,3 @@ func checkedProduct(_ dims: [Int]) -> Int? {
   }
   return total
 }
-
-/// Values of a fixed-width integer type read from `count` little- or big-endian elements at
-/// `offset` of `bytes`; the caller has checked that the bytes are there.
-func loadIntegers<T: FixedWidthInteger>(
-  _ type: T.Type, from bytes: [UInt8], offset: Int, count: Int, bigEndian: Bool = false
-) -> [T] {
-  let size = MemoryLayout<T>.size
-  precondition(offset >= 0 && count >= 0 && offset + count * size <= bytes.count)
-  return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-    bytes.withUnsafeBytes { raw in
-      // Safety: the precondition above keeps the copied range inside `bytes`; `buffer` holds
-      // `count` elements of `size` bytes.
-      if count > 0 {
-        UnsafeMutableRawBufferPointer(buffer).copyMemory(
-          from: UnsafeRawBufferPointer(rebasing: raw[offset..<offset + count * size]))
-      }
-    }
-    for i in 0..<count {
-      buffer[i] = bigEndian ? T(bigEndian: buffer[i]) : T(littleEndian: buffer[i])
-    }
-    initialized = count
-  }
-}
-
-/// Appends `values` as little-endian bytes.
-func appendLittleEndian<T: FixedWidthInteger>(_ values: [T], to bytes: inout [UInt8]) {
-  let le = values.map { $0.littleEndian }
-  le.withUnsafeBytes { bytes.append(contentsOf: $0) }
-}

@@ -123,13 +123,13 @@ public enum IDX {
       let values: [Float]
       switch typeByte {
       case 0x0D:
-        values = loadIntegers(
+        values = ByteLayout.load(
           UInt32.self, from: bytes, offset: offset, count: count, bigEndian: true
         )
         .map(Float.init(bitPattern:))
         return Tensor(shape: shape, floats: values)
       case 0x0E:
-        values = loadIntegers(
+        values = ByteLayout.load(
           UInt64.self, from: bytes, offset: offset, count: count, bigEndian: true
         )
         .map { Float(Double(bitPattern: $0)) }
@@ -142,11 +142,11 @@ public enum IDX {
         case 0x08: ints = bytes[offset..<offset + count].map(Int64.init)
         case 0x09: ints = bytes[offset..<offset + count].map { Int64(Int8(bitPattern: $0)) }
         case 0x0B:
-          ints = loadIntegers(
+          ints = ByteLayout.load(
             Int16.self, from: bytes, offset: offset, count: count, bigEndian: true
           ).map(Int64.init)
         default:
-          ints = loadIntegers(
+          ints = ByteLayout.load(
             Int32.self, from: bytes, offset: offset, count: count, bigEndian: true
           ).map(Int64.init)
         }

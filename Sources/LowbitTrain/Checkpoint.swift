@@ -124,17 +124,17 @@ public struct Checkpoint: Sendable, Equatable {
       throw LowbitError.io("cannot encode the checkpoint: \(error)")
     }
     var out = Self.magic
-    appendLittleEndian(Self.version, to: &out)
-    appendLittleEndian(UInt64(headerBytes.count), to: &out)
+    ByteLayout.appendLittleEndian(Self.version, to: &out)
+    ByteLayout.appendLittleEndian(UInt64(headerBytes.count), to: &out)
     out += headerBytes
-    appendLittleEndian(UInt64(optimizerBytes.count), to: &out)
+    ByteLayout.appendLittleEndian(UInt64(optimizerBytes.count), to: &out)
     out += optimizerBytes
     for entry in entries {
       let t = (entry.kind == "parameter" ? parameters : statistics)[entry.name]!
       out.reserveCapacity(out.count + 4 * t.count)
-      for v in t.floats { appendLittleEndian(v.bitPattern, to: &out) }
+      for v in t.floats { ByteLayout.appendLittleEndian(v.bitPattern, to: &out) }
     }
-    appendLittleEndian(fnv1a64(out), to: &out)
+    ByteLayout.appendLittleEndian(fnv1a64(out), to: &out)
     return out
   }
 
@@ -143,15 +143,15 @@ public struct Checkpoint: Sendable, Equatable {
     func bad(_ what: String) -> LowbitError { LowbitError.invalidInput("\(source): not a valid lowbit checkpoint (\(what))") }
     guard bytes.count >= 36, Array(bytes[0..<8]) == Self.magic else { throw bad("no LOWBITCK magic") }
     let hashOffset = bytes.count - 8
-    guard readLittleEndian(bytes, at: hashOffset, as: UInt64.self) == fnv1a64(bytes[0..<hashOffset]) else {
+    guard ByteLayout.readLittleEndian(bytes, at: hashOffset, as: UInt64.self) == fnv1a64(bytes[0..<hashOffset]) else {
       throw bad("the content hash does not match: the file is truncated or damaged")
     }
-    let version = readLittleEndian(bytes, at: 8, as: UInt32.self)
+    let version = ByteLayout.readLittleEndian(bytes, at: 8, as: UInt32.self)
     guard version == Self.version else { throw bad("format version \(version), this lowbit reads \(Self.version)") }
     var offset = 12
     func section() throws -> ArraySlice<UInt8> {
       guard offset + 8 <= hashOffset else { throw bad("a section length runs past the end") }
-      let length = readLittleEndian(bytes, at: offset, as: UInt64.self)
+      let length = ByteLayout.readLittleEndian(bytes, at: offset, as: UInt64.self)
       offset += 8
       guard length <= UInt64(hashOffset - offset) else { throw bad("a section runs past the end") }
       defer { offset += Int(length) }
@@ -172,7 +172,7 @@ public struct Checkpoint: Sendable, Equatable {
       let count = entry.shape.reduce(1, *)
       guard count <= (hashOffset - offset) / 4 else { throw bad("tensor '\(entry.name)' runs past the end") }
       var values = [Float](repeating: 0, count: count)
-      for i in 0..<count { values[i] = Float(bitPattern: readLittleEndian(bytes, at: offset + 4 * i, as: UInt32.self)) }
+      for i in 0..<count { values[i] = Float(bitPattern: ByteLayout.readLittleEndian(bytes, at: offset + 4 * i, as: UInt32.self)) }
       offset += 4 * count
       let tensor = Tensor(shape: entry.shape, floats: values)
       switch entry.kind {
@@ -268,17 +268,6 @@ extension TrainingLoop {
       augmentationGenerator: checkpoint.augmentationGenerator, collective: collective)
     restoreProgress(epoch: checkpoint.epoch, step: checkpoint.step, history: checkpoint.history)
   }
-}
-
-func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-  var v = value.littleEndian
-  withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
-}
-
-func readLittleEndian<T: FixedWidthInteger>(_ bytes: [UInt8], at offset: Int, as: T.Type) -> T {
-  var v: T = 0
-  for i in 0..<MemoryLayout<T>.size { v |= T(bytes[offset + i]) << (8 * i) }
-  return v
 }
 
 /// FNV-1a, 64-bit: `h = 0xcbf29ce484222325; for b: h = (h ^ b) * 0x100000001b3`.

@@ -76,19 +76,19 @@ enum TensorCoding {
   /// little-endian UInt64, floats as their bit patterns.
   static func encode(_ tensors: [String: Tensor]) -> [UInt8] {
     var out: [UInt8] = []
-    appendLittleEndian(UInt64(tensors.count), to: &out)
+    ByteLayout.appendLittleEndian(UInt64(tensors.count), to: &out)
     for name in tensors.keys.sorted() {
       let t = tensors[name]!
       let utf8 = Array(name.utf8)
-      appendLittleEndian(UInt64(utf8.count), to: &out)
+      ByteLayout.appendLittleEndian(UInt64(utf8.count), to: &out)
       out += utf8
-      appendLittleEndian(UInt64(t.dtype.rawValue), to: &out)
-      appendLittleEndian(UInt64(t.shape.count), to: &out)
-      for d in t.shape { appendLittleEndian(UInt64(d), to: &out) }
+      ByteLayout.appendLittleEndian(UInt64(t.dtype.rawValue), to: &out)
+      ByteLayout.appendLittleEndian(UInt64(t.shape.count), to: &out)
+      for d in t.shape { ByteLayout.appendLittleEndian(UInt64(d), to: &out) }
       out.reserveCapacity(out.count + 8 * t.count)
       switch t.storage {
-      case .float(let v): for x in v { appendLittleEndian(x.bitPattern, to: &out) }
-      case .int(let v): for x in v { appendLittleEndian(UInt64(bitPattern: x), to: &out) }
+      case .float(let v): for x in v { ByteLayout.appendLittleEndian(x.bitPattern, to: &out) }
+      case .int(let v): for x in v { ByteLayout.appendLittleEndian(UInt64(bitPattern: x), to: &out) }
       case .bool(let v): out += v.map { $0 ? 1 : 0 }
       }
     }
@@ -102,7 +102,7 @@ enum TensorCoding {
     func read<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
       guard offset + MemoryLayout<T>.size <= bytes.count else { throw bad() }
       defer { offset += MemoryLayout<T>.size }
-      return readLittleEndian(bytes, at: offset, as: T.self)
+      return ByteLayout.readLittleEndian(bytes, at: offset, as: T.self)
     }
     func count() throws -> Int {
       let n = try read(UInt64.self)
