@@ -364,7 +364,9 @@ public enum PostTrainingQuantization {
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ on %d %@samples %.4g -> %.4g%@", r.scales,
           r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,
-          r.kept ? " (step \(r.step))" : " (no checkpoint lower: range-set quantizers kept)")
+          r.kept ? String(format: " (step %d; gain above twice its standard error, %.2g)", r.step, r.noise)
+            : r.step > 0 ? String(format: " at step %d, within twice its standard error (%.2g): range-set quantizers kept", r.step, r.noise)
+            : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):
         steps[steps.count - 1].detail = "skipped: \(reason.message)"
       }

@@ -50,16 +50,19 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   /// The loss: "divergence" (KL from the float model's softmax, for logits), "mean square" (other
   /// outputs), or "divergence and mean square" when the graph has outputs of both kinds.
   public var loss: String
-  /// The loss on the judging samples before tuning and at the step kept.
+  /// The mean loss on the judging samples before tuning and at the lowest checkpoint.
   public var before: Float
   public var after: Float
   /// Samples the checkpoints were judged on, and whether the steps never saw them (held out) or
   /// they are the fitting samples themselves (too few calibration batches to hold any out).
   public var judgedOn: Int
   public var heldOut: Bool
-  /// The checkpoint kept (checkpoints every quarter of the steps; 0: none beat the start).
+  /// The checkpoint with the lowest loss (checkpoints every quarter of the steps; 0: none beat
+  /// the start).
   public var step: Int
-  /// Whether the tuned quantizers replaced the range-set ones (a checkpoint beat the start).
+  /// Two standard errors of its gain (the paired per-sample loss differences from the start).
+  public var noise: Float
+  /// Whether the tuned quantizers replaced the range-set ones: the checkpoint's gain exceeds `noise`.
   public var kept: Bool
 }
 
@@ -78,8 +81,10 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
 /// relative change and scales stay positive) and the zero points (clamped into the grid).
 /// Few parameters are trained (one or a few per layer), so 1,024 calibration samples hold them.
 /// The steps draw from `batches`; the loss on `heldOut` (rows the steps never saw) is measured
-/// at the start and after every quarter of the steps, and the best checkpoint is kept (the
-/// range-set quantizers when none beat them), so a gain that only fits the drawn samples is not.
+/// at the start and after every quarter of the steps. The lowest checkpoint is kept when its
+/// gain `before - after` exceeds two standard errors of the paired per-sample differences (else
+/// the range-set quantizers stay), so a gain that only fits the drawn samples, or that a few
+/// held-out samples cannot tell from noise, is not taken.
 public enum QuantizerTuning {
   public struct Outcome: Sendable {
     public var quantizers: [String: TensorQuantizer]
@@ -154,30 +159,41 @@ public enum QuantizerTuning {
       }
       return (total, gradients)
     }
-    /// The sample-weighted mean loss on the judging samples.
-    func judgedLoss() throws -> Float {
-      var total = 0.0
+    /// The loss of each judging sample (summed over the graph's outputs).
+    func judgedLosses() throws -> [Double] {
+      var losses: [Double] = []
       for (b, feeds) in judging.enumerated() {
         let tape = try trainer.forward(feeds, mode: .inference)
-        total += loss(tape, outputs.indices.map { judgingTargets[$0][b] }).0 * Double(judgingSizes[b])
+        for n in 0..<judgingSizes[b] {
+          var total = 0.0
+          for (k, name) in outputs.enumerated() {
+            let one = [(batch: 0, index: n)]
+            total += OutputLoss.compare(
+              CalibrationSamples.gather([tape.values[name]!], one), CalibrationSamples.gather([judgingTargets[k][b]], one),
+              logits: logits[k]).loss
+          }
+          losses.append(total)
+        }
       }
-      return Float(total / Double(max(judgingSizes.reduce(0, +), 1)))
+      return losses
     }
 
-    let before = try judgedLoss()
-    let start = trainer.parameters
+    let start = try judgedLosses()
+    let before = Float(Self.mean(start))
+    let initial = trainer.parameters
     let samples = CalibrationSamples(sizes: sizes)
     var generator = SplitMix64(seed: options.seed)
     var logScales: [String: Tensor] = [:], zeroPoints: [String: Tensor] = [:]
     for name in trainable {
-      let t = start[name]!
+      let t = initial[name]!
       if offsets.contains(name) { zeroPoints[name] = t } else { logScales[name] = Tensor(shape: t.shape, floats: t.floats.map { Foundation.log($0) }) }
     }
     var scaleAdam = Adam(), offsetAdam = Adam()
     // Mini-batch KL is heavy-tailed (a few samples near a decision flip dominate it), so the
-    // parameters are checkpointed on the judging samples four times and the best kept.
+    // parameters are checkpointed on the judging samples four times; the lowest checkpoint is
+    // kept only if its gain over the start is larger than the noise of measuring it.
     let checkpointEvery = max(1, options.iterations / 4)
-    var best = (loss: before, step: 0, graph: trainer.graph)
+    var best = (loss: before, step: 0, graph: trainer.graph, noise: Float(0))
     for step in 0..<options.iterations {
       let picks = samples.draw(options.batchSize, &generator)
       var feeds: [String: Tensor] = [:]
@@ -202,19 +218,33 @@ public enum QuantizerTuning {
       let projected = trainer.parameters
       for name in Array(zeroPoints.keys) { zeroPoints[name] = projected[name]! }
       if (step + 1) % checkpointEvery == 0 || step + 1 == options.iterations {
-        let value = try judgedLoss()
-        if value < best.loss { best = (value, step + 1, trainer.graph) }
+        let losses = try judgedLosses()
+        let value = Float(Self.mean(losses))
+        if value < best.loss { best = (value, step + 1, trainer.graph, Float(Self.noise(start, losses))) }
       }
       progress?(step + 1, options.iterations)
     }
     let record = QuantizerTuningRecord(
       scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: best.loss,
-      judgedOn: judgingSizes.reduce(0, +), heldOut: heldOut != nil, step: best.step, kept: best.step > 0)
+      judgedOn: start.count, heldOut: heldOut != nil, step: best.step, noise: best.noise,
+      kept: best.step > 0 && before - best.loss > best.noise)
     guard record.kept else {
       return .success(Outcome(quantizers: quantizers, graph: transformed, record: record))
     }
     return .success(try tuned(
       best.graph, parameters: parameters, weights: weights, quantizers: quantizers, transformed: transformed, record: record))
+  }
+
+  static func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
+
+  /// Two standard errors of the mean of the paired per-sample differences `a_i - b_i`:
+  /// `2 sqrt(sum (d_i - mean d)^2 / (n (n - 1)))`; below two samples, `|mean d|` (a gain
+  /// one sample shows is never taken).
+  static func noise(_ a: [Double], _ b: [Double]) -> Double {
+    let d = zip(a, b).map { $0 - $1 }
+    guard d.count >= 2 else { return abs(mean(d)) }
+    let m = mean(d)
+    return 2 * (d.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(d.count * (d.count - 1))).squareRoot()
   }
 
   /// A weight read through its integers: `w_hat = s * (q - z)`, `s` reshaped to broadcast along

@@ -67,6 +67,34 @@ import Testing
     #expect(step.detail?.contains("mean square on \(record.judgedOn) held-out samples") == true, "\(step.detail ?? "")")
   }
 
+  /// The noise a checkpoint's gain must pass: two standard errors of the paired differences,
+  /// `2 sqrt(sum (d - mean d)^2 / (n (n - 1)))`; one sample's gain is never enough.
+  @Test func gainMustPassTwoStandardErrors() {
+    // d = [1, 2, 3, 6]: mean 3, squared deviations 4 + 1 + 0 + 9 = 14, 2 sqrt(14 / 12).
+    let noise = QuantizerTuning.noise([2, 4, 6, 10], [1, 2, 3, 4])
+    #expect(abs(noise - 2 * (14.0 / 12).squareRoot()) <= 1e-12)
+    #expect(QuantizerTuning.noise([5], [1]) == 4)
+    #expect(QuantizerTuning.noise([1, 1, 1], [0, 0, 0]) == 0)
+  }
+
+  /// A gain the held-out samples cannot tell from noise leaves the range-set quantizers.
+  @Test func gainWithinTheNoiseKeepsTheRangeSetQuantizers() throws {
+    let graph = residualGraph()
+    var c = config(tuning: true)
+    c.quantizerTuningOptions.iterations = 8
+    c.quantizerTuningOptions.learningRate = 0.0005
+    let plain = try PostTrainingQuantization.quantize(graph, config: config(tuning: false), batches: inputBatches(4))
+    let tuned = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(4))
+    let record = try #require(tuned.tuning)
+    // A few small steps lower the held-out loss by less than its noise (seeded: 0.829 -> 0.813,
+    // noise 0.032 on 8 samples).
+    #expect(record.step > 0 && record.after < record.before && !record.kept, "\(record)")
+    #expect(record.before - record.after <= record.noise)
+    #expect(tuned.quantizers == plain.quantizers)
+    let step = try #require(tuned.steps.first { $0.step == "quantizer tuning" })
+    #expect(step.detail?.contains("within twice its standard error") == true, "\(step.detail ?? "")")
+  }
+
   /// The same seed gives the same quantizers.
   @Test func seededRunsAgree() throws {
     let graph = residualGraph()
