@@ -351,7 +351,7 @@ public enum PostTrainingQuantization {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
           batches: fittingBatches, heldOut: split.isHeldOut ? split.heldOut : nil, opset: transformed.opset,
-          options: config.quantizerTuningOptions,
+          options: config.quantizerTuningInUse,
           progress: { progress?("quantizer tuning", $0, $1) })
       }
       switch outcome {
@@ -360,7 +360,7 @@ public enum PostTrainingQuantization {
         tuning = r
         quantizers = tuned.quantizers
         transformed = tuned.graph
-        let o = config.quantizerTuningOptions
+        let o = config.quantizerTuningInUse
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ on %d %@samples %.4g -> %.4g%@", r.scales,
           r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,

@@ -25,6 +25,9 @@ public enum QATStart: String, Sendable, Codable, CaseIterable {
     c.activationBits = activationBits
     c.perChannel = perChannel
     c.crossLayerEqualization = self == .ptq ? nil : crossLayerEqualization
+    // QAT trains every scale itself: the start tunes quantizers only where PTQ needs it most,
+    // below 8-bit activations (not for per-tensor weights alone, as `ptq` does).
+    if self == .ptq { c.quantizerTuning = activationBits < 8 }
     return c
   }
 }

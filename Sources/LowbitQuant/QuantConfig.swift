@@ -215,8 +215,29 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var equalizesLayers: Bool { crossLayerEqualization ?? !(perChannel && weightBits >= 8) }
 
   /// Whether quantizer tuning runs (given calibration data): as set, else when activations are
-  /// quantized to fewer than 8 bits.
-  public var runsQuantizerTuning: Bool { quantizerTuning ?? (quantizeActivations && activationBits < 8) }
+  /// quantized to fewer than 8 bits, or when the weights are quantized per tensor (one scale per
+  /// layer, which tuning moves towards the model's outputs). Tuning keeps its result only when
+  /// the held-out calibration rows show a gain beyond their noise, so where range setting is
+  /// already close the file is the range-set one (docs/ptq-pipeline.md gives the figures).
+  public var runsQuantizerTuning: Bool {
+    quantizerTuning ?? ((quantizeActivations && activationBits < 8) || perTensorWeights)
+  }
+
+  /// Whether every weight has one grid per tensor.
+  var perTensorWeights: Bool { quantizeWeights && !perChannel && weightGroupSize == nil }
+
+  /// The quantizer tuning settings a run uses: as set, except that when tuning is on only for
+  /// per-tensor weights (8-bit activations or more) and its settings are the defaults, it takes
+  /// `QuantizerTuningOptions.light` (at 8 bits the scales move little; 1/8 of the default's work).
+  public var quantizerTuningInUse: QuantizerTuningOptions {
+    var defaults = QuantizerTuningOptions()
+    defaults.seed = quantizerTuningOptions.seed
+    let onlyForWeights = quantizerTuning == nil && !(quantizeActivations && activationBits < 8)
+    guard onlyForWeights, quantizerTuningOptions == defaults else { return quantizerTuningOptions }
+    var light = QuantizerTuningOptions.light
+    light.seed = quantizerTuningOptions.seed
+    return light
+  }
 
   /// Weight grid: signed when symmetric.
   public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric) }

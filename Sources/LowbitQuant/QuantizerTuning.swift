@@ -18,6 +18,15 @@ public struct QuantizerTuningOptions: Sendable, Equatable, Codable {
 
   public init() {}
 
+  /// 100 steps of 8 samples: what per-tensor weights with 8-bit activations get by default
+  /// (`QuantConfig.quantizerTuningInUse`).
+  public static var light: QuantizerTuningOptions {
+    var o = QuantizerTuningOptions()
+    o.iterations = 100
+    o.batchSize = 8
+    return o
+  }
+
   enum CodingKeys: String, CodingKey {
     case iterations, batchSize = "batch_size", learningRate = "learning_rate", offsetRate = "offset_rate", seed
   }

@@ -95,6 +95,27 @@ import Testing
     #expect(step.detail?.contains("within twice its standard error") == true, "\(step.detail ?? "")")
   }
 
+  /// By default tuning runs below 8-bit activations with its own settings, and for per-tensor
+  /// weights at 8-bit activations with the light ones (100 steps x 8 samples); per-channel or
+  /// per-group weights at 8 bits do not tune, and settings given explicitly are used as given.
+  @Test func defaultTuningByGranularityAndBits() {
+    var c = QuantConfig()
+    #expect(c.runsQuantizerTuning && c.quantizerTuningInUse == .light)
+    c.perChannel = true
+    #expect(!c.runsQuantizerTuning)
+    c.activationBits = 4
+    #expect(c.runsQuantizerTuning && c.quantizerTuningInUse == QuantizerTuningOptions())
+    c = QuantConfig()
+    c.weightGroupSize = 32
+    #expect(!c.runsQuantizerTuning)
+    c = QuantConfig()
+    c.quantizerTuningOptions.iterations = 30
+    #expect(c.quantizerTuningInUse.iterations == 30 && c.quantizerTuningInUse.batchSize == 32)
+    c = QuantConfig()
+    c.quantizerTuning = true
+    #expect(c.quantizerTuningInUse == QuantizerTuningOptions())
+  }
+
   /// The same seed gives the same quantizers.
   @Test func seededRunsAgree() throws {
     let graph = residualGraph()
