@@ -116,7 +116,7 @@ def run_nncf(model: Path, calib: np.ndarray, out: Path) -> dict:
 
 def commit() -> dict:
     c = R.git_checkout()
-    return {"commit": c["head"], "dirty": c["dirty"]}
+    return {"commit": c["head"], "dirty": c["dirty"], "binary_older_than_sources": c.get("binary_older_than_sources")}
 
 
 def check_targets(rows: list[dict]) -> list[dict]:

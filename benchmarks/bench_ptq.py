@@ -190,7 +190,7 @@ def run_lowbit(binary: Path, model: Path, out: Path, setting: str, calib_size: i
     proc = R.run_lowbit(args, env={"LOWBIT_THREADS": str(threads)}, binary=binary, timeout=3600)
     seconds = time.perf_counter() - t
     res = {"command": " ".join(shlex.quote(str(s)) for s in [binary, *args]), "seconds": seconds,
-           "commit": R.git_checkout()}
+           "commit": R.git_checkout(binary)}
     if proc.returncode != 0 or not out.is_file():
         res.update(ok=False, reason=R.describe_proc(proc, limit=1200))
         return res

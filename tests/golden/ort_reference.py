@@ -67,11 +67,20 @@ def cache_dir() -> Path:
     return Path(env).resolve() if env else REPO_ROOT / ".cache" / "models"
 
 
-def git_checkout() -> dict:
-    """The checkout a benchmark ran from: {"head": HEAD's commit, "dirty": tracked files differ}."""
+def git_checkout(binary: Path | None = None) -> dict:
+    """The checkout a benchmark ran from: {"head": HEAD's commit, "dirty": tracked files differ,
+    "binary_older_than_sources": the lowbit binary (`binary`, default `lowbit_bin()`) was last
+    written before some tracked file under Sources/ or Package.swift, i.e. it may not be the
+    build of this checkout}; the last is left out when the binary does not exist."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    return {"head": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    result = {"head": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    b = Path(binary) if binary else lowbit_bin()
+    if b.is_file():
+        sources = [REPO_ROOT / f for f in git("ls-files", "Sources", "Package.swift").splitlines()]
+        newest = max((f.stat().st_mtime for f in sources if f.is_file()), default=0)
+        result["binary_older_than_sources"] = b.stat().st_mtime < newest
+    return result
 
 
 def lowbit_bin() -> Path:
