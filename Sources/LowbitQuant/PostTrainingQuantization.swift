@@ -364,8 +364,8 @@ public enum PostTrainingQuantization {
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ on %d %@samples %.4g -> %.4g%@", r.scales,
           r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,
-          r.kept ? String(format: " (step %d; gain above twice its standard error, %.2g)", r.step, r.noise)
-            : r.step > 0 ? String(format: " at step %d, within twice its standard error (%.2g): range-set quantizers kept", r.step, r.noise)
+          r.kept ? String(format: " (step %d; signed-rank z %.2f)", r.step, r.signedRankZ)
+            : r.step > 0 ? String(format: " at step %d, signed-rank z %.2f, not above 2 (could be chance): range-set quantizers kept", r.step, r.signedRankZ)
             : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):
         steps[steps.count - 1].detail = "skipped: \(reason.message)"
