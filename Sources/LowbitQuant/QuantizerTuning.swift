@@ -75,6 +75,11 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   /// Whether the tuned quantizers replaced the range-set ones: the checkpoint lowers the mean
   /// loss and `signedRankZ` exceeds `QuantizerTuning.requiredZ`.
   public var kept: Bool
+
+  enum CodingKeys: String, CodingKey {
+    case scales, zeroPoints = "zero_points", loss, before, after, judgedOn = "judged_on", heldOut = "held_out", step
+    case signedRankZ = "signed_rank_z", kept
+  }
 }
 
 /// Quantizer tuning: after range setting, every quantizer's scale (weights and activations) and
