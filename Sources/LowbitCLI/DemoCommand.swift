@@ -86,8 +86,8 @@ struct DemoCommand: ParsableCommand {
   func run() throws {
     let names = try demoModels()
     try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-    let calibration = try DataSpec.parse("fashion-mnist:train:\(quick ? 256 : calibSize)").load()
-    let test = try DataSpec.parse(quick ? "fashion-mnist:test:2000" : "fashion-mnist:test").load()
+    let calibration = try DataSpec.loaded("fashion-mnist:train:\(quick ? 256 : calibSize)")
+    let test = try DataSpec.loaded(quick ? "fashion-mnist:test:2000" : "fashion-mnist:test")
     var rows: [Row] = []
     for file in names {
       let start = monotonicSeconds()
@@ -152,7 +152,7 @@ struct DemoCommand: ParsableCommand {
     print("\(model): no trained copy in \(models)/, training it from scratch (\(trainEpochs) epoch(s) on \(trainSamples.map(String.init) ?? "all") training images)")
     let architecture = try ONNXReader.load(contentsOf: (architectures as NSString).appendingPathComponent(file)).simplified()
     let graph = try ParameterInitialization.heNormal(architecture, seed: 0)
-    let data = try DataSpec.parse("fashion-mnist:train" + (trainSamples.map { ":\($0)" } ?? "")).load()
+    let data = try DataSpec.loaded("fashion-mnist:train" + (trainSamples.map { ":\($0)" } ?? ""))
     var loop = try TrainingLoop(graph: graph, training: data, config: TrainingConfig(epochs: trainEpochs))
     var bar: ProgressBar?
     try loop.run(batchProgress: { epoch, done in
@@ -171,7 +171,7 @@ struct DemoCommand: ParsableCommand {
   /// `fp32` holds the PTQ table's float top-1 per model (same test data), so it is not measured twice.
   func qatTable(_ names: [String], test: Dataset, fp32: [String: Double]) throws -> [QATRow] {
     let samples = qatSamples ?? (quick ? 512 : 2048)
-    let data = try DataSpec.parse("fashion-mnist:train:\(samples)").load()
+    let data = try DataSpec.loaded("fashion-mnist:train:\(samples)")
     var rows: [QATRow] = []
     // --quick: one model (fm_resnet20 when present) keeps the demo within its budget.
     let chosen = quick ? [names.first { $0 == "fm_resnet20.onnx" } ?? names[0]] : names

@@ -235,9 +235,9 @@ struct PTQCommand: ParsableCommand {
     if let path = json, path != "-" { try checkWritableDestination(path) }
     if let path = floatOutput { try checkWritableDestination(path) }
     let graph = try ONNXReader.load(contentsOf: model)
-    let calibration = try DataSpec.parse(calib).load()
+    let calibration = try DataSpec.loaded(calib)
     try calibration.validateFinite()
-    let evaluation = try eval.map { try DataSpec.parse($0).load() }
+    let evaluation = try eval.map { try DataSpec.loaded($0) }
     try evaluation?.validateFinite()
     if let data = evaluation {
       // Shapes and types of the evaluation data must fit the model before quantizing.

@@ -168,9 +168,9 @@ struct QATCommand: ParsableCommand {
       try training.prepareCheckpointDirectory()
     }
     let graph = try ONNXReader.load(contentsOf: model)
-    let trainData = try DataSpec.parse(train).load()
+    let trainData = try DataSpec.loaded(train)
     try trainData.validateFinite()
-    let evalData = try eval.map { try DataSpec.parse($0).load() }
+    let evalData = try eval.map { try DataSpec.loaded($0) }
     try evalData?.validateFinite()
     if let data = evalData {
       guard data.labels != nil else {

@@ -75,7 +75,7 @@ struct RunCommand: ParsableCommand {
   func run() throws {
     let graph = try ONNXReader.load(contentsOf: model).simplified().foldingBatchNorm().graph
     let interpreter = try Interpreter(graph)
-    var dataset = try DataSpec.parse(data).load()
+    var dataset = try DataSpec.loaded(data)
     if let limit = limit { dataset = dataset.prefix(min(limit, dataset.count)) }
     try dataset.validateFinite()
     let opProfile = profile ? OpProfile() : nil

@@ -88,9 +88,9 @@ struct TrainCommand: ParsableCommand {
     }
     var graph = try ONNXReader.load(contentsOf: model).simplified()
     if fromScratch && checkpoint == nil { graph = try ParameterInitialization.heNormal(graph, seed: config.seed) }
-    let trainData = try DataSpec.parse(train).load()
+    let trainData = try DataSpec.loaded(train)
     try trainData.validateFinite()
-    let evalData = try eval.map { try DataSpec.parse($0).load() }
+    let evalData = try eval.map { try DataSpec.loaded($0) }
     try evalData?.validateFinite()
     if let data = evalData {
       guard data.labels != nil else {

@@ -38,7 +38,7 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     }
   }
 
-  /// The environment variable that overrides the Fashion-MNIST directory.
+  /// The environment variable with which the CLI overrides the Fashion-MNIST directory.
   public static let fashionMNISTDirectoryVariable = "LOWBIT_FASHION_MNIST_DIR"
   /// Where `apt-get install dataset-fashion-mnist` puts the files.
   public static let defaultFashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
@@ -136,15 +136,13 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     }
   }
 
-  /// Reads the files and builds the data set, checking shapes (see `Dataset.init`).
-  public func load() throws -> Dataset {
+  /// Reads the files and builds the data set, checking shapes (see `Dataset.init`);
+  /// Fashion-MNIST's IDX files are read from `fashionMNISTDirectory`.
+  public func load(fashionMNISTDirectory: String = Self.defaultFashionMNISTDirectory) throws -> Dataset {
     switch self {
     case .fashionMNIST(let split, let limit):
-      let directory =
-        ProcessInfo.processInfo.environment[Self.fashionMNISTDirectoryVariable]
-        ?? Self.defaultFashionMNISTDirectory
       return try FashionMNIST.load(
-        split: split, limit: limit, directory: directory, spec: description)
+        split: split, limit: limit, directory: fashionMNISTDirectory, spec: description)
     case .npy(let inputs, let labels):
       let tensors = try inputs.map { (name: $0.name, tensor: try NPY.read(contentsOf: $0.path)) }
       return try Dataset(

@@ -219,10 +219,8 @@ struct FashionMNISTSpecTests {
   @Test func missingFilesSayHowToInstall() throws {
     let empty = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: empty) }
-    setenv(DataSpec.fashionMNISTDirectoryVariable, empty.path, 1)
-    defer { unsetenv(DataSpec.fashionMNISTDirectoryVariable) }
     do {
-      _ = try DataSpec.parse("fashion-mnist:train").load()
+      _ = try DataSpec.parse("fashion-mnist:train").load(fashionMNISTDirectory: empty.path)
       Issue.record("expected an error")
     } catch let error as LowbitError {
       #expect(error.kind == .io)
