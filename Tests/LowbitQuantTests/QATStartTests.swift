@@ -17,7 +17,9 @@ import Testing
     var expected = QuantConfig()
     expected.weightBits = 4
     expected.activationBits = 4
+    expected.quantizerTuning = true  // QAT trains every scale itself: the start tunes only below 8-bit activations
     #expect(ptq == expected)
+    #expect(!QATStart.ptq.config(weightBits: 4, activationBits: 8, perChannel: false).runsQuantizerTuning)
     #expect(ptq.adaRound && ptq.equalizesLayers && ptq.biasAbsorption)
     // The PTQ start follows lowbit ptq's default: no CLE with per-channel 8-bit weights.
     #expect(!QATStart.ptq.config(weightBits: 8, activationBits: 8, perChannel: true).equalizesLayers)
