@@ -350,7 +350,8 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: fittingBatches, heldOut: split.isHeldOut ? split.heldOut : nil, opset: transformed.opset,
+          batches: fittingBatches, heldOut: split.isHeldOut ? split.heldOut : nil, asked: config.quantizerTuning == true,
+          opset: transformed.opset,
           options: config.quantizerTuningInUse,
           progress: { progress?("quantizer tuning", $0, $1) })
       }
@@ -364,7 +365,8 @@ public enum PostTrainingQuantization {
         steps[steps.count - 1].detail = String(
           format: "%d scales, %d zero points, %d iterations x %d samples, %@ on %d %@samples %.4g -> %.4g%@", r.scales,
           r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,
-          r.kept ? String(format: " (step %d; signed-rank z %.2f)", r.step, r.signedRankZ)
+          r.kept ? String(format: " (step %d; signed-rank z %.2f%@)", r.step, r.signedRankZ,
+                          r.signedRankZ > QuantizerTuning.requiredZ ? "" : ", kept as asked although it could be chance")
             : r.step > 0 ? String(format: " at step %d, signed-rank z %.2f, not above 2 (could be chance): range-set quantizers kept", r.step, r.signedRankZ)
             : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):

@@ -73,7 +73,7 @@ public struct QuantizerTuningRecord: Sendable, Codable, Equatable {
   /// (`QuantizerTuning.signedRankZ`; positive when the checkpoint lowers them).
   public var signedRankZ: Float
   /// Whether the tuned quantizers replaced the range-set ones: the checkpoint lowers the mean
-  /// loss and `signedRankZ` exceeds `QuantizerTuning.requiredZ`.
+  /// loss and `signedRankZ` exceeds `QuantizerTuning.requiredZ` (or the user asked for tuning).
   public var kept: Bool
 
   enum CodingKeys: String, CodingKey {
@@ -112,11 +112,13 @@ public enum QuantizerTuning {
   }
 
   /// Tunes `quantizers` (keyed by site) of `transformed` towards `float`'s outputs on `batches`,
-  /// keeping the checkpoint with the lowest loss on `heldOut` (`batches` themselves when nil);
-  /// `.failure` names the node when some node cannot pass gradients.
+  /// keeping the checkpoint with the lowest loss on `heldOut` (`batches` themselves when nil)
+  /// when the signed-rank test passes, or whenever it lowers that loss if the user `asked` for
+  /// tuning; `.failure` names the node when some node cannot pass gradients.
   public static func run(
     float: Graph, transformed: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
-    batches: [[String: Tensor]], heldOut: [[String: Tensor]]? = nil, opset: Int, options: QuantizerTuningOptions,
+    batches: [[String: Tensor]], heldOut: [[String: Tensor]]? = nil, asked: Bool = false, opset: Int,
+    options: QuantizerTuningOptions,
     progress: ((Int, Int) -> Void)? = nil
   ) throws -> Result<Outcome, StepFallback> {
     try options.validate()
@@ -245,7 +247,7 @@ public enum QuantizerTuning {
     let record = QuantizerTuningRecord(
       scales: parameters.quantizers.count, zeroPoints: offsets.count, loss: lossName, before: before, after: best.loss,
       judgedOn: start.count, heldOut: heldOut != nil, step: best.step, signedRankZ: best.z,
-      kept: best.step > 0 && best.z > Self.requiredZ)
+      kept: best.step > 0 && (asked || best.z > Self.requiredZ))
     guard record.kept else {
       return .success(Outcome(quantizers: quantizers, graph: transformed, record: record))
     }

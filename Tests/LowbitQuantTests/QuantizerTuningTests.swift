@@ -85,6 +85,7 @@ import Testing
   @Test func gainWithinTheNoiseKeepsTheRangeSetQuantizers() throws {
     let graph = residualGraph()
     var c = config(tuning: true)
+    c.quantizerTuning = nil  // on by default below 8-bit activations
     c.quantizerTuningOptions.iterations = 8
     c.quantizerTuningOptions.learningRate = 0.0005
     let plain = try PostTrainingQuantization.quantize(graph, config: config(tuning: false), batches: inputBatches(4))
@@ -96,6 +97,12 @@ import Testing
     #expect(tuned.quantizers == plain.quantizers)
     let step = try #require(tuned.steps.first { $0.step == "quantizer tuning" })
     #expect(step.detail?.contains("not above 2 (could be chance)") == true, "\(step.detail ?? "")")
+    // Asked for explicitly, the lower checkpoint is kept all the same, and the log says why.
+    c.quantizerTuning = true
+    let asked = try PostTrainingQuantization.quantize(graph, config: c, batches: inputBatches(4))
+    #expect(asked.tuning?.kept == true && asked.quantizers != plain.quantizers)
+    let askedStep = try #require(asked.steps.first { $0.step == "quantizer tuning" })
+    #expect(askedStep.detail?.contains("kept as asked") == true, "\(askedStep.detail ?? "")")
   }
 
   /// By default tuning runs below 8-bit activations with its own settings, and for per-tensor
