@@ -51,9 +51,10 @@ public enum BlockReconstruction {
       let carries = Set(block.nodes.flatMap { graph.nodes[$0].inputs }.filter(weights.contains))
       let dependent = block.splitByDependence(on: carries, in: graph).dependent
       if let reason = obstacle(graph, nodes: dependent, carrying: carries, facts: facts) { return reason }
-      let inputs = ReconstructionBlock.externalInputs(of: dependent.map { graph.nodes[$0] }, initializers: graph.initializers)
+      let nodes = dependent.map { graph.nodes[$0] }
+      let inputs = ReconstructionBlock.externalInputs(of: nodes, initializers: graph.initializers)
       if let name = inputs.first(where: { facts[$0]?.dtype.map { !$0.isFloatingPoint } ?? false }) {
-        let reader = dependent.map { graph.nodes[$0] }.first { $0.inputs.contains(name) }!
+        let reader = nodes.first { $0.inputs.contains(name) }!
         return "node '\(reader.name)' (\(reader.opType)) reads '\(name)' (\(facts[name]!.dtype!)), not a float batch of samples"
       }
     }

@@ -367,7 +367,8 @@ public enum PostTrainingQuantization {
           r.zeroPoints, o.iterations, o.batchSize, r.loss, r.judgedOn, r.heldOut ? "held-out " : "", r.before, r.after,
           r.kept ? String(format: " (step %d; signed-rank z %.2f%@)", r.step, r.signedRankZ,
                           r.signedRankZ > QuantizerTuning.requiredZ ? "" : ", kept as asked although it could be chance")
-            : r.step > 0 ? String(format: " at step %d, signed-rank z %.2f, not above 2 (could be chance): range-set quantizers kept", r.step, r.signedRankZ)
+            : r.step > 0 ? String(format: " at step %d, signed-rank z %.2f, not above %g (could be chance): range-set quantizers kept",
+                                  r.step, r.signedRankZ, QuantizerTuning.requiredZ)
             : " (no checkpoint lower: range-set quantizers kept)")
       case .failure(let reason):
         steps[steps.count - 1].detail = "skipped: \(reason.message)"

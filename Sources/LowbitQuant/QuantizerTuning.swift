@@ -161,11 +161,19 @@ public enum QuantizerTuning {
     }
     let judging = heldOut ?? batches
     let sizes = try CalibrationSamples.batchSizes(batches, graph: graph)
-    let judgingSizes = try CalibrationSamples.batchSizes(judging, graph: graph)
+    let judgingSizes = heldOut == nil ? sizes : try CalibrationSamples.batchSizes(judging, graph: graph)
     let targets: [[Tensor]], judgingTargets: [[Tensor]]
-    switch (try floatOutputs(batches, sizes: sizes), try floatOutputs(judging, sizes: judgingSizes)) {
-    case (.success(let t), .success(let j)): (targets, judgingTargets) = (t, j)
-    case (.failure(let reason), _), (_, .failure(let reason)): return .failure(reason)
+    switch try floatOutputs(batches, sizes: sizes) {
+    case .success(let t): targets = t
+    case .failure(let reason): return .failure(reason)
+    }
+    if heldOut == nil {
+      judgingTargets = targets  // judged on the fitting rows: the float model runs on them once
+    } else {
+      switch try floatOutputs(judging, sizes: judgingSizes) {
+      case .success(let j): judgingTargets = j
+      case .failure(let reason): return .failure(reason)
+      }
     }
     let logits = targets.map { OutputLoss.isLogits($0) }
     let lossName = logits.allSatisfy { $0 } ? "divergence" : logits.contains(true) ? "divergence and mean square" : "mean square"
