@@ -99,7 +99,7 @@ struct DemoCommand: ParsableCommand {
       var row = Row(model: model, fp32: fp32, quantized: [:], seconds: 0)
       for s in Self.settings {
         var config = rangeSettingOnly ? QuantConfig.rangeSettingOnly : QuantConfig()
-        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.iterations = n }
+        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.setIterations(n) }
         config.perChannel = s.perChannel
         config.weightBits = s.weightBits
         config.activationBits = s.activationBits
@@ -183,7 +183,7 @@ struct DemoCommand: ParsableCommand {
       for perChannel in [false, true] {
         let name = perChannel ? "PC W4A4" : "PT W4A4"
         var config = (rangeSettingOnly ? QATStart.rangeSetting : .ptq).config(weightBits: 4, activationBits: 4, perChannel: perChannel)
-        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.iterations = n }
+        if let n = adaRoundIterations ?? (quick ? 100 : nil) { config.adaRoundOptions.setIterations(n) }
         let progress = StepProgress(prefix: "\(model) \(name) qat", enabled: true)
         var bar: ProgressBar?
         let run = try QuantizationAwareTraining.run(

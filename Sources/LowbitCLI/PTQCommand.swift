@@ -86,7 +86,7 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Time for fidelity: fast (8-bit weights rounded to nearest with bias correction, lower widths 100 AdaRound steps; no quantizer tuning), default, or best (block AdaRound and quantizer tuning). Options given one by one override it.")
   var effort: Effort?
 
-  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer (default 500).")
+  @Option(name: .customLong("adaround-iterations"), help: "AdaRound steps per layer, for every weight grid (default 500; 150 for per-channel weights of 8 bits or more).")
   var adaRoundIterations: Int?
 
   @Option(name: .customLong("adaround-batch-size"), help: "AdaRound rows (conv output positions or samples) per step (default 512).")
@@ -209,7 +209,7 @@ struct PTQCommand: ParsableCommand {
     if noBiasAbsorption { c.biasAbsorption = false }
     if noAdaRound { c.adaRound = false }
     if let v = biasCorrection { c.biasCorrection = v }
-    if let v = adaRoundIterations { c.adaRoundOptions.iterations = v }
+    if let v = adaRoundIterations { c.adaRoundOptions.setIterations(v) }
     if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
     if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }
     if let v = adaRoundLearningRate { c.adaRoundOptions.learningRate = v }

@@ -217,8 +217,8 @@ public enum PostTrainingQuantization {
     let budgetNote = (cached < split.fitting.count
       ? ", first \(cached) of \(split.fitting.count) batches (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
       + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
-    if runAdaRound && config.adaRoundOptions.unit == .block {
-      let o = config.adaRoundOptions
+    if runAdaRound && config.adaRoundInUse.unit == .block {
+      let o = config.adaRoundInUse
       let outcome = try timed("adaround") {
         try BlockReconstruction.run(
           float, sites: sites, quantizers: quantizers, batches: fittingBatches, options: o,
@@ -240,14 +240,14 @@ public enum PostTrainingQuantization {
         steps.removeLast()
       }
     }
-    let layerwiseAdaRound = runAdaRound && (config.adaRoundOptions.unit == .layer || fallback != nil)
+    let layerwiseAdaRound = runAdaRound && (config.adaRoundInUse.unit == .layer || fallback != nil)
     if layerwiseAdaRound || correction == .empirical {
       let name = layerwiseAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
       let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
           transformed, sites: sites, quantizers: quantizers, batches: fittingBatches,
-          adaRound: layerwiseAdaRound ? config.adaRoundOptions : nil, biasCorrection: correction == .empirical,
+          adaRound: layerwiseAdaRound ? config.adaRoundInUse : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
       transformed = result.graph
@@ -255,7 +255,7 @@ public enum PostTrainingQuantization {
       var detail = "\(layers.count) layers" + budgetNote
       if let fallback { detail = "layer-wise (no block reconstruction: \(fallback)), " + detail }
       if layerwiseAdaRound {
-        let o = config.adaRoundOptions
+        let o = config.adaRoundInUse
         let before = layers.compactMap(\.nearestError).reduce(0, +)
         let after = layers.compactMap(\.keptError).reduce(0, +)
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)

@@ -239,6 +239,14 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     return light
   }
 
+  /// The AdaRound settings a run uses: `adaRoundOptions`, with `perChannelEightBitIterations`
+  /// steps per layer when the weights have a grid per channel (or group) of 8 bits or more.
+  public var adaRoundInUse: AdaRoundOptions {
+    var o = adaRoundOptions
+    if quantizeWeights && !perTensorWeights && weightBits >= 8 { o.iterations = o.perChannelEightBitIterations }
+    return o
+  }
+
   /// Weight grid: signed when symmetric.
   public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric) }
   /// Activation grid: unsigned unless symmetric.
