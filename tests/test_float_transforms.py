@@ -2,8 +2,8 @@
 
 For every shared model, `lowbit ptq --cle --no-adaround --bias-correction none --float-output F`
 (with min-max ranges and no quantizer tuning, which do not touch the float graph) writes the float
-model after those transforms (the graph the quantizers are placed on, before any
-weight is quantized); ONNX Runtime runs the original and F on real inputs and their outputs must
+model after those transforms (the graph the quantizers are placed on, before any weight is
+quantized); ONNX Runtime runs the original and F on real inputs and their outputs must
 agree within `max |y' - y| / max |y| <= 1e-4`. Inputs: the shared natural photos (ImageNet
 preprocessing, centre crops at the model's size) for EfficientNet-Lite2 and the torchvision
 architectures, the Fashion-MNIST test images for the fm_* models, the stored sentences for MiniLM.

@@ -217,8 +217,9 @@ public enum PostTrainingQuantization {
     let budgetNote = (cached < split.fitting.count
       ? ", first \(cached) of \(split.fitting.count) batches (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
       + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
-    if runAdaRound && config.adaRoundInUse.unit == .block {
-      let o = config.adaRoundInUse
+    let adaRound = config.adaRoundInUse
+    if runAdaRound && adaRound.unit == .block {
+      let o = adaRound
       let outcome = try timed("adaround") {
         try BlockReconstruction.run(
           float, sites: sites, quantizers: quantizers, batches: fittingBatches, options: o,
@@ -240,14 +241,14 @@ public enum PostTrainingQuantization {
         steps.removeLast()
       }
     }
-    let layerwiseAdaRound = runAdaRound && (config.adaRoundInUse.unit == .layer || fallback != nil)
+    let layerwiseAdaRound = runAdaRound && (adaRound.unit == .layer || fallback != nil)
     if layerwiseAdaRound || correction == .empirical {
       let name = layerwiseAdaRound ? (correction == .empirical ? "adaround + bias correction" : "adaround") : "bias correction"
       let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
           transformed, sites: sites, quantizers: quantizers, batches: fittingBatches,
-          adaRound: layerwiseAdaRound ? config.adaRoundInUse : nil, biasCorrection: correction == .empirical,
+          adaRound: layerwiseAdaRound ? adaRound : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
       transformed = result.graph
@@ -255,7 +256,7 @@ public enum PostTrainingQuantization {
       var detail = "\(layers.count) layers" + budgetNote
       if let fallback { detail = "layer-wise (no block reconstruction: \(fallback)), " + detail }
       if layerwiseAdaRound {
-        let o = config.adaRoundInUse
+        let o = adaRound
         let before = layers.compactMap(\.nearestError).reduce(0, +)
         let after = layers.compactMap(\.keptError).reduce(0, +)
         detail += String(format: ", %d iterations x %d rows, reconstruction error %.4g -> %.4g", o.iterations, o.batchSize, before, after)
