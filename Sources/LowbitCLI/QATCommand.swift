@@ -214,7 +214,7 @@ struct QATCommand: ParsableCommand {
     var reestimated = 0
     if bnReestimation > 0 {
       let batches = try PostTrainingQuantization.calibrationBatches(
-        trainData, graph: trained.graph, batchSize: config.batchSize, limit: bnReestimation * config.batchSize)
+        trainData, graph: trained.graph, batchSize: config.batchSize, limit: bnReestimation * config.batchSize).loaded()
       reestimated = try trained.reestimateBatchNormStatistics(batches)
       var graph = trained.graph
       try collective.broadcastInitializers(of: &graph)

@@ -144,9 +144,9 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
       return try FashionMNIST.load(
         split: split, limit: limit, directory: fashionMNISTDirectory, spec: description)
     case .npy(let inputs, let labels):
-      let tensors = try inputs.map { (name: $0.name, tensor: try NPY.read(contentsOf: $0.path)) }
+      let columns = try inputs.map { (name: $0.name, column: try NPY.column(path: $0.path)) }
       return try Dataset(
-        inputs: tensors, labels: try labels.map(NPY.read(contentsOf:)), source: description,
+        columns: columns, labels: try labels.map(NPY.read(contentsOf:)), source: description,
         inputSources: inputs.map(\.path), labelSource: labels)
     case .npz(let path):
       let members = try NPZ.read(contentsOf: path)

@@ -4,9 +4,10 @@ import LowbitCore
 /// dimension `count`.
 ///
 /// A value: built once by a throwing initializer that checks the shapes, then sliced into batches.
+/// Inputs read from `.npy` files stay on disk and are read a batch at a time (`DataColumn`).
 public struct Dataset: Sendable {
   /// The inputs in order; a nil name binds to the model's first input.
-  public let inputs: [(name: String?, tensor: Tensor)]
+  public let inputs: [(name: String?, column: DataColumn)]
   /// Class labels: int64 of shape [count], or nil.
   public let labels: Tensor?
   /// The number of samples: the first dimension of every input and of the labels.
@@ -24,6 +25,16 @@ public struct Dataset: Sendable {
     inputs: [(name: String?, tensor: Tensor)], labels: Tensor? = nil, source: String,
     inputSources: [String]? = nil, labelSource: String? = nil
   ) throws {
+    try self.init(
+      columns: inputs.map { ($0.name, DataColumn($0.tensor)) }, labels: labels, source: source,
+      inputSources: inputSources, labelSource: labelSource)
+  }
+
+  /// The same checks for inputs that may be read from files.
+  public init(
+    columns inputs: [(name: String?, column: DataColumn)], labels: Tensor? = nil, source: String,
+    inputSources: [String]? = nil, labelSource: String? = nil
+  ) throws {
     let sources = inputSources ?? Array(repeating: source, count: inputs.count)
     guard sources.count == inputs.count else {
       throw LowbitError.invalidArgument(
@@ -35,7 +46,7 @@ public struct Dataset: Sendable {
       if let name = input.name, !names.insert(name).inserted {
         throw LowbitError.invalidInput("\(source): input '\(name)' given twice")
       }
-      guard input.tensor.rank >= 1 else {
+      guard input.column.rank >= 1 else {
         throw LowbitError.invalidInput(
           "\(file): input is a scalar; it needs a first (sample) dimension")
       }
@@ -43,13 +54,13 @@ public struct Dataset: Sendable {
     if inputs.count > 1 && inputs.contains(where: { $0.name == nil }) {
       throw LowbitError.invalidInput("\(source): several inputs, not all of them named")
     }
-    let n = first.tensor.shape[0]
+    let n = first.column.shape[0]
     guard n > 0 else {
       throw LowbitError.invalidInput("\(sources[0]): no samples (first dimension is 0)")
     }
-    for (input, file) in zip(inputs, sources) where input.tensor.shape[0] != n {
+    for (input, file) in zip(inputs, sources) where input.column.shape[0] != n {
       throw LowbitError.invalidInput(
-        "\(file): \(input.tensor.shape[0]) samples (shape \(input.tensor.shape)), but \(sources[0]) has \(n)"
+        "\(file): \(input.column.shape[0]) samples (shape \(input.column.shape)), but \(sources[0]) has \(n)"
       )
     }
     self.inputs = inputs
@@ -87,35 +98,40 @@ public struct Dataset: Sendable {
   }
 
   /// Throws `LowbitError.invalidInput` at the first NaN or infinity in a floating-point input,
-  /// naming the file, the input and the element's index.
+  /// naming the file, the input and the element's index. File columns are read in chunks.
   public func validateFinite() throws {
-    for ((name, tensor), file) in zip(inputs, inputSources) {
-      guard case .float(let values) = tensor.storage,
-        let bad = values.firstIndex(where: { !$0.isFinite })
-      else { continue }
-      var index: [Int] = []
-      var rest = bad
-      for stride in Tensor.strides(of: tensor.shape) {
-        index.append(rest / stride)
-        rest %= stride
+    for ((name, column), file) in zip(inputs, inputSources) where column.dtype.isFloatingPoint {
+      let width = max(column.shape.dropFirst().reduce(1, *), 1)
+      let rowsPerChunk = max(1, (1 << 24) / width)
+      for start in stride(from: 0, to: count, by: rowsPerChunk) {
+        let chunk = try column.rows(start..<min(start + rowsPerChunk, count))
+        guard case .float(let values) = chunk.storage, let found = values.firstIndex(where: { !$0.isFinite }) else { continue }
+        let bad = start * width + found
+        var index: [Int] = []
+        var rest = bad
+        for stride in Tensor.strides(of: column.shape) {
+          index.append(rest / stride)
+          rest %= stride
+        }
+        let label = name.map { "input '\($0)'" } ?? "input"
+        let what = values[found].isNaN ? "NaN" : "\(values[found])"
+        throw LowbitError.invalidInput(
+          "\(file): \(label) holds \(what) at index \(index) (flat index \(bad)); inputs must be finite"
+        )
       }
-      let label = name.map { "input '\($0)'" } ?? "input"
-      let what = values[bad].isNaN ? "NaN" : "\(values[bad])"
-      throw LowbitError.invalidInput(
-        "\(file): \(label) holds \(what) at index \(index) (flat index \(bad)); inputs must be finite"
-      )
     }
   }
 
-  /// The samples in `range` (within `0..<count`), sliced along the first dimension.
-  public func batch(_ range: Range<Int>) -> (
+  /// The samples in `range` (within `0..<count`), sliced along the first dimension; rows of a
+  /// file column are read here.
+  public func batch(_ range: Range<Int>) throws -> (
     inputs: [(name: String?, tensor: Tensor)], labels: Tensor?
   ) {
     precondition(
       range.lowerBound >= 0 && range.upperBound <= count, "batch \(range) outside 0..<\(count)")
     return (
-      inputs.map { ($0.name, Dataset.rows($0.tensor, range)) },
-      labels.map { Dataset.rows($0, range) }
+      try inputs.map { ($0.name, try $0.column.rows(range)) },
+      labels.map { DataColumn.rows($0, range) }
     )
   }
 
@@ -128,14 +144,21 @@ public struct Dataset: Sendable {
   /// The first `min(limit, count)` samples.
   public func prefix(_ limit: Int) -> Dataset {
     let n = min(max(limit, 0), count)
-    let (inputs, labels) = batch(0..<n)
     // Shapes were checked at construction and slicing keeps them consistent.
     return Dataset(
-      checked: inputs, labels: labels, count: n, source: source, inputSources: inputSources)
+      checked: inputs.map { ($0.name, $0.column.prefix(n)) }, labels: labels.map { DataColumn.rows($0, 0..<n) },
+      count: n, source: source, inputSources: inputSources)
+  }
+
+  /// The same samples with every input in memory (for training, which gathers rows at random).
+  public func loaded() throws -> Dataset {
+    Dataset(
+      checked: try inputs.map { ($0.name, DataColumn(try $0.column.loaded())) }, labels: labels, count: count,
+      source: source, inputSources: inputSources)
   }
 
   private init(
-    checked inputs: [(name: String?, tensor: Tensor)], labels: Tensor?, count: Int, source: String,
+    checked inputs: [(name: String?, column: DataColumn)], labels: Tensor?, count: Int, source: String,
     inputSources: [String]
   ) {
     self.inputs = inputs
@@ -143,19 +166,5 @@ public struct Dataset: Sendable {
     self.count = count
     self.source = source
     self.inputSources = inputSources
-  }
-
-  /// Rows `range` of `tensor` along its first dimension.
-  static func rows(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
-    let width = tensor.shape.dropFirst().reduce(1, *)
-    let elements = range.lowerBound * width..<range.upperBound * width
-    let shape = [range.count] + tensor.shape.dropFirst()
-    let storage: Tensor.Storage
-    switch tensor.storage {
-    case .float(let v): storage = .float(Array(v[elements]))
-    case .int(let v): storage = .int(Array(v[elements]))
-    case .bool(let v): storage = .bool(Array(v[elements]))
-    }
-    return Tensor(dtype: tensor.dtype, shape: shape, storage: storage)
   }
 }

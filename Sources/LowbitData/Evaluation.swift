@@ -16,7 +16,7 @@ extension Dataset {
   /// Feeds for one batch: unnamed data goes to the graph's first input, named data by name.
   /// Throws when a graph input has no data, a name matches no input, or dtypes disagree.
   public func feeds(for graph: Graph, batch range: Range<Int>) throws -> [String: Tensor] {
-    let slice = batch(range)
+    let slice = try batch(range)
     var feeds: [String: Tensor] = [:]
     let names = graph.inputs.map(\.name)
     for (name, tensor) in slice.inputs {

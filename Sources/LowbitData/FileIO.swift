@@ -20,6 +20,38 @@ enum FileIO {
     }
   }
 
+  /// The size of the regular file at `path`.
+  static func size(_ path: String) throws -> Int {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      throw LowbitError.io("\(path): no such file")
+    }
+    guard !isDirectory.boolValue else { throw LowbitError.io("\(path): is a directory, not a file") }
+    guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber else {
+      throw LowbitError.io("\(path): cannot read its size")
+    }
+    return size.intValue
+  }
+
+  /// `count` bytes of the file at `path` from byte `offset` (fewer than `count` available: an
+  /// error, the file changed since it was checked).
+  static func read(_ path: String, from offset: Int, count: Int) throws -> [UInt8] {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw LowbitError.io("\(path): cannot open") }
+    defer { try? handle.close() }
+    do {
+      try handle.seek(toOffset: UInt64(offset))
+      let data = try handle.read(upToCount: count) ?? Data()
+      guard data.count == count else {
+        throw LowbitError.io("\(path): \(data.count) of \(count) bytes at offset \(offset): the file is shorter than when it was opened")
+      }
+      return [UInt8](data)
+    } catch let error as LowbitError {
+      throw error
+    } catch {
+      throw LowbitError.io("\(path): cannot read (\(error.localizedDescription))")
+    }
+  }
+
   /// Writes `bytes` to a temporary file next to `path`, then renames it into place, so that
   /// `path` holds either its old content or all of the new one, never a half-written file.
   static func writeAtomically(_ bytes: [UInt8], to path: String) throws {

@@ -43,11 +43,46 @@ public enum NPY {
       throw LowbitError.invalidInput(
         "\(name): \(available - size) unexpected bytes after the \(size) bytes of data")
     }
-    // NPY's little-endian data is the tensor's raw layout: narrow types stay packed (a uint8
-    // image array takes 1 byte per value in memory).
-    let tensor = Tensor(dtype: element.dtype, shape: header.shape, rawBytes: Array(bytes[header.dataOffset...]))!
-    // uint64 computes as Int64: a value above Int64.max decodes negative.
-    if element.dtype == .uint64, let bad = tensor.ints.firstIndex(where: { $0 < 0 }) {
+    return try checkedTensor(dtype: element.dtype, shape: header.shape, bytes: Array(bytes[header.dataOffset...]), name: name)
+  }
+
+  /// The array in the `.npy` file at `path` as a data set column whose rows are read from the
+  /// file when asked for (`DataColumn.rows`); the header and the file's size are checked here.
+  public static func column(path: String) throws -> DataColumn {
+    let size = try FileIO.size(path)
+    let preamble = try FileIO.read(path, from: 0, count: min(size, 12))
+    let width = preamble.count >= 7 && preamble[6] == 1 ? 2 : 4
+    var length = 0
+    if preamble.count >= 8 + width {
+      for i in (0..<width).reversed() { length = length << 8 | Int(preamble[8 + i]) }
+    }
+    let headerBytes = try FileIO.read(path, from: 0, count: min(size, 8 + width + length))
+    let header = try Header.parse(headerBytes, name: path)
+    guard let count = checkedProduct(header.shape),
+      case (let bytes, false) = count.multipliedReportingOverflow(by: header.element.size)
+    else {
+      throw LowbitError.invalidInput("\(path): shape \(header.shape) is too large")
+    }
+    let available = size - header.dataOffset
+    guard bytes == available else {
+      throw LowbitError.invalidInput(bytes > available
+        ? "\(path): truncated: shape \(header.shape) of \(header.element.descr) needs \(bytes) bytes of data, the file has \(available)"
+        : "\(path): \(available - bytes) unexpected bytes after the \(bytes) bytes of data")
+    }
+    guard !header.shape.isEmpty else {
+      return DataColumn(try checkedTensor(dtype: header.element.dtype, shape: [], bytes: FileIO.read(path, from: header.dataOffset, count: bytes), name: path))
+    }
+    return DataColumn(dtype: header.element.dtype, shape: header.shape, backing: .npyFile(path: path, dataOffset: header.dataOffset))
+  }
+
+  /// A tensor over NPY's little-endian data, which is the tensor's raw layout: narrow types stay
+  /// packed (a uint8 image array takes 1 byte per value in memory). uint64 computes as Int64, so
+  /// a value above Int64.max is refused, naming `name`.
+  static func checkedTensor(dtype: DType, shape: [Int], bytes: [UInt8], name: String) throws -> Tensor {
+    guard let tensor = Tensor(dtype: dtype, shape: shape, rawBytes: bytes) else {
+      throw LowbitError.invalidInput("\(name): \(bytes.count) bytes of data for \(dtype)\(shape)")
+    }
+    if dtype == .uint64, let bad = tensor.ints.firstIndex(where: { $0 < 0 }) {
       throw LowbitError.unsupported(
         "\(name): uint64 value \(UInt64(bitPattern: tensor.ints[bad])) at flat index \(bad) exceeds the int64 range lowbit computes in")
     }

@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 
 /// One activation quantizer's sensitivity: the output loss when it alone is quantized.
 public struct SensitivityRecord: Sendable, Codable, Equatable {
@@ -25,7 +26,7 @@ public enum ActivationSensitivity {
   /// The loss of each activation quantizer in `quantizers` (keyed by site), largest first (ties
   /// in graph order), measured on the first `samples` samples of `batches`.
   public static func measure(
-    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], batches: [[String: Tensor]],
+    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], batches: FeedBatches,
     opset: Int, progress: ((Int, Int) -> Void)? = nil
   ) throws -> [(name: String, loss: Double)] {
     let comparison = try OutputComparison(float: graph, batches: batches, samples: samples)

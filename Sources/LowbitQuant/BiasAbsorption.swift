@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 
 /// Where high-bias absorption took `c` from.
 public enum AbsorptionSource: String, Sendable, Codable {
@@ -40,17 +41,12 @@ public enum BiasAbsorption {
   ) throws -> (graph: Graph, pairs: [AbsorbedPair]) {
     var g = graph
     var result: [AbsorbedPair] = []
-    let facts = g.inferShapes()
     var bounds: [(BoundedReLU, [Float])] = [], ranks: [Int: Int] = [:]
-    for pair in CrossLayerEqualization.pairs(in: g) {
+    for (pair, patches, inShape) in try candidates(in: g) {
       let first = g.nodes[pair.first], second = g.nodes[pair.second]
-      guard first.inputs.count > 2, !first.inputs[2].isEmpty, let b1 = g.initializers[first.inputs[2]],
-            let w2 = g.initializers[second.inputs[1]], w2.rank == 4,
-            let dims = facts[second.inputs[0]]?.shape, dims.count == 4, dims.dropFirst().allSatisfy({ $0.value != nil })
-      else { continue }
-      let inShape = dims.map { $0.value ?? 1 }
-      let patches = try ConvPatches(node: second, opset: g.opset, inputShape: inShape, weightShape: w2.shape)
-      guard !patches.hasPadding else { continue }
+      // The first layer's bias may come from absorbing the pair before it.
+      guard first.inputs.count > 2, !first.inputs[2].isEmpty, let b1 = g.initializers[first.inputs[2]] else { continue }
+      let w2 = g.initializers[second.inputs[1]]!
       let channels = b1.count
       var c: [Float]
       let source: AbsorptionSource
@@ -111,16 +107,32 @@ public enum BiasAbsorption {
     return (g, result)
   }
 
-  /// Per first layer of each equalizable pair, the minimum of its pre-activation per channel over
-  /// `batches` (for models whose BatchNorms came folded).
-  public static func preActivationMinima(_ graph: Graph, batches: [[String: Tensor]]) throws -> [String: [Float]] {
-    let pairs = CrossLayerEqualization.pairs(in: graph)
+  /// The equalizable pairs absorption may change: the second layer is a 2-d convolution of known
+  /// input shape that reads no zero padding; with its patch geometry and input shape.
+  static func candidates(in g: Graph) throws -> [(CrossLayerEqualization.Pair, ConvPatches, [Int])] {
+    let facts = g.inferShapes()
+    return try CrossLayerEqualization.pairs(in: g).compactMap { pair in
+      let second = g.nodes[pair.second]
+      guard let w2 = g.initializers[second.inputs[1]], w2.rank == 4,
+            let dims = facts[second.inputs[0]]?.shape, dims.count == 4, dims.dropFirst().allSatisfy({ $0.value != nil })
+      else { return nil }
+      let inShape = dims.map { $0.value ?? 1 }
+      let patches = try ConvPatches(node: second, opset: g.opset, inputShape: inShape, weightShape: w2.shape)
+      return patches.hasPadding ? nil : (pair, patches, inShape)
+    }
+  }
+
+  /// Per first layer of each pair absorption may change (`candidates`), the minimum of its
+  /// pre-activation per channel over `batches` (for models whose BatchNorms came folded). No
+  /// candidate, no pass over the data.
+  public static func preActivationMinima(_ graph: Graph, batches: FeedBatches) throws -> [String: [Float]] {
+    let pairs = try candidates(in: graph).map(\.0)
     if pairs.isEmpty || batches.isEmpty { return [:] }
     var byOutput: [String: String] = [:]
     for p in pairs { byOutput[graph.nodes[p.first].outputs[0]] = graph.nodes[p.first].name }
     var minima: [String: [Float]] = [:]
     let interpreter = try Interpreter(graph, fuseActivations: false)
-    for feeds in batches {
+    try batches.forEach { feeds in
       _ = try interpreter.run(feeds, observe: { node, results in
         guard let name = byOutput[node.outputs[0]], let t = results.first, t.rank == 4 else { return }
         let n = t.shape[0], ch = t.shape[1], plane = t.shape[2] * t.shape[3]

@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitData
 
 /// Checks empirical bias correction end to end. The correction removes each layer's mean
 /// output shift `E[W_hat x] - E[W x]` over every row it sees, and that is the right move only
@@ -27,8 +28,8 @@ enum BiasCorrectionCheck {
   /// is kept either way.
   static func run(
     float: Graph, corrected: Graph, uncorrected: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
-    config: QuantConfig, statistics: [String: BatchNormStatistics], batches: [[String: Tensor]],
-    heldOut: [[String: Tensor]], opset: Int, asked: Bool
+    config: QuantConfig, statistics: [String: BatchNormStatistics], batches: FeedBatches,
+    heldOut: FeedBatches, opset: Int, asked: Bool
   ) throws -> EndToEndCheck.Outcome {
     try EndToEndCheck.run(
       float: float, candidate: corrected, alternative: uncorrected, sites: sites, quantizers: quantizers, config: config,
@@ -54,8 +55,8 @@ enum EndToEndCheck {
 
   static func run(
     float: Graph, candidate: Graph, alternative: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
-    config: QuantConfig, statistics: [String: BatchNormStatistics], batches: [[String: Tensor]],
-    heldOut: [[String: Tensor]], opset: Int, keep: Bool, names: (with: String, without: String)
+    config: QuantConfig, statistics: [String: BatchNormStatistics], batches: FeedBatches,
+    heldOut: FeedBatches, opset: Int, keep: Bool, names: (with: String, without: String)
   ) throws -> Outcome {
     let activations = try Calibration.activationQuantizers(
       alternative, sites: sites, config: config, batchNormStatistics: statistics, batches: batches)

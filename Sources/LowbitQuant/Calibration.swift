@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 
 /// Range setting for every quantizer of a float graph (white paper sec. 3.1).
 ///
@@ -41,7 +42,7 @@ public enum Calibration {
   public static func activationQuantizers(
     _ graph: Graph, sites: [QuantizerSite], config: QuantConfig,
     batchNormStatistics: [String: BatchNormStatistics] = [:],
-    batches: [[String: Tensor]], progress: ((Int) -> Void)? = nil, note: ((String) -> Void)? = nil
+    batches: FeedBatches, progress: ((Int) -> Void)? = nil, note: ((String) -> Void)? = nil
   ) throws -> [String: TensorQuantizer] {
     let activationSites = sites.filter { $0.kind == .activation }
     if activationSites.isEmpty { return [:] }
@@ -74,7 +75,8 @@ public enum Calibration {
     let watched = Set(activationSites.map(\.name))
     let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
     var integerValued = Set<String>()
-    for (b, feeds) in batches.enumerated() {
+    for b in batches.indices {
+      let feeds = try batches.batch(b)
       func record(_ name: String, _ t: Tensor) throws {
         guard watched.contains(name) else { return }
         guard t.dtype.isFloatingPoint else {

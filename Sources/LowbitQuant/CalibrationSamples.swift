@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitTrain
 
 /// Items (samples or rows) spread over calibration batches, addressed by one global index:
@@ -17,13 +18,7 @@ struct CalibrationSamples: Sendable {
 
   /// Samples per batch: the leading dimension of each batch's feed for the graph's first input.
   static func batchSizes(_ batches: [[String: Tensor]], graph: Graph) throws -> [Int] {
-    let input = graph.inputs.first?.name ?? ""
-    return try batches.map { feeds in
-      guard let n = feeds[input]?.shape.first else {
-        throw LowbitError.invalidInput("calibration data has no input '\(input)'")
-      }
-      return n
-    }
+    try FeedBatches(batches).sampleCounts(graph: graph)
   }
 
   /// The batch holding global item `global` and the item's index in it.

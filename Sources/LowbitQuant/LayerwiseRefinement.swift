@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitData
 import LowbitTrain
 
 /// What the layer-by-layer pass did to one layer.
@@ -93,15 +94,15 @@ public enum LayerwiseRefinement {
   /// live values in two streams, so the batches are cut where `2 * 4 bytes * (the largest value
   /// per sample) * 4 (values live at once) * samples` would pass `budget` bytes. At least one
   /// batch is always kept.
-  public static func batchesWithinBudget(_ graph: Graph, batches: [[String: Tensor]], budget: Double) -> Int {
-    guard let first = batches.first else { return 0 }
+  public static func batchesWithinBudget(_ graph: Graph, batches: FeedBatches, budget: Double) throws -> Int {
+    guard let first = try batches.sampleCounts(graph: graph).first else { return 0 }
     let facts = graph.inferShapes()
     var largest = 1
     for fact in facts.values {
       guard let dims = fact.shape, fact.dtype?.isFloatingPoint ?? true else { continue }
       largest = max(largest, dims.dropFirst().reduce(1) { $0 * ($1.value ?? 1) })
     }
-    let samplesPerBatch = max(1, first.values.first?.shape.first ?? 1)
+    let samplesPerBatch = max(1, first)
     let bytesPerBatch = Double(largest) * 4 * 2 * 4 * Double(samplesPerBatch)
     return max(1, min(batches.count, Int(budget / bytesPerBatch)))
   }

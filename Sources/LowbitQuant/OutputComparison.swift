@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 
 /// A graph's outputs against the float model's on a few calibration samples: the yardstick
 /// for steps that are checked end to end (which activation quantizers matter, whether a bias
@@ -13,14 +14,14 @@ struct OutputComparison {
   /// The float outputs compared, and whether each is logits.
   let outputs: [(name: String, logits: Bool)]
 
-  init(float graph: Graph, batches all: [[String: Tensor]], samples: Int) throws {
-    let sizes = try CalibrationSamples.batchSizes(all, graph: graph)
+  init(float graph: Graph, batches all: FeedBatches, samples: Int) throws {
+    let sizes = try all.sampleCounts(graph: graph)
     var count = 0, kept = 0
     while kept < all.count && count < samples {
       count += sizes[kept]
       kept += 1
     }
-    batches = Array(all.prefix(kept))
+    batches = try all.prefix(kept).loaded()
     self.sizes = Array(sizes.prefix(kept))
     let reference = try Interpreter(graph)
     let targets = try batches.map { try reference.run($0) }

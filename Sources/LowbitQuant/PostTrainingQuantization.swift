@@ -94,12 +94,12 @@ public enum PostTrainingQuantization {
     return summary
   }
 
-  /// Feed dictionaries for the first `limit` samples of `data`, in batches of `batchSize`.
+  /// Feeds for the first `limit` samples of `data`, in batches of `batchSize`, read from the
+  /// data set each time a pass asks for them.
   public static func calibrationBatches(
     _ data: Dataset, graph: Graph, batchSize: Int, limit: Int? = nil
-  ) throws -> [[String: Tensor]] {
-    let d = limit.map { data.prefix(min($0, data.count)) } ?? data
-    return try d.batches(size: batchSize).map { try d.feeds(for: graph, batch: $0) }
+  ) throws -> FeedBatches {
+    try FeedBatches(data, graph: graph, batchSize: batchSize, limit: limit)
   }
 
   /// The memory the layer-by-layer steps may hold their calibration values in unless told
@@ -113,6 +113,16 @@ public enum PostTrainingQuantization {
     _ graph: Graph, config: QuantConfig, batches: [[String: Tensor]], memoryBudget: Double = defaultMemoryBudget,
     progress: ProgressHandler? = nil
   ) throws -> QuantizationResult {
+    try quantize(graph, config: config, batches: FeedBatches(batches), memoryBudget: memoryBudget, progress: progress)
+  }
+
+  /// The same on batches read when each pass asks for them: the passes over every batch (range
+  /// setting, statistics) hold one batch at a time; the layer-by-layer steps hold the batches
+  /// they fit on (`memoryBudget`).
+  public static func quantize(
+    _ graph: Graph, config: QuantConfig, batches: FeedBatches, memoryBudget: Double = defaultMemoryBudget,
+    progress: ProgressHandler? = nil
+  ) throws -> QuantizationResult {
     try config.validate()
     var steps: [StepTiming] = []
     func timed<T>(_ name: String, _ detail: String? = nil, _ body: () throws -> T) rethrows -> T {
@@ -122,7 +132,8 @@ public enum PostTrainingQuantization {
       return value
     }
     let simple = try graph.simplified()
-    if let first = batches.first {
+    let firstBatch = try batches.first()
+    if let first = firstBatch {
       let interpreter = try Interpreter(simple)
       for input in simple.inputs {
         guard let t = first[input.name] else { throw LowbitError.invalidInput("calibration data has no input '\(input.name)'") }
@@ -131,7 +142,7 @@ public enum PostTrainingQuantization {
     }
     // Every float transform is checked against the original model on the first calibration
     // batch, and undone when it changed the outputs.
-    let checker = try FloatTransformCheck(original: simple, feeds: batches.first)
+    let checker = try FloatTransformCheck(original: simple, feeds: firstBatch)
     var checks: [TransformCheck] = []
     func verified(_ candidate: Graph, _ transform: String) throws -> Bool {
       guard let checker else { return true }
@@ -149,7 +160,7 @@ public enum PostTrainingQuantization {
       let (g, pairs) = try timed("cross-layer equalization") { () throws -> (Graph, [EqualizedPair]) in
         // The scales are chosen for this run's quantizers, activations included, from the
         // statistics of the first calibration batches (DFQ's weight-only rule without data).
-        let sample = Array(batches.prefix(2))
+        let sample = try batches.prefix(2).loaded()
         let moments = try ChannelMoments.gather(float, values: CrossLayerEqualization.momentsNeeded(float), batches: sample)
         return CrossLayerEqualization.equalize(float, target: config.equalizationTarget, moments: moments)
       }
@@ -212,10 +223,10 @@ public enum PostTrainingQuantization {
     var fallback: String?
     // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
     let split = try CalibrationSplit(batches, graph: float)
-    let cached = LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting, budget: memoryBudget)
-    let fittingBatches = Array(split.fitting.prefix(cached))
+    let cached = try LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting, budget: memoryBudget)
+    let fittingBatches = try split.fittingSample(cached, seed: config.adaRoundOptions.seed).loaded()
     let budgetNote = (cached < split.fitting.count
-      ? ", first \(cached) of \(split.fitting.count) batches (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
+      ? ", \(cached) of \(split.fitting.count) batches, a seeded sample (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
       + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
     let adaRound = config.adaRoundInUse
     if runAdaRound && adaRound.unit == .block {
@@ -351,7 +362,7 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: fittingBatches, heldOut: split.isHeldOut ? split.heldOut : nil, asked: config.quantizerTuning == true,
+          batches: fittingBatches, heldOut: split.isHeldOut ? try split.heldOut.loaded() : nil, asked: config.quantizerTuning == true,
           opset: transformed.opset,
           options: config.quantizerTuningInUse,
           progress: { progress?("quantizer tuning", $0, $1) })

@@ -58,7 +58,7 @@ extension QuantizationAwareTraining {
   /// needs symmetric per-channel weights, since only a per-channel scale can absorb BN's
   /// per-channel factor after training.
   public static func prepare(
-    _ graph: Graph, config: QuantConfig, batchNorm: QATBatchNorm = .fold, batches: [[String: Tensor]],
+    _ graph: Graph, config: QuantConfig, batchNorm: QATBatchNorm = .fold, batches: FeedBatches,
     gradientScaling: Bool = true, progress: ProgressHandler? = nil
   ) throws -> QATSetup {
     if batchNorm == .keep {

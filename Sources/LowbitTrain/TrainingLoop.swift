@@ -95,6 +95,8 @@ public struct TrainingLoop: Sendable {
   public let dataSource: String
 
   private let data: Dataset
+  /// `data`'s inputs in memory (training gathers rows at random), parallel to `data.inputs`.
+  private let inputTensors: [Tensor]
   private let labels: [Int]
   /// The graph input each data set input feeds, parallel to `data.inputs`.
   private let targets: [String]
@@ -144,14 +146,15 @@ public struct TrainingLoop: Sendable {
     self.trainer = trainer
     self.optimizer = optimizer
     self.data = data
+    self.inputTensors = try data.inputs.map { try $0.column.loaded() }
     self.labels = labels
     self.output = output
     self.classes = logits.shape[1]
     self.dataSource = data.source
     self.shuffler = EpochShuffler(count: data.count, seed: config.seed)
     self.augmentationGenerator = augmentationGenerator
-    if config.augment, data.inputs.count == 1, data.inputs[0].tensor.rank == 4, data.inputs[0].tensor.dtype.isFloatingPoint {
-      let shape = data.inputs[0].tensor.shape
+    if config.augment, data.inputs.count == 1, data.inputs[0].column.rank == 4, data.inputs[0].column.dtype.isFloatingPoint {
+      let shape = data.inputs[0].column.shape
       self.augmentation = TrainingConfig.defaultAugmentation(height: shape[2], width: shape[3])
     } else {
       self.augmentation = nil
@@ -181,8 +184,8 @@ public struct TrainingLoop: Sendable {
     for indices in shuffler.batches(epoch: epoch, batchSize: config.batchSize) {
       let local = distributed ? Array(indices[collective.share(of: indices.count)]) : indices
       var feeds: [String: Tensor] = [:]
-      for (input, target) in zip(data.inputs, targets) where !local.isEmpty {
-        var batch = gatherRows(input.tensor, local)
+      for (input, target) in zip(inputTensors, targets) where !local.isEmpty {
+        var batch = gatherRows(input, local)
         if let augmentation { batch = try augmentation.apply(to: batch, using: &augmentationGenerator) }
         feeds[target] = batch
       }

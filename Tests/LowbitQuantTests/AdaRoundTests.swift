@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitData
 import LowbitTrain
 import LowbitTestSupport
 import Testing
@@ -192,14 +193,14 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
   @Test func theMemoryBudgetKeepsTheBatchesThatFit() throws {
     let graph = twoConvGraph()
     let batches = inputBatches(4)
-    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 2.5 * 98_304) == 2)
-    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 1) == 1)
-    #expect(LayerwiseRefinement.batchesWithinBudget(graph, batches: batches, budget: 1e12) == 4)
+    #expect(try LayerwiseRefinement.batchesWithinBudget(graph, batches: FeedBatches(batches), budget: 2.5 * 98_304) == 2)
+    #expect(try LayerwiseRefinement.batchesWithinBudget(graph, batches: FeedBatches(batches), budget: 1) == 1)
+    #expect(try LayerwiseRefinement.batchesWithinBudget(graph, batches: FeedBatches(batches), budget: 1e12) == 4)
     var config = QuantConfig()
     config.adaRoundOptions.iterations = 5
     let result = try PostTrainingQuantization.quantize(graph, config: config, batches: inputBatches(6), memoryBudget: 1)
     let detail = try #require(result.steps.first { $0.step == "adaround" }?.detail)
-    #expect(detail.contains("first 1 of"), "\(detail)")
+    #expect(detail.contains(" 1 of ") && detail.contains("a seeded sample"), "\(detail)")
   }
 
   /// Empirical bias correction removes the per-channel mean output error of a coarsely
@@ -311,7 +312,7 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     // Large biases on some channels keep their pre-activations above 0 on all data.
     graph.initializers["b1"] = Tensor(shape: [6], floats: [5, 0, 6, 0.5, 4.5, 0])
     let batches = inputBatches(2)
-    let minima = try BiasAbsorption.preActivationMinima(graph, batches: batches)
+    let minima = try BiasAbsorption.preActivationMinima(graph, batches: FeedBatches(batches))
     #expect(minima["conv1"]?.contains { $0 > 0 } == true, "the test needs channels that never go below 0: \(minima)")
     var stats: [String: BatchNormStatistics] = [:]
     let (absorbed, pairs) = try BiasAbsorption.absorb(graph, statistics: &stats, minima: minima)
@@ -325,7 +326,7 @@ func perTensorQuantizers(_ g: Graph, bits: Int) -> [String: TensorQuantizer] {
     // A padded second layer would see 0 instead of c at its borders: not absorbed.
     var padded = twoConvGraph(pad1: 1, pad2: 1)
     padded.initializers["b1"] = graph.initializers["b1"]
-    let (_, none) = try BiasAbsorption.absorb(padded, statistics: &stats, minima: try BiasAbsorption.preActivationMinima(padded, batches: batches))
+    let (_, none) = try BiasAbsorption.absorb(padded, statistics: &stats, minima: try BiasAbsorption.preActivationMinima(padded, batches: FeedBatches(batches)))
     #expect(none.isEmpty)
   }
 

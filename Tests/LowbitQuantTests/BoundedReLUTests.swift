@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitTestSupport
 import Testing
 
@@ -67,7 +68,7 @@ import Testing
   @Test func absorptionLowersTheBound() throws {
     let (equalized, _) = CrossLayerEqualization.equalize(try Self.graph().simplified())
     let batches = [Self.input]
-    let minima = try BiasAbsorption.preActivationMinima(equalized, batches: batches)
+    let minima = try BiasAbsorption.preActivationMinima(equalized, batches: FeedBatches(batches))
     var stats: [String: BatchNormStatistics] = [:]
     let (absorbed, pairs) = try BiasAbsorption.absorb(equalized, statistics: &stats, minima: minima)
     #expect(pairs.map(\.first) == ["h2_node"], "the depthwise layer's biases keep it above 0: \(minima)")
@@ -182,18 +183,18 @@ import Testing
   @Test func theCandidateCloserToTheOriginalModelWins() throws {
     let graph = twoConvGraph()
     let batches = inputBatches(4)
-    let split = try CalibrationSplit(batches, graph: graph)
+    let split = try CalibrationSplit(FeedBatches(batches), graph: graph)
     #expect(split.isHeldOut && split.heldOut.count == 1 && split.fitting.count == 3)
     let config = QuantConfig.rangeSettingOnly
     let sites = QuantizerPlacement.sites(in: graph, config: config)
     var quantizers = try Calibration.weightQuantizers(graph, sites: sites, config: config)
-    quantizers.merge(try Calibration.activationQuantizers(graph, sites: sites, config: config, batchNormStatistics: [:], batches: batches)) { a, _ in a }
+    quantizers.merge(try Calibration.activationQuantizers(graph, sites: sites, config: config, batchNormStatistics: [:], batches: FeedBatches(batches))) { a, _ in a }
     var damaged = graph
     damaged.initializers["b2"] = Tensor(shape: [5], floats: graph.initializers["b2"]!.floats.map { $0 + 0.5 })
     func run(_ candidate: Graph, _ alternative: Graph, keep: Bool = false) throws -> EndToEndCheck.Outcome {
       try EndToEndCheck.run(
         float: graph, candidate: candidate, alternative: alternative, sites: sites, quantizers: quantizers, config: config,
-        statistics: [:], batches: batches, heldOut: split.heldOut, opset: 17, keep: keep, names: ("with", "without"))
+        statistics: [:], batches: FeedBatches(batches), heldOut: split.heldOut, opset: 17, keep: keep, names: ("with", "without"))
     }
     let worse = try run(damaged, graph)
     #expect(!worse.kept && worse.summary.hasPrefix("undone") && worse.alternative.graph == graph)

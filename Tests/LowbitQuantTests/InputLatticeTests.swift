@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitTestSupport
 import Testing
 
@@ -109,7 +110,7 @@ import Testing
     let sites = QuantizerPlacement.sites(in: graph, config: config)
     #expect(sites.first { $0.name == "input" }?.channelAxis == -3)
     let batches = (0..<2).map { ["input": Self.images(4, size: 8, seed: 10 + $0)] }
-    let quantizers = try Calibration.activationQuantizers(graph, sites: sites, config: config, batches: batches)
+    let quantizers = try Calibration.activationQuantizers(graph, sites: sites, config: config, batches: FeedBatches(batches))
     let q = try #require(quantizers["input"])
     #expect(q.granularity == .perChannel(axis: -3))
     for c in 0..<3 {

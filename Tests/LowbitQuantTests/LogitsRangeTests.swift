@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitQuant
 import LowbitTestSupport
 import Testing
@@ -20,7 +21,7 @@ import Testing
   func outputRange(_ g: Graph, _ batches: [[String: Tensor]], notes: inout [String]) throws -> QuantParams {
     let sites = QuantizerPlacement.sites(in: g, config: QuantConfig())
     var heard: [String] = []
-    let q = try Calibration.activationQuantizers(g, sites: sites, config: QuantConfig(), batches: batches, note: { heard.append($0) })
+    let q = try Calibration.activationQuantizers(g, sites: sites, config: QuantConfig(), batches: FeedBatches(batches), note: { heard.append($0) })
     notes = heard
     return try #require(q["y"]).params[0]
   }
@@ -77,7 +78,7 @@ import Testing
     let z = try #require(sites.first { $0.name == "z" })
     #expect(z.isOutput == (head != "Sigmoid"))
     let batches = (0..<2).map { ["x": randomTensor([16, 6], seed: 70 + UInt64($0))] }
-    let q = try Calibration.activationQuantizers(g, sites: sites, config: QuantConfig(), batches: batches)
+    let q = try Calibration.activationQuantizers(g, sites: sites, config: QuantConfig(), batches: FeedBatches(batches))
     var observer = RangeObserver(name: "z")
     let values = try batches.map { b -> Tensor in
       var seen: Tensor?
@@ -94,7 +95,7 @@ import Testing
     }
     let p = try #require(q["z"]).params[0]
     #expect(p == UniformQuantizer.params(lower: expected.lowerBound, upper: expected.upperBound, grid: config.activationGrid, symmetric: false))
-    let result = try PostTrainingQuantization.quantize(g, config: QuantConfig(), batches: batches)
+    let result = try PostTrainingQuantization.quantize(g, config: QuantConfig(), batches: FeedBatches(batches))
     let step = try #require(result.steps.first { $0.step == "place quantizers" })
     #expect(step.detail == "output 'y' (\(head)) stays float, its input is quantized", "\(step.detail ?? "")")
   }

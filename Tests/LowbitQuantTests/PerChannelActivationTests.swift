@@ -1,4 +1,5 @@
 import LowbitCore
+import LowbitData
 import LowbitQuant
 import LowbitTestSupport
 import Testing
@@ -157,10 +158,10 @@ import Testing
     let batches = (0..<2).map { b in
       ["x": Tensor(shape: [256, 1], floats: randomTensor([256, 1], seed: 70 + UInt64(b)).floats.map { $0 * $0 * $0 * 4 })]
     }
-    let perChannel = try Calibration.activationQuantizers(g, sites: sites, config: config, batches: batches)
+    let perChannel = try Calibration.activationQuantizers(g, sites: sites, config: config, batches: FeedBatches(batches))
     config.activationPerChannel = false
     let perTensor = try Calibration.activationQuantizers(
-      g, sites: QuantizerPlacement.sites(in: g, config: config), config: config, batches: batches)
+      g, sites: QuantizerPlacement.sites(in: g, config: config), config: config, batches: FeedBatches(batches))
     #expect(perChannel["d"]?.granularity == .perTensor)
     #expect(perChannel["d"]?.params == perTensor["d"]?.params, "\(String(describing: perChannel["d"])) vs \(String(describing: perTensor["d"]))")
   }

@@ -226,7 +226,7 @@ struct ResNetFixture: Sendable {
     let model = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
     var images: Tensor, labels: [Int], source: String
     if let data = try? DataSpec.parse("fashion-mnist:train:64").load(), let l = data.labels {
-      images = data.inputs[0].tensor
+      images = try data.inputs[0].column.loaded()
       labels = l.asInts().map { Int($0) }
       source = "Fashion-MNIST"
     } else {

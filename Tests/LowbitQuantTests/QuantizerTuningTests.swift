@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import LowbitData
 import LowbitTestSupport
 import Testing
 
@@ -57,10 +58,11 @@ import Testing
     #expect(moved.count == 3)
     // Tuning fits on the calibration batches the end-to-end checks do not hold out and judges its
     // checkpoints on the held-out ones.
-    let split = try CalibrationSplit(batches, graph: graph)
+    let split = try CalibrationSplit(FeedBatches(batches), graph: graph)
     #expect(split.fitting.count == 3 && split.heldOut.count == 1)
-    #expect(record.heldOut && record.judgedOn == split.heldOut.map { $0["x"]!.shape[0] }.reduce(0, +), "\(record)")
-    let before = try fileLoss(plain, split.heldOut), after = try fileLoss(tuned, split.heldOut)
+    let heldOut = try split.heldOut.loaded()
+    #expect(record.heldOut && record.judgedOn == heldOut.map { $0["x"]!.shape[0] }.reduce(0, +), "\(record)")
+    let before = try fileLoss(plain, heldOut), after = try fileLoss(tuned, heldOut)
     #expect(abs(before - Double(record.before)) <= 1e-3 * before, "\(before) vs \(record.before)")
     #expect(abs(after - Double(record.after)) <= 1e-3 * after, "\(after) vs \(record.after)")
     let step = try #require(tuned.steps.first { $0.step == "quantizer tuning" })

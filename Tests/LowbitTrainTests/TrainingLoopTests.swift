@@ -181,12 +181,12 @@ import Testing
       change(&c)
       #expect(throws: LowbitError.self) { try TrainingLoop(graph: Self.network(), training: train, config: c) }
     }
-    let unlabelled = try Dataset(inputs: train.inputs, source: "no-labels")
+    let unlabelled = try Dataset(columns: train.inputs, source: "no-labels")
     let error = try #require(throws: LowbitError.self) {
       try TrainingLoop(graph: Self.network(), training: unlabelled, config: Self.config(epochs: 2))
     }
     #expect("\(error)".contains("no labels"))
-    let outOfRange = try Dataset(inputs: train.inputs, labels: Tensor(shape: [12], ints: Array(repeating: 7, count: 12)), source: "bad-labels")
+    let outOfRange = try Dataset(columns: train.inputs, labels: Tensor(shape: [12], ints: Array(repeating: 7, count: 12)), source: "bad-labels")
     #expect(throws: LowbitError.self) { try TrainingLoop(graph: Self.network(), training: outOfRange, config: Self.config(epochs: 2)) }
     var flat = Self.network()  // logits [N, 3, 1, 1]: not [N, classes]
     flat.nodes = Array(flat.nodes.prefix(4))

@@ -1,0 +1,82 @@
+import LowbitCore
+
+/// One input (or the labels) of a data set, rows along the first dimension: a tensor in memory,
+/// or an array in a `.npy` file whose rows are read when a batch asks for them, so a data set
+/// larger than memory streams through calibration and evaluation.
+public struct DataColumn: Sendable {
+  public let dtype: DType
+  public let shape: [Int]
+  let backing: Backing
+
+  enum Backing: Sendable {
+    case memory(Tensor)
+    /// C-order little-endian rows starting at `dataOffset` (the layout `NPY.Header` checked).
+    case npyFile(path: String, dataOffset: Int)
+  }
+
+  /// A column held in memory.
+  public init(_ tensor: Tensor) {
+    dtype = tensor.dtype
+    shape = tensor.shape
+    backing = .memory(tensor)
+  }
+
+  init(dtype: DType, shape: [Int], backing: Backing) {
+    self.dtype = dtype
+    self.shape = shape
+    self.backing = backing
+  }
+
+  public var rank: Int { shape.count }
+  /// Rows: the first dimension.
+  public var count: Int { shape.first ?? 0 }
+
+  /// Where the rows are read from when they are not in memory.
+  public var path: String? {
+    if case .npyFile(let path, _) = backing { return path }
+    return nil
+  }
+
+  /// The first `n` rows (`n <= count`).
+  public func prefix(_ n: Int) -> DataColumn {
+    switch backing {
+    case .memory(let t): return DataColumn(Self.rows(t, 0..<n))
+    case .npyFile: return DataColumn(dtype: dtype, shape: [n] + shape.dropFirst(), backing: backing)
+    }
+  }
+
+  /// Rows `range` (within `0..<count`) as a tensor; a file column reads just their bytes.
+  public func rows(_ range: Range<Int>) throws -> Tensor {
+    precondition(range.lowerBound >= 0 && range.upperBound <= count, "rows \(range) outside 0..<\(count)")
+    switch backing {
+    case .memory(let t):
+      return Self.rows(t, range)
+    case .npyFile(let path, let dataOffset):
+      let width = shape.dropFirst().reduce(1, *)
+      let rowBytes = dtype.packedByteCount(width)
+      let bytes = try FileIO.read(path, from: dataOffset + range.lowerBound * rowBytes, count: range.count * rowBytes)
+      return try NPY.checkedTensor(dtype: dtype, shape: [range.count] + shape.dropFirst(), bytes: bytes, name: path)
+    }
+  }
+
+  /// Every row in memory.
+  public func loaded() throws -> Tensor {
+    if case .memory(let t) = backing { return t }
+    return try rows(0..<count)
+  }
+
+  /// Rows `range` of `tensor` along its first dimension.
+  static func rows(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
+    if range == 0..<(tensor.shape.first ?? 0) { return tensor }
+    let width = tensor.shape.dropFirst().reduce(1, *)
+    let elements = range.lowerBound * width..<range.upperBound * width
+    let shape = [range.count] + tensor.shape.dropFirst()
+    let storage: Tensor.Storage
+    switch tensor.storage {
+    case .float(let v): storage = .float(Array(v[elements]))
+    case .int(let v): storage = .int(Array(v[elements]))
+    case .bool(let v): storage = .bool(Array(v[elements]))
+    }
+    return Tensor(dtype: tensor.dtype, shape: shape, storage: storage)
+  }
+}
