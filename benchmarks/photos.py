@@ -81,3 +81,42 @@ def photo_split(size: int, seed: int = 0, crops: int = 1, folder: Path | None = 
         return np.concatenate([preprocess(p, size, crops) for p in part]).astype(np.float32)
 
     return load(files[:half]), load(files[half:])
+
+
+def random_crops(count: int, size: int, seed: int, out: Path, folder: Path | None = None) -> Path:
+    """`count` seeded random crops of the shared photos as a float32 `[count, 3, size, size]`
+    `.npy` at `out`, for calibration sets larger than the 160 photos: each draws a photo, a
+    square-ish box of 25-100% of its area (aspect 3/4 to 4/3, as torchvision's
+    RandomResizedCrop), resizes it to `size` (PIL bilinear), mirrors it with probability 1/2 and
+    normalizes it as `preprocess` does. Written through a memory map, a slice at a time, and
+    reused when `out` exists."""
+    from PIL import Image
+
+    if out.exists():
+        return out
+    files = photo_files(folder)
+    rng = np.random.default_rng(seed)
+    partial = out.with_suffix(".partial.npy")
+    x = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, 3, size, size))
+    images = {}
+    for i in range(count):
+        path = files[int(rng.integers(len(files)))]
+        if path not in images:
+            with Image.open(path) as im:
+                images[path] = im.convert("RGB")
+        im = images[path]
+        w, h = im.size
+        area = w * h * rng.uniform(0.25, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw = int(min(w, round(np.sqrt(area * aspect))))
+        ch = int(min(h, round(np.sqrt(area / aspect))))
+        left = int(rng.integers(w - cw + 1))
+        top = int(rng.integers(h - ch + 1))
+        view = im.crop((left, top, left + cw, top + ch)).resize((size, size), Image.BILINEAR)
+        if rng.random() < 0.5:
+            view = view.transpose(Image.FLIP_LEFT_RIGHT)
+        x[i] = _normalize(view)
+    x.flush()
+    del x
+    partial.rename(out)
+    return out

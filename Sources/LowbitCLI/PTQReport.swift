@@ -137,10 +137,15 @@ struct PTQReport: Codable {
         + "\(weightQuantizers) weight and \(activationQuantizers) activation quantizers, opset \(opset)",
       "",
     ]
-    var steps = Table(["step", "seconds", "peak MiB", "detail"])
+    var steps = Table(["step", "seconds", "cores", "peak MiB", "detail"])
     func mib(_ bytes: Int?) -> String { bytes.map { String($0 >> 20) } ?? "-" }
-    for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), mib(s.peakBytes), s.detail ?? ""]) }
-    steps.add(["total", String(format: "%.3f", totalSeconds), mib(peakBytes), ""])
+    // Cores busy: processor seconds over wall seconds, for steps long enough to tell.
+    func cores(_ s: StepTiming) -> String {
+      guard let p = s.processorSeconds, s.seconds >= 0.5 else { return "" }
+      return String(format: "%.1f", p / s.seconds)
+    }
+    for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), cores(s), mib(s.peakBytes), s.detail ?? ""]) }
+    steps.add(["total", String(format: "%.3f", totalSeconds), "", mib(peakBytes), ""])
     lines.append(steps.render())
     if let e = evaluation {
       lines.append("")

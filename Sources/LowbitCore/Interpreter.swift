@@ -215,6 +215,18 @@ public func peakResidentBytes() -> Int? {
   #endif
 }
 
+/// The processor time (user + system, all threads) the process has used, in seconds.
+public func processorSeconds() -> Double? {
+  #if canImport(Glibc)
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return nil }
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+  #else
+    return nil
+  #endif
+}
+
 /// A monotonic clock in seconds.
 public func monotonicSeconds() -> Double {
   var ts = timespec()

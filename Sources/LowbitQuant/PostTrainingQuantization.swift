@@ -10,16 +10,22 @@ public struct StepTiming: Sendable, Codable, Equatable {
   /// The process's peak resident memory (bytes) when the step ended: the high-water mark, so a
   /// step that raised it holds more than the steps before it.
   public var peakBytes: Int?
+  /// Processor seconds (user + system, all threads) the step used: `processorSeconds / seconds`
+  /// is how many cores it kept busy.
+  public var processorSeconds: Double?
 
-  public init(step: String, seconds: Double, detail: String?, peakBytes: Int? = peakResidentBytes()) {
+  public init(
+    step: String, seconds: Double, detail: String?, peakBytes: Int? = peakResidentBytes(), processorSeconds: Double? = nil
+  ) {
     self.step = step
     self.seconds = seconds
     self.detail = detail
     self.peakBytes = peakBytes
+    self.processorSeconds = processorSeconds
   }
 
   enum CodingKeys: String, CodingKey {
-    case step, seconds, detail, peakBytes = "peak_bytes"
+    case step, seconds, detail, peakBytes = "peak_bytes", processorSeconds = "processor_seconds"
   }
 }
 
@@ -126,9 +132,11 @@ public enum PostTrainingQuantization {
     try config.validate()
     var steps: [StepTiming] = []
     func timed<T>(_ name: String, _ detail: String? = nil, _ body: () throws -> T) rethrows -> T {
-      let start = monotonicSeconds()
+      let start = monotonicSeconds(), processor = processorSeconds()
       let value = try body()
-      steps.append(StepTiming(step: name, seconds: monotonicSeconds() - start, detail: detail))
+      steps.append(StepTiming(
+        step: name, seconds: monotonicSeconds() - start, detail: detail,
+        processorSeconds: processorSeconds().flatMap { end in processor.map { end - $0 } }))
       return value
     }
     let simple = try graph.simplified()

@@ -78,7 +78,7 @@ class _Reader:
             return None
         part = self.x[self.pos:self.pos + self.batch]
         self.pos += self.batch
-        return {self.input_name: part}
+        return {self.input_name: np.ascontiguousarray(part)}
 
     def rewind(self):
         self.pos = 0
@@ -143,9 +143,11 @@ def main(argv=None):
     ap.add_argument("--a-bits", type=int, default=8)
     ap.add_argument("--per-channel", action="store_true")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--mmap", action="store_true",
+                    help="read the calibration array through a memory map, a batch at a time")
     a = ap.parse_args(argv)
-    res = quantize(a.model, a.out, np.load(a.calib), a.method, a.w_bits, a.a_bits,
-                   a.per_channel, a.batch_size)
+    res = quantize(a.model, a.out, np.load(a.calib, mmap_mode="r" if a.mmap else None), a.method, a.w_bits,
+                   a.a_bits, a.per_channel, a.batch_size)
     print(json.dumps(res, indent=1))
     return 0 if res["ok"] else 1
 
