@@ -233,35 +233,20 @@ public enum AdaRound {
     }
     var generator = SplitMix64(seed: options.seed)
     let heldOut = problem.sample(options.batchSize, &generator)
-    var m = [Float](repeating: 0, count: count), s2 = [Float](repeating: 0, count: count)
-    let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+    var state = (0..<count).map {
+      SoftWeight(base: base[$0], v: v[$0], scale: problem.scales[$0], zeroPoint: problem.zeroPoints[$0])
+    }
     var soft = [Float](repeating: 0, count: count)
-    var slope = [Float](repeating: 0, count: count)  // d w_soft / dV, 0 where clipped
-    var h = [Float](repeating: 0, count: count)
-    var dh = [Float](repeating: 0, count: count)
     for t in 0..<options.iterations {
-      for e in 0..<count {
-        let sg = sigmoid(v[e]), raw = sg * (zeta - gamma) + gamma
-        h[e] = min(1, max(0, raw))
-        dh[e] = raw > 0 && raw < 1 ? (zeta - gamma) * sg * (1 - sg) : 0
-        let q = base[e] + h[e] + problem.zeroPoints[e]
-        slope[e] = q > qmin && q < qmax ? problem.scales[e] * dh[e] : 0
-        soft[e] = problem.scales[e] * (min(max(q, qmin), qmax) - problem.zeroPoints[e])
-      }
+      SoftWeight.softWeights(&state, into: &soft, qmin: qmin, qmax: qmax)
       let batch = problem.sample(options.batchSize, &generator)
       let rows = batch.targets.count / problem.outputs
       let gradient = reconstructionGradient(problem, weights: soft, batch, rows: rows)
-      let beta = beta(step: t, of: options.iterations, options)
-      let correction1 = 1 - pow(beta1, Float(t + 1)), correction2 = 1 - pow(beta2, Float(t + 1))
-      let lr = options.learningRate, lambda = options.regularization
-      for e in 0..<count {
-        var g = gradient[e] * slope[e]
-        if let beta = beta, dh[e] != 0 { g += lambda * regularizerDerivative(h[e], beta: beta) * dh[e] }
-        m[e] = beta1 * m[e] + (1 - beta1) * g
-        s2[e] = beta2 * s2[e] + (1 - beta2) * g * g
-        v[e] -= lr * (m[e] / correction1) / ((s2[e] / correction2).squareRoot() + epsilon)
-      }
+      SoftWeight.adamStep(
+        &state, gradient: gradient, step: t, beta: beta(step: t, of: options.iterations, options),
+        learningRate: options.learningRate, lambda: options.regularization)
     }
+    v = state.map(\.v)
     var integers = [Int32](repeating: 0, count: count)
     var hard = [Float](repeating: 0, count: count)
     var flipped = 0
@@ -380,5 +365,72 @@ public enum AdaRound {
       }
     }
     return result
+  }
+}
+
+/// One weight's AdaRound state: its floor `base = floor(w / s)`, the variable V and Adam's
+/// moments, and what the last soft-rounding pass computed from V.
+struct SoftWeight {
+  var base: Float
+  var v: Float
+  var scale: Float
+  var zeroPoint: Float
+  var m: Float = 0
+  var s2: Float = 0
+  /// `h(V)`, `dh/dV` (0 where h is clipped) and `d w_soft / dV` (0 where the grid clips).
+  var h: Float = 0
+  var dh: Float = 0
+  var slope: Float = 0
+
+  static let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+
+  /// `w_soft = s (clip(base + h(V) + z, qmin, qmax) - z)` for every weight, in parallel chunks;
+  /// each weight is computed as a serial loop would.
+  static func softWeights(_ state: inout [SoftWeight], into soft: inout [Float], qmin: Float, qmax: Float) {
+    let zeta = AdaRound.zeta, gamma = AdaRound.gamma
+    state.withUnsafeMutableBufferPointer { st in
+      soft.withUnsafeMutableBufferPointer { out in
+        // Safety: both buffers hold one entry per weight; chunks are disjoint index ranges.
+        let (ps, po) = (st.baseAddress!, out.baseAddress!)
+        parallelChunks(st.count, costPerItem: 16) { range in
+          for e in range {
+            var w = ps[e]
+            let sg = AdaRound.sigmoid(w.v), raw = sg * (zeta - gamma) + gamma
+            w.h = min(1, max(0, raw))
+            w.dh = raw > 0 && raw < 1 ? (zeta - gamma) * sg * (1 - sg) : 0
+            let q = w.base + w.h + w.zeroPoint
+            w.slope = q > qmin && q < qmax ? w.scale * w.dh : 0
+            po[e] = w.scale * (min(max(q, qmin), qmax) - w.zeroPoint)
+            ps[e] = w
+          }
+        }
+      }
+    }
+  }
+
+  /// One Adam step on V with `d loss / d w_soft = gradient` (chained through `slope`) plus the
+  /// regularizer's `lambda d/dh (1 - |2h - 1|^beta) dh/dV` once `beta` is on, at step `t`.
+  static func adamStep(
+    _ state: inout [SoftWeight], gradient: [Float], step t: Int, beta: Float?, learningRate lr: Float, lambda: Float
+  ) {
+    let correction1 = 1 - pow(beta1, Float(t + 1)), correction2 = 1 - pow(beta2, Float(t + 1))
+    precondition(gradient.count == state.count, "AdaRound: \(gradient.count) gradients for \(state.count) weights")
+    state.withUnsafeMutableBufferPointer { st in
+      gradient.withUnsafeBufferPointer { gs in
+        // Safety: both buffers hold one entry per weight; chunks are disjoint index ranges.
+        let (ps, pg) = (st.baseAddress!, gs.baseAddress!)
+        parallelChunks(st.count, costPerItem: 16) { range in
+          for e in range {
+            var w = ps[e]
+            var g = pg[e] * w.slope
+            if let beta, w.dh != 0 { g += lambda * AdaRound.regularizerDerivative(w.h, beta: beta) * w.dh }
+            w.m = beta1 * w.m + (1 - beta1) * g
+            w.s2 = beta2 * w.s2 + (1 - beta2) * g * g
+            w.v -= lr * (w.m / correction1) / ((w.s2 / correction2).squareRoot() + epsilon)
+            ps[e] = w
+          }
+        }
+      }
+    }
   }
 }

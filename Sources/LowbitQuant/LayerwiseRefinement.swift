@@ -170,37 +170,48 @@ public enum LayerwiseRefinement {
       groups: groups, outputs: outputsCount, patchSize: k, weights: layer.matrix(w), scales: scales, zeroPoints: zeros,
       grid: q.grid, bias: bias, activation: activation
     ) { rows, generator in
-      var x = [Float](repeating: 0, count: groups * rows * k)
-      var y = [Float](repeating: 0, count: rows * outputsCount)
       // Conv rows come in runs of `run` positions of one image: the image's planes stay in
       // cache while its patches are gathered (random rows over all images would miss on every
-      // channel of every patch).
+      // channel of every patch). The rows are drawn in order, then gathered in parallel.
       let run = patches == nil ? 1 : 32
-      var r = 0
-      while r < rows {
+      var picks: [(batch: Int, row: Int)] = []
+      picks.reserveCapacity(rows)
+      while picks.count < rows {
         let (b, first) = allRows.locate(generator.uniform(below: allRows.count))
         var row = first
         let image = row / positions
-        for _ in 0..<min(run, rows - r) {
+        for _ in 0..<min(run, rows - picks.count) {
           if run > 1 { row = image * positions + generator.uniform(below: positions) }
-          inputs[b].withUnsafeBufferPointer { src in
-            x.withUnsafeMutableBufferPointer { dst in
-              if let p = patches {
-                p.gatherAllGroups(src.baseAddress!, image: image, position: row % positions,
-                                  into: dst.baseAddress! + r * k, groupStride: rows * k)
-              } else {
-                (dst.baseAddress! + r * k).update(from: src.baseAddress! + row * k, count: k)
+          picks.append((b, row))
+        }
+      }
+      var x = [Float](repeating: 0, count: groups * rows * k)
+      var y = [Float](repeating: 0, count: rows * outputsCount)
+      x.withUnsafeMutableBufferPointer { xs in
+        y.withUnsafeMutableBufferPointer { ys in
+          // Safety: row r writes x at r * k in each group (of stride rows * k) and y at
+          // r * outputs, inside the buffers; chunks are disjoint ranges of rows.
+          let (px, py) = (xs.baseAddress!, ys.baseAddress!)
+          parallelChunks(rows, costPerItem: groups * k + outputsCount) { range in
+            for r in range {
+              let (b, row) = picks[r]
+              inputs[b].withUnsafeBufferPointer { src in
+                if let p = patches {
+                  p.gatherAllGroups(src.baseAddress!, image: row / positions, position: row % positions,
+                                    into: px + r * k, groupStride: rows * k)
+                } else {
+                  (px + r * k).update(from: src.baseAddress! + row * k, count: k)
+                }
+              }
+              outputs[b].withUnsafeBufferPointer { out in
+                for o in 0..<outputsCount {
+                  var v = layer.outputValue(out, row: row, channel: o, positions: positions)
+                  if let add = addBias { v += add[o] }
+                  py[r * outputsCount + o] = AdaRound.clamp(v, activation, channel: o)
+                }
               }
             }
           }
-          outputs[b].withUnsafeBufferPointer { out in
-            for o in 0..<outputsCount {
-              var v = layer.outputValue(out, row: row, channel: o, positions: positions)
-              if let add = addBias { v += add[o] }
-              y[r * outputsCount + o] = AdaRound.clamp(v, activation, channel: o)
-            }
-          }
-          r += 1
         }
       }
       return (x, y)

@@ -1,3 +1,5 @@
+import LowbitCore
+
 /// A histogram of a tensor's finite values with at most `bins` bins (2048 by default) of width `w = 2^e`,
 /// aligned to multiples of `w`: bin `k` (absolute index) holds the values with
 /// `floor(x / w) == k`, i.e. `x` in `[k w, (k + 1) w)`.
@@ -49,14 +51,30 @@ public struct RangeHistogram: Sendable, Equatable {
   mutating func insert(_ values: UnsafeBufferPointer<Float>, lower: Float, upper: Float) {
     cover(lower: lower, upper: upper)
     let scale = Self.powerOfTwo(-widthExponent)
-    let first = firstBin
-    counts.withUnsafeMutableBufferPointer { bins in
-      // Safety: `cover` made every finite value of [lower, upper] land in 0..<binCount, and the
-      // caller guarantees that lower and upper bound the finite values of `values`.
-      for x in values where x.isFinite {
-        bins[Int((Double(x) * scale).rounded(.down)) - first] += 1
+    let first = firstBin, bins = counts.count
+    // Counts per chunk of values (in parallel for large tensors), then summed: the same counts.
+    let parts = parallelIndexedMap(Self.chunks(values.count), costPerItem: 1 << 16) { c in
+      var local = [Int](repeating: 0, count: bins)
+      local.withUnsafeMutableBufferPointer { bins in
+        // Safety: `cover` made every finite value of [lower, upper] land in 0..<binCount, and
+        // the caller guarantees that lower and upper bound the finite values of `values`.
+        for x in values[Self.chunk(c, of: values.count)] where x.isFinite {
+          bins[Int((Double(x) * scale).rounded(.down)) - first] += 1
+        }
       }
+      return local
     }
+    for part in parts { for i in 0..<bins where part[i] != 0 { counts[i] += part[i] } }
+  }
+
+  /// Chunks a tensor of `count` values is observed in: one per 64k values, at most two per
+  /// kernel thread.
+  static func chunks(_ count: Int) -> Int { max(1, min(count >> 16, 2 * kernelThreadCount)) }
+
+  /// Chunk `c` of `chunks(count)` as an index range.
+  static func chunk(_ c: Int, of count: Int) -> Range<Int> {
+    let n = chunks(count)
+    return (count * c / n)..<(count * (c + 1) / n)
   }
 
   /// Sets or grows the width so that `[lower, upper]` fits, merging existing bins.

@@ -57,20 +57,23 @@ public struct RangeObserver: Sendable, Equatable {
   /// Adds one batch of values read from `values` (which must stay valid for the call).
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) {
     batchCount += 1
-    var lo = Float.infinity
-    var hi = -Float.infinity
-    var finite = 0
-    var nans = 0
-    // Safety: only reads `values` within its count, during the call.
-    for x in values {
-      if x.isFinite {
-        finite += 1
-        lo = min(lo, x)
-        hi = max(hi, x)
-      } else if x.isNaN {
-        nans += 1
+    // Per chunk of values (in parallel for large tensors): min, max, finite and NaN counts.
+    let parts = parallelIndexedMap(RangeHistogram.chunks(values.count), costPerItem: 1 << 16) { c in
+      var lo = Float.infinity, hi = -Float.infinity, finite = 0, nans = 0
+      // Safety: only reads `values` within its count, during the call.
+      for x in values[RangeHistogram.chunk(c, of: values.count)] {
+        if x.isFinite {
+          finite += 1
+          lo = min(lo, x)
+          hi = max(hi, x)
+        } else if x.isNaN {
+          nans += 1
+        }
       }
+      return (lo: lo, hi: hi, finite: finite, nans: nans)
     }
+    let lo = parts.map(\.lo).min() ?? .infinity, hi = parts.map(\.hi).max() ?? -.infinity
+    let finite = parts.map(\.finite).reduce(0, +), nans = parts.map(\.nans).reduce(0, +)
     nanCount += nans
     infinityCount += values.count - finite - nans
     guard finite > 0 else { return }
