@@ -126,9 +126,10 @@ def main(argv=None) -> int:
             a.json.write_text(json.dumps(result, indent=1) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        for name in a.models:
-            model = model_file(name)
-            for count in a.images:
+        # Every model at the smallest count first, so a run cut short still has a whole column.
+        for count in a.images:
+            for name in a.models:
+                model = model_file(name)
                 calib = calibration_file(count, SIZES[name], a.seed)
                 for setting in a.settings:
                     for tool in a.tools:
