@@ -218,24 +218,22 @@ public enum AdaRound {
   public static func optimize(_ problem: RoundingProblem, options: AdaRoundOptions) -> AdaRoundOutcome {
     let count = problem.weights.count
     let qmin = Float(problem.grid.qmin), qmax = Float(problem.grid.qmax)
-    var base = [Float](repeating: 0, count: count)
-    var v = [Float](repeating: 0, count: count)
+    var state: [SoftWeight] = []
+    state.reserveCapacity(count)
     var nearest = [Float](repeating: 0, count: count)
     var nearestIntegers = [Int32](repeating: 0, count: count)
     for e in 0..<count {
       let x = problem.weights[e] / problem.scales[e]
       let f = x.rounded(.down)
-      base[e] = f
-      v[e] = initialV(fraction: min(max(x - f, 0), 0.999_999))
+      state.append(SoftWeight(
+        base: f, v: initialV(fraction: min(max(x - f, 0), 0.999_999)), scale: problem.scales[e],
+        zeroPoint: problem.zeroPoints[e]))
       let q = min(max(x.rounded(.toNearestOrEven) + problem.zeroPoints[e], qmin), qmax)
       nearestIntegers[e] = Int32(q)
       nearest[e] = problem.scales[e] * (q - problem.zeroPoints[e])
     }
     var generator = SplitMix64(seed: options.seed)
     let heldOut = problem.sample(options.batchSize, &generator)
-    var state = (0..<count).map {
-      SoftWeight(base: base[$0], v: v[$0], scale: problem.scales[$0], zeroPoint: problem.zeroPoints[$0])
-    }
     var soft = [Float](repeating: 0, count: count)
     for t in 0..<options.iterations {
       SoftWeight.softWeights(&state, into: &soft, qmin: qmin, qmax: qmax)
@@ -246,12 +244,11 @@ public enum AdaRound {
         &state, gradient: gradient, step: t, beta: beta(step: t, of: options.iterations, options),
         learningRate: options.learningRate, lambda: options.regularization)
     }
-    v = state.map(\.v)
     var integers = [Int32](repeating: 0, count: count)
     var hard = [Float](repeating: 0, count: count)
     var flipped = 0
     for e in 0..<count {
-      let q = min(max(base[e] + (v[e] >= 0 ? 1 : 0) + problem.zeroPoints[e], qmin), qmax)
+      let q = min(max(state[e].base + (state[e].v >= 0 ? 1 : 0) + problem.zeroPoints[e], qmin), qmax)
       integers[e] = Int32(q)
       hard[e] = problem.scales[e] * (q - problem.zeroPoints[e])
       if hard[e] != nearest[e] { flipped += 1 }
@@ -384,26 +381,32 @@ struct SoftWeight {
 
   static let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
 
+  /// Runs `body(&weight, e)` for every weight `e`, in parallel chunks.
+  static func forEach(_ state: inout [SoftWeight], _ body: (inout SoftWeight, Int) -> Void) {
+    state.withUnsafeMutableBufferPointer { st in
+      // Safety: chunks are disjoint index ranges of the buffer.
+      let ps = st.baseAddress!
+      parallelChunks(st.count, costPerItem: 16) { range in
+        for e in range { body(&ps[e], e) }
+      }
+    }
+  }
+
   /// `w_soft = s (clip(base + h(V) + z, qmin, qmax) - z)` for every weight, in parallel chunks;
   /// each weight is computed as a serial loop would.
   static func softWeights(_ state: inout [SoftWeight], into soft: inout [Float], qmin: Float, qmax: Float) {
     let zeta = AdaRound.zeta, gamma = AdaRound.gamma
-    state.withUnsafeMutableBufferPointer { st in
-      soft.withUnsafeMutableBufferPointer { out in
-        // Safety: both buffers hold one entry per weight; chunks are disjoint index ranges.
-        let (ps, po) = (st.baseAddress!, out.baseAddress!)
-        parallelChunks(st.count, costPerItem: 16) { range in
-          for e in range {
-            var w = ps[e]
-            let sg = AdaRound.sigmoid(w.v), raw = sg * (zeta - gamma) + gamma
-            w.h = min(1, max(0, raw))
-            w.dh = raw > 0 && raw < 1 ? (zeta - gamma) * sg * (1 - sg) : 0
-            let q = w.base + w.h + w.zeroPoint
-            w.slope = q > qmin && q < qmax ? w.scale * w.dh : 0
-            po[e] = w.scale * (min(max(q, qmin), qmax) - w.zeroPoint)
-            ps[e] = w
-          }
-        }
+    precondition(soft.count == state.count, "AdaRound: \(soft.count) soft weights for \(state.count) weights")
+    soft.withUnsafeMutableBufferPointer { out in
+      // Safety: `out` holds one entry per weight.
+      let po = out.baseAddress!
+      forEach(&state) { w, e in
+        let sg = AdaRound.sigmoid(w.v), raw = sg * (zeta - gamma) + gamma
+        w.h = min(1, max(0, raw))
+        w.dh = raw > 0 && raw < 1 ? (zeta - gamma) * sg * (1 - sg) : 0
+        let q = w.base + w.h + w.zeroPoint
+        w.slope = q > qmin && q < qmax ? w.scale * w.dh : 0
+        po[e] = w.scale * (min(max(q, qmin), qmax) - w.zeroPoint)
       }
     }
   }
@@ -415,21 +418,13 @@ struct SoftWeight {
   ) {
     let correction1 = 1 - pow(beta1, Float(t + 1)), correction2 = 1 - pow(beta2, Float(t + 1))
     precondition(gradient.count == state.count, "AdaRound: \(gradient.count) gradients for \(state.count) weights")
-    state.withUnsafeMutableBufferPointer { st in
-      gradient.withUnsafeBufferPointer { gs in
-        // Safety: both buffers hold one entry per weight; chunks are disjoint index ranges.
-        let (ps, pg) = (st.baseAddress!, gs.baseAddress!)
-        parallelChunks(st.count, costPerItem: 16) { range in
-          for e in range {
-            var w = ps[e]
-            var g = pg[e] * w.slope
-            if let beta, w.dh != 0 { g += lambda * AdaRound.regularizerDerivative(w.h, beta: beta) * w.dh }
-            w.m = beta1 * w.m + (1 - beta1) * g
-            w.s2 = beta2 * w.s2 + (1 - beta2) * g * g
-            w.v -= lr * (w.m / correction1) / ((w.s2 / correction2).squareRoot() + epsilon)
-            ps[e] = w
-          }
-        }
+    gradient.withUnsafeBufferPointer { gs in
+      forEach(&state) { w, e in
+        var g = gs[e] * w.slope
+        if let beta, w.dh != 0 { g += lambda * AdaRound.regularizerDerivative(w.h, beta: beta) * w.dh }
+        w.m = beta1 * w.m + (1 - beta1) * g
+        w.s2 = beta2 * w.s2 + (1 - beta2) * g * g
+        w.v -= lr * (w.m / correction1) / ((w.s2 / correction2).squareRoot() + epsilon)
       }
     }
   }
