@@ -63,14 +63,17 @@ def timed(command: list[str], timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             return {"ok": False, "reason": f"timed out after {timeout:.0f} s", "seconds": timeout}
         wall = time.perf_counter() - start
-        fields = (t.read().strip().splitlines() or [""])[-1].split()
+        lines = t.read().strip().splitlines() or [""]
+        fields = lines[-1].split()
     row = {"ok": proc.returncode == 0, "seconds": wall}
     if len(fields) == 4:
         row.update(seconds=float(fields[0]), processor_seconds=float(fields[1]) + float(fields[2]),
                    peak_mib=int(fields[3]) / 1024)
         row["cores"] = row["processor_seconds"] / max(row["seconds"], 1e-9)
     if proc.returncode != 0:
-        row["reason"] = (proc.stderr.strip() or proc.stdout.strip())[-600:]
+        # A process the kernel killed (out of memory: signal 9) leaves no message of its own.
+        said = (proc.stderr.strip() or proc.stdout.strip())[-600:]
+        row["reason"] = said or " ".join(lines[:-1] + [f"(exit status {proc.returncode})"])
     return row
 
 

@@ -280,14 +280,18 @@ public enum AdaRound {
       inputs.withUnsafeBufferPointer { xs in
         weights.withUnsafeBufferPointer { ws in
           out.withUnsafeMutableBufferPointer { ys in
-            for g in 0..<p.groups {
-              for r in 0..<rows {
-                let x = xs.baseAddress! + (g * rows + r) * k
-                for o in 0..<og {
-                  let w = ws.baseAddress! + (g * og + o) * k
-                  var s: Float = 0
-                  for j in 0..<k { s += x[j] * w[j] }
-                  ys[r * outputs + g * og + o] = s
+            // Safety: group g writes only its own output columns; chunks are disjoint groups.
+            let (px, pw, py) = (xs.baseAddress!, ws.baseAddress!, ys.baseAddress!)
+            parallelChunks(p.groups, costPerItem: rows * og * k) { groups in
+              for g in groups {
+                for r in 0..<rows {
+                  let x = px + (g * rows + r) * k
+                  for o in 0..<og {
+                    let w = pw + (g * og + o) * k
+                    var s: Float = 0
+                    for j in 0..<k { s += x[j] * w[j] }
+                    py[r * outputs + g * og + o] = s
+                  }
                 }
               }
             }
@@ -302,7 +306,14 @@ public enum AdaRound {
         for r in 0..<rows { for o in 0..<og { out[r * p.outputs + g * og + o] = y[r * og + o] } }
       }
     }
-    for r in 0..<rows { for o in 0..<p.outputs { out[r * p.outputs + o] += p.bias[o] } }
+    let outputs = p.outputs, bias = p.bias
+    out.withUnsafeMutableBufferPointer { ys in
+      // Safety: row r is ys[r * outputs ..< (r + 1) * outputs]; chunks are disjoint rows.
+      let py = ys.baseAddress!
+      parallelChunks(rows, costPerItem: outputs) { range in
+        for r in range { for o in 0..<outputs { py[r * outputs + o] += bias[o] } }
+      }
+    }
     return out
   }
 
@@ -330,12 +341,11 @@ public enum AdaRound {
     _ p: RoundingProblem, weights: [Float], _ batch: (inputs: [Float], targets: [Float]), rows: Int
   ) -> [Float] {
     let pre = forward(p, weights: weights, batch.inputs, rows: rows)
-    var g = [Float](repeating: 0, count: pre.count)
     let scale = 2 / Float(max(rows, 1))
-    for i in pre.indices {
+    let g = parallelIndexedMap(pre.count, costPerItem: 4) { i -> Float in
       let y = clamp(pre[i], p.activation, channel: i % p.outputs)
       let passes = p.activation.map { pre[i] > $0.lower && pre[i] < $0.upper(i % p.outputs) } ?? true
-      g[i] = passes ? scale * (y - batch.targets[i]) : 0
+      return passes ? scale * (y - batch.targets[i]) : 0
     }
     let og = p.outputs / p.groups, k = p.patchSize
     var result = [Float](repeating: 0, count: p.outputs * k)
@@ -346,14 +356,18 @@ public enum AdaRound {
       g.withUnsafeBufferPointer { gs in
         batch.inputs.withUnsafeBufferPointer { xs in
           result.withUnsafeMutableBufferPointer { rs in
-            for grp in 0..<p.groups {
-              for o in 0..<og {
-                let dst = rs.baseAddress! + (grp * og + o) * k
-                for r in 0..<rows {
-                  let gv = gs[r * outputs + grp * og + o]
-                  if gv == 0 { continue }
-                  let x = xs.baseAddress! + (grp * rows + r) * k
-                  for j in 0..<k { dst[j] += gv * x[j] }
+            // Safety: group grp writes only its own weight rows; chunks are disjoint groups.
+            let (pg, px, pr) = (gs.baseAddress!, xs.baseAddress!, rs.baseAddress!)
+            parallelChunks(p.groups, costPerItem: rows * og * k) { groups in
+              for grp in groups {
+                for o in 0..<og {
+                  let dst = pr + (grp * og + o) * k
+                  for r in 0..<rows {
+                    let gv = pg[r * outputs + grp * og + o]
+                    if gv == 0 { continue }
+                    let x = px + (grp * rows + r) * k
+                    for j in 0..<k { dst[j] += gv * x[j] }
+                  }
                 }
               }
             }
