@@ -111,7 +111,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--under-load", default="", help="what else ran on the machine meanwhile")
+    ap.add_argument("--table", type=Path, default=None, help="only print the markdown table of this results file")
     a = ap.parse_args(argv)
+    if a.table:
+        print(markdown_table(json.loads(a.table.read_text())["rows"]))
+        return 0
     binary = a.lowbit or R.lowbit_bin()
     extra = a.lowbit_args.split()
     result = {"benchmark": "scale", "checkout": R.git_checkout(binary), "ort": None,
@@ -152,6 +156,32 @@ def main(argv=None) -> int:
     print_table(result["rows"])
     save()
     return 0
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per model, images and setting: each tool's seconds, cores and peak GiB, and
+    lowbit's time and memory over ONNX Runtime MinMax's."""
+    def cell(r):
+        if r is None:
+            return "-"
+        if not r["ok"]:
+            why = r.get("reason", "")
+            return "killed (out of memory)" if "signal 9" in why else ("timed out" if "timed out" in why else "failed")
+        return f"{r['seconds']:.0f} s, {r.get('cores', 0):.1f} cores, {r.get('peak_mib', 0) / 1024:.1f} GiB"
+    keys = []
+    for r in rows:
+        k = (r["model"], r["images"], r["setting"])
+        if k not in keys:
+            keys.append(k)
+    by = {(r["model"], r["images"], r["setting"], r["tool"]): r for r in rows}
+    out = ["| model | images | setting | lowbit | ORT MinMax | ORT Entropy | lowbit / MinMax time, memory |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m, n, st in keys:
+        lb, mm, en = (by.get((m, n, st, t)) for t in ("lowbit", "ort-minmax", "ort-entropy"))
+        ratio = (f"{lb['seconds'] / mm['seconds']:.1f}x, {lb['peak_mib'] / mm['peak_mib']:.2f}x"
+                 if lb and mm and lb["ok"] and mm["ok"] else "-")
+        out.append(f"| {m} | {n} | {st.upper()} | {cell(lb)} | {cell(mm)} | {cell(en)} | {ratio} |")
+    return "\n".join(out)
 
 
 def print_table(rows: list[dict]) -> None:

@@ -268,6 +268,26 @@ public enum AdaRound {
     return outcome
   }
 
+  /// Runs `body(group, a, b, out)` for every group, in parallel chunks of groups, with the
+  /// buffers' base addresses: each group must read within `a` and `b` and write only its own
+  /// part of `out`.
+  static func eachGroup(
+    _ groups: Int, cost: Int, _ a: [Float], _ b: [Float], into out: inout [Float],
+    _ body: (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+  ) {
+    a.withUnsafeBufferPointer { pa in
+      b.withUnsafeBufferPointer { pb in
+        out.withUnsafeMutableBufferPointer { po in
+          // Safety: chunks are disjoint groups, and each group writes only its own part of `out`.
+          let (xa, xb, xo) = (pa.baseAddress!, pb.baseAddress!, po.baseAddress!)
+          parallelChunks(groups, costPerItem: cost) { range in
+            for g in range { body(g, xa, xb, xo) }
+          }
+        }
+      }
+    }
+  }
+
   /// `act(X W^T + b)` for the sampled rows, `[rows][outputs]`, and the pre-activations.
   static func forward(_ p: RoundingProblem, weights: [Float], _ inputs: [Float], rows: Int) -> [Float] {
     let og = p.outputs / p.groups, k = p.patchSize
@@ -277,24 +297,14 @@ public enum AdaRound {
     } else if og * k <= 64 {
       // Depthwise and other thin groups: direct dot products.
       let outputs = p.outputs
-      inputs.withUnsafeBufferPointer { xs in
-        weights.withUnsafeBufferPointer { ws in
-          out.withUnsafeMutableBufferPointer { ys in
-            // Safety: group g writes only its own output columns; chunks are disjoint groups.
-            let (px, pw, py) = (xs.baseAddress!, ws.baseAddress!, ys.baseAddress!)
-            parallelChunks(p.groups, costPerItem: rows * og * k) { groups in
-              for g in groups {
-                for r in 0..<rows {
-                  let x = px + (g * rows + r) * k
-                  for o in 0..<og {
-                    let w = pw + (g * og + o) * k
-                    var s: Float = 0
-                    for j in 0..<k { s += x[j] * w[j] }
-                    py[r * outputs + g * og + o] = s
-                  }
-                }
-              }
-            }
+      eachGroup(p.groups, cost: rows * og * k, inputs, weights, into: &out) { g, px, pw, py in
+        for r in 0..<rows {
+          let x = px + (g * rows + r) * k
+          for o in 0..<og {
+            let w = pw + (g * og + o) * k
+            var s: Float = 0
+            for j in 0..<k { s += x[j] * w[j] }
+            py[r * outputs + g * og + o] = s
           }
         }
       }
@@ -353,24 +363,14 @@ public enum AdaRound {
       MatrixProduct.gemm(g, batch.inputs, into: &result, m: p.outputs, n: k, k: rows, transA: true)
     } else {
       let outputs = p.outputs
-      g.withUnsafeBufferPointer { gs in
-        batch.inputs.withUnsafeBufferPointer { xs in
-          result.withUnsafeMutableBufferPointer { rs in
-            // Safety: group grp writes only its own weight rows; chunks are disjoint groups.
-            let (pg, px, pr) = (gs.baseAddress!, xs.baseAddress!, rs.baseAddress!)
-            parallelChunks(p.groups, costPerItem: rows * og * k) { groups in
-              for grp in groups {
-                for o in 0..<og {
-                  let dst = pr + (grp * og + o) * k
-                  for r in 0..<rows {
-                    let gv = pg[r * outputs + grp * og + o]
-                    if gv == 0 { continue }
-                    let x = px + (grp * rows + r) * k
-                    for j in 0..<k { dst[j] += gv * x[j] }
-                  }
-                }
-              }
-            }
+      eachGroup(p.groups, cost: rows * og * k, g, batch.inputs, into: &result) { grp, pg, px, pr in
+        for o in 0..<og {
+          let dst = pr + (grp * og + o) * k
+          for r in 0..<rows {
+            let gv = pg[r * outputs + grp * og + o]
+            if gv == 0 { continue }
+            let x = px + (grp * rows + r) * k
+            for j in 0..<k { dst[j] += gv * x[j] }
           }
         }
       }
