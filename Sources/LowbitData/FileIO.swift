@@ -5,13 +5,7 @@ import LowbitCore
 enum FileIO {
   /// The bytes of the file at `path`.
   static func read(_ path: String) throws -> [UInt8] {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-      throw LowbitError.io("\(path): no such file")
-    }
-    guard !isDirectory.boolValue else {
-      throw LowbitError.io("\(path): is a directory, not a file")
-    }
+    try requireFile(path)
     do {
       let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
       return [UInt8](data)
@@ -20,13 +14,20 @@ enum FileIO {
     }
   }
 
-  /// The size of the regular file at `path`.
-  static func size(_ path: String) throws -> Int {
+  /// Throws `LowbitError.io` unless `path` names an existing file that is not a directory.
+  static func requireFile(_ path: String) throws {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw LowbitError.io("\(path): no such file")
     }
-    guard !isDirectory.boolValue else { throw LowbitError.io("\(path): is a directory, not a file") }
+    guard !isDirectory.boolValue else {
+      throw LowbitError.io("\(path): is a directory, not a file")
+    }
+  }
+
+  /// The size of the regular file at `path`.
+  static func size(_ path: String) throws -> Int {
+    try requireFile(path)
     guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber else {
       throw LowbitError.io("\(path): cannot read its size")
     }

@@ -27,23 +27,8 @@ public enum NPY {
   /// Decodes the bytes of a `.npy` file; `name` (a path or an npz member) appears in errors.
   public static func decode(_ bytes: [UInt8], name: String) throws -> Tensor {
     let header = try Header.parse(bytes, name: name)
-    let element = header.element
-    guard let count = checkedProduct(header.shape),
-      case (let size, false) = count.multipliedReportingOverflow(by: element.size)
-    else {
-      throw LowbitError.invalidInput("\(name): shape \(header.shape) is too large")
-    }
-    let available = bytes.count - header.dataOffset
-    guard size <= available else {
-      throw LowbitError.invalidInput(
-        "\(name): truncated: shape \(header.shape) of \(element.descr) needs \(size) bytes of data, the file has \(available)"
-      )
-    }
-    guard size == available else {
-      throw LowbitError.invalidInput(
-        "\(name): \(available - size) unexpected bytes after the \(size) bytes of data")
-    }
-    return try checkedTensor(dtype: element.dtype, shape: header.shape, bytes: Array(bytes[header.dataOffset...]), name: name)
+    _ = try header.dataBytes(available: bytes.count - header.dataOffset, name: name)
+    return try checkedTensor(dtype: header.element.dtype, shape: header.shape, bytes: Array(bytes[header.dataOffset...]), name: name)
   }
 
   /// The array in the `.npy` file at `path` as a data set column whose rows are read from the
@@ -58,17 +43,7 @@ public enum NPY {
     }
     let headerBytes = try FileIO.read(path, from: 0, count: min(size, 8 + width + length))
     let header = try Header.parse(headerBytes, name: path)
-    guard let count = checkedProduct(header.shape),
-      case (let bytes, false) = count.multipliedReportingOverflow(by: header.element.size)
-    else {
-      throw LowbitError.invalidInput("\(path): shape \(header.shape) is too large")
-    }
-    let available = size - header.dataOffset
-    guard bytes == available else {
-      throw LowbitError.invalidInput(bytes > available
-        ? "\(path): truncated: shape \(header.shape) of \(header.element.descr) needs \(bytes) bytes of data, the file has \(available)"
-        : "\(path): \(available - bytes) unexpected bytes after the \(bytes) bytes of data")
-    }
+    let bytes = try header.dataBytes(available: size - header.dataOffset, name: path)
     guard !header.shape.isEmpty else {
       return DataColumn(try checkedTensor(dtype: header.element.dtype, shape: [], bytes: FileIO.read(path, from: header.dataOffset, count: bytes), name: path))
     }
@@ -125,6 +100,24 @@ public enum NPY {
     var shape: [Int]
     /// Where the array data starts.
     var dataOffset: Int
+
+    /// The bytes of data the shape needs, checked against the `available` bytes after the
+    /// header: too large a shape, a truncated file or bytes left over throw, naming `name`.
+    func dataBytes(available: Int, name: String) throws -> Int {
+      guard let count = checkedProduct(shape),
+        case (let size, false) = count.multipliedReportingOverflow(by: element.size)
+      else {
+        throw LowbitError.invalidInput("\(name): shape \(shape) is too large")
+      }
+      guard size <= available else {
+        throw LowbitError.invalidInput(
+          "\(name): truncated: shape \(shape) of \(element.descr) needs \(size) bytes of data, the file has \(available)")
+      }
+      guard size == available else {
+        throw LowbitError.invalidInput("\(name): \(available - size) unexpected bytes after the \(size) bytes of data")
+      }
+      return size
+    }
 
     static func parse(_ bytes: [UInt8], name: String) throws -> Header {
       let reader = ByteReader(bytes, name: name)
