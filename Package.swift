@@ -18,8 +18,10 @@ let package = Package(
     .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
+    .systemLibrary(name: "CJPEG", providers: [.apt(["libjpeg62-turbo-dev"])]),
+    .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .target(name: "LowbitCore", dependencies: ["CBLAS"]),
-    .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib"]),
+    .target(name: "LowbitData", dependencies: ["LowbitCore", "CZlib", "CJPEG", "CPNG"]),
     .target(name: "LowbitQuant", dependencies: ["LowbitCore", "LowbitData", "LowbitTrain"]),
     .target(
       name: "LowbitONNX",

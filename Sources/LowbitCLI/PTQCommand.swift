@@ -160,6 +160,8 @@ struct PTQCommand: ParsableCommand {
 
   @OptionGroup var modelOutput: ModelOutputOptions
 
+  @OptionGroup(title: "Images and text (images: and text: data)") var dataInput: DataInputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -228,6 +230,20 @@ struct PTQCommand: ParsableCommand {
     return c
   }
 
+  /// The `data` object of the --config file, overridden by the options given.
+  func dataOptions() throws -> DataOptions {
+    var o = DataOptions()
+    if let path = config, let data = FileManager.default.contents(atPath: path) {
+      struct File: Decodable { var data: DataOptions? }
+      do {
+        o = try JSONDecoder().decode(File.self, from: data).data ?? o
+      } catch {
+        throw LowbitError.invalidArgument("config file '\(path)': its data object is not valid: \(error)")
+      }
+    }
+    return o.overridden(by: try dataInput.options())
+  }
+
   func run() throws {
     let config = try quantConfig()
     // Fail before the long steps on anything that can be checked up front.
@@ -235,9 +251,10 @@ struct PTQCommand: ParsableCommand {
     if let path = json, path != "-" { try checkWritableDestination(path) }
     if let path = floatOutput { try checkWritableDestination(path) }
     let graph = try ONNXReader.load(contentsOf: model)
-    let calibration = try DataSpec.loaded(calib)
+    let dataOptions = try self.dataOptions()
+    let calibration = try DataSpec.loaded(calib, options: dataOptions, graph: graph)
     try calibration.validateFinite()
-    let evaluation = try eval.map { try DataSpec.loaded($0) }
+    let evaluation = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
     try evaluation?.validateFinite()
     if let data = evaluation {
       // Shapes and types of the evaluation data must fit the model before quantizing.

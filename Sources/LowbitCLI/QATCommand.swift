@@ -87,6 +87,8 @@ struct QATCommand: ParsableCommand {
 
   @OptionGroup var modelOutput: ModelOutputOptions
 
+  @OptionGroup(title: "Images and text (images: and text: data)") var dataInput: DataInputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -168,9 +170,10 @@ struct QATCommand: ParsableCommand {
       try training.prepareCheckpointDirectory()
     }
     let graph = try ONNXReader.load(contentsOf: model)
-    let trainData = try DataSpec.loaded(train)
+    let dataOptions = try dataInput.options()
+    let trainData = try DataSpec.loaded(train, options: dataOptions, graph: graph)
     try trainData.validateFinite()
-    let evalData = try eval.map { try DataSpec.loaded($0) }
+    let evalData = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
     try evalData?.validateFinite()
     if let data = evalData {
       guard data.labels != nil else {

@@ -29,6 +29,8 @@ struct RunCommand: ParsableCommand {
   @Option(help: "Write a JSON summary (model, samples, top1, seconds, samples_per_second) to this file.")
   var json: String?
 
+  @OptionGroup(title: "Images and text (images: and text: data)") var dataInput: DataInputOptions
+
   @Flag(help: "Print the time spent in each op type.")
   var profile = false
 
@@ -75,7 +77,7 @@ struct RunCommand: ParsableCommand {
   func run() throws {
     let graph = try ONNXReader.load(contentsOf: model).simplified().foldingBatchNorm().graph
     let interpreter = try Interpreter(graph)
-    var dataset = try DataSpec.loaded(data)
+    var dataset = try DataSpec.loaded(data, options: try dataInput.options(), graph: graph)
     if let limit = limit { dataset = dataset.prefix(min(limit, dataset.count)) }
     try dataset.validateFinite()
     let opProfile = profile ? OpProfile() : nil

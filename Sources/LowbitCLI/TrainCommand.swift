@@ -60,6 +60,8 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Write a JSON report (config, every epoch, final numbers) to this file.")
   var json: String?
 
+  @OptionGroup(title: "Images and text (images: and text: data)") var dataInput: DataInputOptions
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -88,9 +90,10 @@ struct TrainCommand: ParsableCommand {
     }
     var graph = try ONNXReader.load(contentsOf: model).simplified()
     if fromScratch && checkpoint == nil { graph = try ParameterInitialization.heNormal(graph, seed: config.seed) }
-    let trainData = try DataSpec.loaded(train)
+    let dataOptions = try dataInput.options()
+    let trainData = try DataSpec.loaded(train, options: dataOptions, graph: graph)
     try trainData.validateFinite()
-    let evalData = try eval.map { try DataSpec.loaded($0) }
+    let evalData = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
     try evalData?.validateFinite()
     if let data = evalData {
       guard data.labels != nil else {

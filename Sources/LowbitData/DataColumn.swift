@@ -1,8 +1,9 @@
 import LowbitCore
 
 /// One input (or the labels) of a data set, rows along the first dimension: a tensor in memory,
-/// or an array in a `.npy` file whose rows are read when a batch asks for them, so a data set
-/// larger than memory streams through calibration and evaluation.
+/// an array in a `.npy` file whose rows are read when a batch asks for them, or rows made on
+/// demand from other files (decoded images, tokenized text), so a data set larger than memory
+/// streams through calibration and evaluation.
 public struct DataColumn: Sendable {
   public let dtype: DType
   public let shape: [Int]
@@ -12,6 +13,8 @@ public struct DataColumn: Sendable {
     case memory(Tensor)
     /// C-order little-endian rows starting at `dataOffset` (the layout `NPY.Header` checked).
     case npyFile(path: String, dataOffset: Int)
+    /// Rows made when asked for; `source.rowShape` is the shape of one row.
+    case generated(any RowSource)
   }
 
   /// A column held in memory.
@@ -19,6 +22,11 @@ public struct DataColumn: Sendable {
     dtype = tensor.dtype
     shape = tensor.shape
     backing = .memory(tensor)
+  }
+
+  /// `count` rows made by `source` (images decoded, text tokenized) when a batch asks for them.
+  init(_ source: any RowSource, dtype: DType, count: Int) {
+    self.init(dtype: dtype, shape: [count] + source.rowShape, backing: .generated(source))
   }
 
   init(dtype: DType, shape: [Int], backing: Backing) {
@@ -41,7 +49,7 @@ public struct DataColumn: Sendable {
   public func prefix(_ n: Int) -> DataColumn {
     switch backing {
     case .memory(let t): return DataColumn(Self.rows(t, 0..<n))
-    case .npyFile: return DataColumn(dtype: dtype, shape: [n] + shape.dropFirst(), backing: backing)
+    case .npyFile, .generated: return DataColumn(dtype: dtype, shape: [n] + shape.dropFirst(), backing: backing)
     }
   }
 
@@ -56,7 +64,15 @@ public struct DataColumn: Sendable {
       let rowBytes = dtype.packedByteCount(width)
       let bytes = try FileIO.read(path, from: dataOffset + range.lowerBound * rowBytes, count: range.count * rowBytes)
       return try NPY.checkedTensor(dtype: dtype, shape: [range.count] + shape.dropFirst(), bytes: bytes, name: path)
+    case .generated(let source):
+      return try source.rows(range)
     }
+  }
+
+  /// Whether every value is finite without looking: rows made from images or tokens are.
+  public var isFiniteByConstruction: Bool {
+    if case .generated = backing { return true }
+    return !dtype.isFloatingPoint
   }
 
   /// Every row in memory.
@@ -79,4 +95,12 @@ public struct DataColumn: Sendable {
     }
     return Tensor(dtype: tensor.dtype, shape: shape, storage: storage)
   }
+}
+
+/// Rows of a column made on demand from other files (decoded images, tokenized text).
+protocol RowSource: Sendable {
+  /// The shape of one row.
+  var rowShape: [Int] { get }
+  /// Rows `range` as a tensor of shape `[range.count] + rowShape`.
+  func rows(_ range: Range<Int>) throws -> Tensor
 }

@@ -12,6 +12,11 @@ import LowbitCore
 /// | `npy:input_ids=a.npy,attention_mask=b.npy` | named inputs |
 /// | `npy:input_ids=a.npy,labels=c.npy` | named inputs; the name `labels` marks the labels |
 /// | `npz:data.npz` | members by name; member `labels` = labels; a lone other member = the input |
+/// | `images:DIR` | the JPEG and PNG files under DIR (recursively), preprocessed (`DataOptions`), no labels |
+/// | `images:DIR:500` | 500 of them: the first of a seeded shuffle (`ImageFolder`) |
+/// | `images:DIR,labels=folders` | labels from one sub-folder per class (torchvision's ImageFolder) |
+/// | `images:DIR,labels=list.txt` | the files and labels of a `path label` list |
+/// | `images:DIR,seed=3` / `images:DIR,sorted` | another shuffle / the sorted order |
 ///
 /// Paths may not contain commas; in the `npy:` form everything before the first `=` of an item is
 /// its name.
@@ -22,6 +27,8 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   case npy(inputs: [NamedFile], labels: String?)
   /// An `.npz` archive.
   case npz(path: String)
+  /// A folder of images: the first `limit` in the order of `seed` (nil: sorted), with labels.
+  case images(directory: String, limit: Int?, labels: ImageFolder.Labels, seed: UInt64?)
 
   /// A Fashion-MNIST split.
   public enum Split: String, Sendable, CaseIterable {
@@ -44,7 +51,7 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   public static let defaultFashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
   static let forms =
-    "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE"
+    "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE, images:DIR[:N][,labels=folders|FILE][,seed=S|,sorted]"
 
   /// Parses the command-line form; throws `LowbitError.invalidArgument` naming the problem and
   /// the accepted forms. Files are not touched until `load()`.
@@ -78,10 +85,40 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
         throw LowbitError.invalidArgument("data spec '\(text)': no file after npz:")
       }
       return .npz(path: rest)
+    case "images":
+      return try parseImages(rest, text: text)
     default:
       throw LowbitError.invalidArgument(
         "data spec '\(text)': unknown scheme '\(scheme)'; expected one of: \(forms)")
     }
+  }
+
+  private static func parseImages(_ rest: String, text: String) throws -> DataSpec {
+    let items = rest.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    var directory = items[0]
+    var limit: Int?
+    if let colon = directory.lastIndex(of: ":"), let n = Int(directory[directory.index(after: colon)...]) {
+      guard n > 0 else { throw LowbitError.invalidArgument("data spec '\(text)': \(n) is not a positive image count") }
+      limit = n
+      directory = String(directory[..<colon])
+    }
+    guard !directory.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': no folder after images:") }
+    var labels = ImageFolder.Labels.none
+    var seed: UInt64? = 0
+    for item in items.dropFirst() {
+      if item == "sorted" {
+        seed = nil
+      } else if item.hasPrefix("labels="), item.count > 7 {
+        let value = String(item.dropFirst(7))
+        labels = value == "folders" ? .folders : .list(value)
+      } else if item.hasPrefix("seed="), let s = UInt64(item.dropFirst(5)) {
+        seed = s
+      } else {
+        throw LowbitError.invalidArgument(
+          "data spec '\(text)': '\(item)' is not labels=folders, labels=FILE, seed=N or sorted")
+      }
+    }
+    return .images(directory: directory, limit: limit, labels: labels, seed: seed)
   }
 
   private static func parseNPY(_ rest: String, text: String) throws -> DataSpec {
@@ -133,13 +170,34 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
       return "npy:" + (files + (labelText.map { [$0] } ?? [])).joined(separator: ",")
     case .npz(let path):
       return "npz:\(path)"
+    case .images(let directory, let limit, let labels, let seed):
+      var text = "images:\(directory)" + (limit.map { ":\($0)" } ?? "")
+      switch labels {
+      case .none: break
+      case .folders: text += ",labels=folders"
+      case .list(let file): text += ",labels=\(file)"
+      }
+      if let seed { if seed != 0 { text += ",seed=\(seed)" } } else { text += ",sorted" }
+      return text
     }
   }
 
   /// Reads the files and builds the data set, checking shapes (see `Dataset.init`);
-  /// Fashion-MNIST's IDX files are read from `fashionMNISTDirectory`.
-  public func load(fashionMNISTDirectory: String = Self.defaultFashionMNISTDirectory) throws -> Dataset {
+  /// Fashion-MNIST's IDX files are read from `fashionMNISTDirectory`. Images and text become
+  /// inputs as `options` and the model's inputs (`modelInputs`, when known) say; their rows are
+  /// made when a batch is read.
+  public func load(
+    fashionMNISTDirectory: String = Self.defaultFashionMNISTDirectory, options: DataOptions = DataOptions(),
+    modelInputs: [ValueInfo] = []
+  ) throws -> Dataset {
     switch self {
+    case .images(let directory, let limit, let labels, let seed):
+      let folder = try ImageFolder.scan(directory, labels: labels, seed: seed, limit: limit)
+      let (preprocessing, size) = try options.imagePreprocessing(for: modelInputs.first)
+      let rows = ImageRows(files: folder.files, preprocessing: preprocessing, size: size)
+      return try Dataset(
+        columns: [(nil, DataColumn(rows, dtype: .float32, count: folder.files.count))],
+        labels: folder.labels.map { Tensor(shape: [$0.count], ints: $0.map(Int64.init)) }, source: description)
     case .fashionMNIST(let split, let limit):
       return try FashionMNIST.load(
         split: split, limit: limit, directory: fashionMNISTDirectory, spec: description)

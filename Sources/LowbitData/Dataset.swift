@@ -100,7 +100,7 @@ public struct Dataset: Sendable {
   /// Throws `LowbitError.invalidInput` at the first NaN or infinity in a floating-point input,
   /// naming the file, the input and the element's index. File columns are read in chunks.
   public func validateFinite() throws {
-    for ((name, column), file) in zip(inputs, inputSources) where column.dtype.isFloatingPoint {
+    for ((name, column), file) in zip(inputs, inputSources) where !column.isFiniteByConstruction {
       let width = max(column.shape.dropFirst().reduce(1, *), 1)
       let rowsPerChunk = max(1, (1 << 24) / width)
       for start in stride(from: 0, to: count, by: rowsPerChunk) {
