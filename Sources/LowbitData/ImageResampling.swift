@@ -5,7 +5,7 @@
 /// Per axis, output index `i` of `n` from an input of `m` has `scale = m / n`,
 /// `f = max(scale, 1)` (the filter widens when shrinking: the antialias), support `f`,
 /// `center = (i + 0.5) scale`, taps `j` from `xmin = trunc(center - f + 0.5)` (at least 0) to
-/// `xmax = trunc(center + f + 0.5)` (at most `m`), weights `w_j = tri((j - center + 0.5) / f)`
+/// `xmax = trunc(center + f + 0.5)` (at most `m`), weights `w_j = tri((j - center + 0.5) (1 / f))`
 /// with `tri(x) = max(0, 1 - |x|)`, normalized to sum 1 and stored as `round(w_j 2^22)` (half away
 /// from zero). A pass computes `clip8((2^21 + sum_j p_j w_j) >> 22)`; the horizontal pass runs
 /// first and its 8-bit result feeds the vertical pass. An axis whose size does not change is not
@@ -33,8 +33,9 @@ public enum ImageResampling {
         let high = min(Int(center + support + 0.5), m)
         var w = [Double](repeating: 0, count: max(high - low, 0))
         var total = 0.0
+        let reciprocal = 1 / filterScale  // multiplied, not divided: Pillow's rounding
         for j in w.indices {
-          let x = abs((Double(j + low) - center + 0.5) / filterScale)
+          let x = abs((Double(j + low) - center + 0.5) * reciprocal)
           w[j] = x < 1 ? 1 - x : 0
           total += w[j]
         }
