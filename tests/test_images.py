@@ -226,3 +226,19 @@ def test_missing_folder_and_wrong_model_input(lowbit, shared, tmp_path):
     gray = identity_model(tmp_path / "gray.onnx", [None, 1, 28, 28])
     proc = lowbit("run", gray, "--data", f"images:{shared / 'data' / 'images'}:2")
     assert proc.returncode == 1 and "model input 'input' has 1 channels" in proc.stderr, proc.stderr
+
+
+def test_ptq_from_a_folder_writes_the_same_file_as_from_arrays(lowbit, shared, tmp_path):
+    """EfficientNet-Lite2 calibrated on 16 photos read from the folder (imagenet preset) and on
+    the same photos preprocessed by PIL and numpy into a .npy: the written files are identical."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    files = photos.photo_files(shared / "data" / "images")[::10]
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    np.save(tmp_path / "calib.npy", np.stack([photos.preprocess(f, 260)[0] for f in files]))
+    model = shared / "models" / "efficientnet_lite2.onnx"
+    common = ["--range-setting-only", "--per-channel", "--quiet"]
+    lowbit.ok("ptq", model, "--calib", f"images:{folder},sorted", "-o", tmp_path / "a.onnx", *common)
+    lowbit.ok("ptq", model, "--calib", f"npy:{tmp_path / 'calib.npy'}", "-o", tmp_path / "b.onnx", *common)
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()

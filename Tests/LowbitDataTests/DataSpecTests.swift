@@ -35,6 +35,10 @@ import Testing
       ),
       ("npz:file.npz", .npz(path: "file.npz")),
       ("npz:/a:b/file.npz", .npz(path: "/a:b/file.npz")),
+      ("images:photos", .images(directory: "photos", limit: nil, labels: .none, seed: 0)),
+      ("images:/a:b/photos:500", .images(directory: "/a:b/photos", limit: 500, labels: .none, seed: 0)),
+      ("images:train,labels=folders,seed=7", .images(directory: "train", limit: nil, labels: .folders, seed: 7)),
+      ("images:val:10,labels=val.txt,sorted", .images(directory: "val", limit: 10, labels: .list("val.txt"), seed: nil)),
     ]
     for (text, expected) in cases {
       let spec = try DataSpec.parse(text)
@@ -50,7 +54,7 @@ import Testing
     "npy:a.npy,",
     "npy:a.npy,b.npy,c.npy", "npy:a=x.npy,b.npy", "npy:a=x.npy,a=y.npy", "npy:labels=y.npy",
     "npy:=x.npy",
-    "npy:a=", "npz:",
+    "npy:a=", "npz:", "images:", "images:d:0", "images:d,labels=", "images:d,seed=x", "images:d,shuffle",
   ])
   func refusesBadForms(text: String) {
     #expect(throws: LowbitError.self) { try DataSpec.parse(text) }
