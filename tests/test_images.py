@@ -198,11 +198,26 @@ def test_class_folders_and_list_file_give_labels(lowbit, tmp_path):
     assert len(set(np.load(out).argmax(1))) > 1
 
 
+def huge_png() -> bytes:
+    """A PNG whose header claims 60000 x 60000 pixels (3.6 G) with one row of data."""
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 180001))
+            + png_chunk(b"IEND", b""))
+
+
+def huge_jpeg(small: bytes) -> bytes:
+    """`small` with its frame header (SOF0) claiming 65000 x 65000 pixels."""
+    at = small.index(b"\xff\xc0")
+    return small[:at + 5] + struct.pack(">HH", 65000, 65000) + small[at + 9:]
+
+
 @pytest.mark.parametrize("make,spec_suffix,message", [
     (lambda d: None, "", "no .jpg, .jpeg or .png files"),
     (lambda d: (d / "x.jpg").write_bytes(b"GIF89a not really"), "", "not a JPEG or PNG file"),
     (lambda d: (d / "x.jpg").write_bytes(Path(d / "..").joinpath("t.jpg").read_bytes()[:-900]), "", "truncated"),
     (lambda d: (d / "x.png").write_bytes(Path(d / "..").joinpath("t.png").read_bytes()[:100]), "", "not a readable PNG"),
+    (lambda d: (d / "x.png").write_bytes(huge_png()), "", "decompression bomb"),
+    (lambda d: (d / "x.jpg").write_bytes(huge_jpeg(Path(d / "..").joinpath("t.jpg").read_bytes())), "", "decompression bomb"),
     (lambda d: (d / "a").mkdir(), ",labels=folders", "holds no .jpg"),
     (lambda d: (d / "l.txt").write_text("nothere.jpg 1\n"), ",labels={d}/l.txt", "no such file"),
     (lambda d: (d / "l.txt").write_text("t.jpg cat\n"), ",labels={d}/l.txt", "expected 'path label'"),
@@ -242,3 +257,21 @@ def test_ptq_from_a_folder_writes_the_same_file_as_from_arrays(lowbit, shared, t
     lowbit.ok("ptq", model, "--calib", f"images:{folder},sorted", "-o", tmp_path / "a.onnx", *common)
     lowbit.ok("ptq", model, "--calib", f"npy:{tmp_path / 'calib.npy'}", "-o", tmp_path / "b.onnx", *common)
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_skip_bad_inputs_leaves_them_out_with_a_warning_and_a_count(lowbit, tmp_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    good = Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    for i in range(3):
+        good.save(d / f"good{i}.jpg")
+    (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (d / "cut.jpg").write_bytes((d / "good0.jpg").read_bytes()[:-200])
+    model = identity_model(tmp_path / "id.onnx", [None, 3, 32, 32])
+    proc = lowbit("run", model, "--data", f"images:{d}", "--quiet")
+    assert proc.returncode == 1 and "error:" in proc.stderr
+    r = tmp_path / "r.json"
+    proc = lowbit.ok("run", model, "--data", f"images:{d}", "--skip-bad-inputs", "--json", r, "--quiet")
+    assert "left out 2 unreadable inputs" in proc.stderr and "bad.png" in proc.stderr and "cut.jpg" in proc.stderr
+    summary = json.loads(r.read_text())
+    assert summary["samples"] == 3 and summary["skipped"] == 2

@@ -9,7 +9,14 @@ extension DataSpec {
   /// text made into inputs for `graph` as `options` say.
   static func loaded(_ text: String, options: DataOptions = DataOptions(), graph: Graph? = nil) throws -> Dataset {
     let directory = ProcessInfo.processInfo.environment[fashionMNISTDirectoryVariable] ?? defaultFashionMNISTDirectory
-    return try parse(text).load(fashionMNISTDirectory: directory, options: options, modelInputs: graph?.inputs ?? [])
+    let data = try parse(text).load(fashionMNISTDirectory: directory, options: options, modelInputs: graph?.inputs ?? [])
+    if !data.skipped.isEmpty {
+      let shown = data.skipped.prefix(5).map { "  \($0)\n" }.joined()
+      let more = data.skipped.count > 5 ? "  ... and \(data.skipped.count - 5) more\n" : ""
+      FileHandle.standardError.write(Data(
+        "warning: \(text): left out \(data.skipped.count) unreadable inputs (--skip-bad-inputs), \(data.count) remain:\n\(shown)\(more)".utf8))
+    }
+    return data
   }
 }
 
@@ -48,6 +55,9 @@ struct DataInputOptions: ParsableArguments {
   @Option(help: "Tokens per text row, truncated or padded (default: the model's sequence length when fixed, else 128).")
   var maxLength: Int?
 
+  @Flag(help: "Leave out images and text lines that cannot be read, with a warning and a count in the summary, instead of stopping.")
+  var skipBadInputs = false
+
   func validate() throws {
     _ = try options()
   }
@@ -65,6 +75,7 @@ struct DataInputOptions: ParsableArguments {
     o.tokenizer = tokenizer
     if let n = maxLength, n < 2 { throw ValidationError("--max-length must be at least 2") }
     o.maxLength = maxLength
+    if skipBadInputs { o.skipBadInputs = true }
     return o
   }
 

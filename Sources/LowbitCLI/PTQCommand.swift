@@ -270,6 +270,7 @@ struct PTQCommand: ParsableCommand {
     try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
     if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path, externalData: modelOutput.layout) }
     var report = PTQReport(model: model, output: output, config: config, result: result)
+    report.skippedInputs = calibration.skipped.count + (evaluation?.skipped.count ?? 0)
     if let data = evaluation {
       report.evaluation = try EvaluationReport.compare(
         float: result.floatGraph, quantized: result.graph, data: data, batchSize: batchSize, quiet: quiet)

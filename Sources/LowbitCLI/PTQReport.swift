@@ -12,12 +12,14 @@ struct EvaluationReport: Codable {
   var sqnrDB: Double
   var meanCosine: Double
   var argmaxAgreement: Double
+  /// Mean KL divergence of the quantized model's softmax from the float model's (nats).
+  var klDivergence: Double
   var floatSeconds: Double
   var quantizedSeconds: Double
 
   enum CodingKeys: String, CodingKey {
     case samples, floatTop1 = "fp32_top1", quantizedTop1 = "quantized_top1", sqnrDB = "sqnr_db"
-    case meanCosine = "mean_cosine", argmaxAgreement = "argmax_agreement"
+    case meanCosine = "mean_cosine", argmaxAgreement = "argmax_agreement", klDivergence = "kl_divergence"
     case floatSeconds = "fp32_seconds", quantizedSeconds = "quantized_seconds"
   }
 
@@ -38,6 +40,7 @@ struct EvaluationReport: Codable {
       sqnrDB: Metrics.sqnr(reference: a.floats, quantized: b.floats),
       meanCosine: Metrics.meanCosine(reference: a.floats, quantized: b.floats, width: max(width, 1)),
       argmaxAgreement: Metrics.argmaxAgreement(a.floats, b.floats, width: max(width, 1)),
+      klDivergence: Metrics.meanKLDivergence(reference: a.floats, quantized: b.floats, width: max(width, 1)),
       floatSeconds: f.seconds, quantizedSeconds: q.seconds)
   }
 }
@@ -70,6 +73,8 @@ struct PTQReport: Codable {
   var totalSeconds: Double
   /// The process's peak resident memory (bytes) when the report was made, after the file was written.
   var peakBytes: Int?
+  /// Calibration and evaluation inputs left out as unreadable (--skip-bad-inputs).
+  var skippedInputs = 0
 
   /// One quantizer as the JSON lists it: where it sits and its grid.
   struct QuantizerEntry: Codable {
@@ -92,6 +97,7 @@ struct PTQReport: Codable {
     case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
     case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds", peakBytes = "peak_bytes"
+    case skippedInputs = "skipped_inputs"
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
 
@@ -145,16 +151,17 @@ struct PTQReport: Codable {
       return String(format: "%.1f", p / s.seconds)
     }
     for s in self.steps { steps.add([s.step, String(format: "%.3f", s.seconds), cores(s), mib(s.peakBytes), s.detail ?? ""]) }
-    steps.add(["total", String(format: "%.3f", totalSeconds), "", mib(peakBytes), ""])
+    steps.add(["total", String(format: "%.3f", totalSeconds), "", mib(peakBytes), skippedInputs > 0 ? "\(skippedInputs) unreadable inputs left out" : ""])
     lines.append(steps.render())
     if let e = evaluation {
       lines.append("")
-      var t = Table(["model", "top-1 %", "SQNR dB", "cosine", "argmax agree %", "seconds"])
-      t.add(["fp32", e.floatTop1.map { String(format: "%.2f", $0) } ?? "-", "-", "-", "-", String(format: "%.2f", e.floatSeconds)])
+      var t = Table(["model", "top-1 %", "SQNR dB", "cosine", "argmax agree %", "KL", "seconds"])
+      t.add(["fp32", e.floatTop1.map { String(format: "%.2f", $0) } ?? "-", "-", "-", "-", "-", String(format: "%.2f", e.floatSeconds)])
       t.add([
         "W\(c.weightBits)A\(c.activationBits)", e.quantizedTop1.map { String(format: "%.2f", $0) } ?? "-",
         String(format: "%.2f", e.sqnrDB), String(format: "%.5f", e.meanCosine),
-        String(format: "%.2f", 100 * e.argmaxAgreement), String(format: "%.2f", e.quantizedSeconds),
+        String(format: "%.2f", 100 * e.argmaxAgreement), String(format: "%.4f", e.klDivergence),
+        String(format: "%.2f", e.quantizedSeconds),
       ])
       lines.append(t.render())
     }

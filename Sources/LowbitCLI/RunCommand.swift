@@ -54,9 +54,11 @@ struct RunCommand: ParsableCommand {
     var samplesPerSecond: Double
     var batchSize: Int
     var threads: Int
+    /// Inputs left out as unreadable (--skip-bad-inputs).
+    var skipped: Int
 
     enum CodingKeys: String, CodingKey {
-      case model, data, samples, top1, seconds, threads
+      case model, data, samples, top1, seconds, threads, skipped
       case samplesPerSecond = "samples_per_second", batchSize = "batch_size"
     }
 
@@ -71,6 +73,7 @@ struct RunCommand: ParsableCommand {
       try c.encode(samplesPerSecond, forKey: .samplesPerSecond)
       try c.encode(batchSize, forKey: .batchSize)
       try c.encode(threads, forKey: .threads)
+      try c.encode(skipped, forKey: .skipped)
     }
   }
 
@@ -94,7 +97,7 @@ struct RunCommand: ParsableCommand {
     let summary = Summary(
       model: model, data: data, samples: result.samples, top1: result.top1,
       seconds: result.seconds, samplesPerSecond: Double(result.samples) / max(result.seconds, 1e-9),
-      batchSize: batchSize, threads: kernelThreadCount)
+      batchSize: batchSize, threads: kernelThreadCount, skipped: dataset.skipped.count)
     if let path = json { try writeJSON(summary, to: path) }
     if !quiet {
       var table = Table(["model", "samples", "top-1 %", "seconds", "samples/s"])

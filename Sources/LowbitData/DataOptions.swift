@@ -26,10 +26,13 @@ public struct DataOptions: Codable, Sendable, Equatable {
   public var tokenizer: String?
   /// Tokens per text row (truncated or padded to it).
   public var maxLength: Int?
+  /// Leave out images and lines that cannot be read (each listed in `Dataset.skipped`) instead
+  /// of failing; images are then all decoded once when the data set is loaded.
+  public var skipBadInputs: Bool?
 
   enum CodingKeys: String, CodingKey {
     case preprocess, resize, crop, mean, std, layout, tokenizer
-    case channelOrder = "channel_order", maxLength = "max_length"
+    case channelOrder = "channel_order", maxLength = "max_length", skipBadInputs = "skip_bad_inputs"
   }
 
   public init() {}
@@ -46,6 +49,7 @@ public struct DataOptions: Codable, Sendable, Equatable {
     c.channelOrder = other.channelOrder ?? channelOrder
     c.tokenizer = other.tokenizer ?? tokenizer
     c.maxLength = other.maxLength ?? maxLength
+    c.skipBadInputs = other.skipBadInputs ?? skipBadInputs
     return c
   }
 
@@ -63,14 +67,14 @@ public struct DataOptions: Codable, Sendable, Equatable {
   public func imagePreprocessing(for input: ValueInfo?) throws -> (ImagePreprocessing, size: ImageSize) {
     let preset = preprocess ?? .imagenet
     let dims = input?.shape?.map(\.value)
-    let where_ = input.map { "model input '\($0.name)'" } ?? "images"
+    let place = input.map { "model input '\($0.name)'" } ?? "images"
     if let dims, dims.count != 4 {
-      throw LowbitError.invalidInput("\(where_) has shape \(input?.shape ?? []); images need a 4-d input [N, 3, H, W] or [N, H, W, 3]")
+      throw LowbitError.invalidInput("\(place) has shape \(input?.shape ?? []); images need a 4-d input [N, 3, H, W] or [N, H, W, 3]")
     }
     let layout = layout ?? (dims.map { $0[3] == 3 && $0[1] != 3 } == true ? .nhwc : .nchw)
     let (channelAxis, heightAxis) = layout == .nchw ? (1, 2) : (3, 1)
     if let c = dims?[channelAxis], c != 3 {
-      throw LowbitError.invalidInput("\(where_) has \(c) channels (layout \(layout.rawValue)); images give 3 (RGB or BGR)")
+      throw LowbitError.invalidInput("\(place) has \(c) channels (layout \(layout.rawValue)); images give 3 (RGB or BGR)")
     }
     var modelSize: ImageSize?
     if let h = dims?[heightAxis], let w = dims?[heightAxis + 1] { modelSize = ImageSize(height: h, width: w) }
@@ -90,10 +94,10 @@ public struct DataOptions: Codable, Sendable, Equatable {
     if size == nil, case .exact(let s) = resize { size = s }
     guard let size else {
       throw LowbitError.invalidArgument(
-        "\(where_): the image size is not fixed (the model's height and width are not, and no crop or HxW resize is given); give --crop")
+        "\(place): the image size is not fixed (the model's height and width are not, and no crop or HxW resize is given); give --crop")
     }
     if let modelSize, modelSize != size {
-      throw LowbitError.invalidArgument("\(where_) takes \(modelSize) images, but the preprocessing makes \(size)")
+      throw LowbitError.invalidArgument("\(place) takes \(modelSize) images, but the preprocessing makes \(size)")
     }
     return (p, size)
   }

@@ -192,12 +192,16 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   ) throws -> Dataset {
     switch self {
     case .images(let directory, let limit, let labels, let seed):
-      let folder = try ImageFolder.scan(directory, labels: labels, seed: seed, limit: limit)
+      var folder = try ImageFolder.scan(directory, labels: labels, seed: seed, limit: limit)
       let (preprocessing, size) = try options.imagePreprocessing(for: modelInputs.first)
+      var skipped: [String] = []
+      if options.skipBadInputs == true { (folder, skipped) = try folder.readable() }
       let rows = ImageRows(files: folder.files, preprocessing: preprocessing, size: size)
-      return try Dataset(
+      var data = try Dataset(
         columns: [(nil, DataColumn(rows, dtype: .float32, count: folder.files.count))],
         labels: folder.labels.map { Tensor(shape: [$0.count], ints: $0.map(Int64.init)) }, source: description)
+      data.skipped = skipped
+      return data
     case .fashionMNIST(let split, let limit):
       return try FashionMNIST.load(
         split: split, limit: limit, directory: fashionMNISTDirectory, spec: description)

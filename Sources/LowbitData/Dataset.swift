@@ -16,6 +16,9 @@ public struct Dataset: Sendable {
   public let source: String
   /// The file each input came from, parallel to `inputs`, for messages.
   public let inputSources: [String]
+  /// Inputs left out because they could not be read (`DataOptions.skipBadInputs`), one message
+  /// each naming the file (and line).
+  public var skipped: [String] = []
 
   /// Builds a data set, checking that there is at least one input, that every input has a first
   /// dimension, and that all first dimensions (and the labels') agree. Labels of shape [N] or
@@ -145,16 +148,20 @@ public struct Dataset: Sendable {
   public func prefix(_ limit: Int) -> Dataset {
     let n = min(max(limit, 0), count)
     // Shapes were checked at construction and slicing keeps them consistent.
-    return Dataset(
+    var d = Dataset(
       checked: inputs.map { ($0.name, $0.column.prefix(n)) }, labels: labels.map { DataColumn.rows($0, 0..<n) },
       count: n, source: source, inputSources: inputSources)
+    d.skipped = skipped
+    return d
   }
 
   /// The same samples with every input in memory (for training, which gathers rows at random).
   public func loaded() throws -> Dataset {
-    Dataset(
+    var d = Dataset(
       checked: try inputs.map { ($0.name, DataColumn(try $0.column.loaded())) }, labels: labels, count: count,
       source: source, inputSources: inputSources)
+    d.skipped = skipped
+    return d
   }
 
   private init(

@@ -81,6 +81,25 @@ public struct ImageFolder: Sendable, Equatable {
       files: listed.map(\.path), labels: hasLabels ? listed.map { $0.label ?? 0 } : nil, classes: classes)
   }
 
+  /// The images that decode, and a message for each that does not (decoded on all cores).
+  /// Throws when none is readable.
+  public func readable() throws -> (ImageFolder, skipped: [String]) {
+    let errors: [String?] = parallelIndexedMap(files.count, costPerItem: 1 << 20) { i in
+      do {
+        _ = try ImageDecoding.decode(contentsOf: files[i])
+        return nil
+      } catch {
+        return "\(error)"
+      }
+    }
+    let kept = errors.indices.filter { errors[$0] == nil }
+    guard !kept.isEmpty else {
+      throw LowbitError.invalidInput("no readable image among \(files.count); the first: \(errors.compactMap { $0 }.first ?? "")")
+    }
+    let folder = ImageFolder(files: kept.map { files[$0] }, labels: labels.map { l in kept.map { l[$0] } }, classes: classes)
+    return (folder, errors.compactMap { $0 })
+  }
+
   /// The image files under `directory`, recursively, sorted.
   static func images(under directory: String) throws -> [String] {
     guard let walker = FileManager.default.enumerator(atPath: directory) else {

@@ -32,6 +32,26 @@ public enum Metrics {
     return total / Double(rows)
   }
 
+  /// Mean over rows (of `width`) of `KL(softmax(r) || softmax(q)) = sum_j p_j (log p_j - log q_j)`
+  /// in nats, each log-softmax computed in double with the row's maximum subtracted.
+  public static func meanKLDivergence(reference r: [Float], quantized q: [Float], width: Int) -> Double {
+    precondition(r.count == q.count && width > 0 && r.count % width == 0, "meanKLDivergence: bad sizes")
+    let rows = r.count / width
+    guard rows > 0 else { return 0 }
+    func logSoftmax(_ v: [Float], _ row: Int) -> [Double] {
+      let z = (0..<width).map { Double(v[row * width + $0]) }
+      let m = z.max() ?? 0
+      let lse = m + log(z.reduce(0) { $0 + exp($1 - m) })
+      return z.map { $0 - lse }
+    }
+    var total = 0.0
+    for i in 0..<rows {
+      let lp = logSoftmax(r, i), lq = logSoftmax(q, i)
+      for j in 0..<width { total += exp(lp[j]) * (lp[j] - lq[j]) }
+    }
+    return total / Double(rows)
+  }
+
   /// Fraction of rows (of `width`) whose arg-max agrees.
   public static func argmaxAgreement(_ a: [Float], _ b: [Float], width: Int) -> Double {
     precondition(a.count == b.count && width > 0 && a.count % width == 0, "argmaxAgreement: bad sizes")
