@@ -232,7 +232,14 @@ public enum PostTrainingQuantization {
     // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
     let split = try CalibrationSplit(batches, graph: float)
     let cached = try LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting, budget: memoryBudget)
-    let fittingBatches = try split.fittingSample(cached, seed: config.adaRoundOptions.seed).loaded()
+    // Loaded when a layer-by-layer step first needs them, so range setting alone holds one batch.
+    var loadedFitting: [[String: Tensor]]?
+    func fittingBatches() throws -> [[String: Tensor]] {
+      if let b = loadedFitting { return b }
+      let b = try split.fittingSample(cached, seed: config.adaRoundOptions.seed).loaded()
+      loadedFitting = b
+      return b
+    }
     let budgetNote = (cached < split.fitting.count
       ? ", \(cached) of \(split.fitting.count) batches, a seeded sample (memory budget \(String(format: "%.3g", memoryBudget / 1_073_741_824)) GiB)" : "")
       + (split.isHeldOut ? ", \(batches.count - split.fitting.count) batches held out for the checks" : "")
@@ -241,7 +248,7 @@ public enum PostTrainingQuantization {
       let o = adaRound
       let outcome = try timed("adaround") {
         try BlockReconstruction.run(
-          float, sites: sites, quantizers: quantizers, batches: fittingBatches, options: o,
+          float, sites: sites, quantizers: quantizers, batches: try fittingBatches(), options: o,
           progress: { progress?("adaround", $0, $1) })
       }
       switch outcome {
@@ -266,7 +273,7 @@ public enum PostTrainingQuantization {
       let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
-          transformed, sites: sites, quantizers: quantizers, batches: fittingBatches,
+          transformed, sites: sites, quantizers: quantizers, batches: try fittingBatches(),
           adaRound: layerwiseAdaRound ? adaRound : nil, biasCorrection: correction == .empirical,
           progress: { progress?(name, $0, $1) })
       }
@@ -370,7 +377,7 @@ public enum PostTrainingQuantization {
       let outcome = try timed("quantizer tuning") {
         try QuantizerTuning.run(
           float: prepared.graph, transformed: transformed, sites: sites, quantizers: quantizers,
-          batches: fittingBatches, heldOut: split.isHeldOut ? try split.heldOut.loaded() : nil, asked: config.quantizerTuning == true,
+          batches: try fittingBatches(), heldOut: split.isHeldOut ? try split.heldOut.loaded() : nil, asked: config.quantizerTuning == true,
           opset: transformed.opset,
           options: config.quantizerTuningInUse,
           progress: { progress?("quantizer tuning", $0, $1) })
