@@ -120,24 +120,35 @@ public struct ImagePreprocessing: Sendable, Equatable {
     let columns = max(left - padLeft, 0)..<min(left - padLeft + box.width, resized.width)
     let pixels = ImageResampling.resized(image, width: resized.width, height: resized.height, rows: rows, columns: columns)
     let channels = channelOrder == .rgb ? [0, 1, 2] : [2, 1, 0]
-    // Black (0) outside the image, where the crop was padded.
-    let black = (0..<3).map { (0 - mean[$0]) / std[$0] }
+    // Every 8-bit level's value per output channel, `(p / 255 - mean) / std` in float32, and black
+    // (level 0) outside the image, where the crop was padded.
+    let levels = (0..<3).map { c in (0..<256).map { (Float($0) / 255 - mean[c]) / std[c] } }
     var values = [Float](repeating: 0, count: 3 * box.height * box.width)
     let plane = box.height * box.width
-    for y in 0..<box.height {
-      let sy = y + top - padTop
-      for x in 0..<box.width {
-        let sx = x + left - padLeft
-        let inside = rows.contains(sy) && columns.contains(sx)
-        let p = inside ? ((sy - rows.lowerBound) * columns.count + (sx - columns.lowerBound)) * 3 : 0
-        for (c, source) in channels.enumerated() {
-          let v = inside ? (Float(pixels[p + source]) / 255 - mean[c]) / std[c] : black[c]
-          let o = layout == .nchw ? c * plane + y * box.width + x : (y * box.width + x) * 3 + c
-          values[o] = v
-        }
+    for c in 0..<3 { fill(&values, c, plane, box, levels[c][0]) }
+    let (y0, x0) = (rows.lowerBound - top + padTop, columns.lowerBound - left + padLeft)
+    // Value (y, x, c) sits at `c * plane + y * width + x` (nchw) or `(y * width + x) * 3 + c` (nhwc).
+    let (channelStep, pixelStep) = layout == .nchw ? (plane, 1) : (1, 3)
+    for (c, source) in channels.enumerated() {
+      let table = levels[c]
+      for r in 0..<rows.count {
+        let row = c * channelStep + ((y0 + r) * box.width + x0) * pixelStep
+        let from = r * columns.count * 3 + source
+        for k in 0..<columns.count { values[row + k * pixelStep] = table[Int(pixels[from + 3 * k])] }
       }
     }
     return (values, box)
+  }
+}
+
+extension ImagePreprocessing {
+  /// Sets channel `c` of every pixel of a `box` row to `value`.
+  func fill(_ values: inout [Float], _ c: Int, _ plane: Int, _ box: ImageSize, _ value: Float) {
+    if layout == .nchw {
+      for i in c * plane..<(c + 1) * plane { values[i] = value }
+    } else {
+      for i in stride(from: c, to: values.count, by: 3) { values[i] = value }
+    }
   }
 }
 

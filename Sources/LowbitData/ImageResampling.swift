@@ -19,14 +19,14 @@ public enum ImageResampling {
     var start: [Int] = []
     var count: [Int] = []
     var kernelSize = 0
-    var weights: [Int] = []
+    var weights: [Int32] = []
 
     init(input m: Int, output n: Int) {
       let scale = Double(m) / Double(n)
       let filterScale = max(scale, 1)
       let support = filterScale
       kernelSize = Int(support.rounded(.up)) * 2 + 1
-      weights = [Int](repeating: 0, count: n * kernelSize)
+      weights = [Int32](repeating: 0, count: n * kernelSize)
       for i in 0..<n {
         let center = (Double(i) + 0.5) * scale
         let low = max(Int(center - support + 0.5), 0)
@@ -41,7 +41,7 @@ public enum ImageResampling {
         }
         for j in w.indices {
           let v = (total != 0 ? w[j] / total : w[j]) * Double(1 << Self.precision)
-          weights[i * kernelSize + j] = v < 0 ? Int(-0.5 + v) : Int(0.5 + v)
+          weights[i * kernelSize + j] = Int32(v < 0 ? Int(-0.5 + v) : Int(0.5 + v))
         }
         start.append(low)
         count.append(w.count)
@@ -64,62 +64,93 @@ public enum ImageResampling {
   static func resized(
     _ image: RGBImage, width: Int, height: Int, rows: Range<Int>, columns: Range<Int>
   ) -> [UInt8] {
-    let half = 1 << (precisionBits - 1)
+    let outWidth = columns.count
     // Horizontal pass over the input rows the vertical pass reads.
     let vertical = height != image.height ? Axis(input: image.height, output: height) : nil
-    let firstRow = vertical.map { v in rows.isEmpty ? 0 : v.start[rows.lowerBound] } ?? rows.lowerBound
-    let endRow = vertical.map { v in rows.map { v.start[$0] + v.count[$0] }.max() ?? firstRow } ?? rows.upperBound
-    var middle: [UInt8]
-    let middleWidth = columns.count
+    var firstRow = rows.lowerBound, endRow = rows.upperBound
+    if let v = vertical, !rows.isEmpty {
+      firstRow = v.start[rows.lowerBound]
+      endRow = rows.map { v.start[$0] + v.count[$0] }.max() ?? firstRow
+    }
+    var middle = [UInt8](repeating: 0, count: max(endRow - firstRow, 0) * outWidth * 3)
     if width != image.width {
       let h = Axis(input: image.width, output: width)
-      middle = [UInt8](repeating: 0, count: max(endRow - firstRow, 0) * middleWidth * 3)
       for y in firstRow..<max(endRow, firstRow) {
-        let inRow = y * image.width * 3
-        let outRow = (y - firstRow) * middleWidth * 3
-        for (k, x) in columns.enumerated() {
-          var acc = (half, half, half)
-          let base = x * h.kernelSize
-          for j in 0..<h.count[x] {
-            let p = inRow + (h.start[x] + j) * 3
-            let w = h.weights[base + j]
-            acc.0 += Int(image.pixels[p]) * w
-            acc.1 += Int(image.pixels[p + 1]) * w
-            acc.2 += Int(image.pixels[p + 2]) * w
-          }
-          middle[outRow + 3 * k] = clip8(acc.0)
-          middle[outRow + 3 * k + 1] = clip8(acc.1)
-          middle[outRow + 3 * k + 2] = clip8(acc.2)
-        }
+        pass(
+          from: image.pixels, at: y * image.width * 3, tapStride: 3, to: &middle, at: (y - firstRow) * outWidth * 3,
+          outputs: columns, outputStride: 3, lanes: 3, axis: h)
       }
     } else {
-      middle = [UInt8](repeating: 0, count: max(endRow - firstRow, 0) * middleWidth * 3)
       for y in firstRow..<max(endRow, firstRow) {
         let from = (y * image.width + columns.lowerBound) * 3
-        let to = (y - firstRow) * middleWidth * 3
-        middle.replaceSubrange(to..<to + middleWidth * 3, with: image.pixels[from..<from + middleWidth * 3])
+        let to = (y - firstRow) * outWidth * 3
+        middle.replaceSubrange(to..<to + outWidth * 3, with: image.pixels[from..<from + outWidth * 3])
       }
     }
-    guard let v = vertical else { return middle }
-    var out = [UInt8](repeating: 0, count: rows.count * middleWidth * 3)
+    guard var v = vertical else { return middle }
+    // Vertical taps index rows of `middle`, which starts at `firstRow`.
+    v.start = v.start.map { $0 - firstRow }
+    var out = [UInt8](repeating: 0, count: rows.count * outWidth * 3)
+    // Each output row reads a column of taps: lanes are the row's bytes, taps a row apart.
     for (r, y) in rows.enumerated() {
-      let base = y * v.kernelSize
-      for x in 0..<middleWidth {
-        var acc = (half, half, half)
-        for j in 0..<v.count[y] {
-          let p = ((v.start[y] + j - firstRow) * middleWidth + x) * 3
-          let w = v.weights[base + j]
-          acc.0 += Int(middle[p]) * w
-          acc.1 += Int(middle[p + 1]) * w
-          acc.2 += Int(middle[p + 2]) * w
-        }
-        let o = (r * middleWidth + x) * 3
-        out[o] = clip8(acc.0)
-        out[o + 1] = clip8(acc.1)
-        out[o + 2] = clip8(acc.2)
-      }
+      pass(
+        from: middle, at: 0, tapStride: outWidth * 3, to: &out, at: r * outWidth * 3,
+        outputs: y..<y + 1, outputStride: 0, lanes: outWidth * 3, axis: v)
     }
     return out
+  }
+
+  /// One resampling pass: for each output `i` in `outputs` and lane `l < lanes`,
+  /// `out[to + k outputStride + l] = clip8(2^21 + sum_j input[from + (start_i + j) tapStride + l] w_ij)`
+  /// with `k` the output's position in `outputs`. Sums fit 32 bits: the weights are positive
+  /// and add up to about 2^22, so a sum stays below 256 (2^22 + taps) + 2^21 < 2^31.
+  static func pass(
+    from input: [UInt8], at from: Int, tapStride: Int, to output: inout [UInt8], at to: Int,
+    outputs: Range<Int>, outputStride: Int, lanes: Int, axis: Axis
+  ) {
+    guard let lastOutput = outputs.last, lanes > 0 else { return }
+    let last = from + (axis.start[lastOutput] + axis.count[lastOutput] - 1) * tapStride + lanes - 1
+    precondition(
+      from >= 0 && axis.start[outputs.lowerBound] >= 0 && (axis.count[lastOutput] == 0 || last < input.count)
+        && to + (outputs.count - 1) * outputStride + lanes <= output.count, "resampling pass out of bounds")
+    let half = Int32(1 << (precisionBits - 1))
+    var acc = [Int32](repeating: 0, count: lanes)
+    input.withUnsafeBufferPointer { src in
+      output.withUnsafeMutableBufferPointer { dst in
+        acc.withUnsafeMutableBufferPointer { sum in
+          axis.weights.withUnsafeBufferPointer { weights in
+            // Safety: taps of every output lie inside `input` (starts and ends ascend with the
+            // output index and `last` was checked), and the outputs inside `output`, as checked above.
+            let src = src.baseAddress!, dst = dst.baseAddress!, sum = sum.baseAddress!, weights = weights.baseAddress!
+            for (k, i) in outputs.enumerated() {
+              let base = i * axis.kernelSize
+              let o = to + k * outputStride
+              if lanes == 3 {
+                var (a, b, c) = (half, half, half)
+                for j in 0..<axis.count[i] {
+                  let w = weights[base + j]
+                  let p = src + from + (axis.start[i] + j) * tapStride
+                  a &+= Int32(p[0]) &* w
+                  b &+= Int32(p[1]) &* w
+                  c &+= Int32(p[2]) &* w
+                }
+                dst[o] = clip8(Int(a))
+                dst[o + 1] = clip8(Int(b))
+                dst[o + 2] = clip8(Int(c))
+                continue
+              }
+              for l in 0..<lanes { sum[l] = half }
+              for j in 0..<axis.count[i] {
+                let w = weights[base + j]
+                let p = src + from + (axis.start[i] + j) * tapStride
+                for l in 0..<lanes { sum[l] &+= Int32(p[l]) &* w }
+              }
+              for l in 0..<lanes { dst[o + l] = clip8(Int(sum[l])) }
+            }
+          }
+        }
+      }
+    }
   }
 
   /// The whole image resized to `width x height` (PIL's `resize((width, height), BILINEAR)`).

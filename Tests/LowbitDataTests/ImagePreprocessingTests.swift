@@ -28,7 +28,7 @@ import Testing
   func weightsSumToOneInFixedPoint(input: Int, output: Int) {
     let axis = ImageResampling.Axis(input: input, output: output)
     for i in 0..<output {
-      let sum = (0..<axis.count[i]).map { axis.weights[i * axis.kernelSize + $0] }.reduce(0, +)
+      let sum = (0..<axis.count[i]).map { Int(axis.weights[i * axis.kernelSize + $0]) }.reduce(0, +)
       #expect(abs(sum - (1 << 22)) <= axis.count[i], "output \(i)")
       #expect(axis.start[i] >= 0 && axis.start[i] + axis.count[i] <= input)
     }
