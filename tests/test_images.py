@@ -275,3 +275,22 @@ def test_skip_bad_inputs_leaves_them_out_with_a_warning_and_a_count(lowbit, tmp_
     assert "left out 2 unreadable inputs" in proc.stderr and "bad.png" in proc.stderr and "cut.jpg" in proc.stderr
     summary = json.loads(r.read_text())
     assert summary["samples"] == 3 and summary["skipped"] == 2
+
+
+def test_config_file_data_object_sets_the_preprocessing(lowbit, shared, tmp_path):
+    """A `data` object in ptq's --config sets the preprocessing; a bad one is refused by name."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for f in photos.photo_files(shared / "data" / "images")[:4]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    model = channel_classifier(tmp_path / "cls.onnx")
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"data": {"preprocess": "none", "resize": "32x32", "channel_order": "bgr"}}))
+    lowbit.ok("ptq", model, "--calib", f"images:{folder}", "--config", config, "--range-setting-only",
+              "-o", tmp_path / "q.onnx", "--quiet")
+    config.write_text(json.dumps({"data": {"crop": 64}}))  # read: the model takes 32x32
+    proc = lowbit("ptq", model, "--calib", f"images:{folder}", "--config", config, "-o", tmp_path / "q.onnx")
+    assert proc.returncode != 0 and "the preprocessing makes 64" in proc.stderr, proc.stderr
+    config.write_text(json.dumps({"data": {"resize": "big"}}))
+    proc = lowbit("ptq", model, "--calib", f"images:{folder}", "--config", config, "-o", tmp_path / "q.onnx")
+    assert proc.returncode != 0 and "data object" in proc.stderr, proc.stderr
