@@ -17,6 +17,7 @@ import LowbitCore
 /// | `images:DIR,labels=folders` | labels from one sub-folder per class (torchvision's ImageFolder) |
 /// | `images:DIR,labels=list.txt` | the files and labels of a `path label` list |
 /// | `images:DIR,seed=3` / `images:DIR,sorted` | another shuffle / the sorted order |
+/// | `text:FILE` / `text:FILE:N` | one example per line (the first N), tokenized (`DataOptions.tokenizer`) into the model's `input_ids`, `attention_mask` and `token_type_ids` |
 ///
 /// Paths may not contain commas; in the `npy:` form everything before the first `=` of an item is
 /// its name.
@@ -29,6 +30,8 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   case npz(path: String)
   /// A folder of images: the first `limit` in the order of `seed` (nil: sorted), with labels.
   case images(directory: String, limit: Int?, labels: ImageFolder.Labels, seed: UInt64?)
+  /// A text file, one example per line: its first `limit` examples.
+  case text(path: String, limit: Int?)
 
   /// A Fashion-MNIST split.
   public enum Split: String, Sendable, CaseIterable {
@@ -51,7 +54,7 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
   public static let defaultFashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
   static let forms =
-    "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE, images:DIR[:N][,labels=folders|FILE][,seed=S|,sorted]"
+    "fashion-mnist:test|train[:N], npy:FILE[,LABELS], npy:NAME=FILE,...[,labels=FILE], npz:FILE, images:DIR[:N][,labels=folders|FILE][,seed=S|,sorted], text:FILE[:N]"
 
   /// Parses the command-line form; throws `LowbitError.invalidArgument` naming the problem and
   /// the accepted forms. Files are not touched until `load()`.
@@ -87,6 +90,16 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
       return .npz(path: rest)
     case "images":
       return try parseImages(rest, text: text)
+    case "text":
+      var path = rest
+      var limit: Int?
+      if let colon = rest.lastIndex(of: ":"), let n = Int(rest[rest.index(after: colon)...]) {
+        guard n > 0 else { throw LowbitError.invalidArgument("data spec '\(text)': \(n) is not a positive line count") }
+        limit = n
+        path = String(rest[..<colon])
+      }
+      guard !path.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': no file after text:") }
+      return .text(path: path, limit: limit)
     default:
       throw LowbitError.invalidArgument(
         "data spec '\(text)': unknown scheme '\(scheme)'; expected one of: \(forms)")
@@ -179,6 +192,8 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
       }
       if let seed { if seed != 0 { text += ",seed=\(seed)" } } else { text += ",sorted" }
       return text
+    case .text(let path, let limit):
+      return "text:\(path)" + (limit.map { ":\($0)" } ?? "")
     }
   }
 
@@ -202,6 +217,8 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
         labels: folder.labels.map { Tensor(shape: [$0.count], ints: $0.map(Int64.init)) }, source: description)
       data.skipped = skipped
       return data
+    case .text(let path, let limit):
+      return try Self.loadText(path: path, limit: limit, options: options, modelInputs: modelInputs)
     case .fashionMNIST(let split, let limit):
       return try FashionMNIST.load(
         split: split, limit: limit, directory: fashionMNISTDirectory, spec: description)
@@ -224,5 +241,53 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
         inputs: inputs, labels: labels, source: description, inputSources: sources,
         labelSource: "\(path) member 'labels.npy'")
     }
+  }
+}
+
+extension DataSpec {
+  /// The inputs a text file gives: for each of the model's inputs named `input_ids`,
+  /// `attention_mask` or `token_type_ids` (all three when the model's inputs are not known), a
+  /// column of `maxLength` tokens per line, in the input's integer type.
+  ///
+  /// `maxLength` is `options.maxLength`, else the length the model's `input_ids` fixes, else 128.
+  static func loadText(path: String, limit: Int?, options: DataOptions, modelInputs: [ValueInfo]) throws -> Dataset {
+    guard let tokenizerPath = options.tokenizer else {
+      throw LowbitError.invalidArgument("text:\(path): text needs a tokenizer: give --tokenizer tokenizer.json (Hugging Face format)")
+    }
+    let tokenizer = try Tokenizer(contentsOf: tokenizerPath)
+    var lines = try TextLines.index(path)
+    if let limit { lines = lines.prefix(limit) }
+    var skipped: [String] = []
+    if options.skipBadInputs == true { (lines, skipped) = try lines.readable() }
+    let fields = TextRows.Field.allCases
+    var wanted: [(TextRows.Field, DType)] = fields.map { ($0, .int64) }
+    if !modelInputs.isEmpty {
+      wanted = []
+      for input in modelInputs {
+        guard let field = TextRows.Field(rawValue: input.name) else {
+          throw LowbitError.invalidInput(
+            "model input '\(input.name)' is none of what text gives (\(fields.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let dtype = input.dtype ?? .int64
+        guard dtype == .int64 || dtype == .int32 else {
+          throw LowbitError.invalidInput("model input '\(input.name)' is \(dtype); token inputs must be int64 or int32")
+        }
+        wanted.append((field, dtype))
+      }
+    }
+    let fixed = modelInputs.first { $0.name == TextRows.Field.inputIDs.rawValue }?.shape.flatMap { $0.count == 2 ? $0[1].value : nil }
+    let maxLength = options.maxLength ?? fixed ?? 128
+    guard maxLength >= 2 else { throw LowbitError.invalidArgument("text: a max length of \(maxLength) holds no tokens") }
+    if let fixed, fixed != maxLength {
+      throw LowbitError.invalidArgument("model input 'input_ids' takes \(fixed) tokens, but --max-length is \(maxLength)")
+    }
+    let columns = wanted.map { field, dtype in
+      (name: Optional(field.rawValue), column: DataColumn(
+        TextRows(lines: lines, tokenizer: tokenizer, field: field, maxLength: maxLength, dtype: dtype), dtype: dtype,
+        count: lines.lines.count))
+    }
+    var data = try Dataset(columns: columns, source: "text:\(path)", inputSources: columns.map { _ in path })
+    data.skipped = skipped
+    return data
   }
 }
