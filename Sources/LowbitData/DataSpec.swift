@@ -91,13 +91,7 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     case "images":
       return try parseImages(rest, text: text)
     case "text":
-      var path = rest
-      var limit: Int?
-      if let colon = rest.lastIndex(of: ":"), let n = Int(rest[rest.index(after: colon)...]) {
-        guard n > 0 else { throw LowbitError.invalidArgument("data spec '\(text)': \(n) is not a positive line count") }
-        limit = n
-        path = String(rest[..<colon])
-      }
+      let (path, limit) = try splitCount(rest, text: text)
       guard !path.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': no file after text:") }
       return .text(path: path, limit: limit)
     default:
@@ -106,15 +100,16 @@ public enum DataSpec: Sendable, Equatable, CustomStringConvertible {
     }
   }
 
+  /// `PATH:N` as `(PATH, N)` (N positive), anything else as `(text, nil)`.
+  private static func splitCount(_ item: String, text: String) throws -> (String, Int?) {
+    guard let colon = item.lastIndex(of: ":"), let n = Int(item[item.index(after: colon)...]) else { return (item, nil) }
+    guard n > 0 else { throw LowbitError.invalidArgument("data spec '\(text)': \(n) is not a positive count") }
+    return (String(item[..<colon]), n)
+  }
+
   private static func parseImages(_ rest: String, text: String) throws -> DataSpec {
     let items = rest.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-    var directory = items[0]
-    var limit: Int?
-    if let colon = directory.lastIndex(of: ":"), let n = Int(directory[directory.index(after: colon)...]) {
-      guard n > 0 else { throw LowbitError.invalidArgument("data spec '\(text)': \(n) is not a positive image count") }
-      limit = n
-      directory = String(directory[..<colon])
-    }
+    let (directory, limit) = try splitCount(items[0], text: text)
     guard !directory.isEmpty else { throw LowbitError.invalidArgument("data spec '\(text)': no folder after images:") }
     var labels = ImageFolder.Labels.none
     var seed: UInt64? = 0

@@ -87,18 +87,30 @@ public enum ImageDecoding {
     }
   }
 
-  static func decodeJPEG(_ bytes: [UInt8], name: String) throws -> RGBImage {
+  /// Runs a C decoder over `bytes` with a 256-byte message buffer, takes over the pixel buffer
+  /// it allocated and throws its error, named for `kind`.
+  private static func decoded(
+    _ bytes: [UInt8], name: String, kind: String,
+    _ decoder: (UnsafeBufferPointer<UInt8>, inout UnsafeMutablePointer<UInt8>?, inout Decoded, UnsafeMutablePointer<CChar>?) -> Int32
+  ) throws -> Decoded {
     var d = Decoded()
     var pointer: UnsafeMutablePointer<UInt8>?
+    var message = [CChar](repeating: 0, count: 256)
     d.status = bytes.withUnsafeBufferPointer { data in
-      d.message.withUnsafeMutableBufferPointer { message in
-        lowbit_jpeg_decode(
-          data.baseAddress, UInt(data.count), UInt(maxPixels), &pointer, &d.width, &d.height,
-          &d.components, &d.flag, message.baseAddress, message.count)
-      }
+      message.withUnsafeMutableBufferPointer { decoder(data, &pointer, &d, $0.baseAddress) }
     }
+    d.message = message
     d.take(pointer, count: Int(d.width) * Int(d.height) * Int(d.components))
-    try d.check(name, kind: "JPEG")
+    try d.check(name, kind: kind)
+    return d
+  }
+
+  static func decodeJPEG(_ bytes: [UInt8], name: String) throws -> RGBImage {
+    let d = try decoded(bytes, name: name, kind: "JPEG") { data, pixels, d, message in
+      lowbit_jpeg_decode(
+        data.baseAddress, UInt(data.count), UInt(maxPixels), &pixels, &d.width, &d.height, &d.components, &d.flag,
+        message, 256)
+    }
     let (w, h) = (Int(d.width), Int(d.height))
     switch d.components {
     case 3: return RGBImage(width: w, height: h, pixels: d.bytes)
@@ -109,17 +121,10 @@ public enum ImageDecoding {
   }
 
   static func decodePNG(_ bytes: [UInt8], name: String) throws -> RGBImage {
-    var d = Decoded()
-    var pointer: UnsafeMutablePointer<UInt8>?
-    d.status = bytes.withUnsafeBufferPointer { data in
-      d.message.withUnsafeMutableBufferPointer { message in
-        lowbit_png_decode(
-          data.baseAddress, data.count, UInt(maxPixels), &pointer, &d.width, &d.height,
-          &d.components, &d.flag, message.baseAddress)
-      }
+    let d = try decoded(bytes, name: name, kind: "PNG") { data, pixels, d, message in
+      lowbit_png_decode(
+        data.baseAddress, data.count, UInt(maxPixels), &pixels, &d.width, &d.height, &d.components, &d.flag, message)
     }
-    d.take(pointer, count: Int(d.width) * Int(d.height) * Int(d.components))
-    try d.check(name, kind: "PNG")
     let (w, h) = (Int(d.width), Int(d.height))
     guard d.flag != 0 else { return RGBImage(width: w, height: h, pixels: d.bytes) }
     // 16-bit gray, big-endian: PIL keeps it as `I;16` and clips it to 255 on the way to RGB.

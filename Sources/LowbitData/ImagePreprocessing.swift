@@ -1,7 +1,7 @@
 import LowbitCore
 
 /// Height and width in pixels, written `N` (a square) or `HxW`.
-public struct ImageSize: Codable, Sendable, Equatable, CustomStringConvertible {
+public struct ImageSize: TextCodable, Sendable, Equatable {
   public var height: Int
   public var width: Int
 
@@ -22,19 +22,6 @@ public struct ImageSize: Codable, Sendable, Equatable, CustomStringConvertible {
 
   public var description: String { height == width ? "\(height)" : "\(height)x\(width)" }
 
-  public init(from decoder: Decoder) throws {
-    let c = try decoder.singleValueContainer()
-    if let n = try? c.decode(Int.self) {
-      try self.init(parsing: String(n))
-    } else {
-      try self.init(parsing: try c.decode(String.self))
-    }
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.singleValueContainer()
-    try c.encode(description)
-  }
 }
 
 /// How a decoded image becomes one row of a model input: torchvision's evaluation transform
@@ -153,7 +140,7 @@ extension ImagePreprocessing {
 }
 
 /// The resize step: the shorter side to a length (aspect kept), or an exact size.
-public enum ImageResize: Codable, Sendable, Equatable, CustomStringConvertible {
+public enum ImageResize: TextCodable, Sendable, Equatable {
   case shorterSide(Int)
   case exact(ImageSize)
 
@@ -183,6 +170,15 @@ public enum ImageResize: Codable, Sendable, Equatable, CustomStringConvertible {
     }
   }
 
+}
+
+/// A value written as its command-line text (`N` or `HxW`), in JSON as that string or a bare
+/// number.
+public protocol TextCodable: Codable, CustomStringConvertible {
+  init(parsing text: String) throws
+}
+
+extension TextCodable {
   public init(from decoder: Decoder) throws {
     let c = try decoder.singleValueContainer()
     if let n = try? c.decode(Int.self) {

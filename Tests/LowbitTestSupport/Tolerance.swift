@@ -11,18 +11,8 @@ public func maxRelativeError(_ a: [Float], _ b: [Float]) -> Float {
   return scale == 0 ? diff : diff / scale
 }
 
-/// A small deterministic generator (SplitMix64) so tests are reproducible on every platform.
-public struct SeededGenerator: RandomNumberGenerator {
-  private var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
+/// The tests' seeded generator: LowbitCore's SplitMix64, the same stream on every platform.
+public typealias SeededGenerator = SplitMix64
 
 /// `count` floats uniform in `range`, from `generator`.
 public func randomFloats(
