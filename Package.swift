@@ -9,6 +9,7 @@ let package = Package(
     .library(name: "LowbitData", targets: ["LowbitData"]),
     .library(name: "LowbitQuant", targets: ["LowbitQuant"]),
     .library(name: "LowbitONNX", targets: ["LowbitONNX"]),
+    .library(name: "LowbitTrain", targets: ["LowbitTrain"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),

@@ -53,6 +53,7 @@ private func spaceToDepth(_ ctx: KernelContext) throws -> [Tensor] {
 /// when reverse.
 private func cumSum(_ ctx: KernelContext) throws -> [Tensor] {
   let x = try ctx.input(0)
+  guard x.rank >= 1 else { throw ctx.error("input is a scalar; CumSum needs at least one dimension") }
   let axisList = try ctx.intList(1, what: "axis")
   guard axisList.count == 1 else { throw ctx.error("axis has \(axisList.count) values, expected one") }
   let axis = try ctx.axis(axisList[0], rank: x.rank)
