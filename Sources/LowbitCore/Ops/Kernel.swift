@@ -84,7 +84,7 @@ public struct KernelContext {
 
   /// Normalizes an axis in `-rank..<rank` to `0..<rank`, or throws naming the attribute.
   public func axis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int {
-    guard axis >= -rank && axis < max(rank, 1) else {
+    guard axis >= -rank && axis < rank else {
       throw error("\(what) \(axis) is out of range for rank \(rank)")
     }
     return axis < 0 ? axis + rank : axis
