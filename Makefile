@@ -7,7 +7,7 @@ APT_PACKAGES := libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-co
 PY_PACKAGES := onnx onnxruntime numpy pytest pillow tokenizers
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: check-imports all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean
+.PHONY: check-imports all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean fuzz sanitize
 
 all: build
 
@@ -50,5 +50,15 @@ check-proto:
 bench: build deps-python
 	$(PYTHON) benchmarks/bench_fp32.py
 
+# Coverage-guided fuzzing of every reader (libFuzzer + AddressSanitizer), FUZZ_SECONDS per target;
+# not part of `make test`. Findings go to .cache/fuzz/findings (tools/fuzz.py).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(PYTHON) tools/fuzz.py --seconds $(FUZZ_SECONDS) --json benchmarks/results/fuzz.json
+
+# The Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build folder.
+sanitize: deps-system
+	$(SWIFT) test --sanitize=address --sanitize=undefined --scratch-path .build-sanitize
+
 clean:
-	rm -rf .build .cache
+	rm -rf .build .build-sanitize .build-asan .cache Fuzz/.build

@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// Coverage-guided fuzz targets for lowbit's readers (libFuzzer): see tools/fuzz.sh.
+// Coverage-guided fuzz targets for lowbit's readers (libFuzzer): see tools/fuzz.py.
 import PackageDescription
 
 let package = Package(

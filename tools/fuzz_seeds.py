@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed corpora for the fuzz targets (tools/fuzz.sh): small valid inputs of every kind, written
+"""Seed corpora for the fuzz targets (tools/fuzz.py): small valid inputs of every kind, written
 to DIR/<target>/. ONNX: one-op graphs of common ops with fixed small shapes and their
 initializers, plus the QDQ form; images: JPEG (baseline, progressive, gray, CMYK) and PNG (RGB,
 palette with transparency, RGBA, 1-bit, 16-bit gray); tokenizer: the MiniLM tokenizer.json cut to

@@ -4,7 +4,7 @@ import Testing
 
 private typealias H = KernelHarness
 
-/// Inputs the fuzzer (tools/fuzz.sh ops) found or that sit next to its findings: every kernel
+/// Inputs the fuzzer (tools/fuzz.py ops) found or that sit next to its findings: every kernel
 /// given them must return a result or throw `LowbitError`, never trap.
 @Suite("Hostile graphs")
 struct HostileGraphTests {

@@ -1,3 +1,4 @@
+import Foundation
 import LowbitCore
 
 /// Reads choices from fuzz bytes, front to back; past the end every choice is 0.
@@ -77,9 +78,15 @@ enum FuzzedGraph {
       opsets: ["": f.int(7...21)])
   }
 
-  /// Builds, validates and runs the graph on zero feeds.
+  /// Builds, validates and runs the graph on zero feeds (`LOWBIT_FUZZ_PRINT` set: prints the
+  /// node and its inputs first, to read what a finding is).
   static func run(_ bytes: [UInt8]) throws {
-    let graph = try graph(bytes).validated()
+    let made = graph(bytes)
+    if ProcessInfo.processInfo.environment["LOWBIT_FUZZ_PRINT"] != nil, let node = made.nodes.first {
+      print(node.opType, node.attributes, made.inputs.map { "\($0.name) \($0.dtype.map { "\($0)" } ?? "?") \($0.shape ?? [])" },
+            made.initializers.mapValues(\.shape), "opset", made.opset)
+    }
+    let graph = try made.validated()
     try FuzzTarget.runSmall(graph)
   }
 }
