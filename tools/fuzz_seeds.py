@@ -91,6 +91,32 @@ def tokenizer_seeds(out: Path, shared: Path):
     (out / "bpe").write_bytes(body + b"ab ba aab" + b" " * max(len(body) - 9, 0))
 
 
+def checkpoint_seed(out: Path):
+    """A real checkpoint: one epoch of `lowbit train` on a linear model over 64 Fashion-MNIST
+    images (needs the release binary and Debian's Fashion-MNIST; an empty file otherwise)."""
+    import subprocess
+    import tempfile
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    binary = ROOT / ".build" / "release" / "lowbit"
+    (out / "empty").write_bytes(b"")
+    if not binary.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        w = numpy_helper.from_array(np.zeros((10, 784), np.float32) + 0.01, "w")
+        b = numpy_helper.from_array(np.zeros(10, np.float32), "b")
+        nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1)]
+        g = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], [w, b])
+        model = Path(tmp) / "linear.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+        proc = subprocess.run([str(binary), "train", str(model), "--train", "fashion-mnist:train:64", "--epochs", "1",
+                               "--checkpoint-dir", str(Path(tmp) / "ck"), "-o", str(Path(tmp) / "out.onnx"), "--quiet"],
+                              capture_output=True)
+        for f in sorted((Path(tmp) / "ck").glob("*.ckpt"))[:1] if proc.returncode == 0 else []:
+            shutil.copy(f, out / "linear.ckpt")
+
+
 def main() -> int:
     out = Path(sys.argv[1])
     shared = Path(ROOT / ".." / "shared").resolve()
@@ -110,7 +136,7 @@ def main() -> int:
     (out / "config" / "config.json").write_text(json.dumps(
         {"weight_bits": 4, "per_channel": True, "activation_range": "mse",
          "data": {"preprocess": "imagenet", "resize": 9, "crop": "8x8", "mean": [0.5, 0.5, 0.5]}}))
-    (out / "checkpoint" / "empty").write_bytes(b"")
+    checkpoint_seed(out / "checkpoint")
     return 0
 
 
