@@ -294,3 +294,32 @@ def test_config_file_data_object_sets_the_preprocessing(lowbit, shared, tmp_path
     config.write_text(json.dumps({"data": {"resize": "big"}}))
     proc = lowbit("ptq", model, "--calib", f"images:{folder}", "--config", config, "-o", tmp_path / "q.onnx")
     assert proc.returncode != 0 and "data object" in proc.stderr, proc.stderr
+
+
+def test_train_reads_an_image_folder_a_batch_at_a_time(lowbit, tmp_path):
+    """`lowbit train` on class folders: rows are decoded for each shuffled batch (not loaded
+    whole), and a small conv net learns the dominant colour."""
+    from onnx import numpy_helper
+    root = tmp_path / "folders"
+    for k, rgb in enumerate([(20, 30, 220), (10, 200, 40), (230, 20, 10)]):
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(8):
+            tint = np.clip(np.array(rgb) + np.random.default_rng(10 * k + i).integers(-20, 20, 3), 0, 255)
+            Image.new("RGB", (40, 36), tuple(int(v) for v in tint)).save(root / f"c{k}" / f"{i}.png")
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+             numpy_helper.from_array((rng.standard_normal((3, 4)) * 0.3).astype(np.float32), "fw"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "fb")]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    model = tmp_path / "small.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    out = tmp_path / "trained.onnx"
+    lowbit.ok("train", model, "--train", f"images:{root},labels=folders", "--epochs", "30", "--batch-size", "8",
+              "--optimizer", "adam", "--lr", "0.05", "--preprocess", "none", "--resize", "32x32", "-o", out, "--quiet")
+    r = lowbit.run_json(out, f"images:{root},labels=folders", tmp_path, "--preprocess", "none", "--resize", "32x32")
+    assert r["samples"] == 24 and r["top1"] >= 90.0, r

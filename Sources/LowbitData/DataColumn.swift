@@ -69,6 +69,49 @@ public struct DataColumn: Sendable {
     }
   }
 
+  /// Rows `indices` (each within `0..<count`), in that order: gathered from memory, or read one
+  /// by one from the file or made by the row source (images of a batch on all cores).
+  public func rows(at indices: [Int]) throws -> Tensor {
+    precondition(indices.allSatisfy { (0..<count).contains($0) }, "rows outside 0..<\(count)")
+    switch backing {
+    case .memory(let t):
+      return Self.gather(t, indices)
+    case .generated(let source):
+      return try source.rows(at: indices)
+    case .npyFile:
+      let parts = try indices.map { try rows($0..<$0 + 1) }
+      return try Self.concatenated(parts, shape: [indices.count] + shape.dropFirst(), dtype: dtype)
+    }
+  }
+
+  /// `parts` (rows of one column) stacked along the first dimension.
+  static func concatenated(_ parts: [Tensor], shape: [Int], dtype: DType) throws -> Tensor {
+    let storage: Tensor.Storage
+    switch dtype.storageClass {
+    case .float: storage = .float(parts.flatMap(\.floats))
+    case .int: storage = .int(parts.flatMap(\.ints))
+    case .bool: storage = .bool(parts.flatMap(\.bools))
+    }
+    return Tensor(dtype: dtype, shape: shape, storage: storage)
+  }
+
+  /// The rows `indices` (along the first dimension) of `tensor`, in that order, any storage.
+  static func gather(_ tensor: Tensor, _ indices: [Int]) -> Tensor {
+    let width = tensor.shape.dropFirst().reduce(1, *)
+    let shape = [indices.count] + tensor.shape.dropFirst()
+    func gather<T>(_ v: [T]) -> [T] {
+      var out: [T] = []
+      out.reserveCapacity(indices.count * width)
+      for i in indices { out.append(contentsOf: v[(i * width)..<((i + 1) * width)]) }
+      return out
+    }
+    switch tensor.storage {
+    case .float(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .float(gather(v)))
+    case .int(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .int(gather(v)))
+    case .bool(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .bool(gather(v)))
+    }
+  }
+
   /// Whether every value is finite without looking: rows made from images or tokens are.
   public var isFiniteByConstruction: Bool {
     if case .generated = backing { return true }
@@ -103,4 +146,6 @@ protocol RowSource: Sendable {
   var rowShape: [Int] { get }
   /// Rows `range` as a tensor of shape `[range.count] + rowShape`.
   func rows(_ range: Range<Int>) throws -> Tensor
+  /// Rows `indices`, in that order.
+  func rows(at indices: [Int]) throws -> Tensor
 }

@@ -161,10 +161,12 @@ struct ImageRows: RowSource {
 
   var rowShape: [Int] { preprocessing.rowShape(for: size) }
 
-  func rows(_ range: Range<Int>) throws -> Tensor {
+  func rows(_ range: Range<Int>) throws -> Tensor { try rows(at: Array(range)) }
+
+  func rows(at indices: [Int]) throws -> Tensor {
     let width = rowShape.reduce(1, *)
-    let rows: [Result<[Float], LowbitError>] = parallelIndexedMap(range.count, costPerItem: 1 << 20) { k in
-      let path = files[range.lowerBound + k]
+    let rows: [Result<[Float], LowbitError>] = parallelIndexedMap(indices.count, costPerItem: 1 << 20) { k in
+      let path = files[indices[k]]
       do {
         let image = try ImageDecoding.decode(contentsOf: path)
         guard image.width > 0, image.height > 0 else { throw LowbitError.invalidInput("\(path): an image of no pixels") }
@@ -176,7 +178,7 @@ struct ImageRows: RowSource {
       }
     }
     var values: [Float] = []
-    values.reserveCapacity(range.count * width)
+    values.reserveCapacity(indices.count * width)
     for row in rows {
       let v = try row.get()
       guard v.count == width else {
@@ -184,6 +186,6 @@ struct ImageRows: RowSource {
       }
       values += v
     }
-    return Tensor(dtype: .float32, shape: [range.count] + rowShape, storage: .float(values))
+    return Tensor(dtype: .float32, shape: [indices.count] + rowShape, storage: .float(values))
   }
 }

@@ -111,6 +111,11 @@ struct TextRows: RowSource {
 
   var rowShape: [Int] { [maxLength] }
 
+  func rows(at indices: [Int]) throws -> Tensor {
+    let parts = try indices.map { try rows($0..<$0 + 1) }
+    return try DataColumn.concatenated(parts, shape: [indices.count, maxLength], dtype: dtype)
+  }
+
   func rows(_ range: Range<Int>) throws -> Tensor {
     let texts = try lines.texts(range)
     let encodings = parallelIndexedMap(texts.count, costPerItem: 4096) { tokenizer.encode(texts[$0], maxLength: maxLength) }

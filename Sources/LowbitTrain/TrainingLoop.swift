@@ -96,7 +96,9 @@ public struct TrainingLoop: Sendable {
 
   private let data: Dataset
   /// `data`'s inputs in memory (training gathers rows at random), parallel to `data.inputs`.
-  private let inputTensors: [Tensor]
+  /// The inputs' columns: rows in memory stay there, rows in files (arrays, images) are read
+  /// for each batch, so a training set larger than memory streams.
+  private let inputColumns: [DataColumn]
   private let labels: [Int]
   /// The graph input each data set input feeds, parallel to `data.inputs`.
   private let targets: [String]
@@ -146,7 +148,7 @@ public struct TrainingLoop: Sendable {
     self.trainer = trainer
     self.optimizer = optimizer
     self.data = data
-    self.inputTensors = try data.inputs.map { try $0.column.loaded() }
+    self.inputColumns = data.inputs.map(\.column)
     self.labels = labels
     self.output = output
     self.classes = logits.shape[1]
@@ -184,8 +186,8 @@ public struct TrainingLoop: Sendable {
     for indices in shuffler.batches(epoch: epoch, batchSize: config.batchSize) {
       let local = distributed ? Array(indices[collective.share(of: indices.count)]) : indices
       var feeds: [String: Tensor] = [:]
-      for (input, target) in zip(inputTensors, targets) where !local.isEmpty {
-        var batch = gatherRows(input, local)
+      for (input, target) in zip(inputColumns, targets) where !local.isEmpty {
+        var batch = try input.rows(at: local)
         if let augmentation { batch = try augmentation.apply(to: batch, using: &augmentationGenerator) }
         feeds[target] = batch
       }
@@ -289,19 +291,3 @@ public struct TrainingLoop: Sendable {
   }
 }
 
-/// The rows `indices` (along the first dimension) of `tensor`, in that order, any storage.
-func gatherRows(_ tensor: Tensor, _ indices: [Int]) -> Tensor {
-  let width = tensor.shape.dropFirst().reduce(1, *)
-  let shape = [indices.count] + tensor.shape.dropFirst()
-  func gather<T>(_ v: [T]) -> [T] {
-    var out: [T] = []
-    out.reserveCapacity(indices.count * width)
-    for i in indices { out.append(contentsOf: v[(i * width)..<((i + 1) * width)]) }
-    return out
-  }
-  switch tensor.storage {
-  case .float(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .float(gather(v)))
-  case .int(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .int(gather(v)))
-  case .bool(let v): return Tensor(dtype: tensor.dtype, shape: shape, storage: .bool(gather(v)))
-  }
-}
