@@ -59,8 +59,12 @@ fuzz: deps
 # The Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build folder.
 # Leak checking is off: LeakSanitizer reports Swift's global and static storage and XCTest's suite
 # objects, which live until the process exits.
+# Then the threaded suites (kernels, training, AdaRound, range observers, parallel decoding) under
+# ThreadSanitizer.
+THREADED_SUITES := Convolution|Trainer|TrainingLoop|AdaRound|RangeObserver|RangeHistogram|ImagePreprocessing|TextData|DataColumn|Parallel|Calibration
 sanitize: deps-system
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --sanitize=undefined --scratch-path .build-sanitize
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter '$(THREADED_SUITES)'
 
 clean:
-	rm -rf .build .build-sanitize .build-asan .cache Fuzz/.build
+	rm -rf .build .build-sanitize .build-asan .build-tsan .cache Fuzz/.build
