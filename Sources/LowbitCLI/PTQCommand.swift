@@ -178,10 +178,7 @@ struct PTQCommand: ParsableCommand {
 
   func quantConfig() throws -> QuantConfig {
     var c = QuantConfig()
-    if let path = config {
-      guard let data = FileManager.default.contents(atPath: path) else {
-        throw LowbitError.io("config file '\(path)' cannot be read")
-      }
+    if let path = config, let data = try configFile() {
       do {
         c = try JSONDecoder().decode(QuantConfig.self, from: data)
       } catch {
@@ -230,10 +227,19 @@ struct PTQCommand: ParsableCommand {
     return c
   }
 
+  /// The bytes of the --config file, when one is given.
+  func configFile() throws -> Data? {
+    guard let path = config else { return nil }
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw LowbitError.io("config file '\(path)' cannot be read")
+    }
+    return data
+  }
+
   /// The `data` object of the --config file, overridden by the options given.
   func dataOptions() throws -> DataOptions {
     var o = DataOptions()
-    if let path = config, let data = FileManager.default.contents(atPath: path) {
+    if let path = config, let data = try configFile() {
       struct File: Decodable { var data: DataOptions? }
       do {
         o = try JSONDecoder().decode(File.self, from: data).data ?? o

@@ -80,12 +80,12 @@ public struct DataColumn: Sendable {
       return try source.rows(at: indices)
     case .npyFile:
       let parts = try indices.map { try rows($0..<$0 + 1) }
-      return try Self.concatenated(parts, shape: [indices.count] + shape.dropFirst(), dtype: dtype)
+      return Self.concatenated(parts, shape: [indices.count] + shape.dropFirst(), dtype: dtype)
     }
   }
 
   /// `parts` (rows of one column) stacked along the first dimension.
-  static func concatenated(_ parts: [Tensor], shape: [Int], dtype: DType) throws -> Tensor {
+  static func concatenated(_ parts: [Tensor], shape: [Int], dtype: DType) -> Tensor {
     let storage: Tensor.Storage
     switch dtype.storageClass {
     case .float: storage = .float(parts.flatMap(\.floats))
@@ -144,8 +144,13 @@ public struct DataColumn: Sendable {
 protocol RowSource: Sendable {
   /// The shape of one row.
   var rowShape: [Int] { get }
-  /// Rows `range` as a tensor of shape `[range.count] + rowShape`.
-  func rows(_ range: Range<Int>) throws -> Tensor
-  /// Rows `indices`, in that order.
+  /// Rows `indices`, in that order, as a tensor of shape `[indices.count] + rowShape`.
   func rows(at indices: [Int]) throws -> Tensor
+  /// Rows `range`; by default `rows(at:)` of its indices (a source that reads a range in one
+  /// piece says so).
+  func rows(_ range: Range<Int>) throws -> Tensor
+}
+
+extension RowSource {
+  func rows(_ range: Range<Int>) throws -> Tensor { try rows(at: Array(range)) }
 }

@@ -161,8 +161,6 @@ struct ImageRows: RowSource {
 
   var rowShape: [Int] { preprocessing.rowShape(for: size) }
 
-  func rows(_ range: Range<Int>) throws -> Tensor { try rows(at: Array(range)) }
-
   func rows(at indices: [Int]) throws -> Tensor {
     let width = rowShape.reduce(1, *)
     let rows: [Result<[Float], LowbitError>] = parallelIndexedMap(indices.count, costPerItem: 1 << 20) { k in

@@ -112,12 +112,12 @@ public struct ImagePreprocessing: Sendable, Equatable {
     let levels = (0..<3).map { c in (0..<256).map { (Float($0) / 255 - mean[c]) / std[c] } }
     var values = [Float](repeating: 0, count: 3 * box.height * box.width)
     let plane = box.height * box.width
-    for c in 0..<3 { fill(&values, c, plane, box, levels[c][0]) }
     let (y0, x0) = (rows.lowerBound - top + padTop, columns.lowerBound - left + padLeft)
     // Value (y, x, c) sits at `c * plane + y * width + x` (nchw) or `(y * width + x) * 3 + c` (nhwc).
     let (channelStep, pixelStep) = layout == .nchw ? (plane, 1) : (1, 3)
     for (c, source) in channels.enumerated() {
       let table = levels[c]
+      for i in 0..<plane { values[c * channelStep + i * pixelStep] = table[0] }
       for r in 0..<rows.count {
         let row = c * channelStep + ((y0 + r) * box.width + x0) * pixelStep
         let from = r * columns.count * 3 + source
@@ -125,17 +125,6 @@ public struct ImagePreprocessing: Sendable, Equatable {
       }
     }
     return (values, box)
-  }
-}
-
-extension ImagePreprocessing {
-  /// Sets channel `c` of every pixel of a `box` row to `value`.
-  func fill(_ values: inout [Float], _ c: Int, _ plane: Int, _ box: ImageSize, _ value: Float) {
-    if layout == .nchw {
-      for i in c * plane..<(c + 1) * plane { values[i] = value }
-    } else {
-      for i in stride(from: c, to: values.count, by: 3) { values[i] = value }
-    }
   }
 }
 

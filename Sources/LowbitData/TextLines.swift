@@ -85,11 +85,8 @@ public struct TextLines: Sendable {
   /// The examples that are UTF-8, and a message for each that is not.
   func readable() throws -> (TextLines, skipped: [String]) {
     var keep: [Int] = [], skipped: [String] = []
-    for start in stride(from: 0, to: lines.count, by: 4096) {
-      let range = start..<min(start + 4096, lines.count)
-      for i in range {
-        do { _ = try texts(i..<i + 1); keep.append(i) } catch { skipped.append("\(error)") }
-      }
+    for i in lines.indices {
+      do { _ = try texts(i..<i + 1); keep.append(i) } catch { skipped.append("\(error)") }
     }
     guard !keep.isEmpty else { throw LowbitError.invalidInput("\(path): no line is UTF-8 text") }
     return (TextLines(path: path, lines: keep.map { lines[$0] }, numbers: keep.map { numbers[$0] }), skipped)
@@ -111,13 +108,13 @@ struct TextRows: RowSource {
 
   var rowShape: [Int] { [maxLength] }
 
-  func rows(at indices: [Int]) throws -> Tensor {
-    let parts = try indices.map { try rows($0..<$0 + 1) }
-    return try DataColumn.concatenated(parts, shape: [indices.count, maxLength], dtype: dtype)
-  }
+  /// A batch's lines read in one piece.
+  func rows(_ range: Range<Int>) throws -> Tensor { try encoded(try lines.texts(range)) }
 
-  func rows(_ range: Range<Int>) throws -> Tensor {
-    let texts = try lines.texts(range)
+  func rows(at indices: [Int]) throws -> Tensor { try encoded(try indices.flatMap { try lines.texts($0..<$0 + 1) }) }
+
+  /// `texts` encoded on all cores, this column's field of each as a row.
+  func encoded(_ texts: [String]) throws -> Tensor {
     let encodings = parallelIndexedMap(texts.count, costPerItem: 4096) { tokenizer.encode(texts[$0], maxLength: maxLength) }
     var values: [Int64] = []
     values.reserveCapacity(texts.count * maxLength)
@@ -133,6 +130,6 @@ struct TextRows: RowSource {
       }
       values += v.map(Int64.init)
     }
-    return Tensor(dtype: dtype, shape: [range.count, maxLength], storage: .int(values))
+    return Tensor(dtype: dtype, shape: [texts.count, maxLength], storage: .int(values))
   }
 }
