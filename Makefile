@@ -36,9 +36,14 @@ test: deps build check-imports test-swift test-python
 check-imports:
 	tools/check-imports.sh
 
+# The environment `lowbit` gives itself at startup (setStartupEnvironment in Sources/LowbitCLI/Lowbit.swift:
+# OpenBLAS without its own thread pool, glibc keeping freed blocks on the heap), so the tests run the
+# kernels under the same OpenBLAS and malloc set-up as the command. LowbitCoreTests checks it.
+CLI_ENV := OPENBLAS_NUM_THREADS=1 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 LOWBIT_CLI_ENV=1
+
 test-swift:
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(CLI_ENV) $(SWIFT) test --skip-build
 
 test-python:
 	LOWBIT_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest tests -q
@@ -64,8 +69,8 @@ fuzz: deps
 # ThreadSanitizer.
 THREADED_SUITES := Convolution|Trainer|TrainingLoop|AdaRound|RangeObserver|RangeHistogram|ImagePreprocessing|TextData|DataColumn|Parallel|Calibration
 sanitize: deps-system
-	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-sanitize
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter '$(THREADED_SUITES)'
+	$(CLI_ENV) ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-sanitize
+	$(CLI_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter '$(THREADED_SUITES)'
 
 clean:
 	rm -rf .build .build-sanitize .build-asan .build-tsan .build-ubsan .cache Fuzz/.build

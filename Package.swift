@@ -38,7 +38,7 @@ let package = Package(
       ]),
     .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
     .target(name: "LowbitTestSupport", dependencies: ["LowbitCore"], path: "Tests/LowbitTestSupport"),
-    .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport"]),
+    .testTarget(name: "LowbitCoreTests", dependencies: ["LowbitCore", "LowbitTestSupport", "CBLAS"]),
     .testTarget(
       name: "LowbitDataTests", dependencies: ["LowbitData", "LowbitTestSupport"], exclude: ["Fixtures"]),
     .testTarget(

@@ -44,29 +44,14 @@ public struct Lowbit: ParsableCommand {
 
 let lowbitCLIVersion = "0.1.0"
 
-/// Sets the environment that the C libraries read only when the process starts, and re-executes
-/// once (a few milliseconds) when something had to change. If re-executing fails, lowbit simply
-/// goes on with the defaults.
-///
-/// - lowbit runs OpenBLAS single-threaded and parallelizes around it; OpenBLAS's own pool threads
-///   would otherwise spin in sched_yield on the same cores (about a fifth of the CPU time at batch
-///   32). The pool is sized from OPENBLAS_NUM_THREADS when the library loads.
-/// - Every batch allocates and frees tensors of the same few sizes (megabytes each in training).
-///   glibc's defaults serve those from fresh mmap'd pages or trim them off the heap when freed,
-///   so each batch pays page faults and kernel zero-fills again (about a quarter of `lowbit
-///   train`'s time on fm_resnet20). GLIBC_TUNABLES (unless the user set it) serves blocks up to
-///   32 MiB (glibc's largest threshold) from the heap and trims it only above 1 GiB free, so later
-///   batches reuse the same pages: training ran 1.3-1.5x faster, inference is unchanged. The
-///   process then keeps up to 1 GiB it no longer uses until it exits.
+/// Sets `ProcessEnvironment.settings` (variables the C libraries read only when the process
+/// starts) where the user has not, and re-executes once (a few milliseconds) when something had to
+/// change. If re-executing fails, lowbit simply goes on with the defaults.
 func setStartupEnvironment() {
   guard getenv("LOWBIT_NO_REEXEC") == nil else { return }
   var changed = false
-  if getenv("OPENBLAS_NUM_THREADS") == nil {
-    setenv("OPENBLAS_NUM_THREADS", "1", 1)
-    changed = true
-  }
-  if getenv("GLIBC_TUNABLES") == nil {
-    setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824", 1)
+  for (name, value) in ProcessEnvironment.settings where getenv(name) == nil {
+    setenv(name, value, 1)
     changed = true
   }
   guard changed else { return }
