@@ -9,6 +9,7 @@ import LowbitReport
 extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
 extension BiasCorrectionMode: ExpressibleByArgument {}
+extension DeploymentTarget: ExpressibleByArgument {}
 extension ReconstructionUnit: ExpressibleByArgument {}
 extension Effort: ExpressibleByArgument {}
 
@@ -134,6 +135,9 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Opset of the written model (13-21; 21 allows int4/uint4 and int16/uint16).")
   var opset: Int?
 
+  @Option(help: "The runtime the file is for: ort (default), openvino, tensorrt or qnn. Settings it cannot run with integer kernels are refused; the settings it requires are the defaults (tensorrt: symmetric activations, weights in [-127, 127], float biases; every target but ort: activations per tensor). See docs/deployment.md.")
+  var target: DeploymentTarget?
+
   @Option(help: "A JSON QuantConfig file (see docs/configuration.md).")
   var config: String?
 
@@ -177,10 +181,12 @@ struct PTQCommand: ParsableCommand {
   }
 
   func quantConfig() throws -> QuantConfig {
-    var c = QuantConfig()
+    var c = QuantConfig(target: target ?? .ort)
     if let path = config, let data = try configFile() {
+      let decoder = JSONDecoder()
+      if let target { decoder.userInfo[QuantConfig.targetOverride] = target }
       do {
-        c = try JSONDecoder().decode(QuantConfig.self, from: data)
+        c = try decoder.decode(QuantConfig.self, from: data)
       } catch {
         throw LowbitError.invalidArgument("config file '\(path)' is not a valid QuantConfig: \(error)")
       }

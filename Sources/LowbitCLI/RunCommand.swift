@@ -34,6 +34,9 @@ struct RunCommand: ParsableCommand {
   @Flag(help: "Print the time spent in each op type.")
   var profile = false
 
+  @Flag(help: "Run a QDQ file as an integer accelerator does: each quantized Conv/Gemm/MatMul whose output (after its Relu/Clip) a per-tensor QuantizeLinear reads accumulates its integer products in int32 and requantizes them with a fixed-point multiplier and shift per channel (gemmlowp / TFLite); other ops as usual.")
+  var integer = false
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -56,9 +59,12 @@ struct RunCommand: ParsableCommand {
     var threads: Int
     /// Inputs left out as unreadable (--skip-bad-inputs).
     var skipped: Int
+    /// With --integer: the layers requantized in integer arithmetic.
+    var integerLayers: Int?
 
     enum CodingKeys: String, CodingKey {
       case model, data, samples, top1, seconds, threads, skipped
+      case integerLayers = "integer_layers"
       case samplesPerSecond = "samples_per_second", batchSize = "batch_size"
     }
 
@@ -74,12 +80,17 @@ struct RunCommand: ParsableCommand {
       try c.encode(batchSize, forKey: .batchSize)
       try c.encode(threads, forKey: .threads)
       try c.encode(skipped, forKey: .skipped)
+      try c.encodeIfPresent(integerLayers, forKey: .integerLayers)
     }
   }
 
   func run() throws {
     let graph = try ONNXReader.load(contentsOf: model).simplified().foldingBatchNorm().graph
-    let interpreter = try Interpreter(graph)
+    let interpreter = try Interpreter(graph, integerArithmetic: integer)
+    if integer && !quiet {
+      FileHandle.standardError.write(Data(
+        "integer arithmetic: \(interpreter.requantizedLayers) layers requantized with fixed-point multipliers\n".utf8))
+    }
     var dataset = try DataSpec.loaded(data, options: try dataInput.options(), graph: graph)
     if let limit = limit { dataset = dataset.prefix(min(limit, dataset.count)) }
     try dataset.validateFinite()
@@ -97,7 +108,8 @@ struct RunCommand: ParsableCommand {
     let summary = Summary(
       model: model, data: data, samples: result.samples, top1: result.top1,
       seconds: result.seconds, samplesPerSecond: Double(result.samples) / max(result.seconds, 1e-9),
-      batchSize: batchSize, threads: kernelThreadCount, skipped: dataset.skipped.count)
+      batchSize: batchSize, threads: kernelThreadCount, skipped: dataset.skipped.count,
+      integerLayers: integer ? interpreter.requantizedLayers : nil)
     if let path = json { try writeJSON(summary, to: path) }
     if !quiet {
       var table = Table(["model", "samples", "top-1 %", "seconds", "samples/s"])

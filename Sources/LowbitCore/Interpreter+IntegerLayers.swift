@@ -7,6 +7,8 @@
 struct IntegerLayer: Sendable {
   /// Input scale s_x (per tensor).
   let inputScale: Float
+  /// Weight scale s_w per output channel.
+  let weightScales: [Float]
   /// The weight as integer-valued floats `q_w` (zero point 0).
   let weight: Tensor
   /// Integer bias `q_b` per output channel (zero when absent).
@@ -76,14 +78,17 @@ struct IntegerLayer: Sendable {
     }
     let inputType = dx.inputs.count > 2 ? constant(dx.inputs[2])?.dtype : .uint8
     return IntegerLayer(
-      inputScale: s, weight: Tensor(shape: qw.shape, floats: qw.ints.map { Float($0) }),
+      inputScale: s, weightScales: scales, weight: Tensor(shape: qw.shape, floats: qw.ints.map { Float($0) }),
       bias: bias, outputScale: outputScale, channelAxis: outAxis,
       smallGrid: [.uint8, .int8, .uint16, .int16, .uint4, .int4].contains(inputType))
   }
 
   /// Runs the layer: integer input recovered as `round(x / s_x)` (exact for dequantized values,
-  /// which are never NaN).
-  func run(_ node: Node, _ args: [Tensor?], opset: Int, activation: FusedActivation?) throws -> [Tensor] {
+  /// which are never NaN). With `requantization`, the result is the next QuantizeLinear's
+  /// integers, computed from the int32 accumulators as an integer accelerator does.
+  func run(
+    _ node: Node, _ args: [Tensor?], opset: Int, activation: FusedActivation?, requantization: Requantization? = nil
+  ) throws -> [Tensor] {
     guard let x = args.first ?? nil, x.dtype.isFloatingPoint else {
       throw node.error(.invalidModel, "input 0 is missing or not floating point")
     }
@@ -112,6 +117,7 @@ struct IntegerLayer: Sendable {
       throw node.error(.invalidModel, "output \(y.shape) does not have \(outputScale.count) channels on axis \(axis)")
     }
     let inner = y.shape[(axis + 1)...].reduce(1, *), channels = outputScale.count
+    if let r = requantization { return [r.apply(accumulators: y, bias: bias, channels: channels, inner: inner)] }
     var v = y.floats
     let rows = v.count / max(inner, 1)
     v.withUnsafeMutableBufferPointer { p in
@@ -128,5 +134,60 @@ struct IntegerLayer: Sendable {
     }
     y = Tensor(shape: y.shape, floats: v)
     return [y]
+  }
+}
+
+/// The QuantizeLinear after an integer layer (and its Relu or Clip), done on the accumulators:
+///
+///     q_y = clamp(z_y + round(acc * M_c), lower, upper),   M_c = s_x s_w[c] / s_y,
+///     acc = sum (q_x - z_x) q_w[c] + q_b[c]  (int32, saturated)
+///
+/// with `M_c` a `FixedPointMultiplier` and the activation's bounds moved onto the output grid
+/// (`lower = max(q_min, z_y + round(a / s_y))`, likewise `upper`), as TFLite and gemmlowp do.
+struct Requantization: Sendable {
+  let multipliers: [FixedPointMultiplier]
+  let zeroPoint: Int64
+  let lower: Int64, upper: Int64
+  /// The QuantizeLinear's output type.
+  let dtype: DType
+
+  init?(layer: IntegerLayer, activation: FusedActivation?, quantize q: Node, in graph: Graph) {
+    func constant(_ k: Int) -> Tensor? { k < q.inputs.count ? graph.initializers[q.inputs[k]] : nil }
+    guard let scale = constant(1), scale.dtype.isFloatingPoint, scale.count == 1, let sy = scale.floats.first,
+          sy.isFinite, sy > 0 else { return nil }
+    let zero = constant(2)
+    guard zero.map({ $0.count == 1 && $0.dtype.storageClass == .int }) ?? true else { return nil }
+    let type = zero?.dtype ?? .uint8
+    guard let range = type.integerRange, range.upperBound <= Int64(UInt16.max) else { return nil }
+    let multipliers = layer.weightScales.map { Double(layer.inputScale) * Double($0) / Double(sy) }
+    // A multiplier of 2^31 or more has no int32 form (never from a sensible grid).
+    guard multipliers.allSatisfy({ $0.isFinite && $0 >= 0 && $0 < Double(1 << 30) }) else { return nil }
+    let z = zero?.ints.first ?? 0
+    self.multipliers = multipliers.map(FixedPointMultiplier.init)
+    zeroPoint = z
+    func onGrid(_ bound: Float) -> Int64 { z + Int64((Double(bound) / Double(sy)).rounded(.toNearestOrAwayFromZero)) }
+    var lo = range.lowerBound, hi = range.upperBound
+    if let a = activation {
+      if a.lower.isFinite { lo = max(lo, min(hi, onGrid(a.lower))) }
+      if a.upper.isFinite { hi = min(hi, max(lo, onGrid(a.upper))) }
+    }
+    (lower, upper, dtype) = (lo, hi, type)
+  }
+
+  /// The integers for accumulators `y` (bias not yet added) laid out as rows of `inner` values
+  /// whose channel is `row % channels`.
+  func apply(accumulators y: Tensor, bias: [Float], channels: Int, inner: Int) -> Tensor {
+    let v = y.floats
+    var out = [Int64](repeating: 0, count: v.count)
+    let rows = v.count / max(inner, 1)
+    for row in 0..<rows {
+      let c = row % channels, m = multipliers[c], b = Double(bias[c])
+      for j in row * inner..<(row + 1) * inner {
+        let sum = (Double(v[j]) + b).rounded()  // an integer while the float sums stay below 2^24
+        let acc = sum.isNaN ? 0 : Int32(min(max(sum, Double(Int32.min)), Double(Int32.max)))
+        out[j] = min(max(zeroPoint + Int64(m.apply(acc)), lower), upper)
+      }
+    }
+    return Tensor(dtype: dtype, shape: y.shape, storage: .int(out))
   }
 }

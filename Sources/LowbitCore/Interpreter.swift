@@ -10,11 +10,17 @@ public struct Interpreter: Sendable {
   private let fused: [Int: (activation: FusedActivation?, node: Int)]
   /// Layers between dequantized inputs and weights, run in the integer domain.
   private let integerLayers: [Int: IntegerLayer]
+  /// With `integerArithmetic`: for an integer layer's index, the QuantizeLinear after it (and its
+  /// fused Relu/Clip) computed from the int32 accumulators, and that node's index (skipped).
+  private let requantized: [Int: (requantization: Requantization, node: Int)]
 
   /// Validates `graph`. With `fuseActivations`, a Relu or constant-bound Clip that is the only
   /// reader of a Conv or Gemm output runs inside that kernel (the intermediate value is then
-  /// never materialized, so `observe` does not see it).
-  public init(_ graph: Graph, fuseActivations: Bool = true) throws {
+  /// never materialized, so `observe` does not see it). With `integerArithmetic`, a layer between
+  /// dequantized integers whose (activated) output only a per-tensor QuantizeLinear reads runs as
+  /// an integer accelerator does (`Requantization`: int32 accumulators, fixed-point multiplier
+  /// per channel, the activation as a clamp); everything else runs as without it.
+  public init(_ graph: Graph, fuseActivations: Bool = true, integerArithmetic: Bool = false) throws {
     let ordered = try graph.validated()
     for node in ordered.nodes {
       guard node.domain.isEmpty || node.domain == "ai.onnx" else {
@@ -40,14 +46,33 @@ public struct Interpreter: Sendable {
     for output in ordered.outputs { last[output.name] = Int.max }
     self.graph = ordered
     self.lastUse = last
-    self.fused = fuseActivations ? Interpreter.fusions(in: ordered) : [:]
+    var fused = fuseActivations ? Interpreter.fusions(in: ordered) : [:]
     let producers = ordered.producers()
     var integer: [Int: IntegerLayer] = [:]
     for (i, node) in ordered.nodes.enumerated() {
       if let layer = IntegerLayer.detect(node, in: ordered, producers: producers) { integer[i] = layer }
     }
+    var requantized: [Int: (requantization: Requantization, node: Int)] = [:]
+    if integerArithmetic && fuseActivations {
+      let readers = ordered.consumers(), outputs = Set(ordered.outputs.map(\.name))
+      for (i, layer) in integer {
+        let last = fused[i].map { ordered.nodes[$0.node] } ?? ordered.nodes[i]
+        guard let value = last.outputs.first, !outputs.contains(value), let r = readers[value], r.count == 1 else { continue }
+        let q = ordered.nodes[r[0]]
+        guard q.opType == "QuantizeLinear", q.inputs.first == value, q.outputs.count == 1,
+              let requantization = Requantization(layer: layer, activation: fused[i]?.activation, quantize: q, in: ordered)
+        else { continue }
+        requantized[i] = (requantization, r[0])
+        fused[r[0]] = nil  // its DequantizeLinear now reads the integers
+      }
+    }
+    self.fused = fused
     self.integerLayers = integer
+    self.requantized = requantized
   }
+
+  /// How many layers run with integer requantization (`integerArithmetic`).
+  public var requantizedLayers: Int { requantized.count }
 
   /// Conv/Gemm nodes whose single reader is a Relu or a Clip with constant bounds.
   private static func fusions(in graph: Graph) -> [Int: (activation: FusedActivation?, node: Int)] {
@@ -127,7 +152,7 @@ public struct Interpreter: Sendable {
       try checkFeed(t, for: input)
       env[input.name] = t
     }
-    let skipped = Set(fused.values.map(\.node))
+    let skipped = Set(fused.values.map(\.node)).union(requantized.values.map(\.node))
     for (i, node) in graph.nodes.enumerated() where !skipped.contains(i) {
       let fusion = fused[i]
       var args: [Tensor?] = []
@@ -150,7 +175,8 @@ public struct Interpreter: Sendable {
         if fusion != nil && node.opType == "QuantizeLinear" {
           results = try Ops.fakeQuantizeLinear(context)
         } else if let layer = integerLayers[i] {
-          results = try layer.run(node, args, opset: graph.opset, activation: fusion?.activation)
+          results = try layer.run(
+            node, args, opset: graph.opset, activation: fusion?.activation, requantization: requantized[i]?.requantization)
         } else {
           results = try Ops.kernels[node.opType]!(context)
         }
@@ -161,10 +187,9 @@ public struct Interpreter: Sendable {
       guard results.count >= wanted else {
         throw node.error(.unsupported, "produced \(results.count) outputs, the graph reads \(wanted)")
       }
-      if let fusion = fusion {
-        let activationNode = graph.nodes[fusion.node]
-        observe?(activationNode, results)
-        env[activationNode.outputs[0]] = results[0]
+      if let last = (requantized[i]?.node ?? fusion?.node).map({ graph.nodes[$0] }) {
+        observe?(last, results)
+        env[last.outputs[0]] = results[0]
       } else {
         observe?(node, results)
         for (name, value) in zip(node.outputs, results) where !name.isEmpty {

@@ -61,9 +61,11 @@ enum EndToEndCheck {
     let activations = try Calibration.activationQuantizers(
       alternative, sites: sites, config: config, batchNormStatistics: statistics, batches: batches)
     let comparison = try OutputComparison(float: float, batches: heldOut, samples: samples)
-    let with = try comparison.loss(QDQBuilder.build(candidate, sites: sites, quantizers: quantizers, opset: opset))
+    let with = try comparison.loss(QDQBuilder.build(
+      candidate, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases))
     let without = try comparison.loss(QDQBuilder.build(
-      alternative, sites: sites, quantizers: quantizers.merging(activations) { _, new in new }, opset: opset))
+      alternative, sites: sites, quantizers: quantizers.merging(activations) { _, new in new }, opset: opset,
+      integerBiases: config.integerBiases))
     let kept = keep || with <= without
     let figures = String(format: "quantized output loss %.4g %@, %.4g %@", with, names.with, without, names.without)
     let verdict = kept ? (with <= without ? "kept" : "kept as asked, although it raises the loss") : "undone: it raises the loss"

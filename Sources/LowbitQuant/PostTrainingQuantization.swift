@@ -68,6 +68,8 @@ public struct QuantizationResult: Sendable {
   /// Per activation quantizer, largest first: its output loss alone and its final bit width
   /// (when mixed precision ran).
   public var sensitivity: [SensitivityRecord] = []
+  /// Whether the file stores Conv/Gemm biases as int32 (`QuantConfig.integerBiases`).
+  public var integerBiases = true
   public var steps: [StepTiming]
 }
 
@@ -403,11 +405,12 @@ public enum PostTrainingQuantization {
     }
     let opset = config.outputOpset(modelOpset: transformed.opset)
     let qdq = try timed("write QDQ graph", "opset \(opset)") {
-      try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset)
+      try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases)
     }
     return QuantizationResult(
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers,
-      adaRoundUndone: adaRoundUndone, blocks: blocks, analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity, steps: steps)
+      adaRoundUndone: adaRoundUndone, blocks: blocks, analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity,
+      integerBiases: config.integerBiases, steps: steps)
   }
 }

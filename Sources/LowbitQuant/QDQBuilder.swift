@@ -5,11 +5,12 @@ import LowbitCore
 /// The result is both lowbit's simulation (the interpreter runs Q/DQ exactly as ONNX defines
 /// them) and the file a runtime executes: weights become integer initializers read through a
 /// DequantizeLinear, activations pass through a Q -> DQ pair, and Conv/Gemm biases become int32
-/// with scale `s_w * s_x` where both the weight and the input are quantized.
+/// with scale `s_w * s_x` where both the weight and the input are quantized (unless
+/// `integerBiases` is off: they stay float).
 public enum QDQBuilder {
   /// Builds the QDQ graph. `quantizers` is keyed by site name.
   public static func build(
-    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], opset: Int
+    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], opset: Int, integerBiases: Bool = true
   ) throws -> Graph {
     var g = try graph.upgradingOpset(to: max(opset, graph.opset))
     let outputs = Set(g.outputs.map(\.name))
@@ -33,7 +34,11 @@ public enum QDQBuilder {
     var newNodes: [String: [Node]] = [:]  // nodes to insert after the producer of a value ("" = at the top)
     for site in sites {
       guard let q = quantizers[site.name] else { continue }
-      let dtype = q.grid.storageType(opset: opset)
+      // Weights of 4 bits and fewer are stored two per byte. Activations keep 8-bit integers:
+      // ONNX Runtime's graph optimizer moves a DequantizeLinear past MaxPool, which has no 4-bit
+      // kernel, so a file with 4-bit activations there fails to load (ORT 1.32), and no CPU
+      // runtime computes with 4-bit activations anyway.
+      let dtype = q.grid.storageType(opset: opset, subByte: site.kind == .weight)
       switch site.kind {
       case .weight:
         guard let consumer = site.consumer, let w = g.initializers[site.name],
@@ -95,7 +100,7 @@ public enum QDQBuilder {
     // Biases of Conv/Gemm whose weight and input are both quantized: int32 at s_w * s_x.
     let weightSites = Dictionary(sites.filter { $0.kind == .weight }.map { ($0.consumer ?? "", $0) }, uniquingKeysWith: { a, _ in a })
     let producer = graph.producers()
-    for k in g.nodes.indices where ["Conv", "Gemm"].contains(g.nodes[k].opType) && g.nodes[k].inputs.count > 2 {
+    for k in g.nodes.indices where integerBiases && ["Conv", "Gemm"].contains(g.nodes[k].opType) && g.nodes[k].inputs.count > 2 {
       let node = g.nodes[k]
       guard let site = weightSites[node.name], let wq = quantizers[site.name],
             let b = g.initializers[node.inputs[2]], b.dtype.isFloatingPoint,

@@ -94,8 +94,25 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var mixedPrecision = 0
   /// The bit width of the activations mixed precision raises (default 16).
   public var mixedPrecisionBits = 16
+  /// The runtime the file is written for (default ort): `validate()` refuses what it cannot run,
+  /// and the fields it constrains default to what it requires (`DeploymentTarget.preset`).
+  public var target: DeploymentTarget = .ort
+  /// Signed weight grids without their lowest integer, `[-(2^(b-1) - 1), 2^(b-1) - 1]` (default
+  /// false; TensorRT's INT8 weights).
+  public var weightNarrowRange = false
+  /// Conv/Gemm biases stored as int32 at scale `s_w s_x` where the weight and the input are
+  /// quantized (default true; TensorRT keeps them float).
+  public var integerBiases = true
 
-  public init() {}
+  /// The defaults, with those `target` requires.
+  public init(target: DeploymentTarget = .ort) {
+    self.target = target
+    target.preset(&self)
+  }
+
+  /// `JSONDecoder.userInfo` key: a `DeploymentTarget` that overrides the file's `target` (the
+  /// command line's `--target`), so the fields the file leaves out take that target's defaults.
+  public static let targetOverride = CodingUserInfoKey(rawValue: "lowbit.target")!
 
   /// Range setting only: the defaults without cross-layer equalization, bias absorption,
   /// AdaRound or bias correction (the white paper's "PTQ with range setting" baseline).
@@ -121,11 +138,17 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
     case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
+    case target, weightNarrowRange = "weight_narrow_range", integerBiases = "integer_biases"
   }
 
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    let d = QuantConfig()
+    let target = try (decoder.userInfo[QuantConfig.targetOverride] as? DeploymentTarget)
+      ?? c.decodeIfPresent(DeploymentTarget.self, forKey: .target) ?? .ort
+    let d = QuantConfig(target: target)
+    self.target = target
+    weightNarrowRange = try c.decodeIfPresent(Bool.self, forKey: .weightNarrowRange) ?? d.weightNarrowRange
+    integerBiases = try c.decodeIfPresent(Bool.self, forKey: .integerBiases) ?? d.integerBiases
     weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
     activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
     activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel) ?? d.activationPerChannel
@@ -187,13 +210,26 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     if weightGroupSize != nil && (opset ?? 21) < 21 {
       throw LowbitError.invalidArgument("per-group weights need blocked QuantizeLinear: use opset 21")
     }
+    let refused = target.violations(of: self)
+    if !refused.isEmpty {
+      throw LowbitError.invalidArgument("target \(target.rawValue) cannot run these settings: " + refused.joined(separator: "; "))
+    }
   }
 
-  /// The opset of the written model for a model of opset `modelOpset`.
+  /// The opset of the written model for a model of opset `modelOpset`: as set, else 21 when a
+  /// quantizer needs its types (4-bit integers, stored two per byte; 16-bit ones; blocked
+  /// QuantizeLinear for per-group weights), else the model's and at least 13 (per-axis QDQ).
   public func outputOpset(modelOpset: Int) -> Int {
     if let o = opset { return o }
-    if weightBits > 8 || activationBits > 8 || raisesAbove8Bits || weightGroupSize != nil { return max(modelOpset, 21) }
+    if needsOpset21 { return max(modelOpset, 21) }
     return max(modelOpset, 13)
+  }
+
+  /// Whether some quantizer's integers need opset 21: 4-bit weights (int4, two per byte),
+  /// 16-bit types, blocked QuantizeLinear (activations of 4 bits and fewer sit in 8-bit types).
+  var needsOpset21: Bool {
+    (quantizeWeights && (weightBits <= 4 || weightBits > 8)) || (quantizeActivations && activationBits > 8)
+      || raisesAbove8Bits || weightGroupSize != nil
   }
 
   /// Whether mixed precision gives some activations more than 8 bits (16-bit types: opset 21).
@@ -248,7 +284,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   }
 
   /// Weight grid: signed when symmetric.
-  public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric) }
+  public var weightGrid: IntegerGrid { IntegerGrid(bits: weightBits, signed: weightSymmetric, narrow: weightNarrowRange) }
   /// Activation grid: unsigned unless symmetric.
   public var activationGrid: IntegerGrid { IntegerGrid(bits: activationBits, signed: activationSymmetric) }
 }

@@ -29,6 +29,8 @@ public struct QATParameters: Sendable, Equatable {
   public var sites: [QuantizerSite]
   /// The default-domain opset of the PTQ QDQ graph.
   public var opset: Int
+  /// Whether the QDQ graph stores Conv/Gemm biases as int32 (and training rounds them so).
+  public var integerBiases = true
 
   /// Every scale and offset initializer: for an optimizer's `noWeightDecay`, or a separate step size.
   public var parameterNames: Set<String> {
@@ -66,14 +68,14 @@ public enum QuantizationAwareTraining {
   public static func graph(from result: QuantizationResult, gradientScaling: Bool = true) throws -> (Graph, QATParameters) {
     try graph(
       result.transformedGraph, sites: result.sites, quantizers: result.quantizers, opset: result.graph.opset,
-      gradientScaling: gradientScaling)
+      integerBiases: result.integerBiases, gradientScaling: gradientScaling)
   }
 
   /// The QAT graph of a float graph with quantizers at `sites` (keyed by site name); `opset`
-  /// is the one `export` writes.
+  /// and `integerBiases` are what `export` writes.
   public static func graph(
     _ float: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], opset: Int,
-    gradientScaling: Bool = true
+    integerBiases: Bool = true, gradientScaling: Bool = true
   ) throws -> (Graph, QATParameters) {
     var g = float
     let facts = gradientScaling ? float.inferShapes() : [:]
@@ -156,9 +158,9 @@ public enum QuantizationAwareTraining {
     }
     g.insertNodes(newNodes)
     g = try g.validated()
-    quantizeBiases(&g)
+    if integerBiases { quantizeBiases(&g) }
     g.opsets[FakeQuantize.domain] = 1
-    return (try g.validated(), QATParameters(quantizers: entries, sites: sites, opset: opset))
+    return (try g.validated(), QATParameters(quantizers: entries, sites: sites, opset: opset, integerBiases: integerBiases))
   }
 
   /// Inserts a `BiasQuantize` node for every Conv/Gemm bias the QDQ writer stores as int32:
@@ -284,16 +286,18 @@ public enum QuantizationAwareTraining {
     let folded = try foldBatchNorm(trained).graph
     let quantizers = try quantizers(from: folded)
     return try QDQBuilder.build(
-      floatGraph(from: folded), sites: parameters.sites, quantizers: quantizers, opset: opset ?? parameters.opset)
+      floatGraph(from: folded), sites: parameters.sites, quantizers: quantizers, opset: opset ?? parameters.opset,
+      integerBiases: parameters.integerBiases)
   }
 
   /// The grid with ends `qmin`, `qmax`, if it is one of `IntegerGrid`'s.
   static func grid(qmin: Int, qmax: Int) -> IntegerGrid? {
-    let levels = qmax - qmin + 1
+    let narrow = qmin < 0 && qmin == -qmax
+    let levels = qmax - qmin + 1 + (narrow ? 1 : 0)
     guard levels > 0, levels & (levels - 1) == 0 else { return nil }
     let bits = levels.trailingZeroBitCount
     guard IntegerGrid.supportedBits.contains(bits) else { return nil }
-    let grid = IntegerGrid(bits: bits, signed: qmin < 0)
+    let grid = IntegerGrid(bits: bits, signed: qmin < 0, narrow: narrow)
     return grid.qmin == qmin && grid.qmax == qmax ? grid : nil
   }
 }

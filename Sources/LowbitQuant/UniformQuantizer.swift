@@ -2,32 +2,49 @@ import LowbitCore
 
 /// The integer grid `[qmin, qmax]` of a b-bit quantizer (white paper sec. 2.2).
 ///
-/// | signed | qmin        | qmax          |
-/// |--------|-------------|---------------|
-/// | yes    | -2^(b-1)    | 2^(b-1) - 1   |
-/// | no     | 0           | 2^b - 1       |
+/// | signed | narrow | qmin           | qmax          |
+/// |--------|--------|----------------|---------------|
+/// | yes    | no     | -2^(b-1)       | 2^(b-1) - 1   |
+/// | yes    | yes    | -(2^(b-1) - 1) | 2^(b-1) - 1   |
+/// | no     |        | 0              | 2^b - 1       |
+///
+/// The narrow signed grid is symmetric around 0 (TensorRT's weights: [-127, 127]).
 public struct IntegerGrid: Sendable, Equatable, Hashable, Codable {
   public var bits: Int
   public var signed: Bool
+  /// Signed grids only: leave out the lowest integer, -2^(b-1).
+  public var narrow: Bool
 
   /// Bit widths lowbit quantizes to.
   public static let supportedBits = 2...16
 
-  public init(bits: Int, signed: Bool) {
+  public init(bits: Int, signed: Bool, narrow: Bool = false) {
     precondition(IntegerGrid.supportedBits.contains(bits), "bits \(bits) outside 2...16")
     self.bits = bits
     self.signed = signed
+    self.narrow = signed && narrow
   }
 
-  public var qmin: Int { signed ? -(1 << (bits - 1)) : 0 }
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let bits = try c.decode(Int.self, forKey: .bits)
+    guard IntegerGrid.supportedBits.contains(bits) else {
+      throw DecodingError.dataCorruptedError(forKey: .bits, in: c, debugDescription: "bits \(bits) outside 2...16")
+    }
+    self.init(
+      bits: bits, signed: try c.decode(Bool.self, forKey: .signed),
+      narrow: try c.decodeIfPresent(Bool.self, forKey: .narrow) ?? false)
+  }
+
+  public var qmin: Int { signed ? -(1 << (bits - 1)) + (narrow ? 1 : 0) : 0 }
   public var qmax: Int { signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1 }
   /// Number of steps between the grid's ends: `qmax - qmin`.
   public var steps: Int { qmax - qmin }
 
   /// The smallest ONNX integer type that holds the grid, given what the opset allows
-  /// (4-bit and 16-bit types need opset 21).
-  public func storageType(opset: Int) -> DType {
-    if bits <= 4 && opset >= 21 { return signed ? .int4 : .uint4 }
+  /// (4-bit and 16-bit types need opset 21), with 4-bit types only where `subByte` allows them.
+  public func storageType(opset: Int, subByte: Bool = true) -> DType {
+    if bits <= 4 && opset >= 21 && subByte { return signed ? .int4 : .uint4 }
     if bits <= 8 { return signed ? .int8 : .uint8 }
     return signed ? .int16 : .uint16
   }
