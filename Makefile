@@ -65,11 +65,14 @@ fuzz: deps
 # LeakSanitizer reports Swift's global and static storage and XCTest's suite objects, which live
 # until the process exits. (Swift 6.3 on Linux has no UndefinedBehaviorSanitizer mode:
 # `-sanitize=undefined` is refused; Swift's own overflow and bounds checks trap instead.)
+# OpenBLAS is not instrumented: LOWBIT_SGEMM_PROBE checks, before every sgemm, that each row of
+# A, B and C it will touch is live memory (AddressSanitizer's __asan_region_is_poisoned), so an
+# sgemm called with a wrong size or leading dimension is reported like a Swift out-of-bounds access.
 # Then the threaded suites (kernels, training, AdaRound, range observers, parallel decoding) under
 # ThreadSanitizer.
 THREADED_SUITES := Convolution|Trainer|TrainingLoop|AdaRound|RangeObserver|RangeHistogram|ImagePreprocessing|TextData|DataColumn|Parallel|Calibration
 sanitize: deps-system
-	$(CLI_ENV) ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-sanitize
+	$(CLI_ENV) ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-sanitize -Xswiftc -DLOWBIT_SGEMM_PROBE
 	$(CLI_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter '$(THREADED_SUITES)'
 
 clean:

@@ -10,6 +10,7 @@ extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
 extension BiasCorrectionMode: ExpressibleByArgument {}
 extension DeploymentTarget: ExpressibleByArgument {}
+extension AIMETEncodings.Version: ExpressibleByArgument {}
 extension ReconstructionUnit: ExpressibleByArgument {}
 extension Effort: ExpressibleByArgument {}
 
@@ -32,8 +33,8 @@ struct PTQCommand: ParsableCommand {
   @Argument(help: "The float ONNX model.")
   var model: String
 
-  @Option(help: "Calibration data spec, e.g. fashion-mnist:train or npy:calib.npy.")
-  var calib: String
+  @Option(help: "Calibration data spec, e.g. fashion-mnist:train or npy:calib.npy (not with --load-encodings).")
+  var calib: String?
 
   @Option(name: .shortAndLong, help: "The quantized ONNX file to write.")
   var output: String
@@ -159,6 +160,19 @@ struct PTQCommand: ParsableCommand {
   @Option(name: .customLong("disable"), help: "Switch off the quantizer on this value (repeatable).")
   var disabled: [String] = []
 
+  @Option(help: ArgumentHelp(
+    "Also write the hand-over to Qualcomm's toolchain: PREFIX.encodings (every quantizer in AIMET's encodings format) and PREFIX.onnx (the float model they apply to: BatchNorm folded, equalized, AdaRound's weights, corrected biases).",
+    valueName: "prefix"))
+  var encodings: String?
+
+  @Option(help: "AIMET encodings version to write: 0.6.1, 1.0.0 (default) or 2.0.0.")
+  var encodingsVersion: AIMETEncodings.Version = .v1_0_0
+
+  @Option(help: ArgumentHelp(
+    "Quantize with the grids of an AIMET encodings file (0.6.1, 1.0.0 or 2.0.0; lowbit's --encodings or aimet-onnx's) instead of calibrating: writes the QDQ file of the model and those quantizers.",
+    valueName: "file"))
+  var loadEncodings: String?
+
   @Option(name: .customLong("float-output"), help: "Also write the float model after BatchNorm folding, cross-layer equalization and bias absorption (the original function, checked on the calibration data) to this file.")
   var floatOutput: String?
 
@@ -171,6 +185,8 @@ struct PTQCommand: ParsableCommand {
 
   func validate() throws {
     guard calibSize > 0 else { throw ValidationError("--calib-size must be positive") }
+    if loadEncodings == nil && calib == nil { throw ValidationError("--calib is needed (calibration data), unless --load-encodings gives the grids") }
+    if loadEncodings != nil && calib != nil { throw ValidationError("--load-encodings takes the grids from the file: leave out --calib") }
     guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
     guard memoryBudget > 0, memoryBudget.isFinite else { throw ValidationError("--memory-budget must be a positive number of GiB") }
     for (name, bits) in [("--w-bits", weightBits), ("--a-bits", activationBits)] {
@@ -262,9 +278,16 @@ struct PTQCommand: ParsableCommand {
     try checkWritableDestination(output)
     if let path = json, path != "-" { try checkWritableDestination(path) }
     if let path = floatOutput { try checkWritableDestination(path) }
+    if let prefix = encodings {
+      for path in [prefix + ".encodings", prefix + ".onnx"] { try checkWritableDestination(path) }
+    }
     let graph = try ONNXReader.load(contentsOf: model)
     let dataOptions = try self.dataOptions()
-    let calibration = try DataSpec.loaded(calib, options: dataOptions, graph: graph)
+    if let path = loadEncodings {
+      try runFromEncodings(graph, path: path, config: config, dataOptions: dataOptions)
+      return
+    }
+    let calibration = try DataSpec.loaded(calib ?? "", options: dataOptions, graph: graph)
     try calibration.validateFinite()
     let evaluation = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
     try evaluation?.validateFinite()
@@ -281,13 +304,37 @@ struct PTQCommand: ParsableCommand {
     progress.finish()
     try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
     if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path, externalData: modelOutput.layout) }
+    if let prefix = encodings {
+      let file = try AIMETEncodings(sites: result.sites, quantizers: result.quantizers, version: encodingsVersion)
+      try writeAtomically(try file.json(), to: prefix + ".encodings")
+      try ONNXWriter.write(result.transformedGraph, to: prefix + ".onnx", externalData: modelOutput.layout)
+    }
+    try finish(result, config: config, evaluation: evaluation, skipped: calibration.skipped.count)
+  }
+
+  /// The report of a run, with the evaluation when asked.
+  func finish(_ result: QuantizationResult, config: QuantConfig, evaluation: Dataset?, skipped: Int) throws {
     var report = PTQReport(model: model, output: output, config: config, result: result)
-    report.skippedInputs = calibration.skipped.count + (evaluation?.skipped.count ?? 0)
+    report.skippedInputs = skipped + (evaluation?.skipped.count ?? 0)
     if let data = evaluation {
       report.evaluation = try EvaluationReport.compare(
         float: result.floatGraph, quantized: result.graph, data: data, batchSize: batchSize, quiet: quiet)
     }
     if let path = json { try writeJSON(report, to: path) }
     if !quiet { print(report.render()) }
+  }
+
+  /// `--load-encodings`: the QDQ file of the model with the file's grids.
+  func runFromEncodings(_ graph: Graph, path: String, config: QuantConfig, dataOptions: DataOptions) throws {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw LowbitError.io("encodings file '\(path)' cannot be read")
+    }
+    let file = try AIMETEncodings(json: data, source: path)
+    let evaluation = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
+    try evaluation?.validateFinite()
+    if let data = evaluation { try checkFeedsFit(data, graph) }
+    let result = try PostTrainingQuantization.quantize(graph, encodings: file, config: config)
+    try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
+    try finish(result, config: config, evaluation: evaluation, skipped: 0)
   }
 }

@@ -9,7 +9,7 @@ extension Graph {
     var producedBy: [String: Int] = [:]
     for (i, node) in nodes.enumerated() {
       for output in node.outputs where !output.isEmpty {
-        if producedBy[output] != nil || inputs.contains(where: { $0.name == output }) {
+        if producedBy[output] != nil || initializers[output] != nil || inputs.contains(where: { $0.name == output }) {
           throw node.error(.invalidModel, "output '\(output)' is defined more than once")
         }
         producedBy[output] = i

@@ -25,6 +25,19 @@ public struct QuantizerSite: Sendable, Equatable, Codable {
   /// True for the quantizer on a graph output, or on the logits a graph-output Softmax or
   /// LogSoftmax normalizes (`QuantizerPlacement.probabilityHeads`): those take the logits range.
   public var isOutput = false
+
+  public init(
+    name: String, kind: Kind, producer: String? = nil, consumer: String? = nil, channelAxis: Int? = nil,
+    inputAxis: Int? = nil, isOutput: Bool = false
+  ) {
+    self.name = name
+    self.kind = kind
+    self.producer = producer
+    self.consumer = consumer
+    self.channelAxis = channelAxis
+    self.inputAxis = inputAxis
+    self.isOutput = isOutput
+  }
 }
 
 /// The white paper's quantizer placement (sec. 2.3, fig. 8), on a float graph after BN folding.

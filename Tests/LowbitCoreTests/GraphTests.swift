@@ -76,6 +76,16 @@ func smallConvGraph() -> Graph {
             "\(error?.message ?? "")")
   }
 
+  /// A node output may not reuse an initializer's name (an ONNX value is assigned once): the
+  /// interpreter starts from the initializers, so readers before and after that node would see
+  /// different tensors, and what is prepared from an initializer by name would not be what runs.
+  @Test func anOutputRedefiningAnInitializerIsRefused() throws {
+    var g = smallConvGraph()
+    g.nodes.insert(Node(name: "neg", opType: "Neg", inputs: ["w"], outputs: ["w"]), at: 0)
+    let error = #expect(throws: LowbitError.self) { try Interpreter(g) }
+    #expect(error?.description == "[Neg 'neg'] output 'w' is defined more than once")
+  }
+
   @Test func feedsAreCheckedAgainstTheDeclaredInputs() throws {
     let interpreter = try Interpreter(smallConvGraph())
     let wrongShape = #expect(throws: LowbitError.self) { try interpreter.run(["x": randomTensor([2, 3, 5, 5], seed: 1)]) }
