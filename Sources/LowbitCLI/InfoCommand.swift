@@ -42,7 +42,7 @@ struct InfoCommand: ParsableCommand {
       model: model, opset: graph.opset, producer: graph.metadata["producer"],
       nodes: graph.nodes.count, parameters: graph.parameterCount,
       inputs: graph.inputs.map(value), outputs: graph.outputs.map(value), ops: graph.opHistogram,
-      unsupportedOps: Set(graph.nodes.map(\.opType)).filter { Ops.kernels[$0] == nil }.sorted())
+      unsupportedOps: Set(graph.nodes.filter { Ops.kernel(for: $0) == nil }.map(\.opType)).sorted())
     if report.unsupportedOps.isEmpty, let simple = try? graph.simplified() {
       report.simplifiedNodes = simple.nodes.count
       report.inferredOutputs = simple.outputs.map { o in value(simple.valueInfo[o.name] ?? o) }
@@ -64,7 +64,7 @@ struct InfoCommand: ParsableCommand {
     print("")
     var ops = Table(["op", "count"])
     for (op, count) in report.ops.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
-      ops.add([op + (Ops.kernels[op] == nil ? " (unsupported)" : ""), String(count)])
+      ops.add([op + (report.unsupportedOps.contains(op) ? " (unsupported)" : ""), String(count)])
     }
     print(ops.render())
   }

@@ -124,6 +124,9 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
 
+  @Flag(help: "Quantize the weights only (activations stay float). With --group-size, MatMul weights are written as ONNX Runtime's MatMulNBits (target ort), 4-bit weights an eighth of their float size.")
+  var weightsOnly = false
+
   @Flag(help: "Restrict scales to powers of two.")
   var powerOfTwo = false
 
@@ -244,6 +247,7 @@ struct PTQCommand: ParsableCommand {
     if let v = mixedPrecisionBits { c.mixedPrecisionBits = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
+    if weightsOnly { c.quantizeActivations = false }
     c.disabled += disabled
     try c.validate()
     return c

@@ -23,13 +23,13 @@ public struct Interpreter: Sendable {
   public init(_ graph: Graph, fuseActivations: Bool = true, integerArithmetic: Bool = false) throws {
     let ordered = try graph.validated()
     for node in ordered.nodes {
-      guard node.domain.isEmpty || node.domain == "ai.onnx" else {
+      guard ["", "ai.onnx", "com.microsoft"].contains(node.domain) else {
         throw node.error(.unsupported, "operator domain '\(node.domain)' is not supported")
       }
     }
     // Every unsupported op at once, located at the first: a user rewriting the model learns
     // the whole list from one run.
-    let unsupported = ordered.nodes.filter { Ops.kernels[$0.opType] == nil }
+    let unsupported = ordered.nodes.filter { Ops.kernel(for: $0) == nil }
     if let first = unsupported.first {
       var others: [(op: String, names: [String])] = []
       for node in unsupported.dropFirst() {
@@ -178,7 +178,7 @@ public struct Interpreter: Sendable {
           results = try layer.run(
             node, args, opset: graph.opset, activation: fusion?.activation, requantization: requantized[i]?.requantization)
         } else {
-          results = try Ops.kernels[node.opType]!(context)
+          results = try Ops.kernel(for: node)!(context)
         }
       } catch let error as LowbitError {
         throw error.at(opType: node.opType, node: node.name)

@@ -405,7 +405,9 @@ public enum PostTrainingQuantization {
     }
     let opset = config.outputOpset(modelOpset: transformed.opset)
     let qdq = try timed("write QDQ graph", "opset \(opset)") {
-      try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases)
+      let qdq = try QDQBuilder.build(transformed, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases)
+      // Weight-only files for ONNX Runtime: blocked MatMul weights as its MatMulNBits.
+      return !config.quantizeActivations && config.target == .ort ? try QDQBuilder.usingMatMulNBits(qdq) : qdq
     }
     return QuantizationResult(
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,

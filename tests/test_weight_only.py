@@ -1,0 +1,46 @@
+"""Weight-only block quantization of transformer MatMuls (`--weights-only --group-size B`): the
+file holds ONNX Runtime's `com.microsoft` MatMulNBits with the weights packed to their bit width,
+ONNX Runtime runs it, and its outputs are lowbit's simulation's (lowbit runs MatMulNBits too).
+"""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import pytest
+
+import ort_reference as R
+
+
+def _cosine(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("bits, group", [(4, 32), (4, 128), (8, 64)])
+def test_minilm_weight_only_as_matmulnbits(bits, group, models, lowbit, tmp_path):
+    calib, held = R.minilm_eval_feeds(rows=16, split="calib"), R.minilm_eval_feeds(rows=64)
+    for name, feeds in (("c", calib), ("e", held)):
+        for k, v in feeds.items():
+            np.save(tmp_path / f"{name}_{k}.npy", v)
+    spec = lambda p: "npy:" + ",".join(f"{k}={tmp_path / f'{p}_{k}.npy'}" for k in calib)  # noqa: E731
+    out = tmp_path / "w.onnx"
+    lowbit.ok("ptq", models[R.MINILM], "--calib", spec("c"), "-o", out, "--weights-only", "--w-bits", str(bits),
+              "--group-size", str(group), "--range-setting-only", "--quiet", timeout=1200)
+    m = onnx.load(str(out))
+    ops = collections.Counter((n.domain, n.op_type) for n in m.graph.node)
+    assert ops[("com.microsoft", "MatMulNBits")] == 36 and ops[("", "MatMul")] == 12, ops  # 12: attention's own
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
+    for n in m.graph.node:
+        if n.op_type == "MatMulNBits":
+            attrs = {a.name: a.i for a in n.attribute}
+            assert attrs["bits"] == bits and attrs["block_size"] == group
+            b = next(i for i in m.graph.initializer if i.name == n.input[1])
+            assert b.data_type == onnx.TensorProto.UINT8 and list(b.dims) == [attrs["N"], -(-attrs["K"] // group), group * bits // 8]
+    saved = tmp_path / "ours.npy"
+    lowbit.ok("run", out, "--data", spec("e"), "--save-outputs", saved, "--quiet")
+    ours = np.load(saved)
+    theirs = R.run_ort(out, held)["embedding"]
+    assert np.abs(ours - theirs).max() < 1e-5
+    fp32 = R.run_ort(models[R.MINILM], held)["embedding"]
+    assert _cosine(theirs, fp32).mean() > (0.95 if bits == 4 else 0.999)  # round to nearest: a sanity bound
