@@ -92,9 +92,10 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     let back = try ONNXReader.load(contentsOf: path)
     let x = syntheticBatches(1, batch: 4, seed: 7)[0]
     #expect(try Interpreter(back).run(x) == (try Interpreter(result.graph).run(x)))
-    // 4-bit weights in int8 storage stay inside [-8, 7].
-    let w = back.initializers.values.filter { $0.dtype == .int8 && $0.rank == 4 }
-    #expect(!w.isEmpty && w.allSatisfy { $0.ints.allSatisfy { (-8...7).contains($0) } })
+    // 4-bit weights are written as int4 (opset 21 by default), two to a byte, and read back inside [-8, 7].
+    #expect(back.opset == 21)
+    let w = back.initializers.values.filter { $0.rank == 4 }
+    #expect(!w.isEmpty && w.allSatisfy { $0.dtype == .int4 && $0.ints.allSatisfy { (-8...7).contains($0) } })
   }
 
   @Test func badConfigurationsAreRefusedWithTheirLimits() {
