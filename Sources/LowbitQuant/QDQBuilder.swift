@@ -137,8 +137,45 @@ public enum QDQBuilder {
     }
     // Splice the new nodes in: weight and bias DQs first, activation Q/DQ after their producers.
     g.insertNodes(newNodes)
+    g.insertNodes(requantizingAfterDataMovement(&g))
     g.initializers = g.initializers.mapValues { $0.packed() }  // int8 weights at 1 byte each
     return try g.removingDeadNodes().validated()
+  }
+
+  /// A layer with a quantized weight that reads a quantized value through data movement
+  /// (Flatten, Reshape, MaxPool, ...) gets that value's grid again right before it: the Q -> DQ
+  /// pair is exact on the grid, so the simulation does not change, and runtimes' QDQ fusions
+  /// (ONNX Runtime's QGemm and QLinearConv, which want a DequantizeLinear at the layer's input)
+  /// then run the layer in integers. Returns the pairs to insert, keyed by the value they read.
+  static func requantizingAfterDataMovement(_ g: inout Graph) -> [String: [Node]] {
+    let producer = g.producers()
+    func dequantized(_ value: String) -> Bool { producer[value].map { g.nodes[$0].opType == "DequantizeLinear" } ?? false }
+    var pairs: [String: [Node]] = [:], requantized: [String: String] = [:]
+    for k in g.nodes.indices where ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(g.nodes[k].opType) && g.nodes[k].inputs.count > 1 {
+      let value = g.nodes[k].inputs[0]
+      guard dequantized(g.nodes[k].inputs[1]), let first = producer[value],
+            QuantizerPlacement.dataMovement.contains(g.nodes[first].opType) else { continue }
+      if let done = requantized[value] {
+        g.nodes[k].inputs[0] = done
+        continue
+      }
+      var source = value
+      while let p = producer[source], QuantizerPlacement.dataMovement.contains(g.nodes[p].opType),
+            let up = g.nodes[p].inputs.first, !up.isEmpty {
+        source = up
+      }
+      guard let d = producer[source], g.nodes[d].opType == "DequantizeLinear", g.nodes[d].inputs.count > 1,
+            g.initializers[g.nodes[d].inputs[1]]?.count == 1 else { continue }
+      let grid = Array(g.nodes[d].inputs.dropFirst())
+      let q = g.freshName(value + "_requantized"), dq = g.freshName(value + "_dequantized")
+      pairs[value] = [
+        Node(name: q, opType: "QuantizeLinear", inputs: [value] + grid, outputs: [q]),
+        Node(name: dq, opType: "DequantizeLinear", inputs: [q] + grid, outputs: [dq]),
+      ]
+      requantized[value] = dq
+      g.nodes[k].inputs[0] = dq
+    }
+    return pairs
   }
 
   /// The activation scale reaching `value`, through data movement ops, if it is quantized.
