@@ -254,11 +254,20 @@ struct PTQCommand: ParsableCommand {
   }
 
   /// The bytes of the --config file, when one is given.
-  func configFile() throws -> Data? {
-    guard let path = config else { return nil }
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw LowbitError.io("config file '\(path)' cannot be read")
-    }
+  func configFile() throws -> Data? { try config.map { try contents(of: $0, "config file") } }
+
+  /// The bytes of the file at `path` (`what` names it in the error).
+  func contents(of path: String, _ what: String) throws -> Data {
+    guard let data = FileManager.default.contents(atPath: path) else { throw LowbitError.io("\(what) '\(path)' cannot be read") }
+    return data
+  }
+
+  /// The --eval data, checked to be finite and to fit the model's inputs before any long step.
+  func evaluationData(_ graph: Graph, _ options: DataOptions) throws -> Dataset? {
+    guard let spec = eval else { return nil }
+    let data = try DataSpec.loaded(spec, options: options, graph: graph)
+    try data.validateFinite()
+    try checkFeedsFit(data, graph)
     return data
   }
 
@@ -293,12 +302,7 @@ struct PTQCommand: ParsableCommand {
     }
     let calibration = try DataSpec.loaded(calib ?? "", options: dataOptions, graph: graph)
     try calibration.validateFinite()
-    let evaluation = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
-    try evaluation?.validateFinite()
-    if let data = evaluation {
-      // Shapes and types of the evaluation data must fit the model before quantizing.
-      try checkFeedsFit(data, graph)
-    }
+    let evaluation = try evaluationData(graph, dataOptions)
     // Feeds bind by input name only; quantize() simplifies the graph once itself.
     let batches = try PostTrainingQuantization.calibrationBatches(
       calibration, graph: graph, batchSize: batchSize, limit: calibSize)
@@ -330,13 +334,8 @@ struct PTQCommand: ParsableCommand {
 
   /// `--load-encodings`: the QDQ file of the model with the file's grids.
   func runFromEncodings(_ graph: Graph, path: String, config: QuantConfig, dataOptions: DataOptions) throws {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw LowbitError.io("encodings file '\(path)' cannot be read")
-    }
-    let file = try AIMETEncodings(json: data, source: path)
-    let evaluation = try eval.map { try DataSpec.loaded($0, options: dataOptions, graph: graph) }
-    try evaluation?.validateFinite()
-    if let data = evaluation { try checkFeedsFit(data, graph) }
+    let file = try AIMETEncodings(json: try contents(of: path, "encodings file"), source: path)
+    let evaluation = try evaluationData(graph, dataOptions)
     let result = try PostTrainingQuantization.quantize(graph, encodings: file, config: config)
     try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
     try finish(result, config: config, evaluation: evaluation, skipped: 0)

@@ -23,7 +23,7 @@ public struct Interpreter: Sendable {
   public init(_ graph: Graph, fuseActivations: Bool = true, integerArithmetic: Bool = false) throws {
     let ordered = try graph.validated()
     for node in ordered.nodes {
-      guard ["", "ai.onnx", "com.microsoft"].contains(node.domain) else {
+      guard Ops.kernelsByDomain[node.domain] != nil else {
         throw node.error(.unsupported, "operator domain '\(node.domain)' is not supported")
       }
     }

@@ -61,36 +61,35 @@ extension QDQBuilder {
       guard let z = g.initializers[dq.inputs[2]], z.shape == [blocks, n], z.dtype == q.dtype else { return nil }
       zero = z.ints.map { Int($0) + shift }
     }
+    // Bytes of `values` (each < 2^bits) packed as ONNX packs uint4 (low nibble first) or uint8.
+    func bytes(_ values: [Int64], shape: [Int]) -> Tensor {
+      let raw = Tensor(dtype: bits == 4 ? .uint4 : .uint8, shape: [values.count], storage: .int(values)).rawBytes
+      return Tensor(dtype: .uint8, shape: shape, rawBytes: raw)!
+    }
     let values = q.ints, scales = s.floats
-    let perByte = 8 / bits, blob = block / perByte
-    var packed = [Int64](repeating: 0, count: n * blocks * blob)
+    var unsigned = [Int64](repeating: 0, count: n * blocks * block)  // [n, blocks, block]
     var rowScales = [Float](repeating: 0, count: n * blocks)
     for col in 0..<n {
       for b in 0..<blocks {
-        let z = zero[b * n + col]
         rowScales[col * blocks + b] = scales[b * n + col]
         for j in 0..<block {
           let row = b * block + j
-          let u = row < k ? Int(values[row * n + col]) + shift : z
-          let slot = (col * blocks + b) * block + j
-          packed[slot / perByte] |= Int64(u << ((slot % perByte) * bits))
+          unsigned[(col * blocks + b) * block + j] = Int64(row < k ? Int(values[row * n + col]) + shift : zero[b * n + col])
         }
       }
     }
     var zeroPoints: Tensor?
     if zero.contains(where: { $0 != 1 << (bits - 1) }) {
-      let rowBytes = (blocks * bits + 7) / 8
-      var z = [Int64](repeating: 0, count: n * rowBytes)
+      // Each column's zero points start a new byte.
+      let rowBytes = (blocks * bits + 7) / 8, perRow = rowBytes * 8 / bits
+      var z = [Int64](repeating: 0, count: n * perRow)
       for col in 0..<n {
-        for b in 0..<blocks {
-          let slot = col * rowBytes * perByte + b
-          z[slot / perByte] |= Int64(zero[b * n + col] << ((slot % perByte) * bits))
-        }
+        for b in 0..<blocks { z[col * perRow + b] = Int64(zero[b * n + col]) }
       }
-      zeroPoints = Tensor(dtype: .uint8, shape: [n * rowBytes], storage: .int(z))
+      zeroPoints = bytes(z, shape: [n * rowBytes])
     }
     return (
-      Tensor(dtype: .uint8, shape: [n, blocks, blob], storage: .int(packed)), Tensor(shape: [n * blocks], floats: rowScales),
+      bytes(unsigned, shape: [n, blocks, block * bits / 8]), Tensor(shape: [n * blocks], floats: rowScales),
       zeroPoints, k, n, bits, block
     )
   }

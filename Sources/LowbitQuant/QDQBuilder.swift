@@ -159,11 +159,7 @@ public enum QDQBuilder {
         g.nodes[k].inputs[0] = done
         continue
       }
-      var source = value
-      while let p = producer[source], QuantizerPlacement.dataMovement.contains(g.nodes[p].opType),
-            let up = g.nodes[p].inputs.first, !up.isEmpty {
-        source = up
-      }
+      let source = QuantizerPlacement.sourceThroughDataMovement(value, g, producer: producer) { _ in false }
       guard let d = producer[source], g.nodes[d].opType == "DequantizeLinear", g.nodes[d].inputs.count > 1,
             g.initializers[g.nodes[d].inputs[1]]?.count == 1 else { continue }
       let grid = Array(g.nodes[d].inputs.dropFirst())

@@ -156,12 +156,8 @@ public enum TrainingOps {
     SoftRounding.opType: SoftRounding.forward,
   ]
 
-  /// The forward kernel for `node`: Core's for the default ONNX domain, ours for `lowbit.train`.
+  /// The forward kernel for `node`: ours for `lowbit.train`, else Core's for the node's domain.
   public static func kernel(for node: Node) -> Kernel? {
-    switch node.domain {
-    case "", "ai.onnx": return Ops.kernels[node.opType]
-    case FakeQuantize.domain: return kernels[node.opType]
-    default: return nil
-    }
+    node.domain == FakeQuantize.domain ? kernels[node.opType] : Ops.kernel(for: node)
   }
 }

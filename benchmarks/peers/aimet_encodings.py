@@ -38,26 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _versions() -> dict:
-    out = {}
-    for mod in ("aimet_onnx", "onnx", "onnxruntime", "torch", "numpy"):
-        try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except Exception as e:  # pragma: no cover - reported, not fatal
-            out[mod] = f"unavailable ({type(e).__name__})"
-    return out
+# The helpers this script shares with the PTQ peer (same folder, so on sys.path when run).
+from aimet_ptq import _int4_needs_opset21, _per_tensor_config, _raise_opset, _versions  # noqa: E402
 
 
 def _config(per_channel: bool) -> str:
-    """AIMET's default config: the alias "default" is its per-channel file; the per-tensor one is
-    default_config.json beside it."""
-    if per_channel:
-        return "default"
-    from aimet_onnx.common.quantsim_config import quantsim_config as qc
-
-    return str(Path(qc.__file__).resolve().parent / "default_config.json")
+    """AIMET's default config: the alias "default" is its per-channel file."""
+    return "default" if per_channel else _per_tensor_config()
 
 
 def _make_sim(model, task: dict, job: dict, workdir: str):
@@ -223,11 +210,8 @@ def export_task(job: dict, task: dict, calib_batches, x: np.ndarray) -> dict:
     # encodings does in ONNX Runtime (int4 initializers need opset 21).
     try:
         qdq = sim.to_onnx_qdq(prequantize_constants=True)
-        if any(t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
-               for t in qdq.graph.initializer):
-            for imp in qdq.opset_import:
-                if imp.domain in ("", "ai.onnx") and imp.version < 21:
-                    imp.version = 21
+        if _int4_needs_opset21(qdq):
+            _raise_opset(qdq, 21)
         onnx.save(qdq, str(outdir / "aimet_qdq.onnx"))
         res["aimet_qdq"] = str(outdir / "aimet_qdq.onnx")
     except Exception as e:

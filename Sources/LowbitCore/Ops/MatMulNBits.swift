@@ -8,14 +8,13 @@
 extension Ops {
   static let microsoftKernels: [String: Kernel] = ["MatMulNBits": matMulNBits]
 
-  /// The kernel for `node` in its domain (default or `com.microsoft`), if lowbit has one.
-  public static func kernel(for node: Node) -> Kernel? {
-    switch node.domain {
-    case "", "ai.onnx": return kernels[node.opType]
-    case "com.microsoft": return microsoftKernels[node.opType]
-    default: return nil
-    }
-  }
+  /// Every kernel by operator domain (the default one under both of its names) and op type.
+  public static let kernelsByDomain: [String: [String: Kernel]] = [
+    "": kernels, "ai.onnx": kernels, "com.microsoft": microsoftKernels,
+  ]
+
+  /// The kernel for `node` in its domain, if lowbit has one.
+  public static func kernel(for node: Node) -> Kernel? { kernelsByDomain[node.domain]?[node.opType] }
 
   /// The float weight `W [K, N]` of a MatMulNBits node from its packed inputs.
   static func matMulNBitsWeight(_ ctx: KernelContext) throws -> (weight: Tensor, k: Int, n: Int) {
@@ -31,7 +30,7 @@ extension Ops {
       throw ctx.error("B must be uint8 [\(n), \(blocks), \(blob)], got \(packed.dtype) \(packed.shape)")
     }
     guard scales.count == n * blocks else { throw ctx.error("scales must hold \(n * blocks) values, got \(scales.count)") }
-    guard (n * blocks).multipliedReportingOverflow(by: block).overflow == false, k * n <= 1 << 28 else {
+    guard k * n <= 1 << 28 else {
       throw ctx.error("the weight of \(k) x \(n) values is too large")
     }
     let perByte = 8 / bits, mask = (1 << bits) - 1
