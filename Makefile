@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= python3
 BIN := .build/release/lowbit
 APT_PACKAGES := libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-config dataset-fashion-mnist libopenmpi-dev openmpi-bin
-PY_PACKAGES := onnx onnxruntime numpy pytest pillow tokenizers
+PY_PACKAGES := onnx onnxruntime numpy pytest pillow tokenizers openvino
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: check-imports all deps deps-system deps-python build demo test test-swift test-python check-proto bench clean fuzz sanitize
@@ -20,9 +20,9 @@ deps-system:
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-# Python is test tooling only: ONNX Runtime is the reference executor.
+# Python is test tooling only: ONNX Runtime is the reference executor, OpenVINO the second runtime the deployment tests load files in.
 deps-python:
-	@$(PYTHON) -c "import onnx, onnxruntime, numpy, pytest, PIL, tokenizers" 2>/dev/null || \
+	@$(PYTHON) -c "import onnx, onnxruntime, numpy, pytest, PIL, tokenizers, openvino" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --disable-pip-version-check $(PY_PACKAGES)
 
 build: deps-system

@@ -28,6 +28,9 @@ CPU, default inference precision, static batch):
     same runtime's FP32 run of the float model (OpenVINO's FP32 reference is compiled with
     INFERENCE_PRECISION_HINT=f32: its default on a bf16-capable CPU is bf16); top-1 against the
     labels for Fashion-MNIST;
+  - ONNX Runtime against itself: its optimized run (QDQ fused into integer kernels) vs the same
+    file with graph optimizations off (ORT_DISABLE_ALL: every Q / DQ and float op as written,
+    its own float simulation), the agreement a float simulator can hope for on these inputs;
   - integer kernels: ONNX Runtime's profile (SessionOptions.enable_profiling, one batch) lists
     the kernel of every node after its QDQ fusions: QLinearConv / QLinearMatMul / QGemm /
     ConvInteger / MatMulInteger count as integer, Conv / FusedConv / Gemm / MatMul / FusedMatMul
@@ -130,10 +133,15 @@ def err_text(e: BaseException, limit: int = 800) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def ort_session(path: Path, threads: int, profile_prefix: str | None = None):
+def ort_session(path: Path, threads: int, profile_prefix: str | None = None, optimize: bool = True):
+    """optimize=False: no graph optimizations (ORT_DISABLE_ALL), so no QDQ fusion: every
+    QuantizeLinear / DequantizeLinear and float op runs as written, ONNX Runtime's own float
+    simulation of the file."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
@@ -474,6 +482,13 @@ def bench_model(name: str, a, run_meta: dict) -> dict:
                     r["agree_fp32"] = agreement(y_ort, ref_ort)
                     if sim["ok"]:
                         r["agree_sim"] = agreement(y_ort, sim["logits"])
+                    if setting != "fp32":
+                        # ONNX Runtime against itself: its integer kernels vs its own float
+                        # simulation of the same file, the bound any simulator can expect.
+                        y_float = ort_logits(ort_session(path, a.threads, optimize=False), x, d["batch"])
+                        r["agree_own_float_qdq"] = agreement(y_ort, y_float)
+                        if sim["ok"]:
+                            r["own_float_qdq_agree_sim"] = agreement(y_float, sim["logits"])
                     r["kernels"] = ort_kernels(path, x[: min(len(x), 4)], a.threads, tmp)
                 except Exception as e:
                     r.update({"runs": False, "error": err_text(e)})
@@ -593,7 +608,7 @@ def print_table(result: dict):
               f"OpenVINO f32 vs ORT {ref['openvino_fp32_vs_ort_fp32']:.2f}%, OpenVINO default (bf16) vs f32 "
               f"{ref['openvino_default_precision_vs_f32']:.2f}%")
         hdr = ("| file | bytes | x FP32 | weights (opset) | top-1 sim | sim vs FP32 | ORT: top-1 | vs sim | vs FP32 "
-               "| int/float | OV: top-1 | vs sim | vs FP32 | int/float |")
+               "| int/float | ORT vs its own float QDQ | OV: top-1 | vs sim | vs FP32 | int/float |")
         print(hdr)
         print("|" + " --- |" * (hdr.count("|") - 1))
         for r in e["rows"]:
@@ -608,14 +623,17 @@ def print_table(result: dict):
                      _pct(sim.get("agree_fp32"))]
             for rt in ("ort", "openvino"):
                 x = r.get(rt, {})
+                blank = [""] * (4 if rt == "ort" else 3)
                 if not x.get("loads"):
-                    cells += ["LOAD FAILED", "", "", ""]
+                    cells += ["LOAD FAILED"] + blank
                 elif x.get("runs") is False:
-                    cells += ["RUN FAILED", "", "", ""]
+                    cells += ["RUN FAILED"] + blank
                 else:
                     k = x.get("kernels", {})
                     cells += [_pct(x.get("top1")), _pct(x.get("agree_sim")), _pct(x.get("agree_fp32")),
                               f"{k.get('integer')}/{k.get('float')}"]
+                    if rt == "ort":
+                        cells.append(_pct(x.get("agree_own_float_qdq")))
             print("| " + " | ".join(cells) + " |")
         speed = [r for r in e["rows"] if r.get("speed")]
         if speed:

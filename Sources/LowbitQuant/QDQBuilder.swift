@@ -32,6 +32,7 @@ public enum QDQBuilder {
       }
     }
     var newNodes: [String: [Node]] = [:]  // nodes to insert after the producer of a value ("" = at the top)
+    let floatProducer = g.producers(), floatReaders = g.consumers()
     for site in sites {
       guard let q = quantizers[site.name] else { continue }
       // Weights of 4 bits and fewer are stored two per byte. Activations keep 8-bit integers:
@@ -88,6 +89,19 @@ public enum QDQBuilder {
             g.initializers[hi] = Tensor(scalar: ranges[0].upperBound)
             chain.append(Node(name: qInput, opType: "Clip", inputs: [source, lo, hi], outputs: [qInput]))
           }
+        }
+        requantize: if chain.isEmpty, q.granularity == .perTensor,
+           let (clamp, input) = firstClampByConstants(before: source, g, producer: floatProducer, readers: floatReaders) {
+          // The grid again before the clamps: exact (see `firstClampByConstants`), and the
+          // layer before them then ends in a QuantizeLinear that runtimes fuse into it.
+          let v = g.nodes[clamp].inputs[input]
+          guard floatProducer[v] != nil else { break requantize }
+          let early = fresh(v + "_quantized"), back = fresh(v + "_dequantized")
+          newNodes[v, default: []] += [
+            Node(name: early, opType: "QuantizeLinear", inputs: [v, scale, zero], outputs: [early]),
+            Node(name: back, opType: "DequantizeLinear", inputs: [early, scale, zero], outputs: [back]),
+          ]
+          g.nodes[clamp].inputs[input] = back
         }
         let qName = fresh(site.name + "_quantized")
         chain.append(Node(name: qName, opType: "QuantizeLinear", inputs: [qInput, scale, zero], outputs: [qName],
@@ -172,6 +186,30 @@ public enum QDQBuilder {
       g.nodes[k].inputs[0] = dq
     }
     return pairs
+  }
+
+  /// The first of the element-wise clamps by constants (`Min` or `Max` with one constant
+  /// operand, as CLE's per-channel ReLU6 bound `BoundedReLU` writes) that end at `value`, each
+  /// read only by the next, and which of its inputs is the data: (node, input index), or nil.
+  ///
+  /// Rounding to a grid commutes with such a clamp once the clamped value is rounded again:
+  /// `Q(min(x, b)) = Q(min(DQ(Q(x)), b))` for every `x` and `b` (say `q = round(x / s)`; if
+  /// `q s <= b` both sides are `q`, whether `x <= b` or `b` lies between `q s` and `x`, which
+  /// then rounds to `q` as well; if `q s > b` both sides are `round(b / s)` by the same
+  /// argument), ties aside; the same holds for `max` and for the grid's saturation. So a
+  /// quantizer after the clamps may be applied before them too without changing the result.
+  static func firstClampByConstants(
+    before value: String, _ g: Graph, producer: [String: Int], readers: [String: [Int]]
+  ) -> (node: Int, input: Int)? {
+    var v = value, found: (node: Int, input: Int)?
+    while let p = producer[v], ["Min", "Max"].contains(g.nodes[p].opType), g.nodes[p].inputs.count == 2 {
+      let constants = g.nodes[p].inputs.map { g.initializers[$0] != nil }
+      guard constants.filter({ $0 }).count == 1, let data = constants.firstIndex(of: false),
+            v == value || readers[v]?.count == 1 else { break }
+      found = (p, data)
+      v = g.nodes[p].inputs[data]
+    }
+    return found
   }
 
   /// The activation scale reaching `value`, through data movement ops, if it is quantized.
