@@ -16,7 +16,7 @@ Data (`--models`):
   - fm_resnet20, fm_mobilenetv2, fm_inception: calibration `fashion-mnist:train:512` (ORT's
     quantizer gets the same 512 images, normalized as the tests do), judged on the 10,000 test
     images (`ort_reference.load_fashion_mnist_test`);
-  - resnet18 (filled with seeded weights, seed 0, into .cache/models) at 224 and
+  - resnet18 and resnet50 (filled with seeded weights, seed 0, into .cache/models) at 224 and
     efficientnet_lite2 at 260: the shared photos split by `photos.photo_split` (seed 0),
     calibration on the 80 centre crops of the calibration half, judged on the held-out half as
     TenCrop views (800 inputs).
@@ -82,8 +82,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
 import ort_reference as R  # noqa: E402
 
-MODELS = ("fm_resnet20", "fm_mobilenetv2", "fm_inception", "resnet18", "efficientnet_lite2")
-PHOTO_SIZE = {"resnet18": 224, "efficientnet_lite2": 260}
+MODELS = ("fm_resnet20", "fm_mobilenetv2", "fm_inception", "resnet18", "resnet50", "efficientnet_lite2")
+PHOTO_SIZE = {"resnet18": 224, "resnet50": 224, "efficientnet_lite2": 260}
+SEEDED = ("resnet18", "resnet50")  # shared graphs filled with seeded weights
 # setting -> (tool, extra `lowbit ptq` args or ORT options)
 SETTINGS = {
     "fp32": ("float", None),
@@ -380,7 +381,7 @@ def model_data(name: str, workdir: Path, a) -> dict:
     from photos import photo_split
 
     size = PHOTO_SIZE[name]
-    model = R.filled_model(name, seed=0) if name == "resnet18" else R.models_dir() / f"{name}.onnx"
+    model = R.filled_model(name, seed=0) if name in SEEDED else R.models_dir() / f"{name}.onnx"
     calib, _ = photo_split(size, seed=0, crops=1)
     _, held = photo_split(size, seed=0, crops=a.held_out_crops)
     calib_path = workdir / "calib.npy"
