@@ -10,7 +10,7 @@ aimet-onnx's in lowbit.
 For each Fashion-MNIST model and setting (W8A8 per tensor, W8A8 and W4A8 per channel):
 
 lowbit -> AIMET, per encodings version: `lowbit ptq MODEL --calib fashion-mnist:train:N
---effort fast --encodings PREFIX --encodings-version V` writes q.onnx, PREFIX.encodings and
+--effort fast --target qnn --encodings PREFIX --encodings-version V` (`--target` to change) writes q.onnx, PREFIX.encodings and
 PREFIX.onnx; aimet-onnx (benchmarks/peers/aimet_encodings.py, in its own virtualenv) builds a
 QuantizationSimModel of PREFIX.onnx with AIMET's default config for the setting, loads
 PREFIX.encodings with `load_encodings_to_sim(sim, PREFIX.encodings, strict=True)` (strict=False
@@ -268,6 +268,9 @@ def main(argv=None):
     ap.add_argument("--versions", nargs="+", default=list(VERSIONS), choices=VERSIONS)
     ap.add_argument("--directions", nargs="+", default=["lowbit-aimet", "aimet-lowbit"],
                     choices=["lowbit-aimet", "aimet-lowbit"])
+    ap.add_argument("--target", default="qnn", choices=["ort", "openvino", "tensorrt", "qnn"],
+                    help="`lowbit ptq --target` for the lowbit -> AIMET files (default qnn: the hand-over is "
+                         "to Qualcomm's toolchain, whose runtime ties Concat and AveragePool grids as AIMET does)")
     ap.add_argument("--calib-size", type=int, default=256)
     ap.add_argument("--test-limit", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -315,7 +318,7 @@ def main(argv=None):
                                                 f"fashion-mnist:train:{a.calib_size}", "-o", q,
                                                 "--effort", "fast", "--encodings", prefix,
                                                 "--encodings-version", v, "--quiet",
-                                                *setting_flags(s)], a.threads)
+                                                "--target", a.target, *setting_flags(s)], a.threads)
                     row = {"direction": "lowbit->aimet", "model": m, "setting": s, "version": v,
                            "lowbit_command": cmd, "lowbit_seconds": time.perf_counter() - t}
                     if proc.returncode != 0:
@@ -563,6 +566,7 @@ def main(argv=None):
                  "test": f"fashion-mnist test[:{len(x)}]",
                  "normalization": "(x/255 - 0.2860)/0.3530"},
         "settings": {s: dict(zip(("w_bits", "a_bits", "per_channel"), SETTINGS[s])) for s in a.settings},
+        "lowbit_target": a.target,
         "target_agreement_percent": TARGET_AGREEMENT,
         "rows": rows,
         "aimet_own_qdq_vs_sim": aimet_qdq_rows,

@@ -78,3 +78,25 @@ def test_load_encodings_takes_no_calibration(models, lowbit, tmp_path):
     assert proc.returncode != 0 and "leave out --calib" in proc.stderr
     proc = lowbit("ptq", models["fm_resnet20"], "-o", tmp_path / "q.onnx")
     assert proc.returncode != 0 and "--calib is needed" in proc.stderr
+
+
+def test_entries_at_constants_and_removed_values_are_left_out(models, lowbit, tmp_path):
+    """aimet-onnx writes entries on a Clip's bound (a Constant's output) and on values that BatchNorm
+    folding removes: reading such a file leaves them out and says how many, instead of refusing it;
+    the file written is the one without them."""
+    model = models["fm_mobilenetv2"]
+    lowbit.ok("ptq", model, "--calib", "fashion-mnist:train:128", "-o", tmp_path / "q.onnx", "--effort", "fast", "--quiet",
+              "--encodings", tmp_path / "hand")
+    enc = json.loads((tmp_path / "hand.encodings").read_text())
+    acts = enc["activation_encodings"]
+    lowbit.ok("ptq", model, "--load-encodings", tmp_path / "hand.encodings", "-o", tmp_path / "plain.onnx", "--quiet")
+    acts += [dict(acts[0], name="/features/features.0/features.0.2/Constant_output_0"),
+             dict(acts[0], name="/features/features.0/features.0.0/Conv_output_0")]
+    (tmp_path / "extra.encodings").write_text(json.dumps(enc))
+    lowbit.ok("ptq", model, "--load-encodings", tmp_path / "extra.encodings", "-o", tmp_path / "extra.onnx", "--quiet",
+              "--json", tmp_path / "extra.json")
+    detail = next(s["detail"] for s in json.loads((tmp_path / "extra.json").read_text())["steps"]
+                  if s["step"] == "load encodings")
+    assert "1 entries at constants left out (/features/features.0/features.0.2/Constant_output_0)" in detail, detail
+    assert "removed left out (/features/features.0/features.0.0/Conv_output_0)" in detail, detail
+    assert _content(tmp_path / "extra.onnx") == _content(tmp_path / "plain.onnx")

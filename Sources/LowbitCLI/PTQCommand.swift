@@ -70,6 +70,9 @@ struct PTQCommand: ParsableCommand {
   @Option(help: "Concat handling: requantize or shared-grid (default requantize).")
   var concat: ConcatMode?
 
+  @Flag(name: .customLong("average-pool-keeps-grid"), inversion: .prefixedNo, help: "An AveragePool's output takes its input's grid (default: off, on for --target qnn).")
+  var averagePoolKeepsGrid: Bool?
+
   @Flag(name: .customLong("cle"), inversion: .prefixedNo, help: "Cross-layer equalization (ReLU6 between equalized layers keeps its bound, per channel; with calibration data the scales are chosen for the weight and activation quantizers together). Default: on, except with per-channel weights of 8 bits or more.")
   var crossLayerEqualization: Bool?
 
@@ -219,6 +222,7 @@ struct PTQCommand: ParsableCommand {
     if let v = activationRange { c.activationRange = v }
     if let v = logitsRange { c.logitsRange = v }
     if let v = concat { c.concat = v }
+    if let v = averagePoolKeepsGrid { c.averagePoolKeepsGrid = v }
     if let v = opset { c.opset = v }
     if powerOfTwo { c.powerOfTwo = true }
     if let e = effort { c = e.applied(to: c) }  // a preset for these bit widths: the options below override it
@@ -313,7 +317,7 @@ struct PTQCommand: ParsableCommand {
     try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
     if let path = floatOutput { try ONNXWriter.write(result.equalizedGraph, to: path, externalData: modelOutput.layout) }
     if let prefix = encodings {
-      let file = try AIMETEncodings(sites: result.sites, quantizers: result.quantizers, version: encodingsVersion)
+      let file = try result.encodings(version: encodingsVersion, config: config)
       try writeAtomically(try file.json(), to: prefix + ".encodings")
       try ONNXWriter.write(result.transformedGraph, to: prefix + ".onnx", externalData: modelOutput.layout)
     }

@@ -37,8 +37,10 @@ public struct AIMETEncodings: Sendable, Equatable {
   public var activations: [String: Entry]
 
   /// The encodings of `quantizers` at `sites`, in `version`. A grid without an AIMET form (the
-  /// narrow grid) is refused.
-  public init(sites: [QuantizerSite], quantizers: [String: TensorQuantizer], version: Version) throws {
+  /// narrow grid) is refused. Each value of a `tied` group (`Calibration.tiedGroups`) without a
+  /// quantizer of its own, a shared-grid Concat's output, gets its group's activation entry, since
+  /// aimet-onnx quantizes it with the same tied quantizer.
+  public init(sites: [QuantizerSite], quantizers: [String: TensorQuantizer], version: Version, tied: [[String]] = []) throws {
     self.version = version
     parameters = [:]
     activations = [:]
@@ -56,6 +58,10 @@ public struct AIMETEncodings: Sendable, Equatable {
       case .perGroup(let axis, let size): (entry.axis, entry.blockSize, entry.perChannel) = (axis, size, true)
       }
       if site.kind == .weight { parameters[site.name] = entry } else { activations[site.name] = entry }
+    }
+    for group in tied {
+      guard let entry = group.first(where: { activations[$0] != nil }).flatMap({ activations[$0] }) else { continue }
+      for v in group where activations[v] == nil { activations[v] = entry }
     }
   }
 

@@ -162,49 +162,80 @@ public enum Calibration {
       result[site.name] = TensorQuantizer(grid: grid, symmetric: config.activationSymmetric, granularity: .perTensor, params: [p])
       ranges[site.name] = range
     }
-    if config.concat == .sharedGrid { shareConcatGrids(graph, config: config, ranges: ranges, into: &result) }
+    shareTiedGrids(graph, config: config, ranges: ranges, into: &result)
     return result
   }
 
-  /// Shared-grid concatenation: the quantized inputs of each Concat take one grid covering the
-  /// union of their ranges, so the concatenated tensor is on that grid without requantizing.
-  static func shareConcatGrids(
+  /// Tied quantizers: each group of `tiedGroups` with two or more per-tensor quantizers takes one
+  /// grid covering the union of their ranges.
+  static func shareTiedGrids(
     _ graph: Graph, config: QuantConfig, ranges: [String: ClosedRange<Float>],
     into result: inout [String: TensorQuantizer]
   ) {
     let grid = config.activationGrid
-    for sources in concatGroups(graph, quantized: Set(ranges.keys)) {
-      let lower = sources.compactMap { ranges[$0]?.lowerBound }.min()!
-      let upper = sources.compactMap { ranges[$0]?.upperBound }.max()!
+    for group in tiedGroups(graph, quantized: Set(ranges.keys), config: config) {
+      let members = group.filter { ranges[$0] != nil && result[$0]?.granularity == .perTensor }
+      guard members.count > 1 else { continue }
+      let lower = members.map { ranges[$0]!.lowerBound }.min()!, upper = members.map { ranges[$0]!.upperBound }.max()!
       let p = UniformQuantizer.params(lower: lower, upper: upper, grid: grid,
                                       symmetric: config.activationSymmetric, powerOfTwo: config.powerOfTwo)
-      for v in sources where result[v]?.granularity == .perTensor { result[v]?.params = [p] }
+      for v in members { result[v]?.params = [p] }
     }
   }
 
-  /// Per Concat with two or more quantized inputs, those inputs' quantizer sites (`quantized`),
-  /// found by walking back from each input through data movement (Reshape, Transpose, ...):
-  /// the values that must share one grid under `--concat shared-grid`.
-  static func concatGroups(_ graph: Graph, quantized: Set<String>) -> [[String]] {
+  /// Values that must be on one grid, as groups (sorted): under `--concat shared-grid` each
+  /// Concat's output with its inputs' sources, and under `averagePoolKeepsGrid` each
+  /// AveragePool's output with its input's source (sources found by walking back through data
+  /// movement to a quantized value or a shared-grid Concat's output); groups that share a value
+  /// are merged, so a pooled Concat output and the Concat's inputs are one group, as aimet-onnx
+  /// ties them. A shared-grid Concat's output has no quantizer of its own (its inputs' grid
+  /// passes through); every other member is in `quantized` where it has one.
+  public static func tiedGroups(_ graph: Graph, quantized: Set<String>, config: QuantConfig) -> [[String]] {
     let producer = graph.producers()
-    return graph.nodes.filter { $0.opType == "Concat" }.compactMap { node in
-      let sources = node.inputs.compactMap { input -> String? in
-        let v = QuantizerPlacement.sourceThroughDataMovement(input, graph, producer: producer) { quantized.contains($0) }
-        return quantized.contains(v) ? v : nil
+    let sharedConcats = config.concat == .sharedGrid
+      ? Set(graph.nodes.filter { $0.opType == "Concat" }.compactMap(\.outputs.first)) : []
+    func source(_ input: String) -> String? {
+      let v = QuantizerPlacement.sourceThroughDataMovement(input, graph, producer: producer) {
+        quantized.contains($0) || sharedConcats.contains($0)
       }
-      return sources.count > 1 ? sources : nil
+      return quantized.contains(v) || sharedConcats.contains(v) ? v : nil
     }
+    var parent: [String: String] = [:]
+    func root(_ v: String) -> String {
+      var r = v
+      while let p = parent[r], p != r { r = p }
+      return r
+    }
+    func tie(_ values: [String]) {
+      guard let first = values.first else { return }
+      for v in values {
+        parent[v] = parent[v] ?? v
+        parent[first] = parent[first] ?? first
+        let (a, b) = (root(v), root(first))
+        if a != b { parent[a] = b }
+      }
+    }
+    for node in graph.nodes {
+      guard let out = node.outputs.first, !out.isEmpty else { continue }
+      if node.opType == "Concat", sharedConcats.contains(out) {
+        tie([out] + node.inputs.compactMap(source))
+      } else if node.opType == "AveragePool", config.averagePoolKeepsGrid, quantized.contains(out),
+                let input = node.inputs.first.flatMap(source) {
+        tie([out, input])
+      }
+    }
+    let groups = Dictionary(grouping: parent.keys, by: root).values.map { $0.sorted() }
+    return groups.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
   }
 
-  /// `names` with, under shared-grid concatenation, every other input of a Concat that one of
-  /// them feeds: a wider grid for one input of a shared-grid Concat is a wider grid for all.
+  /// `names` with every other quantized member of a tied group one of them is in
+  /// (`tiedGroups`): a wider grid for one is a wider grid for all.
   public static func closedOverSharedGrids(
     _ names: Set<String>, _ graph: Graph, quantized: Set<String>, config: QuantConfig
   ) -> Set<String> {
-    guard config.concat == .sharedGrid else { return names }
     var closed = names
-    for group in concatGroups(graph, quantized: quantized) where !closed.isDisjoint(with: group) {
-      closed.formUnion(group)
+    for group in tiedGroups(graph, quantized: quantized, config: config) where !closed.isDisjoint(with: group) {
+      closed.formUnion(group.filter(quantized.contains))
     }
     return closed
   }

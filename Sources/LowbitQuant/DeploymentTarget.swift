@@ -12,7 +12,8 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
   /// activations per tensor, biases in float.
   case tensorrt
   /// Qualcomm QNN (HTP) through ONNX Runtime's QNN execution provider or an encodings file:
-  /// unsigned 8- or 16-bit activations per tensor, symmetric 8- or 4-bit weights.
+  /// unsigned 8- or 16-bit activations per tensor, symmetric 8- or 4-bit weights, one grid on
+  /// both sides of a Concat and of an AveragePool.
   case qnn
 
   /// Sets the fields this target requires in `config` (applied to the defaults).
@@ -20,8 +21,12 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
     switch self {
     case .ort:
       break
-    case .openvino, .qnn:
+    case .openvino:
       config.inputPerChannel = false
+    case .qnn:
+      config.inputPerChannel = false
+      config.concat = .sharedGrid
+      config.averagePoolKeepsGrid = true
     case .tensorrt:
       config.activationSymmetric = true
       config.weightNarrowRange = true
@@ -64,6 +69,8 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
       require(!activations || perTensorActivations, "activations take one scale per tensor (input_per_channel and activation_per_channel off)")
       require(c.weightGroupSize == nil, "its block-wise weights are LPBQ, which lowbit does not write")
       require(c.mixedPrecision == 0 || [8, 16].contains(c.mixedPrecisionBits), "mixed precision needs 8 or 16 bits there")
+      require(!activations || c.concat == .sharedGrid, "a Concat takes one encoding for its inputs and output (--concat shared-grid)")
+      require(!activations || c.averagePoolKeepsGrid, "an AveragePool takes its input's encoding (average_pool_keeps_grid)")
     }
     return found
   }

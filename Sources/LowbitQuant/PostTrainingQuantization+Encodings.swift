@@ -6,7 +6,10 @@ extension PostTrainingQuantization {
   /// they are. Quantizers go where `QuantizerPlacement` puts them for `config` and the file has
   /// an entry; an entry at another computed value or graph input gets an activation quantizer
   /// there; bias entries are left out (the file's biases are int32 at `s_w s_x`, derived from the
-  /// weight and input grids); an entry naming nothing in the graph is an error.
+  /// weight and input grids), and so are entries at constants (aimet-onnx writes some on a Clip's
+  /// bounds) and at values the model has but its prepared graph does not (folded or simplified
+  /// away: a dead Identity's input), each counted in the step's detail; an entry naming nothing
+  /// in the model is an error.
   public static func quantize(_ graph: Graph, encodings: AIMETEncodings, config: QuantConfig) throws -> QuantizationResult {
     try config.validate()
     var steps: [StepTiming] = []
@@ -23,16 +26,27 @@ extension PostTrainingQuantization {
     let known = Set(placed.map(\.name))
     let producers = float.producers()
     let biases = Set(float.nodes.filter { ["Conv", "Gemm", "ConvTranspose"].contains($0.opType) && $0.inputs.count > 2 }.map { $0.inputs[2] })
-    var leftOut: [String] = []
+    // Values of the model as read, so that an entry at one that preparation folded or simplified
+    // away (a Constant's output, a dead Identity's input) is told from a name the model lacks.
+    let original = Set(graph.nodes.flatMap { $0.inputs + $0.outputs } + graph.initializers.keys + graph.inputs.map(\.name))
+    var leftOut: [String] = [], constants: [String] = [], gone: [String] = []
     for name in entries.keys.sorted() where !known.contains(name) {
       if biases.contains(name) {
         leftOut.append(name)
         continue
       }
+      if float.initializers[name] != nil {
+        constants.append(name)
+        continue
+      }
       let isInput = float.inputs.contains { $0.name == name }
-      guard isInput || producers[name] != nil, float.initializers[name] == nil else {
-        throw LowbitError.invalidInput(
-          "encoding for '\(name)': the graph has no such computed value, input, or weight lowbit quantizes")
+      guard isInput || producers[name] != nil else {
+        guard original.contains(name) else {
+          throw LowbitError.invalidInput(
+            "encoding for '\(name)': the graph has no such computed value, input, or weight lowbit quantizes")
+        }
+        gone.append(name)
+        continue
       }
       let site = QuantizerSite(
         name: name, kind: .activation, producer: producers[name].map { float.nodes[$0].name }, consumer: nil,
@@ -45,7 +59,9 @@ extension PostTrainingQuantization {
       step: "load encodings", seconds: monotonicSeconds() - start,
       detail: "AIMET \(encodings.version.rawValue): \(quantizers.count) quantizers"
         + (missing > 0 ? ", \(missing) places without an entry left float" : "")
-        + (leftOut.isEmpty ? "" : ", \(leftOut.count) bias entries left out (int32 at s_w s_x)")))
+        + (leftOut.isEmpty ? "" : ", \(leftOut.count) bias entries left out (int32 at s_w s_x)")
+        + (constants.isEmpty ? "" : ", \(constants.count) entries at constants left out (\(constants.prefix(3).joined(separator: ", ")))")
+        + (gone.isEmpty ? "" : ", \(gone.count) entries at values that BatchNorm folding or simplification removed left out (\(gone.prefix(3).joined(separator: ", ")))")))
     let opset = encodingsOpset(quantizers: quantizers, sites: sites, config: config, modelOpset: float.opset)
     let writeStart = monotonicSeconds()
     let qdq = try QDQBuilder.build(float, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases)
@@ -66,5 +82,15 @@ extension PostTrainingQuantization {
       return q.grid.bits > 8 || (weights.contains(name) && (q.grid.bits <= 4 || grouped))
     }
     return max(modelOpset, needs21 ? 21 : 13)
+  }
+}
+
+extension QuantizationResult {
+  /// This result's quantizers as an AIMET encodings file for `transformedGraph` (the float model
+  /// they apply to), with the values of tied groups that have no quantizer of their own.
+  public func encodings(version: AIMETEncodings.Version, config: QuantConfig) throws -> AIMETEncodings {
+    let activations = Set(sites.filter { $0.kind == .activation && quantizers[$0.name] != nil }.map(\.name))
+    let tied = Calibration.tiedGroups(transformedGraph, quantized: activations, config: config)
+    return try AIMETEncodings(sites: sites, quantizers: quantizers, version: version, tied: tied)
   }
 }

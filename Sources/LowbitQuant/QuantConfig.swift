@@ -64,6 +64,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var percentile = 99.99
   /// Concat handling (default requantize).
   public var concat: ConcatMode = .requantize
+  /// An AveragePool's output quantizer takes its input's grid (default false; on for target qnn,
+  /// whose runtime wants one encoding on both sides, as aimet-onnx ties them).
+  public var averagePoolKeepsGrid = false
   /// Quantize weights at all (default true).
   public var quantizeWeights = true
   /// Quantize activations at all (default true).
@@ -132,7 +135,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationSymmetric = "activation_symmetric", powerOfTwo = "power_of_two"
     case activationPerChannel = "activation_per_channel", inputPerChannel = "input_per_channel"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
-    case percentile, concat, disabled, opset
+    case percentile, concat, disabled, opset, averagePoolKeepsGrid = "average_pool_keeps_grid"
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
@@ -163,6 +166,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     logitsRange = try c.decodeIfPresent(RangeMethod.self, forKey: .logitsRange) ?? d.logitsRange
     percentile = try c.decodeIfPresent(Double.self, forKey: .percentile) ?? d.percentile
     concat = try c.decodeIfPresent(ConcatMode.self, forKey: .concat) ?? d.concat
+    averagePoolKeepsGrid = try c.decodeIfPresent(Bool.self, forKey: .averagePoolKeepsGrid) ?? d.averagePoolKeepsGrid
     quantizeWeights = try c.decodeIfPresent(Bool.self, forKey: .quantizeWeights) ?? d.quantizeWeights
     quantizeActivations = try c.decodeIfPresent(Bool.self, forKey: .quantizeActivations) ?? d.quantizeActivations
     disabled = try c.decodeIfPresent([String].self, forKey: .disabled) ?? d.disabled

@@ -147,6 +147,39 @@ func syntheticBatches(_ count: Int, batch: Int = 16, seed: UInt64 = 1) -> [[Stri
     #expect(concats.allSatisfy { other.quantizers[$0.outputs[0]] != nil })
   }
 
+  /// Target qnn ties quantizers as aimet-onnx does: each Concat's inputs share a grid, an
+  /// AveragePool's output takes its input's grid, and the groups merge (fm_inception's second
+  /// and third AveragePools read a MaxPool of a Concat, so they join that Concat's group); the
+  /// encodings give each Concat output its group's entry.
+  @Test func qnnTiesConcatAndAveragePoolGridsAndTheirEncodings() throws {
+    let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_inception"))
+    var config = QuantConfig(target: .qnn)
+    (config.crossLayerEqualization, config.biasAbsorption, config.adaRound, config.biasCorrection) = (false, false, false, .none)
+    config.quantizerTuning = false
+    let result = try PostTrainingQuantization.quantize(graph, config: config, batches: syntheticBatches(2))
+    let g = result.transformedGraph
+    let pools = g.nodes.filter { $0.opType == "AveragePool" }
+    #expect(pools.count == 3)
+    let activations = Set(result.sites.filter { $0.kind == .activation }.map(\.name))
+    let groups = Calibration.tiedGroups(g, quantized: activations, config: config)
+    for pool in pools {
+      let out = pool.outputs[0]
+      let group = try #require(groups.first { $0.contains(out) }, "\(out) is tied")
+      let params = Set(group.compactMap { result.quantizers[$0]?.params[0].scale })
+      #expect(params.count == 1, "one grid in the group of \(out): \(group)")
+    }
+    let encodings = try result.encodings(version: .v1_0_0, config: config)
+    for concat in g.nodes where concat.opType == "Concat" {
+      let entry = try #require(encodings.activations[concat.outputs[0]])
+      let group = try #require(groups.first { $0.contains(concat.outputs[0]) })
+      let member = try #require(group.first { result.quantizers[$0] != nil })
+      #expect(entry.scales == result.quantizers[member]!.params.map(\.scale))
+    }
+    var untied = config
+    untied.averagePoolKeepsGrid = false
+    #expect(DeploymentTarget.qnn.violations(of: untied).contains { $0.contains("AveragePool") })
+  }
+
   @Test func perGroupWeightsUseBlocksAlongTheInputAxis() throws {
     let graph = try ONNXReader.load(contentsOf: demoModelPath("fm_resnet20"))
     var config = QuantConfig.rangeSettingOnly
