@@ -63,6 +63,8 @@ func setStartupEnvironment() {
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+  // An SQNR of identical values is infinite: written as a string, which JSON readers take.
+  encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
   let data = try encoder.encode(value)
   if path == "-" {
     FileHandle.standardOutput.write(data + Data("\n".utf8))

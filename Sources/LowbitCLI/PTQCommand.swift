@@ -186,6 +186,11 @@ struct PTQCommand: ParsableCommand {
 
   @OptionGroup(title: "Images and text (images: and text: data)") var dataInput: DataInputOptions
 
+  @Option(help: ArgumentHelp(
+    "Also write an HTML report of the run and of the white paper's debugging flow (sanity check, weights vs activations, every quantizer's error alone and left in float, SQNR layer by layer, per-channel ranges and histograms).",
+    discussion: "Measured on the first 64 samples of the --eval data, else of the calibration data; every number is also in --json."))
+  var report: String?
+
   @Flag(help: "Print nothing but errors.")
   var quiet = false
 
@@ -295,6 +300,7 @@ struct PTQCommand: ParsableCommand {
     try checkWritableDestination(output)
     if let path = json, path != "-" { try checkWritableDestination(path) }
     if let path = floatOutput { try checkWritableDestination(path) }
+    if let path = report { try checkWritableDestination(path) }
     if let prefix = encodings {
       for path in [prefix + ".encodings", prefix + ".onnx"] { try checkWritableDestination(path) }
     }
@@ -321,19 +327,31 @@ struct PTQCommand: ParsableCommand {
       try writeAtomically(try file.json(), to: prefix + ".encodings")
       try ONNXWriter.write(result.transformedGraph, to: prefix + ".onnx", externalData: modelOutput.layout)
     }
-    try finish(result, config: config, evaluation: evaluation, skipped: calibration.skipped.count)
+    try finish(result, config: config, evaluation: evaluation, skipped: calibration.skipped.count, calibration: batches)
   }
 
   /// The report of a run, with the evaluation when asked.
-  func finish(_ result: QuantizationResult, config: QuantConfig, evaluation: Dataset?, skipped: Int) throws {
-    var report = PTQReport(model: model, output: output, config: config, result: result)
-    report.skippedInputs = skipped + (evaluation?.skipped.count ?? 0)
+  func finish(
+    _ result: QuantizationResult, config: QuantConfig, evaluation: Dataset?, skipped: Int, calibration: FeedBatches?
+  ) throws {
+    var summary = PTQReport(model: model, output: output, config: config, result: result)
+    summary.skippedInputs = skipped + (evaluation?.skipped.count ?? 0)
     if let data = evaluation {
-      report.evaluation = try EvaluationReport.compare(
+      summary.evaluation = try EvaluationReport.compare(
         float: result.floatGraph, quantized: result.graph, data: data, batchSize: batchSize, quiet: quiet)
     }
-    if let path = json { try writeJSON(report, to: path) }
-    if !quiet { print(report.render()) }
+    if let path = report {
+      let held = try evaluation.map { try FeedBatches($0, graph: result.floatGraph, batchSize: batchSize) }
+      guard let batches = held ?? calibration else {
+        throw LowbitError.invalidArgument("--report measures on data: give --eval (or --calib)")
+      }
+      let progress = StepProgress(enabled: !quiet)
+      summary.diagnosis = try QuantizationDiagnosis.diagnose(result, batches: batches) { progress.update("diagnose", $0, $1) }
+      progress.finish()
+      try writeAtomically(Data(DiagnosisPage.html(summary, diagnosis: summary.diagnosis!).utf8), to: path)
+    }
+    if let path = json { try writeJSON(summary, to: path) }
+    if !quiet { print(summary.render()) }
   }
 
   /// `--load-encodings`: the QDQ file of the model with the file's grids.
@@ -342,6 +360,6 @@ struct PTQCommand: ParsableCommand {
     let evaluation = try evaluationData(graph, dataOptions)
     let result = try PostTrainingQuantization.quantize(graph, encodings: file, config: config)
     try ONNXWriter.write(result.graph, to: output, externalData: modelOutput.layout)
-    try finish(result, config: config, evaluation: evaluation, skipped: 0)
+    try finish(result, config: config, evaluation: evaluation, skipped: 0, calibration: nil)
   }
 }

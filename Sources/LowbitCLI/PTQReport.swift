@@ -75,6 +75,8 @@ struct PTQReport: Codable {
   var peakBytes: Int?
   /// Calibration and evaluation inputs left out as unreadable (--skip-bad-inputs).
   var skippedInputs = 0
+  /// The debugging flow's measurements (`--report`).
+  var diagnosis: QuantizationDiagnosis?
 
   /// One quantizer as the JSON lists it: where it sits and its grid.
   struct QuantizerEntry: Codable {
@@ -97,7 +99,7 @@ struct PTQReport: Codable {
     case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
     case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds", peakBytes = "peak_bytes"
-    case skippedInputs = "skipped_inputs"
+    case skippedInputs = "skipped_inputs", diagnosis
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
   }
 

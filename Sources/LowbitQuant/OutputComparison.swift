@@ -32,16 +32,24 @@ struct OutputComparison {
   }
 
   /// `graph`'s loss against the float outputs, per sample.
-  func loss(_ graph: Graph) throws -> Double {
+  func loss(_ graph: Graph) throws -> Double { try measure(graph).loss }
+
+  /// `graph`'s loss against the float outputs, per sample, and the SQNR (dB) of all compared
+  /// outputs together, `10 log10(sum t^2 / sum (y - t)^2)`.
+  func measure(_ graph: Graph) throws -> (loss: Double, sqnr: Double) {
     let interpreter = try Interpreter(graph)
-    var total = 0.0
+    var total = 0.0, signal = 0.0, noise = 0.0
     for (b, feeds) in batches.enumerated() {
       let result = try interpreter.run(feeds)
       for output in outputs {
         guard let y = result[output.name], let t = targets[b][output.name], y.shape == t.shape else { continue }
         total += OutputLoss.compare(y, t, logits: output.logits).loss * Double(sizes[b])
+        for (a, r) in zip(y.floats, t.floats) {
+          signal += Double(r) * Double(r)
+          noise += (Double(a) - Double(r)) * (Double(a) - Double(r))
+        }
       }
     }
-    return total / Double(max(sizes.reduce(0, +), 1))
+    return (total / Double(max(sizes.reduce(0, +), 1)), QuantizationDiagnosis.decibels(signal: signal, noise: noise))
   }
 }

@@ -1,0 +1,93 @@
+import Foundation
+import LowbitQuant
+import LowbitReport
+
+/// The HTML page of `lowbit ptq --report`: the run (steps, evaluation) and the white paper's
+/// debugging flow (`QuantizationDiagnosis`) worded for people, with plots.
+enum DiagnosisPage {
+  /// How many quantizers the ranked charts and the per-tensor plots show.
+  static let shown = 15, plotted = 3
+
+  static func html(_ run: PTQReport, diagnosis d: QuantizationDiagnosis) -> String {
+    let c = run.config
+    var page = HTMLReport(title: "lowbit: \(URL(fileURLWithPath: run.model).lastPathComponent), W\(c.weightBits)A\(c.activationBits) \(c.perChannel ? "per channel" : "per tensor")")
+    page.paragraph("\(run.model) -> \(run.output): \(run.weightQuantizers) weight and \(run.activationQuantizers) activation quantizers, opset \(run.opset). Losses are against the float model's outputs on \(d.samples) samples: KL divergence for logits, mean square otherwise.")
+
+    page.heading("Steps")
+    var steps = Table(["step", "seconds", "detail"])
+    for s in run.steps { steps.add([s.step, String(format: "%.2f", s.seconds), s.detail ?? ""]) }
+    page.table(steps)
+    if let e = run.evaluation {
+      page.heading("Evaluation")
+      var t = Table(["model", "top-1 %", "SQNR dB", "argmax agreement %", "KL"])
+      t.add(["fp32", e.floatTop1.map { String(format: "%.2f", $0) } ?? "-", "", "", ""])
+      t.add(["quantized", e.quantizedTop1.map { String(format: "%.2f", $0) } ?? "-", String(format: "%.2f", e.sqnrDB),
+             String(format: "%.2f", 100 * e.argmaxAgreement), String(format: "%.4f", e.klDivergence)])
+      page.table(t)
+    }
+
+    page.heading("1. Sanity: the simulation with quantizers off")
+    page.paragraph(String(
+      format: "The float graph after BatchNorm folding, cross-layer equalization and bias absorption, with no quantizer on, differs from the original by at most %@ in any output%@.",
+      HTMLReport.number(d.sanityMaxDifference), d.sanityMaxDifference < 1e-3 ? " (float rounding)" : ": a transform changed the function"))
+
+    page.heading("2. Weights or activations")
+    var variants = Table(["quantized", "output loss", "output SQNR dB"])
+    for v in d.variants { variants.add([v.name, HTMLReport.number(v.loss), HTMLReport.number(v.sqnr)]) }
+    page.table(variants)
+    if let w = d.variants.first(where: { $0.name == "weights only" }), let a = d.variants.first(where: { $0.name == "activations only" }) {
+      page.paragraph(w.loss >= a.loss
+        ? "Weight quantization costs more than activation quantization: look at the weight quantizers first (per-channel weights, CLE, AdaRound)."
+        : "Activation quantization costs more than weight quantization: look at the activation ranges first (range method, mixed precision for the worst).")
+    }
+
+    page.heading("3. Quantizers, ranked")
+    let gain = d.quantizers.map { d.lossAll - $0.lossWithoutIt }
+    let byGain = d.quantizers.indices.sorted { gain[$0] > gain[$1] }.prefix(shown)
+    page.barChart(
+      "Output loss saved by leaving each quantizer in float (all others on), the \(byGain.count) largest",
+      labels: byGain.map { label(d.quantizers[$0]) }, values: byGain.map { gain[$0] }, format: HTMLReport.number)
+    let byAlone = d.quantizers.indices.sorted { d.quantizers[$0].lossAlone > d.quantizers[$1].lossAlone }.prefix(shown)
+    page.barChart(
+      "Output loss with each quantizer alone on, the \(byAlone.count) largest",
+      labels: byAlone.map { label(d.quantizers[$0]) }, values: byAlone.map { d.quantizers[$0].lossAlone }, format: HTMLReport.number)
+    var table = Table(["quantizer", "kind", "bits", "grid", "tensor SQNR dB", "clipped %", "loss alone", "loss without it"])
+    for q in d.quantizers {
+      table.add([q.name, q.kind.rawValue, String(q.bits), q.perChannel ? "per channel" : "per tensor", HTMLReport.number(q.tensorSQNR),
+                 String(format: "%.3f", 100 * q.clipped), HTMLReport.number(q.lossAlone), HTMLReport.number(q.lossWithoutIt)])
+    }
+    page.table(table)
+
+    page.heading("4. Where error accumulates")
+    page.barChart(
+      "SQNR (dB) of each layer's output in the quantized network against the float network, in graph order",
+      labels: d.layers.map { "\($0.node) (\($0.opType))" }, values: d.layers.map(\.sqnr), format: HTMLReport.number)
+
+    page.heading("5. Ranges of the worst quantizers")
+    let worst = Array(byAlone)
+    for i in worst.filter({ d.quantizers[$0].kind == .weight }).prefix(plotted) {
+      let q = d.quantizers[i]
+      page.rangePlot(
+        "\(q.name): range of each output channel's float weights; dashed: the grid's range\(q.perChannel ? " (per channel: the widest)" : "")",
+        ranges: q.channelRanges.map { Double($0.lowerBound)...Double($0.upperBound) },
+        grid: grid(q))
+    }
+    for i in worst.filter({ d.quantizers[$0].kind == .activation }).prefix(plotted) {
+      let q = d.quantizers[i]
+      let g = grid(q)
+      page.histogram(
+        "\(q.name): histogram of its float values (log counts); dashed: the grid's range, \(String(format: "%.3f", 100 * q.clipped))% clipped",
+        lower: Double(q.histogram.lower), upper: Double(q.histogram.upper), counts: q.histogram.counts,
+        markers: g.map { [($0.lowerBound, "grid min " + HTMLReport.number($0.lowerBound)), ($0.upperBound, "grid max " + HTMLReport.number($0.upperBound))] } ?? [])
+    }
+    return page.html()
+  }
+
+  static func label(_ q: QuantizationDiagnosis.Quantizer) -> String { "\(q.name) (\(q.kind.rawValue))" }
+
+  /// The union of a quantizer's grid ranges.
+  static func grid(_ q: QuantizationDiagnosis.Quantizer) -> ClosedRange<Double>? {
+    guard let lo = q.gridRanges.map(\.lowerBound).min(), let hi = q.gridRanges.map(\.upperBound).max() else { return nil }
+    return Double(lo)...Double(hi)
+  }
+}
