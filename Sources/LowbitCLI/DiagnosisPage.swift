@@ -8,7 +8,9 @@ enum DiagnosisPage {
   /// How many quantizers the ranked charts and the per-tensor plots show.
   static let shown = 15, plotted = 3
 
-  static func html(_ run: PTQReport, diagnosis d: QuantizationDiagnosis) -> String {
+  static func html(_ run: PTQReport, diagnosis d: QuantizationDiagnosis) -> String { page(run, diagnosis: d).html() }
+
+  static func page(_ run: PTQReport, diagnosis d: QuantizationDiagnosis) -> HTMLReport {
     let c = run.config
     var page = HTMLReport(title: "lowbit: \(URL(fileURLWithPath: run.model).lastPathComponent), W\(c.weightBits)A\(c.activationBits) \(c.perChannel ? "per channel" : "per tensor")")
     page.paragraph("\(run.model) -> \(run.output): \(run.weightQuantizers) weight and \(run.activationQuantizers) activation quantizers, opset \(run.opset). Losses are against the float model's outputs on \(d.samples) samples: KL divergence for logits, mean square otherwise.")
@@ -80,7 +82,46 @@ enum DiagnosisPage {
         lower: Double(q.histogram.lower), upper: Double(q.histogram.upper), counts: q.histogram.counts,
         markers: g.map { [($0.lowerBound, "grid min " + HTMLReport.number($0.lowerBound)), ($0.upperBound, "grid max " + HTMLReport.number($0.upperBound))] } ?? [])
     }
-    return page.html()
+    return page
+  }
+
+  /// Section 6 of `lowbit debug`'s page: the fixes tried, the mixed-precision front and the
+  /// recommended command.
+  static func fixes(_ flow: DebuggingFlow.Outcome, command: String, into page: inout HTMLReport) {
+    page.heading("6. The fixes, tried")
+    page.paragraph("Each fix was applied on top of the ones kept before it, the model quantized again with the trial settings (AdaRound capped at \(Effort.fastAdaRoundIterations) steps, no quantizer tuning) and measured on the held-out samples; a fix is kept when it lowers the loss by more than \(Int(100 * QuantizationFix.margin))%. The recommendation is measured again with the settings given.")
+    var t = Table(["configuration", "held-out loss", "output SQNR dB", "seconds", "kept"])
+    func row(_ name: String, _ m: DebuggingFlow.Measurement, _ kept: Bool) {
+      t.add([name, HTMLReport.number(m.loss), HTMLReport.number(m.sqnr), String(format: "%.1f", m.seconds), kept ? "yes" : ""])
+    }
+    row("baseline (the options given)", flow.baseline, false)
+    row("baseline, trial settings", flow.trialBaseline, false)
+    for trial in flow.trials { row(describe(trial.fix), trial.measurement, trial.kept) }
+    page.table(t)
+    if !flow.mixedPrecisionFront.isEmpty {
+      page.barChart(
+        "Held-out loss with the k most sensitive activation quantizers widened (mixed precision), on top of the kept fixes",
+        labels: flow.mixedPrecisionFront.map { describe($0.fix) }, values: flow.mixedPrecisionFront.map(\.measurement.loss),
+        format: HTMLReport.number, highlighted: Set(flow.mixedPrecisionFront.indices.filter { flow.mixedPrecisionFront[$0].kept }))
+    }
+    if let m = flow.rejectedMeasurement {
+      page.paragraph("The fixes the trials kept (\(flow.rejectedFixes.map(describe).joined(separator: ", "))) did not beat the options given once measured with their settings (loss \(HTMLReport.number(m.loss)) against \(HTMLReport.number(flow.baseline.loss))): the options given stay the recommendation.")
+    }
+    page.heading("Recommended")
+    page.paragraph("\(command)")
+    page.paragraph("Measured on the held-out samples: loss \(HTMLReport.number(flow.recommendedMeasurement.loss)) (baseline \(HTMLReport.number(flow.baseline.loss))), output SQNR \(HTMLReport.number(flow.recommendedMeasurement.sqnr)) dB (baseline \(HTMLReport.number(flow.baseline.sqnr)) dB).")
+  }
+
+  /// A fix in a few words.
+  static func describe(_ fix: QuantizationFix) -> String {
+    switch fix.kind {
+    case .perChannelWeights: return "per-channel weights"
+    case .crossLayerEqualization: return fix.enabled == true ? "CLE on" : "CLE off"
+    case .activationRange: return "activation range \(fix.rangeMethod?.rawValue ?? "")"
+    case .biasCorrection: return "bias correction \(fix.biasCorrection?.rawValue ?? "")"
+    case .adaRound: return fix.enabled == true ? "AdaRound on" : "AdaRound off"
+    case .mixedPrecision: return "\(fix.quantizers ?? 0) activation quantizers widened"
+    }
   }
 
   static func label(_ q: QuantizationDiagnosis.Quantizer) -> String { "\(q.name) (\(q.kind.rawValue))" }

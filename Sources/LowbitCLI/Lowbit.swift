@@ -15,7 +15,7 @@ public struct Lowbit: ParsableCommand {
       npy:NAME=a.npy,NAME2=b.npy[,labels=c.npy], npz:file.npz.
       """,
     version: lowbitCLIVersion,
-    subcommands: [PTQCommand.self, RunCommand.self, InfoCommand.self, OpsCommand.self, DemoCommand.self, SimplifyCommand.self, TrainCommand.self, QATCommand.self])
+    subcommands: [PTQCommand.self, DebugCommand.self, RunCommand.self, InfoCommand.self, OpsCommand.self, DemoCommand.self, SimplifyCommand.self, TrainCommand.self, QATCommand.self])
 
   public init() {}
 
