@@ -51,5 +51,5 @@ let package = Package(
       name: "LowbitTrainTests", dependencies: ["LowbitTrain", "LowbitONNX", "LowbitTestSupport"]),
     .testTarget(name: "LowbitDistributedTests", dependencies: ["LowbitDistributed", "LowbitTrain"]),
   ],
-  swiftLanguageModes: [.v5]
+  swiftLanguageModes: [.v6]
 )

@@ -99,10 +99,9 @@ struct IntegerLayer: Sendable {
       // Safety: every run lies inside 0..<xs.count.
       xs.withUnsafeBufferPointer { xp in
         rounded.withUnsafeMutableBufferPointer { op in
-          let src = UInt(bitPattern: xp.baseAddress), dst = UInt(bitPattern: op.baseAddress)
+          let src = SharedBuffer(xp), dst = SharedBuffer(op)
           QuantizeRuns.forEachRun(total: xs.count, uniform: true, dim: 1, inner: xs.count) { start, n, _ in
-            guard let a = UnsafePointer<Float>(bitPattern: src), let b = UnsafeMutablePointer<Float>(bitPattern: dst) else { return }
-            QuantizeRuns.roundQuotient(a + start, b + start, count: n, scale: s)
+            QuantizeRuns.roundQuotient(src.pointer(at: start, count: n), dst.pointer(at: start, count: n), count: n, scale: s)
           }
         }
       }
@@ -121,12 +120,11 @@ struct IntegerLayer: Sendable {
     var v = y.floats
     let rows = v.count / max(inner, 1)
     v.withUnsafeMutableBufferPointer { p in
-      let bits = UInt(bitPattern: p.baseAddress)
+      let values = SharedBuffer(p)
       parallelChunks(rows, costPerItem: inner) { range in
-        guard let base = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
         for row in range {
           let c = row % channels, b = bias[c], sc = outputScale[c]
-          let line = base + row * inner
+          let line = values.pointer(at: row * inner, count: inner)
           for j in 0..<inner { line[j] = (line[j] + b) * sc }
           activation?.apply(line, count: inner)
         }

@@ -273,14 +273,15 @@ public enum AdaRound {
   /// part of `out`.
   static func eachGroup(
     _ groups: Int, cost: Int, _ a: [Float], _ b: [Float], into out: inout [Float],
-    _ body: (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    _ body: @Sendable (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
   ) {
     a.withUnsafeBufferPointer { pa in
       b.withUnsafeBufferPointer { pb in
         out.withUnsafeMutableBufferPointer { po in
           // Safety: chunks are disjoint groups, and each group writes only its own part of `out`.
-          let (xa, xb, xo) = (pa.baseAddress!, pb.baseAddress!, po.baseAddress!)
+          let (sa, sb, so) = (SharedBuffer(pa), SharedBuffer(pb), SharedBuffer(po))
           parallelChunks(groups, costPerItem: cost) { range in
+            let (xa, xb, xo) = (UnsafePointer(sa.pointer()), UnsafePointer(sb.pointer()), so.pointer())
             for g in range { body(g, xa, xb, xo) }
           }
         }
@@ -318,8 +319,8 @@ public enum AdaRound {
     }
     let outputs = p.outputs, bias = p.bias
     out.withUnsafeMutableBufferPointer { ys in
-      // Safety: row r is ys[r * outputs ..< (r + 1) * outputs]; chunks are disjoint rows.
-      let py = ys.baseAddress!
+      // Row r is ys[r * outputs ..< (r + 1) * outputs]; chunks are disjoint rows.
+      let py = SharedBuffer(ys)
       parallelChunks(rows, costPerItem: outputs) { range in
         for r in range { for o in 0..<outputs { py[r * outputs + o] += bias[o] } }
       }
@@ -352,10 +353,11 @@ public enum AdaRound {
   ) -> [Float] {
     let pre = forward(p, weights: weights, batch.inputs, rows: rows)
     let scale = 2 / Float(max(rows, 1))
+    let (activation, outputs, targets) = (p.activation, p.outputs, batch.targets)
     let g = parallelIndexedMap(pre.count, costPerItem: 4) { i -> Float in
-      let y = clamp(pre[i], p.activation, channel: i % p.outputs)
-      let passes = p.activation.map { pre[i] > $0.lower && pre[i] < $0.upper(i % p.outputs) } ?? true
-      return passes ? scale * (y - batch.targets[i]) : 0
+      let y = clamp(pre[i], activation, channel: i % outputs)
+      let passes = activation.map { pre[i] > $0.lower && pre[i] < $0.upper(i % outputs) } ?? true
+      return passes ? scale * (y - targets[i]) : 0
     }
     let og = p.outputs / p.groups, k = p.patchSize
     var result = [Float](repeating: 0, count: p.outputs * k)
@@ -396,12 +398,12 @@ struct SoftWeight {
   static let beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
 
   /// Runs `body(&weight, e)` for every weight `e`, in parallel chunks.
-  static func forEach(_ state: inout [SoftWeight], _ body: (inout SoftWeight, Int) -> Void) {
+  static func forEach(_ state: inout [SoftWeight], _ body: @Sendable (inout SoftWeight, Int) -> Void) {
     state.withUnsafeMutableBufferPointer { st in
-      // Safety: chunks are disjoint index ranges of the buffer.
-      let ps = st.baseAddress!
+      // Chunks are disjoint index ranges of the buffer.
+      let ps = SharedBuffer(st)
       parallelChunks(st.count, costPerItem: 16) { range in
-        for e in range { body(&ps[e], e) }
+        for e in range { body(&ps.pointer(at: e, count: 1).pointee, e) }
       }
     }
   }
@@ -412,8 +414,8 @@ struct SoftWeight {
     let zeta = AdaRound.zeta, gamma = AdaRound.gamma
     precondition(soft.count == state.count, "AdaRound: \(soft.count) soft weights for \(state.count) weights")
     soft.withUnsafeMutableBufferPointer { out in
-      // Safety: `out` holds one entry per weight.
-      let po = out.baseAddress!
+      // `out` holds one entry per weight.
+      let po = SharedBuffer(out)
       forEach(&state) { w, e in
         let sg = AdaRound.sigmoid(w.v), raw = sg * (zeta - gamma) + gamma
         w.h = min(1, max(0, raw))
@@ -432,7 +434,8 @@ struct SoftWeight {
   ) {
     let correction1 = 1 - pow(beta1, Float(t + 1)), correction2 = 1 - pow(beta2, Float(t + 1))
     precondition(gradient.count == state.count, "AdaRound: \(gradient.count) gradients for \(state.count) weights")
-    gradient.withUnsafeBufferPointer { gs in
+    gradient.withUnsafeBufferPointer { gradients in
+      let gs = SharedBuffer(gradients)
       forEach(&state) { w, e in
         var g = gs[e] * w.slope
         if let beta, w.dh != 0 { g += lambda * AdaRound.regularizerDerivative(w.h, beta: beta) * w.dh }

@@ -191,10 +191,11 @@ public enum LayerwiseRefinement {
         y.withUnsafeMutableBufferPointer { ys in
           // Safety: row r writes x at r * k in each group (of stride rows * k) and y at
           // r * outputs, inside the buffers; chunks are disjoint ranges of rows.
-          let (px, py) = (xs.baseAddress!, ys.baseAddress!)
+          let (sx, sy, picked) = (SharedBuffer(xs), SharedBuffer(ys), picks)
           parallelChunks(rows, costPerItem: groups * k + outputsCount) { range in
+            let (px, py) = (sx.pointer(), sy.pointer())
             for r in range {
-              let (b, row) = picks[r]
+              let (b, row) = picked[r]
               inputs[b].withUnsafeBufferPointer { src in
                 if let p = patches {
                   p.gatherAllGroups(src.baseAddress!, image: row / positions, position: row % positions,

@@ -53,12 +53,14 @@ public struct RangeHistogram: Sendable, Equatable {
     let scale = Self.powerOfTwo(-widthExponent)
     let first = firstBin, bins = counts.count
     // Counts per chunk of values (in parallel for large tensors), then summed: the same counts.
+    let source = SharedBuffer(values)
     let parts = parallelIndexedMap(Self.chunks(values.count), costPerItem: 1 << 16) { c in
       var local = [Int](repeating: 0, count: bins)
       local.withUnsafeMutableBufferPointer { bins in
         // Safety: `cover` made every finite value of [lower, upper] land in 0..<binCount, and
         // the caller guarantees that lower and upper bound the finite values of `values`.
-        for x in values[Self.chunk(c, of: values.count)] where x.isFinite {
+        for i in Self.chunk(c, of: source.count) where source[i].isFinite {
+          let x = source[i]
           bins[Int((Double(x) * scale).rounded(.down)) - first] += 1
         }
       }

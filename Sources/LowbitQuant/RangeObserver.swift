@@ -58,10 +58,12 @@ public struct RangeObserver: Sendable, Equatable {
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) {
     batchCount += 1
     // Per chunk of values (in parallel for large tensors): min, max, finite and NaN counts.
+    let source = SharedBuffer(values)
     let parts = parallelIndexedMap(RangeHistogram.chunks(values.count), costPerItem: 1 << 16) { c in
       var lo = Float.infinity, hi = -Float.infinity, finite = 0, nans = 0
-      // Safety: only reads `values` within its count, during the call.
-      for x in values[RangeHistogram.chunk(c, of: values.count)] {
+      // Reads `values` within its count, during the call.
+      for i in RangeHistogram.chunk(c, of: source.count) {
+        let x = source[i]
         if x.isFinite {
           finite += 1
           lo = min(lo, x)

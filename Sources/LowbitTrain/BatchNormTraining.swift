@@ -30,20 +30,17 @@ public enum BatchNormTraining {
     let xs = x.floats, gamma = scale.floats, beta = bias.floats
     var mean = [Float](repeating: 0, count: c), inverseStd = mean, variance = [Double](repeating: 0, count: c)
     // Every element of y is written below (each channel's planes by that channel).
-    var y = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
-    xs.withUnsafeBufferPointer { xp in
-      y.withUnsafeMutableBufferPointer { yp in
+    let y = xs.withUnsafeBufferPointer { xp in
+      SharedBuffer<Float>.array(count: x.count) { ys in
         mean.withUnsafeMutableBufferPointer { mp in
           inverseStd.withUnsafeMutableBufferPointer { sp in
             variance.withUnsafeMutableBufferPointer { vp in
               // Safety: channel ch reads and writes only its own planes (image * c + ch) and its
               // own slot of mean, inverseStd and variance; sums run in image, position order.
-              let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: yp.baseAddress),
-                          UInt(bitPattern: mp.baseAddress), UInt(bitPattern: sp.baseAddress), UInt(bitPattern: vp.baseAddress))
+              let (xs, ms, ss, vs) = (SharedBuffer(xp), SharedBuffer(mp), SharedBuffer(sp), SharedBuffer(vp))
               parallelChunks(c, costPerItem: 4 * m) { range in
-                guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let yb = UnsafeMutablePointer<Float>(bitPattern: bits.1),
-                      let mb = UnsafeMutablePointer<Float>(bitPattern: bits.2), let sb = UnsafeMutablePointer<Float>(bitPattern: bits.3),
-                      let vb = UnsafeMutablePointer<Double>(bitPattern: bits.4) else { return }
+                let (xb, yb) = (UnsafePointer(xs.pointer()), ys.pointer())
+                let (mb, sb, vb) = (ms, ss, vs)
                 for ch in range {
                   var sum = 0.0
                   for image in 0..<n { sum += planeSum(xb + (image * c + ch) * inner, inner) { Double($0) } }
@@ -91,22 +88,18 @@ public enum BatchNormTraining {
     let n = x.shape[0], c = x.shape[1], inner = x.shape[2...].reduce(1, *)
     let m = Float(n * inner)
     let xs = x.floats, dy = outputGradient.floats, gamma = scale.floats
-    // Every element of dx is written below (each channel's planes by that channel).
-    var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
     var dgamma = [Float](repeating: 0, count: c), dbeta = dgamma
-    xs.withUnsafeBufferPointer { xp in
+    // Every element of dx is written below (each channel's planes by that channel).
+    let dx = xs.withUnsafeBufferPointer { xp in
       dy.withUnsafeBufferPointer { gp in
-        dx.withUnsafeMutableBufferPointer { dp in
+        SharedBuffer<Float>.array(count: x.count) { ds in
           dgamma.withUnsafeMutableBufferPointer { gammaP in
             dbeta.withUnsafeMutableBufferPointer { betaP in
               // Safety: as in `forward`: each channel owns its planes and its slots.
-              let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: gp.baseAddress), UInt(bitPattern: dp.baseAddress),
-                          UInt(bitPattern: gammaP.baseAddress), UInt(bitPattern: betaP.baseAddress))
+              let (xs, gs, dgs, dbs) = (SharedBuffer(xp), SharedBuffer(gp), SharedBuffer(gammaP), SharedBuffer(betaP))
               parallelChunks(c, costPerItem: 4 * n * inner) { range in
-                guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let gb = UnsafePointer<Float>(bitPattern: bits.1),
-                      let db = UnsafeMutablePointer<Float>(bitPattern: bits.2),
-                      let dgb = UnsafeMutablePointer<Float>(bitPattern: bits.3),
-                      let dbb = UnsafeMutablePointer<Float>(bitPattern: bits.4) else { return }
+                let (xb, gb, db) = (UnsafePointer(xs.pointer()), UnsafePointer(gs.pointer()), ds.pointer())
+                let (dgb, dbb) = (dgs, dbs)
                 for ch in range {
                   let mu = mean[ch], s = inverseStd[ch]
                   var sumG = 0.0, sumGX = 0.0

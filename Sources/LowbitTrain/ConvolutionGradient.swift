@@ -36,17 +36,14 @@ struct ConvolutionGradient {
     let xCount = n * c * inPlane
     // Safety: every pointer below is bounded by the shapes above; thread t reads and writes only
     // the images of its run in `dx`, `dy` and `x`, its own slice of `partial` and its own buffers.
-    let body = { (xp: UnsafePointer<Float>, wp: UnsafePointer<Float>, dyp: UnsafePointer<Float>,
-                  dxp: UnsafeMutablePointer<Float>?, partialp: UnsafeMutablePointer<Float>?) in
-      let xBits = UInt(bitPattern: xp), wBits = UInt(bitPattern: wp), dyBits = UInt(bitPattern: dyp)
-      let dxBits = UInt(bitPattern: dxp), pBits = UInt(bitPattern: partialp)
-      let runThread = { (t: Int) in
+    let body = { (xs: SharedBuffer<Float>, ws: SharedBuffer<Float>, dys: SharedBuffer<Float>,
+                  dxs: SharedBuffer<Float>?, partials: SharedBuffer<Float>?) in
+      let runThread: @Sendable (Int) -> Void = { t in
         let run = (n * t / threads)..<(n * (t + 1) / threads)
         guard !run.isEmpty else { return }
-        let x = UnsafePointer<Float>(bitPattern: xBits)!, w = UnsafePointer<Float>(bitPattern: wBits)!
-        let dy = UnsafePointer<Float>(bitPattern: dyBits)!
-        let dx = UnsafeMutablePointer<Float>(bitPattern: dxBits)
-        let dw = UnsafeMutablePointer<Float>(bitPattern: pBits).map { $0 + t * wCount }
+        let x = UnsafePointer(xs.pointer()), w = UnsafePointer(ws.pointer()), dy = UnsafePointer(dys.pointer())
+        let dx = dxs?.pointer()
+        let dw = partials?.pointer(at: t * wCount, count: wCount)
         let width = chunk * p
         let cols: UnsafeMutablePointer<Float>? = dw != nil ? .allocate(capacity: kg * width) : nil
         let dcols: UnsafeMutablePointer<Float>? = dx != nil ? .allocate(capacity: kg * width) : nil
@@ -93,14 +90,13 @@ struct ConvolutionGradient {
       w.withUnsafeBufferPointer { wp in
         dy.withUnsafeBufferPointer { dyp in
           partial.withUnsafeMutableBufferPointer { pp in
-            let pw = weight ? pp.baseAddress : nil
+            let pw = weight ? SharedBuffer(pp) : nil
+            let (xs, ws, dys) = (SharedBuffer(xp), SharedBuffer(wp), SharedBuffer(dyp))
             if input {
-              dx = [Float](unsafeUninitializedCapacity: xCount) { dxp, initialized in
-                body(xp.baseAddress!, wp.baseAddress!, dyp.baseAddress!, dxp.baseAddress, pw)
-                initialized = xCount
-              }
+              // Every thread zeroes, then accumulates into, the images of its run.
+              dx = SharedBuffer<Float>.array(count: xCount) { dxs in body(xs, ws, dys, dxs, pw) }
             } else {
-              body(xp.baseAddress!, wp.baseAddress!, dyp.baseAddress!, nil, pw)
+              body(xs, ws, dys, nil, pw)
             }
           }
         }

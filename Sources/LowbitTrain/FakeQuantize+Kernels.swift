@@ -59,9 +59,9 @@ extension FakeQuantize {
     let exact = FakeQuantize.isFloatExact(qmin: qmin, qmax: qmax), lower = Float(qmin), upper = Float(qmax)
     xs.withUnsafeBufferPointer { xp in
       out.withUnsafeMutableBufferPointer { op in
-        let xBits = UInt(bitPattern: xp.baseAddress), oBits = UInt(bitPattern: op.baseAddress)
+        let (source, o) = (SharedBuffer(xp), SharedBuffer(op))
         parallelChunks(xs.count, costPerItem: 4) { range in
-          guard let xi = UnsafePointer<Float>(bitPattern: xBits), let o = UnsafeMutablePointer<Float>(bitPattern: oBits) else { return }
+          let xi = source
           // Runs of elements that share one channel's scale and offset.
           var i = range.lowerBound
           while i < range.upperBound {

@@ -44,10 +44,10 @@ public enum SavedForBackward: Sendable {
 
 /// A gradient rule: returns `d(loss)/d(input i)` for each input (`nil` where not wanted or not
 /// differentiable), given `d(loss)/d(outputs)`.
-public typealias BackwardKernel = (BackwardContext) throws -> [Tensor?]
+public typealias BackwardKernel = @Sendable (BackwardContext) throws -> [Tensor?]
 
 /// One op's gradient rule and the input slots it differentiates.
-public struct GradientRule {
+public struct GradientRule: Sendable {
   /// Input slots that carry gradients (`nil`: all of them). A float initializer read at such a
   /// slot is a trainable parameter.
   public let differentiableInputs: [Int]?

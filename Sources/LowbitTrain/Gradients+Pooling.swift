@@ -30,11 +30,9 @@ extension GradientRules {
         dx.withUnsafeMutableBufferPointer { dp in
           // Safety: plane p reads and writes only its own ih*iw inputs and oh*ow gradients; `span`
           // keeps every tap inside the input.
-          let gBits = UInt(bitPattern: gp.baseAddress), xBits = UInt(bitPattern: xp.baseAddress)
-          let dBits = UInt(bitPattern: dp.baseAddress)
+          let (gs, xs, ds) = (SharedBuffer(gp), SharedBuffer(xp), SharedBuffer(dp))
           parallelChunks(planes, costPerItem: oh * ow * g.taps) { range in
-            guard let gb = UnsafePointer<Float>(bitPattern: gBits), let xb = UnsafePointer<Float>(bitPattern: xBits),
-                  let db = UnsafeMutablePointer<Float>(bitPattern: dBits) else { return }
+            let (gb, xb, db) = (UnsafePointer(gs.pointer()), UnsafePointer(xs.pointer()), ds.pointer())
             let (kH, kW) = (g.kernel[0], g.kernel[1]), (sh, sw) = (g.strides[0], g.strides[1])
             let (dh, dw) = (g.dilations[0], g.dilations[1]), (ph, pw) = (g.padBegin[0], g.padBegin[1])
             let (endH, endW) = (ih + g.padEnd[0], iw + g.padEnd[1])

@@ -7,19 +7,16 @@ enum TensorArithmetic {
   static func sum(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.shape == b.shape, "sum: shapes \(a.shape) and \(b.shape) differ")
     let x = a.floats, y = b.floats
-    let out = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+    let out = SharedBuffer<Float>.array(count: x.count) { out in
       x.withUnsafeBufferPointer { xp in
         y.withUnsafeBufferPointer { yp in
-          // Safety: three buffers of `x.count` floats; chunks write disjoint ranges.
-          let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: yp.baseAddress), UInt(bitPattern: out.baseAddress))
+          // Three buffers of `x.count` floats; chunks write disjoint ranges.
+          let (xb, yb) = (SharedBuffer(xp), SharedBuffer(yp))
           parallelChunks(x.count) { range in
-            guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let yb = UnsafePointer<Float>(bitPattern: bits.1),
-                  let ob = UnsafeMutablePointer<Float>(bitPattern: bits.2) else { return }
-            for i in range { ob[i] = xb[i] + yb[i] }
+            for i in range { out.initialize(i, to: xb[i] + yb[i]) }
           }
         }
       }
-      initialized = x.count
     }
     return Tensor(shape: a.shape, floats: out)
   }
@@ -29,14 +26,13 @@ enum TensorArithmetic {
   static func passing(_ g: [Float], where x: [Float], above lower: Float, below upper: Float?) -> [Float] {
     precondition(g.count == x.count, "passing: \(g.count) gradients for \(x.count) values")
     let hi = upper ?? .infinity, bounded = upper != nil
-    return [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+    return SharedBuffer<Float>.array(count: x.count) { out in
       x.withUnsafeBufferPointer { xp in
         g.withUnsafeBufferPointer { gp in
           // Safety: three buffers of `x.count` floats; chunks write disjoint ranges.
-          let bits = (UInt(bitPattern: xp.baseAddress), UInt(bitPattern: gp.baseAddress), UInt(bitPattern: out.baseAddress))
+          let (xs, gs) = (SharedBuffer(xp), SharedBuffer(gp))
           parallelChunks(x.count) { range in
-            guard let xb = UnsafePointer<Float>(bitPattern: bits.0), let gb = UnsafePointer<Float>(bitPattern: bits.1),
-                  let ob = UnsafeMutablePointer<Float>(bitPattern: bits.2) else { return }
+            let (xb, gb, ob) = (UnsafePointer(xs.pointer()), UnsafePointer(gs.pointer()), out.pointer())
             // Both values are loaded unconditionally so that the loops compile to vector selects.
             if bounded {
               for i in range { let v = xb[i], d = gb[i]; ob[i] = v > lower && v < hi ? d : 0 }
@@ -46,7 +42,6 @@ enum TensorArithmetic {
           }
         }
       }
-      initialized = x.count
     }
   }
 

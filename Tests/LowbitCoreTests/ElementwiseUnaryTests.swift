@@ -9,7 +9,7 @@ private typealias H = KernelHarness
 struct ElementwiseUnaryTests {
   static let samples: [Float] = [-3, -1.5, -0.5, -0.0, 0, 0.25, 0.5, 1, 2.5, 7]
 
-  static let references: [(String, (Float) -> Float)] = [
+  static let references: [(String, @Sendable (Float) -> Float)] = [
     ("Neg", { -$0 }),
     ("Abs", { abs($0) }),
     ("Exp", { expf($0) }),

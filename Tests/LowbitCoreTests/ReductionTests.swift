@@ -23,7 +23,7 @@ private func reference(
 
 @Suite("Reduction kernels")
 struct ReductionTests {
-  static let formulas: [(String, ([Double]) -> Double)] = [
+  static let formulas: [(String, @Sendable ([Double]) -> Double)] = [
     ("ReduceSum", { $0.reduce(0, +) }),
     ("ReduceMean", { $0.reduce(0, +) / Double($0.count) }),
     ("ReduceMax", { $0.max()! }),

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LowbitCore
 import LowbitTestSupport
 import Testing
@@ -16,13 +17,22 @@ import Testing
   /// cooperative threads have small stacks (a debug run overflowed there under a full parallel
   /// suite; the same cases pass under AddressSanitizer and in release builds).
   func exercise(_ data: Data) -> String {
-    var outcome = ""
+    let outcome = Outcome()
     let done = DispatchSemaphore(value: 0)
-    let thread = Thread { outcome = self.exerciseNow(data); done.signal() }
+    let thread = Thread {
+      let result = self.exerciseNow(data)
+      outcome.value.withLock { $0 = result }
+      done.signal()
+    }
     thread.stackSize = 64 << 20
     thread.start()
     done.wait()
-    return outcome
+    return outcome.value.withLock { $0 }
+  }
+
+  /// What the worker thread of `exercise` hands back.
+  private final class Outcome: Sendable {
+    let value = Mutex("")
   }
 
   func exerciseNow(_ data: Data) -> String {

@@ -38,13 +38,15 @@ func parallelSgemm(
           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     return
   }
-  let aBits = UInt(bitPattern: a), bBits = UInt(bitPattern: b), cBits = UInt(bitPattern: c)
+  // The extents the leading dimensions address (the last row only as long as it is used).
+  let aCount = transA ? (k - 1) * lda + m : (m - 1) * lda + k
+  let bCount = transB ? (n - 1) * ldb + k : (k - 1) * ldb + n
+  let (sa, sb) = (SharedBuffer(start: a, count: aCount), SharedBuffer(start: b, count: bCount))
+  let sc = SharedBuffer(start: c, count: (m - 1) * ldc + n)
   DispatchQueue.concurrentPerform(iterations: blocks) { blk in
     let j0 = n * blk / blocks, j1 = n * (blk + 1) / blocks
     guard j0 < j1 else { return }
-    let a = UnsafePointer<Float>(bitPattern: aBits)!
-    let b = UnsafePointer<Float>(bitPattern: bBits)!
-    let c = UnsafeMutablePointer<Float>(bitPattern: cBits)!
+    let a = UnsafePointer(sa.pointer()), b = UnsafePointer(sb.pointer()), c = sc.pointer()
     // Column block j0..<j1 of op(B): row-major B[k, n] starts at column j0; B^T[n, k] at row j0.
     let bBlock = transB ? b + j0 * ldb : b + j0
     sgemm(transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
@@ -54,7 +56,7 @@ func parallelSgemm(
 
 /// `sgemm` and `parallelSgemm` as positional functions with one signature, to pick at run time:
 /// (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc).
-typealias GemmFunction = (
+typealias GemmFunction = @Sendable (
   Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
   UnsafeMutablePointer<Float>, Int
 ) -> Void

@@ -168,26 +168,26 @@ struct BroadcastRowCursor {
 
 /// A function of one element. Kernels take ops as types (not closures) so that the generic
 /// loops below are specialized and the op inlined, also inside the parallel chunks.
-protocol UnaryElementOp {
-  associatedtype In
-  associatedtype Out
+protocol UnaryElementOp: Sendable {
+  associatedtype In: Sendable
+  associatedtype Out: Sendable
   func callAsFunction(_ x: In) -> Out
 }
 
 /// A function of two elements (see `UnaryElementOp`).
-protocol BinaryElementOp {
-  associatedtype A
-  associatedtype B
-  associatedtype Out
+protocol BinaryElementOp: Sendable {
+  associatedtype A: Sendable
+  associatedtype B: Sendable
+  associatedtype Out: Sendable
   func callAsFunction(_ a: A, _ b: B) -> Out
 }
 
 /// A function of three elements (see `UnaryElementOp`).
-protocol TernaryElementOp {
-  associatedtype A
-  associatedtype B
-  associatedtype C
-  associatedtype Out
+protocol TernaryElementOp: Sendable {
+  associatedtype A: Sendable
+  associatedtype B: Sendable
+  associatedtype C: Sendable
+  associatedtype Out: Sendable
   func callAsFunction(_ a: A, _ b: B, _ c: C) -> Out
 }
 
@@ -203,14 +203,13 @@ func broadcastMap<Op: BinaryElementOp>(
   let ib = plan.strides[1][plan.dims.count - 1]
   return a.withUnsafeBufferPointer { pa in
     b.withUnsafeBufferPointer { pb in
-      [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
+      SharedBuffer<Op.Out>.array(count: n) { out in
         // Safety: n > 0 means every operand is non-empty; the plan's strides address only
         // elements inside each operand (its dims match the operand's shape), and each row
         // writes its own `inner` slots of `out`, which holds `n = rows * inner` elements.
-        let ba = pa.baseAddress!
-        let bb = pb.baseAddress!
-        let bo = out.baseAddress!
+        let (sa, sb) = (SharedBuffer(pa), SharedBuffer(pb))
         parallelChunks(rows, costPerItem: inner * cost) { range in
+          let (ba, bb, bo) = (sa.pointer(), sb.pointer(), out.pointer())
           var cursor = BroadcastRowCursor(plan, row: range.lowerBound)
           for row in range {
             defer { cursor.advance() }
@@ -230,7 +229,6 @@ func broadcastMap<Op: BinaryElementOp>(
             }
           }
         }
-        initialized = n
       }
     }
   }
@@ -249,10 +247,11 @@ func broadcastMap3<Op: TernaryElementOp>(
   return a.withUnsafeBufferPointer { pa in
     b.withUnsafeBufferPointer { pb in
       c.withUnsafeBufferPointer { pc in
-        [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
+        SharedBuffer<Op.Out>.array(count: n) { out in
           // Safety: as in `broadcastMap`: non-empty operands, in-bounds strides, disjoint rows.
-          let (ba, bb, bc, bo) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, out.baseAddress!)
+          let (sa, sb, sc) = (SharedBuffer(pa), SharedBuffer(pb), SharedBuffer(pc))
           parallelChunks(rows, costPerItem: inner) { range in
+            let (ba, bb, bc, bo) = (sa.pointer(), sb.pointer(), sc.pointer(), out.pointer())
             var cursor = BroadcastRowCursor(plan, row: range.lowerBound)
             for row in range {
               defer { cursor.advance() }
@@ -264,7 +263,6 @@ func broadcastMap3<Op: TernaryElementOp>(
               }
             }
           }
-          initialized = n
         }
       }
     }
@@ -276,13 +274,12 @@ func parallelMap<Op: UnaryElementOp>(_ x: [Op.In], cost: Int = 1, _ op: Op) -> [
   let n = x.count
   if n == 0 { return [] }
   return x.withUnsafeBufferPointer { px in
-    [Op.Out](unsafeUninitializedCapacity: n) { out, initialized in
-      // Safety: `out` and `px` both hold n elements; chunks are disjoint ranges of 0..<n.
-      let (bx, bo) = (px.baseAddress!, out.baseAddress!)
+    SharedBuffer<Op.Out>.array(count: n) { out in
+      // Chunks are disjoint ranges of 0..<n.
+      let x = SharedBuffer(px)
       parallelChunks(n, costPerItem: cost) { range in
-        for i in range { (bo + i).initialize(to: op(bx[i])) }
+        for i in range { out.initialize(i, to: op(x[i])) }
       }
-      initialized = n
     }
   }
 }
@@ -291,7 +288,7 @@ func parallelMap<Op: UnaryElementOp>(_ x: [Op.In], cost: Int = 1, _ op: Op) -> [
 ///
 /// Strides may be 0 (broadcast) or negative (reversed slices); callers guarantee that every
 /// addressed element lies in `src`.
-func stridedCopy<T>(_ src: [T], offset: Int, shape: [Int], strides: [Int]) -> [T] {
+func stridedCopy<T: Sendable>(_ src: [T], offset: Int, shape: [Int], strides: [Int]) -> [T] {
   // Merge dims that are contiguous with each other, drop size-1 dims.
   var dims: [Int] = []
   var st: [Int] = []
@@ -313,13 +310,15 @@ func stridedCopy<T>(_ src: [T], offset: Int, shape: [Int], strides: [Int]) -> [T
   let inner = dims[dims.count - 1]
   let innerStride = st[st.count - 1]
   let rows = n / inner
+  let (dimensions, steps) = (dims, st)
   return src.withUnsafeBufferPointer { ps in
-    [T](unsafeUninitializedCapacity: n) { out, initialized in
+    SharedBuffer<T>.array(count: n) { out in
       // Safety: n > 0 so src is non-empty; the caller checked that every offset
       // `offset + sum(i_d * strides_d)` lies in src; each row fills its own `inner` slots.
-      let bs = ps.baseAddress!
-      let bo = out.baseAddress!
+      let source = SharedBuffer(ps)
       parallelChunks(rows, costPerItem: inner) { range in
+        let (dims, st) = (dimensions, steps)
+        let (bs, bo) = (UnsafePointer(source.pointer()), out.pointer())
         for row in range {
           var r = row
           var o = offset
@@ -335,27 +334,25 @@ func stridedCopy<T>(_ src: [T], offset: Int, shape: [Int], strides: [Int]) -> [T
           }
         }
       }
-      initialized = n
     }
   }
 }
 
 /// Elements of `src` at the flat `indices`; a negative index takes `fill` instead.
-func pickElements<T>(_ src: [T], _ indices: [Int], fill: T?) -> [T] {
+func pickElements<T: Sendable>(_ src: [T], _ indices: [Int], fill: T?) -> [T] {
   let n = indices.count
   if n == 0 { return [] }
   return src.withUnsafeBufferPointer { ps in
     indices.withUnsafeBufferPointer { pi in
-      [T](unsafeUninitializedCapacity: n) { out, initialized in
-        // Safety: callers build `indices` in 0..<src.count, or negative only with a fill value.
-        let bo = out.baseAddress!
+      SharedBuffer<T>.array(count: n) { out in
+        // Callers build `indices` in 0..<src.count, or negative only with a fill value.
+        let (source, index) = (SharedBuffer(ps), SharedBuffer(pi))
         parallelChunks(n) { range in
           for i in range {
-            let k = pi[i]
-            (bo + i).initialize(to: k >= 0 ? ps[k] : fill!)
+            let k = index[i]
+            out.initialize(i, to: k >= 0 ? source[k] : fill!)
           }
         }
-        initialized = n
       }
     }
   }

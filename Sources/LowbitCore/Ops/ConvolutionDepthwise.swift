@@ -11,16 +11,13 @@ extension ConvJob {
     let padded = isPadded
     let inPlane = inH * inW, outPlane = outH * outW
     let planes = batch * channels
-    let xBits = UInt(bitPattern: x), wBits = UInt(bitPattern: w), yBits = UInt(bitPattern: y)
-    let bBits = UInt(bitPattern: bias)
+    let operands = shared
     let (kH, kW, inH, inW, outH, outW, channels, activation) = (kH, kW, inH, inW, outH, outW, channels, activation)
     parallelChunks(planes, costPerItem: outPlane * kH * kW) { range in
       // Safety: the pointers come from the caller's buffers, bounded by the checked shapes; the
       // padded buffer holds one padded plane and every tap reads inside it.
-      let x = UnsafePointer<Float>(bitPattern: xBits)!
-      let w = UnsafePointer<Float>(bitPattern: wBits)!
-      let y = UnsafeMutablePointer<Float>(bitPattern: yBits)!
-      let bias = UnsafePointer<Float>(bitPattern: bBits)
+      let x = UnsafePointer(operands.x.pointer()), w = UnsafePointer(operands.w.pointer()), y = operands.y.pointer()
+      let bias = operands.bias.map { UnsafePointer($0.pointer()) }
       let buf: UnsafeMutablePointer<Float>? = padded ? .allocate(capacity: paddedH * paddedW) : nil
       defer { buf?.deallocate() }
       if let buf = buf { buf.initialize(repeating: 0, count: paddedH * paddedW) }

@@ -22,6 +22,15 @@ struct ConvJob {
   var kW: Int { geo.kernel[1] }
   var isPadded: Bool { geo.padBegin.contains { $0 > 0 } || geo.padEnd.contains { $0 > 0 } }
 
+  /// The operands as buffers for worker threads: `x` [N, C, H, W], `w` [M, C/G, kH, kW], `y`
+  /// [N, M, outH, outW], `bias` [M].
+  var shared: (x: SharedBuffer<Float>, w: SharedBuffer<Float>, y: SharedBuffer<Float>, bias: SharedBuffer<Float>?) {
+    (SharedBuffer(start: x, count: batch * channels * inH * inW),
+     SharedBuffer(start: w, count: outChannels * (channels / group) * kH * kW),
+     SharedBuffer(start: y, count: batch * outChannels * outH * outW),
+     bias.map { SharedBuffer(start: $0, count: outChannels) })
+  }
+
   /// 1x1, stride 1, no padding: the input planes are already the GEMM's right-hand matrix.
   var isPointwise: Bool { kH == 1 && kW == 1 && geo.strides == [1, 1] && !isPadded }
 
@@ -111,16 +120,18 @@ extension ConvJob {
     // kDim) run much slower as many narrow GEMMs (resnet18: +40% with one output row each).
     let maxColumns = pointwise ? outH * outW : max(rowWidth, 256, (1 << 16) / max(kDim, 1))
     let plan = ConvJob.chunks(batch: batch, outH: outH, rowWidth: rowWidth, threads: threads, maxColumns: maxColumns)
-    let (x, w, y, bias, activation) = (x, w, y, bias, activation)
+    let operands = shared, activation = activation
     let (channels, outChannels, group, kH, kW) = (channels, outChannels, group, kH, kW)
 
     // Safety: `x`, `w`, `y`, `bias` hold the element counts the checked shapes give; the padded
     // buffer holds `cg` padded planes plus `slack` zeroed floats, `col` and `tmp` the widest
     // chunk; every unfolded read stays inside its (padded) input group, threads write disjoint
     // output rows.
-    let runThread = { (t: Int) in
+    let runThread: @Sendable (Int) -> Void = { t in
       let chunks = plan[t]
       if chunks.isEmpty { return }
+      let x = UnsafePointer(operands.x.pointer()), w = UnsafePointer(operands.w.pointer()), y = operands.y.pointer()
+      let bias = operands.bias.map { UnsafePointer($0.pointer()) }
       let maxWidth = chunks.map { $0.reduce(0) { $0 + $1.rows.count * rowWidth } }.max() ?? 0
       let padBuffer: UnsafeMutablePointer<Float>? = copyInput ? .allocate(capacity: cg * plane + slack) : nil
       let col: UnsafeMutablePointer<Float>? = pointwise ? nil : .allocate(capacity: kDim * maxWidth)

@@ -53,7 +53,8 @@ extension ConvJob {
     let filters = UnsafeMutablePointer<Float>.allocate(capacity: 16 * outChannels * cg)
     defer { filters.deallocate() }
     ConvJob.transformFilters(w, count: outChannels * cg, into: filters)
-    let (x, y, bias, activation) = (x, y, bias, activation)
+    let operands = shared, activation = activation
+    let transformed = SharedBuffer(start: filters, count: 16 * outChannels * cg)
     let (channels, outChannels, group, inH, inW, outH, outW) = (channels, outChannels, group, inH, inW, outH, outW)
 
     // Safety: `x`, `y`, `bias` hold the element counts the checked shapes give; `filters` holds
@@ -62,9 +63,12 @@ extension ConvJob {
     // (rows `2 * ty + 0..<4 < paddedH`, columns `2 * tx + 0..<4 < paddedW`), those of the extra
     // tiles of a row at most 6 floats past the row (the plane's slack); the output loop stores only
     // real output columns; threads write disjoint output rows.
-    let runThread = { (t: Int) in
+    let runThread: @Sendable (Int) -> Void = { t in
       let chunks = plan[t]
       if chunks.isEmpty { return }
+      let x = UnsafePointer(operands.x.pointer()), y = operands.y.pointer()
+      let bias = operands.bias.map { UnsafePointer($0.pointer()) }
+      let filters = UnsafePointer(transformed.pointer())
       let maxWidth = chunks.map { $0.reduce(0) { $0 + $1.rows.count * rowTiles } }.max() ?? 0
       let padBuffer = UnsafeMutablePointer<Float>.allocate(capacity: cg * plane + 8)
       let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * (cg * maxWidth + 32))

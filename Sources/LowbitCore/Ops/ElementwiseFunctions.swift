@@ -8,7 +8,7 @@ import Glibc
 // MARK: - Families with a float and an integer form
 
 /// A binary function defined on floats and on (wrapping) 64-bit integers.
-protocol ArithmeticOp {
+protocol ArithmeticOp: Sendable {
   func float(_ a: Float, _ b: Float) -> Float
   func int(_ a: Int64, _ b: Int64) -> Int64
 }
@@ -76,7 +76,7 @@ struct PReluOp: ArithmeticOp {
 }
 
 /// A comparison defined on floats, integers and (for Equal) bools.
-protocol ComparisonOp {
+protocol ComparisonOp: Sendable {
   func float(_ a: Float, _ b: Float) -> Bool
   func int(_ a: Int64, _ b: Int64) -> Bool
   func bool(_ a: Bool, _ b: Bool) -> Bool
@@ -128,7 +128,7 @@ struct GreaterOrEqualOp: ComparisonOp {
 }
 
 /// A unary function defined on floats and on (wrapping) integers.
-protocol NumericUnaryOp {
+protocol NumericUnaryOp: Sendable {
   func float(_ x: Float) -> Float
   func int(_ x: Int64) -> Int64
 }
@@ -166,7 +166,7 @@ struct ReluOp: NumericUnaryOp {
 }
 
 /// Clip to `[lo, hi]`; with `lo > hi` every value becomes `hi`, as the spec says.
-struct ClipOp<T: Comparable>: UnaryElementOp {
+struct ClipOp<T: Comparable & Sendable>: UnaryElementOp {
   let lo: T
   let hi: T
   @inline(__always) func callAsFunction(_ x: T) -> T {

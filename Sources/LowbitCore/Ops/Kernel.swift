@@ -117,7 +117,7 @@ public struct FusedActivation: Sendable, Equatable {
 ///
 /// Kernels validate every shape and attribute before touching memory: a bad model ends in a
 /// `LowbitError` naming the node, never in a trap.
-public typealias Kernel = (KernelContext) throws -> [Tensor]
+public typealias Kernel = @Sendable (KernelContext) throws -> [Tensor]
 
 /// The closed set of operators lowbit executes, by ONNX op type (default domain).
 public enum Ops {

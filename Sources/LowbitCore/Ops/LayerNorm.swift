@@ -50,9 +50,11 @@ private func layerNormalization(_ ctx: KernelContext) throws -> [Tensor] {
               bias.withUnsafeBufferPointer { pb in
                 // Safety: x and y hold rows * n elements, scale and bias n, means and invStd
                 // rows; row r touches only y[r*n ..< (r+1)*n] and slot r of the statistics.
+                let (sx, sy, sm, si) = (SharedBuffer(px), SharedBuffer(py), SharedBuffer(pm), SharedBuffer(pi))
+                let (ps, pb) = (SharedBuffer(ps), SharedBuffer(pb))
                 parallelChunks(rows, costPerItem: n * 4) { range in
                   for r in range {
-                    let row = px.baseAddress! + r * n
+                    let row = UnsafePointer(sx.pointer(at: r * n, count: n))
                     var sum: Double = 0
                     for j in 0..<n { sum += Double(row[j]) }
                     let mean = sum / Double(n)
@@ -63,10 +65,10 @@ private func layerNormalization(_ ctx: KernelContext) throws -> [Tensor] {
                     }
                     let inv = Float(1 / (sq / Double(n) + Double(epsilon)).squareRoot())
                     let m = Float(mean)
-                    let out = py.baseAddress! + r * n
+                    let out = sy.pointer(at: r * n, count: n)
                     for j in 0..<n { out[j] = (row[j] - m) * inv * ps[j] + pb[j] }
-                    pm[r] = m
-                    pi[r] = inv
+                    sm[r] = m
+                    si[r] = inv
                   }
                 }
               }

@@ -90,10 +90,10 @@ extension Ops {
           }
           let aStrides = broadcastStrides(aPad, matrix: m * k)
           let bStrides = broadcastStrides(bPad, matrix: k * n)
-          let yBits = UInt(bitPattern: Y), aBits = UInt(bitPattern: A), bBits = UInt(bitPattern: B)
+          let (sa, sb, sy) = (SharedBuffer(ap), SharedBuffer(bp), SharedBuffer(yp))
+          let batch = batch
           parallelChunks(batchCount, costPerItem: m * n * k) { range in
-            let A = UnsafePointer<Float>(bitPattern: aBits)!, B = UnsafePointer<Float>(bitPattern: bBits)!
-            let Y = UnsafeMutablePointer<Float>(bitPattern: yBits)!
+            let A = UnsafePointer(sa.pointer()), B = UnsafePointer(sb.pointer()), Y = sy.pointer()
             for bi in range {
               var rem = bi, aOff = 0, bOff = 0
               for d in stride(from: rank - 1, through: 0, by: -1) {

@@ -26,14 +26,14 @@ extension Ops {
       add[i] = params[1][i] - params[2][i] * params[0][i] * inv
     }
     let inner = x.shape[2...].reduce(1, *)
+    let (scales, shifts) = (mul, add)
     var y = x.floats
     y.withUnsafeMutableBufferPointer { yp in
-      let bits = UInt(bitPattern: yp.baseAddress)
+      let values = SharedBuffer(yp)
       parallelChunks(x.shape[0] * c, costPerItem: inner) { range in
-        guard let base = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
         for p in range {
-          let ch = p % c, m = mul[ch], a = add[ch]
-          let row = base + p * inner
+          let ch = p % c, m = scales[ch], a = shifts[ch]
+          let row = values.pointer(at: p * inner, count: inner)
           for j in 0..<inner { row[j] = row[j] * m + a }
         }
       }

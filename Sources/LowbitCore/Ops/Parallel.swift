@@ -34,9 +34,10 @@ public var kernelThreadCount: Int { KernelThreads.count }
 #endif
 
 /// Runs `body(range)` over `0..<count` split into contiguous chunks, in parallel when the work is
-/// large enough (`count * costPerItem` above about 32k operations).
+/// large enough (`count * costPerItem` above about 32k operations). Chunks may run at the same
+/// time, so `body` captures only Sendable values (memory through `SharedBuffer`).
 @inlinable
-public func parallelChunks(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelChunks(_ count: Int, costPerItem: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
   if count <= 0 { return }
   let threads = kernelThreadCount
   if threads == 1 || count == 1 || count * max(costPerItem, 1) < 32_768 {
@@ -53,15 +54,12 @@ public func parallelChunks(_ count: Int, costPerItem: Int = 1, _ body: (Range<In
 
 /// `[f(0), f(1), ..., f(count - 1)]`, the items computed in parallel chunks (`parallelChunks`);
 /// each item is computed exactly as a serial map would.
-public func parallelIndexedMap<T>(_ count: Int, costPerItem: Int = 1, _ f: (Int) -> T) -> [T] {
+public func parallelIndexedMap<T: Sendable>(_ count: Int, costPerItem: Int = 1, _ f: @Sendable (Int) -> T) -> [T] {
   guard count > 0 else { return [] }
-  return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-    let base = UInt(bitPattern: buffer.baseAddress)
+  return SharedBuffer<T>.array(count: count) { out in
+    // Each chunk initializes its own indices.
     parallelChunks(count, costPerItem: costPerItem) { chunk in
-      // Each chunk initializes its own indices, inside the buffer of `count` items.
-      let out = UnsafeMutablePointer<T>(bitPattern: base)!
-      for k in chunk { (out + k).initialize(to: f(k)) }
+      for k in chunk { out.initialize(k, to: f(k)) }
     }
-    initialized = count
   }
 }

@@ -37,10 +37,9 @@ extension Ops {
     // Safety: window indices are checked against the input bounds before each read.
     xs.withUnsafeBufferPointer { xp in
       y.withUnsafeMutableBufferPointer { yp in
-        let xBits = UInt(bitPattern: xp.baseAddress), yBits = UInt(bitPattern: yp.baseAddress)
+        let (sx, sy) = (SharedBuffer(xp), SharedBuffer(yp))
         parallelChunks(planes, costPerItem: outH * outW * g.kernel[0] * g.kernel[1]) { range in
-          guard let xb = UnsafePointer<Float>(bitPattern: xBits),
-                let yb = UnsafeMutablePointer<Float>(bitPattern: yBits) else { return }
+          let xb = UnsafePointer(sx.pointer()), yb = sy.pointer()
           // In-bounds kernel offsets per output column, computed once: no bounds tests inside.
           let sw = g.strides[1], pw = g.padBegin[1], dw = g.dilations[1], kW = g.kernel[1]
           let sh = g.strides[0], ph = g.padBegin[0], dh = g.dilations[0], kH = g.kernel[0]

@@ -27,9 +27,8 @@ extension Ops {
     let zf = zs.map { Float($0) }
     // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
     out.withUnsafeMutableBufferPointer { op in
-      let bits = UInt(bitPattern: op.baseAddress)
+      let o = SharedBuffer(op)
       parallelChunks(xs.count, costPerItem: 4) { range in
-        guard let o = UnsafeMutablePointer<Int64>(bitPattern: bits) else { return }
         if map.isUniform {
           let s = ss[0], z = zf[0]
           for i in range {
@@ -66,10 +65,10 @@ extension Ops {
       // Safety: every run lies inside 0..<xs.count and its p < ss.count (checked by ParamMap).
       xs.withUnsafeBufferPointer { xp in
         out.withUnsafeMutableBufferPointer { op in
-          let src = UInt(bitPattern: xp.baseAddress), dst = UInt(bitPattern: op.baseAddress)
+          let src = SharedBuffer(xp), dst = SharedBuffer(op)
           QuantizeRuns.forEachRun(total: xs.count, uniform: map.isUniform, dim: runs.dim, inner: runs.inner) { start, n, p in
-            guard let s = UnsafePointer<Float>(bitPattern: src), let d = UnsafeMutablePointer<Float>(bitPattern: dst) else { return }
-            QuantizeRuns.fakeQuantize(s + start, d + start, count: n, scale: ss[p], zero: zs[p], lo: lo, hi: hi)
+            QuantizeRuns.fakeQuantize(
+              src.pointer(at: start, count: n), dst.pointer(at: start, count: n), count: n, scale: ss[p], zero: zs[p], lo: lo, hi: hi)
           }
         }
       }
@@ -77,9 +76,8 @@ extension Ops {
     }
     // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
     out.withUnsafeMutableBufferPointer { op in
-      let bits = UInt(bitPattern: op.baseAddress)
+      let o = SharedBuffer(op)
       parallelChunks(xs.count, costPerItem: 4) { range in
-        guard let o = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
         for i in range {
           let p = map.index(i)
           let s = ss[p], z = zs[p]
@@ -108,9 +106,8 @@ extension Ops {
     var out = [Float](repeating: 0, count: xs.count)
     // Safety: i < xs.count == out.count and map.index(i) < ss.count (checked by ParamMap).
     out.withUnsafeMutableBufferPointer { op in
-      let bits = UInt(bitPattern: op.baseAddress)
+      let o = SharedBuffer(op)
       parallelChunks(xs.count, costPerItem: 2) { range in
-        guard let o = UnsafeMutablePointer<Float>(bitPattern: bits) else { return }
         for i in range {
           let p = map.index(i)
           o[i] = Float(Int32(truncatingIfNeeded: xs[i] - zs[p])) * ss[p]
@@ -123,7 +120,7 @@ extension Ops {
 
 /// Maps an element index to its scale/zero-point index for the three ONNX layouts.
 private struct ParamMap {
-  let index: (Int) -> Int
+  let index: @Sendable (Int) -> Int
   /// One scale and zero point for every element.
   var isUniform = false
   /// Per tensor or per axis: the parameters change every `inner` elements and repeat every

@@ -37,7 +37,7 @@ enum QuantizeRuns {
   /// Runs `body(start, count, p)` over `0..<total` split into runs that share the parameter
   /// index p, in parallel: one run for per-tensor parameters, runs of `inner` elements for
   /// per-axis ones (`p = (i / inner) % dim`).
-  static func forEachRun(total: Int, uniform: Bool, dim: Int, inner: Int, _ body: (Int, Int, Int) -> Void) {
+  static func forEachRun(total: Int, uniform: Bool, dim: Int, inner: Int, _ body: @Sendable (Int, Int, Int) -> Void) {
     if uniform {
       let chunk = 16_384
       parallelChunks((total + chunk - 1) / chunk, costPerItem: chunk * 4) { range in

@@ -102,18 +102,18 @@ private func reduceInts(_ p: UnsafePointer<Int64>, _ count: Int, _ op: Reduction
 
 /// `reduceOne(row)` for each of `rows` rows of `inner` contiguous elements.
 @inline(__always)
-private func reduceRows<T, R>(_ data: [T], rows: Int, inner: Int, _ reduceOne: (UnsafePointer<T>) -> R) -> [R] {
+private func reduceRows<T: Sendable, R: Sendable>(
+  _ data: [T], rows: Int, inner: Int, _ reduceOne: @Sendable (UnsafePointer<T>) -> R
+) -> [R] {
   if rows == 0 { return [] }
   return data.withUnsafeBufferPointer { pd in
-    [R](unsafeUninitializedCapacity: rows) { out, initialized in
-      // Safety: data holds rows * inner elements (when inner is 0 the base pointer is never
-      // read); each row writes one slot of out.
-      let base = pd.baseAddress ?? UnsafePointer(bitPattern: MemoryLayout<T>.alignment)!
-      let bo = out.baseAddress!
+    SharedBuffer<R>.array(count: rows) { out in
+      // Safety: data holds rows * inner elements (when inner is 0 the pointer is never read);
+      // each row writes one slot of out.
+      let source = SharedBuffer(pd)
       parallelChunks(rows, costPerItem: max(inner, 1)) { range in
-        for r in range { (bo + r).initialize(to: reduceOne(base + r * inner)) }
+        for r in range { out.initialize(r, to: reduceOne(source.pointer(at: r * inner, count: inner))) }
       }
-      initialized = rows
     }
   }
 }

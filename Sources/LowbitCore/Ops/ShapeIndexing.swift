@@ -26,23 +26,22 @@ private func checkedIndices(_ ctx: KernelContext, _ i: Int, dim: Int) throws -> 
 }
 
 /// For each outer index and each entry of `indices`, the block of `inner` elements at that index.
-private func gatherBlocks<T>(_ src: [T], outer: Int, axisDim: Int, inner: Int, indices: [Int]) -> [T] {
+private func gatherBlocks<T: Sendable>(_ src: [T], outer: Int, axisDim: Int, inner: Int, indices: [Int]) -> [T] {
   let k = indices.count
   let n = outer * k * inner
   if n == 0 { return [] }
   return src.withUnsafeBufferPointer { ps in
-    [T](unsafeUninitializedCapacity: n) { out, initialized in
+    SharedBuffer<T>.array(count: n) { out in
       // Safety: every index was checked to lie in 0..<axisDim, so each block
       // `(o * axisDim + index) * inner ..< + inner` lies in src; rows write disjoint blocks.
-      let (bs, bo) = (ps.baseAddress!, out.baseAddress!)
+      let source = SharedBuffer(ps)
       parallelChunks(outer * k, costPerItem: inner) { range in
         for r in range {
           let o = r / k
-          let source = bs + (o * axisDim + indices[r - o * k]) * inner
-          (bo + r * inner).initialize(from: source, count: inner)
+          let block = source.pointer(at: (o * axisDim + indices[r - o * k]) * inner, count: inner)
+          out.pointer(at: r * inner, count: inner).initialize(from: block, count: inner)
         }
       }
-      initialized = n
     }
   }
 }
@@ -99,7 +98,7 @@ private func gatherElements(_ ctx: KernelContext) throws -> [Tensor] {
 
 /// Padded copy: `maps[d][o]` is the source index along dim `d` of output position `o`, or -1
 /// for the fill value; the innermost source stride is 1.
-private func padElements<T>(_ src: [T], maps: [[Int]], strides: [Int], fill: T) -> [T] {
+private func padElements<T: Sendable>(_ src: [T], maps: [[Int]], strides: [Int], fill: T) -> [T] {
   let dims = maps.map(\.count)
   let n = dims.reduce(1, *)
   if n == 0 { return [] }
@@ -107,10 +106,10 @@ private func padElements<T>(_ src: [T], maps: [[Int]], strides: [Int], fill: T) 
   let rows = n / inner
   let last = maps[maps.count - 1]
   return src.withUnsafeBufferPointer { ps in
-    [T](unsafeUninitializedCapacity: n) { out, initialized in
-      // Safety: every map entry is -1 or a valid index along its dim, so `base + last[j]` lies in
-      // src whenever both are non-negative; rows write disjoint `inner`-slot ranges of out.
-      let bo = out.baseAddress!
+    SharedBuffer<T>.array(count: n) { out in
+      // Every map entry is -1 or a valid index along its dim, so `base + last[j]` lies in src
+      // whenever both are non-negative; rows write disjoint `inner`-slot ranges of out.
+      let source = SharedBuffer(ps)
       parallelChunks(rows, costPerItem: inner) { range in
         for row in range {
           var r = row
@@ -120,14 +119,12 @@ private func padElements<T>(_ src: [T], maps: [[Int]], strides: [Int], fill: T) 
             r /= dims[d]
             if m < 0 || base < 0 { base = -1 } else { base += m * strides[d] }
           }
-          let y = bo + row * inner
           for j in 0..<inner {
             let m = last[j]
-            (y + j).initialize(to: base >= 0 && m >= 0 ? ps[base + m] : fill)
+            out.initialize(row * inner + j, to: base >= 0 && m >= 0 ? source[base + m] : fill)
           }
         }
       }
-      initialized = n
     }
   }
 }

@@ -38,11 +38,12 @@ private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
   let lanes = outer * inner
   if n == 0 { return [input] }
   let result = x.floats.withUnsafeBufferPointer { px in
-    [Float](unsafeUninitializedCapacity: n) { out, initialized in
+    SharedBuffer<Float>.array(count: n) { out in
       // Safety: n = outer * dim * inner > 0; lane (o, i) reads and writes the elements
       // o * dim * inner + i + j * inner for j in 0..<dim, all below n, and lanes are disjoint.
-      let (bx, by) = (px.baseAddress!, out.baseAddress!)
+      let x = SharedBuffer(px)
       parallelChunks(lanes, costPerItem: dim * 8) { range in
+        let (bx, by) = (UnsafePointer(x.pointer(count: n)), out.pointer(count: n))
         for lane in range {
           let o = lane / inner
           let base = o * dim * inner + (lane - o * inner)
@@ -67,7 +68,6 @@ private func softmax(_ ctx: KernelContext, log isLog: Bool) throws -> [Tensor] {
           }
         }
       }
-      initialized = n
     }
   }
   return [Tensor(dtype: x.dtype, shape: input.shape, storage: .float(result))]
