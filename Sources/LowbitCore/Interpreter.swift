@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Executes a graph on the CPU, node by node, with the kernels of `Ops`.
 ///
 /// Construction validates the graph once (topological order, defined names, supported ops);
@@ -212,15 +214,19 @@ public struct Interpreter: Sendable {
 }
 
 /// Seconds and calls per op type, gathered by `Interpreter.run(_:profile:)`.
-public final class OpProfile: @unchecked Sendable {
-  public private(set) var seconds: [String: Double] = [:]
-  public private(set) var calls: [String: Int] = [:]
+public final class OpProfile: Sendable {
+  private let state = Mutex<(seconds: [String: Double], calls: [String: Int])>(([:], [:]))
+
+  public var seconds: [String: Double] { state.withLock { $0.seconds } }
+  public var calls: [String: Int] { state.withLock { $0.calls } }
 
   public init() {}
 
   func add(_ opType: String, seconds s: Double) {
-    seconds[opType, default: 0] += s
-    calls[opType, default: 0] += 1
+    state.withLock {
+      $0.seconds[opType, default: 0] += s
+      $0.calls[opType, default: 0] += 1
+    }
   }
 }
 

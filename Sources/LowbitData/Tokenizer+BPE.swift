@@ -1,5 +1,6 @@
 import Foundation
 import LowbitCore
+import Synchronization
 
 /// The `BPE` model: a word starts as one symbol per scalar and adjacent symbols are merged by the
 /// lowest-ranked applicable merge (the leftmost on ties) until none applies.
@@ -201,22 +202,17 @@ struct BPEMergeHeap {
 
 /// A bounded, lock-protected cache of BPE results per word (UTF-8 bytes → ids); once full, new
 /// words are no longer added.
-final class BPEWordCache: @unchecked Sendable {
-  private let lock = NSLock()
-  private var entries: [[UInt8]: [Int]] = [:]
+final class BPEWordCache: Sendable {
+  private let entries = Mutex<[[UInt8]: [Int]]>([:])
   private let capacity: Int
 
   init(capacity: Int) { self.capacity = capacity }
 
   func lookup(_ key: [UInt8]) -> [Int]? {
-    lock.lock()
-    defer { lock.unlock() }
-    return entries[key]
+    entries.withLock { $0[key] }
   }
 
   func store(_ key: [UInt8], _ ids: [Int]) {
-    lock.lock()
-    defer { lock.unlock() }
-    if entries.count < capacity { entries[key] = ids }
+    entries.withLock { if $0.count < capacity { $0[key] = ids } }
   }
 }
