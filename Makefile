@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 BIN := .build/release/lowbit
-APT_PACKAGES := libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-config dataset-fashion-mnist libopenmpi-dev openmpi-bin
+APT_PACKAGES := libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-config dataset-fashion-mnist libopenmpi-dev openmpi-bin chromium
 PY_PACKAGES := onnx onnxruntime numpy pytest pillow tokenizers openvino
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -14,7 +14,7 @@ all: build
 deps: deps-system deps-python
 
 # Debian packages: OpenBLAS, zlib, libjpeg-turbo, libpng and OpenMPI for the build (mpirun for data-parallel training),
-# Fashion-MNIST for the demo and tests.
+# Fashion-MNIST for the demo and tests, headless Chromium for the tests that render the HTML reports.
 deps-system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \

@@ -7,7 +7,9 @@ debugging flow (issue 23), whose numbers are also in --json.
   original) is at float rounding, "all quantizers" is the written file (its output SQNR against
   FP32 equals the one ONNX Runtime's run of the file gives, within float rounding), and the
   weights-only and activations-only variants are measured too;
-- a bad destination fails before any work, and no report is written when --report is not given.
+- headless Chromium (Debian's `chromium`) renders the page: the screenshot is not blank (its
+  pixels vary, and not only near white) and the browser logs no console error;
+- a bad destination fails before any work.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import xml.dom.minidom
 
 import numpy as np
 
+import chromium
 import ort_reference as R
+from PIL import Image
 
 CALIB = "fashion-mnist:train:256"
 
@@ -53,6 +57,22 @@ def test_report_page_and_json(models, lowbit, tmp_path):
     fp32 = next(iter(R.run_ort(models["fm_mobilenetv2"], {"input": x}).values()))
     q = next(iter(R.run_ort(out, {"input": x}).values()))
     assert abs(variants["all quantizers"]["sqnr"] - _sqnr(fp32, q)) < 0.05, (variants["all quantizers"], _sqnr(fp32, q))
+
+
+def test_report_renders_in_chromium(models, lowbit, tmp_path):
+    page, png = tmp_path / "report.html", tmp_path / "report.png"
+    lowbit.ok("ptq", models["fm_resnet20"], "--calib", CALIB, "-o", tmp_path / "q.onnx", "--effort", "fast",
+              "--report", page, "--quiet")
+    log = chromium.render(page, png, width=1100, height=1600)
+    assert not chromium.console_errors(log), chromium.console_errors(log)
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1600, 1100)
+    assert pixels.std() > 20, pixels.std()            # text, tables and bars, not a blank page
+    assert (pixels < 128).mean() > 0.01               # a visible share of dark pixels
+    # The bar charts are drawn: the plot colour appears.
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=np.int32)
+    blue = (abs(rgb[..., 0] - 0x2e) < 12) & (abs(rgb[..., 1] - 0x86) < 12) & (abs(rgb[..., 2] - 0xc1) < 12)
+    assert blue.sum() > 500, blue.sum()
 
 
 def test_report_destination_checked_first(models, lowbit, tmp_path):

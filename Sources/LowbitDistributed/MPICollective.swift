@@ -100,6 +100,6 @@ public final class MPICollective: Collective, @unchecked Sendable {
     guard code != 0 else { return }
     var text = [CChar](repeating: 0, count: 512)
     lowbit_mpi_error_string(code, &text, Int32(text.count))
-    throw LowbitError.io("\(call) failed: \(String(cString: text)) (MPI error \(code))")
+    throw LowbitError.io("\(call) failed: \(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) (MPI error \(code))")
   }
 }

@@ -35,14 +35,14 @@ public struct HTMLReport {
   ) {
     let finite = values.filter(\.isFinite)
     let top = max(finite.map(abs).max() ?? 1, .leastNormalMagnitude)
-    let rowHeight = 16.0, labelWidth = 300.0, barWidth = 420.0, width = labelWidth + barWidth + 90
+    let rowHeight = 16.0, labelWidth = 380.0, barWidth = 360.0, width = labelWidth + barWidth + 90
     let height = rowHeight * Double(labels.count) + 8
     var svg = svgOpen(width: width, height: height, caption: caption)
     for (i, (label, v)) in zip(labels, values).enumerated() {
       let y = 4 + rowHeight * Double(i)
       let length = (v.isFinite ? abs(v) : top) / top * barWidth
       let fill = highlighted.contains(i) ? "#c0392b" : "#2e86c1"
-      svg += text(Self.shorten(label, 46), x: labelWidth - 6, y: y + 12, anchor: "end")
+      svg += text(Self.shorten(label, 60), x: labelWidth - 6, y: y + 12, anchor: "end")
       svg += "<rect x=\"\(f(labelWidth))\" y=\"\(f(y + 2))\" width=\"\(f(max(length, 0.5)))\" height=\"\(f(rowHeight - 4))\" fill=\"\(fill)\"/>"
       svg += text(format(v), x: labelWidth + length + 4, y: y + 12, anchor: "start")
     }
@@ -141,8 +141,12 @@ public struct HTMLReport {
   /// A number in 4 significant digits.
   public static func number(_ v: Double) -> String { v.isFinite ? String(format: "%.4g", v) : (v > 0 ? "inf" : v < 0 ? "-inf" : "nan") }
 
+  /// `s` cut to `limit` characters in the middle, so that both a name's start (which layer) and
+  /// its end (which tensor) stay.
   static func shorten(_ s: String, _ limit: Int) -> String {
-    s.count <= limit ? s : "…" + s.suffix(limit - 1)
+    guard s.count > limit else { return s }
+    let head = (limit - 1) / 2
+    return s.prefix(head) + "…" + s.suffix(limit - 1 - head)
   }
 
   /// `s` with &, <, >, " and ' escaped.
