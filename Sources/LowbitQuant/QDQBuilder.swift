@@ -90,18 +90,27 @@ public enum QDQBuilder {
             chain.append(Node(name: qInput, opType: "Clip", inputs: [source, lo, hi], outputs: [qInput]))
           }
         }
-        requantize: if chain.isEmpty, q.granularity == .perTensor,
-           let (clamp, input) = firstClampByConstants(before: source, g, producer: floatProducer, readers: floatReaders) {
-          // The grid again before the clamps: exact (see `firstClampByConstants`), and the
-          // layer before them then ends in a QuantizeLinear that runtimes fuse into it.
-          let v = g.nodes[clamp].inputs[input]
-          guard floatProducer[v] != nil else { break requantize }
-          let early = fresh(v + "_quantized"), back = fresh(v + "_dequantized")
-          newNodes[v, default: []] += [
-            Node(name: early, opType: "QuantizeLinear", inputs: [v, scale, zero], outputs: [early]),
-            Node(name: back, opType: "DequantizeLinear", inputs: [early, scale, zero], outputs: [back]),
-          ]
-          g.nodes[clamp].inputs[input] = back
+        // (8-bit types only: ONNX Runtime has no 16-bit Min or Max kernel.)
+        if chain.isEmpty, q.granularity == .perTensor, dtype == .uint8 || dtype == .int8,
+           let clamps = clampsByConstants(endingAt: source, g, producer: floatProducer, readers: floatReaders),
+           floatProducer[g.nodes[clamps[0].node].inputs[clamps[0].input]] != nil {
+          // The clamps run on the integers: Q(min(x, b)) = min(Q(x), Q(b)) (see
+          // `clampsByConstants`), so the layer before them ends in a QuantizeLinear that runtimes
+          // fuse into it, and the clamp is one pass over 8-bit values. The float clamps are left
+          // unread and removed.
+          let v = g.nodes[clamps[0].node].inputs[clamps[0].input]
+          var current = fresh(v + "_quantized")
+          var integer = [Node(name: current, opType: "QuantizeLinear", inputs: [v, scale, zero], outputs: [current])]
+          for clamp in clamps {
+            let node = g.nodes[clamp.node], bound = node.inputs[1 - clamp.input], b = g.initializers[bound]!
+            let qBound = fresh(bound + "_quantized"), out = fresh(node.name + "_integer")
+            g.initializers[qBound] = Tensor(dtype: dtype, shape: b.shape, storage: .int(q.quantize(b.floats, shape: b.shape)))
+            integer.append(Node(name: out, opType: node.opType, inputs: [current, qBound], outputs: [out]))
+            current = out
+          }
+          integer.append(Node(name: target, opType: "DequantizeLinear", inputs: [current, scale, zero], outputs: [target]))
+          newNodes[v, default: []] += integer
+          continue
         }
         let qName = fresh(site.name + "_quantized")
         chain.append(Node(name: qName, opType: "QuantizeLinear", inputs: [qInput, scale, zero], outputs: [qName],
@@ -188,28 +197,27 @@ public enum QDQBuilder {
     return pairs
   }
 
-  /// The first of the element-wise clamps by constants (`Min` or `Max` with one constant
-  /// operand, as CLE's per-channel ReLU6 bound `BoundedReLU` writes) that end at `value`, each
-  /// read only by the next, and which of its inputs is the data: (node, input index), or nil.
+  /// The element-wise clamps by constants that end at `value` (`Min` or `Max` with one float
+  /// constant operand, as CLE's and bias absorption's per-channel ReLU6 bound `BoundedReLU`
+  /// writes), first to last, each read only by the next, with which input is the data; nil when
+  /// `value` is not made by one.
   ///
-  /// Rounding to a grid commutes with such a clamp once the clamped value is rounded again:
-  /// `Q(min(x, b)) = Q(min(DQ(Q(x)), b))` for every `x` and `b` (say `q = round(x / s)`; if
-  /// `q s <= b` both sides are `q`, whether `x <= b` or `b` lies between `q s` and `x`, which
-  /// then rounds to `q` as well; if `q s > b` both sides are `round(b / s)` by the same
-  /// argument), ties aside; the same holds for `max` and for the grid's saturation. So a
-  /// quantizer after the clamps may be applied before them too without changing the result.
-  static func firstClampByConstants(
-    before value: String, _ g: Graph, producer: [String: Int], readers: [String: [Int]]
-  ) -> (node: Int, input: Int)? {
-    var v = value, found: (node: Int, input: Int)?
+  /// A quantizer `Q` (round to the grid, saturate) is monotone non-decreasing, and every such
+  /// function commutes with a clamp: `Q(min(x, b)) = min(Q(x), Q(b))` and
+  /// `Q(max(x, a)) = max(Q(x), Q(a))`, exactly, ties included. So the clamps can run on the
+  /// integers of `Q(x)` against the quantized bounds, and the result is the quantizer's output.
+  static func clampsByConstants(
+    endingAt value: String, _ g: Graph, producer: [String: Int], readers: [String: [Int]]
+  ) -> [(node: Int, input: Int)]? {
+    var v = value, found: [(node: Int, input: Int)] = []
     while let p = producer[v], ["Min", "Max"].contains(g.nodes[p].opType), g.nodes[p].inputs.count == 2 {
-      let constants = g.nodes[p].inputs.map { g.initializers[$0] != nil }
+      let constants = g.nodes[p].inputs.map { g.initializers[$0]?.dtype.isFloatingPoint == true }
       guard constants.filter({ $0 }).count == 1, let data = constants.firstIndex(of: false),
-            v == value || readers[v]?.count == 1 else { break }
-      found = (p, data)
+            g.initializers[g.nodes[p].inputs[data]] == nil, v == value || readers[v]?.count == 1 else { break }
+      found.insert((p, data), at: 0)
       v = g.nodes[p].inputs[data]
     }
-    return found
+    return found.isEmpty ? nil : found
   }
 
   /// The activation scale reaching `value`, through data movement ops, if it is quantized.
