@@ -4,13 +4,9 @@ public enum Metrics {
   /// (infinite when the outputs are identical).
   public static func sqnr(reference r: [Float], quantized q: [Float]) -> Double {
     precondition(r.count == q.count, "sqnr: \(r.count) vs \(q.count) values")
-    var signal = 0.0, noise = 0.0
-    for (a, b) in zip(r, q) {
-      signal += Double(a) * Double(a)
-      noise += (Double(a) - Double(b)) * (Double(a) - Double(b))
-    }
-    if noise == 0 { return .infinity }
-    return 10 * log10(max(signal, .leastNormalMagnitude) / noise)
+    var sums = SQNRSums()
+    sums.add(reference: r, quantized: q)
+    return sums.decibels
   }
 
   /// Mean over rows of the cosine similarity of each row of `r` and `q` (rows of `width`).
@@ -69,3 +65,21 @@ public enum Metrics {
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// The running sums of an SQNR over many tensors: `10 log10(sum r^2 / sum (r - q)^2)` in dB,
+/// infinite when every pair is identical.
+public struct SQNRSums: Sendable, Equatable {
+  public var signal = 0.0
+  public var noise = 0.0
+
+  public init() {}
+
+  public mutating func add(reference r: [Float], quantized q: [Float]) {
+    for (a, b) in zip(r, q) {
+      signal += Double(a) * Double(a)
+      noise += (Double(a) - Double(b)) * (Double(a) - Double(b))
+    }
+  }
+
+  public var decibels: Double { noise == 0 ? .infinity : 10 * log10(max(signal, .leastNormalMagnitude) / noise) }
+}

@@ -38,18 +38,15 @@ struct OutputComparison {
   /// outputs together, `10 log10(sum t^2 / sum (y - t)^2)`.
   func measure(_ graph: Graph) throws -> (loss: Double, sqnr: Double) {
     let interpreter = try Interpreter(graph)
-    var total = 0.0, signal = 0.0, noise = 0.0
+    var total = 0.0, sums = SQNRSums()
     for (b, feeds) in batches.enumerated() {
       let result = try interpreter.run(feeds)
       for output in outputs {
         guard let y = result[output.name], let t = targets[b][output.name], y.shape == t.shape else { continue }
         total += OutputLoss.compare(y, t, logits: output.logits).loss * Double(sizes[b])
-        for (a, r) in zip(y.floats, t.floats) {
-          signal += Double(r) * Double(r)
-          noise += (Double(a) - Double(r)) * (Double(a) - Double(r))
-        }
+        sums.add(reference: t.floats, quantized: y.floats)
       }
     }
-    return (total / Double(max(sizes.reduce(0, +), 1)), QuantizationDiagnosis.decibels(signal: signal, noise: noise))
+    return (total / Double(max(sizes.reduce(0, +), 1)), sums.decibels)
   }
 }

@@ -167,7 +167,7 @@ public struct QuantizationDiagnosis: Sendable, Codable {
     let layerOps: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
     let layers = float.nodes.filter { layerOps.contains($0.opType) && !($0.outputs.first ?? "").isEmpty }
     let wanted = Set(layers.map { $0.outputs[0] })
-    var signal: [String: Double] = [:], noise: [String: Double] = [:]
+    var sums: [String: SQNRSums] = [:]
     let f = try Interpreter(float, fuseActivations: false), q = try Interpreter(quantized, fuseActivations: false)
     for feeds in batches {
       var reference: [String: Tensor] = [:]
@@ -177,26 +177,15 @@ public struct QuantizationDiagnosis: Sendable, Codable {
       _ = try q.run(feeds) { node, results in
         for (name, t) in zip(node.outputs, results) where wanted.contains(name) {
           guard let r = reference[name], r.shape == t.shape, t.dtype.isFloatingPoint else { continue }
-          var s = 0.0, n = 0.0
-          for (a, b) in zip(r.floats, t.floats) {
-            s += Double(a) * Double(a)
-            n += (Double(a) - Double(b)) * (Double(a) - Double(b))
-          }
-          signal[name, default: 0] += s
-          noise[name, default: 0] += n
+          sums[name, default: SQNRSums()].add(reference: r.floats, quantized: t.floats)
         }
       }
     }
     return layers.compactMap { node in
       let out = node.outputs[0]
-      guard let s = signal[out], let n = noise[out] else { return nil }
-      return Layer(node: node.name, opType: node.opType, sqnr: decibels(signal: s, noise: n))
+      guard let s = sums[out] else { return nil }
+      return Layer(node: node.name, opType: node.opType, sqnr: s.decibels)
     }
-  }
-
-  /// `10 log10(signal / noise)`, infinite without noise.
-  static func decibels(signal: Double, noise: Double) -> Double {
-    noise == 0 ? .infinity : 10 * log10(max(signal, .leastNormalMagnitude) / noise)
   }
 }
 
@@ -257,7 +246,7 @@ struct TensorStatistics {
   }
 
   struct Accumulator {
-    var signal = 0.0, noise = 0.0
+    var sums = SQNRSums()
     var count = 0, clipped = 0
     var channelRanges: [ClosedRange<Float>] = []
     var counts: [Int]
@@ -272,10 +261,8 @@ struct TensorStatistics {
       let index = TensorQuantizer.paramIndex(q.granularity, for: shape)
       let ranges = q.params.map { UniformQuantizer.representableRange($0, q.grid) }
       let width = upper > lower ? Float(counts.count) / (upper - lower) : 0
+      sums.add(reference: x, quantized: quantized)
       for i in x.indices {
-        let a = Double(x[i]), d = a - Double(quantized[i])
-        signal += a * a
-        noise += d * d
         if !ranges[index(i)].contains(x[i]) { clipped += 1 }
         let bin = Int(((x[i] - lower) * width).rounded(.down))
         counts[min(max(bin, 0), counts.count - 1)] += 1
@@ -298,7 +285,7 @@ struct TensorStatistics {
 
     var statistics: TensorStatistics {
       TensorStatistics(
-        sqnr: QuantizationDiagnosis.decibels(signal: signal, noise: noise),
+        sqnr: sums.decibels,
         clipped: count == 0 ? 0 : Double(clipped) / Double(count),
         channelRanges: channelRanges.map { $0.lowerBound == .infinity ? 0...0 : $0 },
         histogram: .init(lower: lower, upper: upper, counts: counts))
