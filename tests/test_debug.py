@@ -2,6 +2,7 @@
 per-tensor W4A8 without CLE (the paper's table-3 pathology: depthwise weights whose channel
 ranges differ by orders of magnitude share one 4-bit grid).
 
+- the diagnosis names the cause: the depthwise layers' weight channel ranges;
 - the flow tries the paper's fixes and keeps per-channel weights or CLE, the two that cure it;
 - the recommended `lowbit ptq` command, run as printed, writes a file whose ONNX Runtime outputs
   on the held-out samples give the loss the flow reported (KL from FP32, within float rounding
@@ -35,6 +36,13 @@ def test_debug_finds_the_fix_and_its_command_reproduces(models, lowbit, tmp_path
     model = models["fm_mobilenetv2"]
     lowbit.ok("debug", model, "--eval", f"npy:{tmp_path / 'held.npy'}", "-o", page, "--json", js, "--quiet", *ARGS)
     report = json.loads(js.read_text())
+    # The cause, named: per-tensor grids of depthwise layers over channel ranges that differ
+    # widely (fig. 6), worth more than one bit of SQNR per layer.
+    causes = report["run"]["diagnosis"]["causes"]
+    ranges = next(c for c in causes if c["kind"] == "weight channel ranges")
+    assert sum(r["depthwise"] for r in ranges["roles"]) >= 2, ranges["roles"]
+    assert min(ranges["measures"]) >= 6.02
+    assert "Weight channel ranges" in page.read_text()
     flow = report["flow"]
     kinds = {f["kind"] for f in flow["recommendedFixes"]}
     assert kinds & {"per-channel weights", "cross-layer equalization"}, flow["recommendedFixes"]

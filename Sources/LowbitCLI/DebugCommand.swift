@@ -18,7 +18,8 @@ struct DebugCommand: ParsableCommand {
       weight ranges and activation histograms; then tries the paper's fixes one after another \
       (per-channel weights, CLE on or off, each activation range method, AdaRound, empirical bias \
       correction), keeping each that lowers the held-out loss by more than 2%, and the front of \
-      mixed precision for the 1, 2, 4 and 8 most sensitive activation quantizers. Ends with the \
+      mixed precision for the 1, 2, 4, ... most sensitive activation quantizers (the front; the \
+      recommendation widens at most --widen-at-most of them). Trials run at --effort fast. Ends with the \
       recommended `lowbit ptq` command and its measured result.
       """)
 
@@ -40,6 +41,9 @@ struct DebugCommand: ParsableCommand {
   @Option(help: "Held-out samples each measurement runs on.")
   var samples = 64
 
+  @Option(help: "The most activation quantizers the recommendation may widen (mixed precision; the front in the report shows them all).")
+  var widenAtMost = DebuggingFlow.defaultWidenAtMost
+
   @OptionGroup(title: "Quantization (as for lowbit ptq)") var quantization: QuantizationOptions
 
   @Option(help: "Calibration samples to use (default 1024, or all when fewer).")
@@ -57,6 +61,7 @@ struct DebugCommand: ParsableCommand {
     guard calibSize > 0, batchSize > 0, samples > 0 else {
       throw ValidationError("--calib-size, --batch-size and --samples must be positive")
     }
+    guard widenAtMost >= 0 else { throw ValidationError("--widen-at-most must be 0 or more") }
   }
 
   /// What `--json` holds: the run, its diagnosis and the fixes tried.
@@ -93,7 +98,7 @@ struct DebugCommand: ParsableCommand {
     }
     let flow = try DebuggingFlow.run(
       graph, config: config, calibration: batches, heldOut: heldOut, samples: samples, baseline: result,
-      progress: { progress.update("fixes: \($0)", $1, $2) })
+      widenAtMost: widenAtMost, progress: { progress.update("fixes: \($0)", $1, $2) })
     progress.finish()
     let command = recommendedCommand(flow.recommendedFixes)
 
@@ -101,7 +106,11 @@ struct DebugCommand: ParsableCommand {
     DiagnosisPage.fixes(flow, command: command, into: &page)
     try writeAtomically(Data(page.html().utf8), to: output)
     if let path = json { try writeJSON(Report(run: run, flow: flow, recommendedCommand: command), to: path) }
-    if !quiet { print(summary(flow, command: command)) }
+    if !quiet {
+      let causes = DiagnosisPage.causeSentences(run.diagnosis!)
+      if !causes.isEmpty { print("likely causes:\n" + causes.map { "- " + $0 }.joined(separator: "\n") + "\n") }
+      print(summary(flow, command: command))
+    }
   }
 
   /// The `lowbit ptq` command of this run's options with the kept fixes.
@@ -109,7 +118,7 @@ struct DebugCommand: ParsableCommand {
     var args = Array(CommandLine.arguments.dropFirst())
     if let i = args.firstIndex(of: "debug") { args[i] = "ptq" }
     // Options of debug alone, with their values.
-    for option in ["-o", "--output", "--json", "--samples"] {
+    for option in ["-o", "--output", "--json", "--samples", "--widen-at-most"] {
       while let i = args.firstIndex(of: option) { args.removeSubrange(i..<min(i + 2, args.count)) }
     }
     func drop(_ flags: [String]) { args.removeAll { flags.contains($0) } }
@@ -141,9 +150,9 @@ struct DebugCommand: ParsableCommand {
   }
 
   func summary(_ flow: DebuggingFlow.Outcome, command: String) -> String {
-    var t = Table(["configuration", "held-out loss", "SQNR dB", "seconds", "kept"])
+    var t = Table(["configuration", "held-out loss", "SQNR dB", "cosine", "seconds", "kept"])
     func row(_ name: String, _ m: DebuggingFlow.Measurement, _ kept: String) {
-      t.add([name, HTMLReport.number(m.loss), String(format: "%.2f", m.sqnr), String(format: "%.1f", m.seconds), kept])
+      t.add([name, HTMLReport.number(m.loss), String(format: "%.2f", m.sqnr), String(format: "%.5f", m.cosine), String(format: "%.1f", m.seconds), kept])
     }
     row("baseline", flow.baseline, "")
     row("baseline, trial settings", flow.trialBaseline, "")

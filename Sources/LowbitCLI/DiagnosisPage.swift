@@ -43,6 +43,12 @@ enum DiagnosisPage {
         : "Activation quantization costs more than weight quantization: look at the activation ranges first (range method, mixed precision for the worst).")
     }
 
+    let causes = causeSentences(d)
+    if !causes.isEmpty {
+      page.heading("Likely causes")
+      for sentence in causes { page.paragraph(sentence) }
+    }
+
     page.heading("3. Quantizers, ranked")
     let gain = d.quantizers.map { d.lossAll - $0.lossWithoutIt }
     let byGain = d.quantizers.indices.sorted { gain[$0] > gain[$1] }.prefix(shown)
@@ -89,16 +95,21 @@ enum DiagnosisPage {
   /// recommended command.
   static func fixes(_ flow: DebuggingFlow.Outcome, command: String, into page: inout HTMLReport) {
     page.heading("6. The fixes, tried")
-    page.paragraph("Each fix was applied on top of the ones kept before it, the model quantized again with the trial settings (AdaRound capped at \(Effort.fastAdaRoundIterations) steps, no quantizer tuning) and measured on the held-out samples; a fix is kept when it lowers the loss by more than \(Int(100 * QuantizationFix.margin))%. The recommendation is measured again with the settings given.")
-    var t = Table(["configuration", "held-out loss", "output SQNR dB", "seconds", "kept"])
+    page.paragraph("Each fix was applied on top of the ones kept before it, the model quantized again with the trial settings (`--effort fast`: weights of 8 bits and more rounded to nearest, fewer bits AdaRound capped at \(Effort.fastAdaRoundIterations) steps, no quantizer tuning; a change of activation range on the best trial's weights) and measured on the held-out samples; a fix is kept when it lowers the loss by more than \(Int(100 * QuantizationFix.margin))%. The recommendation is measured again with the settings given.")
+    var t = Table(["configuration", "held-out loss", "output SQNR dB", "output cosine", "seconds", "kept"])
     func row(_ name: String, _ m: DebuggingFlow.Measurement, _ kept: Bool) {
-      t.add([name, HTMLReport.number(m.loss), HTMLReport.number(m.sqnr), String(format: "%.1f", m.seconds), kept ? "yes" : ""])
+      t.add([name, HTMLReport.number(m.loss), HTMLReport.number(m.sqnr), String(format: "%.5f", m.cosine), String(format: "%.1f", m.seconds), kept ? "yes" : ""])
     }
     row("baseline (the options given)", flow.baseline, false)
     row("baseline, trial settings", flow.trialBaseline, false)
     for trial in flow.trials { row(describe(trial.fix), trial.measurement, trial.kept) }
     page.table(t)
     if !flow.mixedPrecisionFront.isEmpty {
+      var front = Table(["activation quantizers widened", "held-out loss", "output SQNR dB", "output cosine", "recommended"])
+      for p in flow.mixedPrecisionFront {
+        front.add([String(p.fix.quantizers ?? 0), HTMLReport.number(p.measurement.loss), HTMLReport.number(p.measurement.sqnr), String(format: "%.5f", p.measurement.cosine), p.kept ? "yes" : ""])
+      }
+      page.table(front)
       page.barChart(
         "Held-out loss with the k most sensitive activation quantizers widened (mixed precision), on top of the kept fixes",
         labels: flow.mixedPrecisionFront.map { describe($0.fix) }, values: flow.mixedPrecisionFront.map(\.measurement.loss),
@@ -110,6 +121,43 @@ enum DiagnosisPage {
     page.heading("Recommended")
     page.paragraph("\(command)")
     page.paragraph("Measured on the held-out samples: loss \(HTMLReport.number(flow.recommendedMeasurement.loss)) (baseline \(HTMLReport.number(flow.baseline.loss))), output SQNR \(HTMLReport.number(flow.recommendedMeasurement.sqnr)) dB (baseline \(HTMLReport.number(flow.baseline.sqnr)) dB).")
+  }
+
+  /// The diagnosis' causes in words, one sentence each, with the fixes the white paper gives.
+  static func causeSentences(_ d: QuantizationDiagnosis) -> [String] {
+    d.causes.map { cause in
+      let share = String(format: "%.0f%%", 100 * cause.lossShare)
+      let named = zip(cause.quantizers, cause.roles).prefix(4).map { role($1, quantizer: $0) }
+      let more = cause.quantizers.count > 4 ? " and \(cause.quantizers.count - 4) more" : ""
+      let list = named.joined(separator: "; ") + more
+      func span(_ format: String) -> String {
+        let lo = cause.measures.min() ?? 0, hi = cause.measures.max() ?? 0
+        return lo == hi ? String(format: format, lo) : String(format: format, lo) + " to " + String(format: format, hi)
+      }
+      switch cause.kind {
+      case .weightChannelRanges:
+        let depthwise = cause.roles.filter(\.depthwise).count
+        let kinds = depthwise == cause.roles.count ? "depthwise layers" : depthwise > 0 ? "layers (\(depthwise) of \(cause.roles.count) depthwise)" : "layers"
+        return "Weight channel ranges (the white paper's fig. 6): the per-tensor grids of these \(kinds) span output channels of very different ranges, so the narrow channels get a few levels; one grid per channel would gain \(span("%.1f")) dB of SQNR: \(list). They make \(share) of the weight quantizers' loss alone. Fixes: per-channel weights, or cross-layer equalization."
+      case .activationOutliers:
+        let residual = cause.roles.contains(where: \.residualSum) ? " (the residual stream)" : ""
+        let norm = cause.roles.contains(where: { $0.readers.contains("LayerNormalization") }) ? ", LayerNorm inputs among them" : ""
+        return "Activation outliers\(residual)\(norm): a few values stretch the grid to \(span("%.0f"))x the range of the central 99.9% of values, leaving the bulk a few levels: \(list). They make \(share) of the activation quantizers' loss alone. Fixes: a wider grid for them (mixed precision), a clipping range (MSE, percentile)."
+      case .activationClipping:
+        let percents = cause.measures.sorted().map { String(format: "%.1f%%", 100 * $0) }
+        let range = percents.first == percents.last ? percents[0] : "\(percents.first!) to \(percents.last!)"
+        return "Clipped activations: the grid cuts off \(range) of the values of \(list). They make \(share) of the activation quantizers' loss alone. Fixes: a wider range (min-max, or MSE with more candidates)."
+      }
+    }
+  }
+
+  /// A quantizer with where it sits: "depthwise Conv 'x'", "'v' (residual sum of Add 'n', read by LayerNormalization)".
+  static func role(_ r: QuantizationDiagnosis.Role, quantizer: String) -> String {
+    guard let op = r.opType, let node = r.node else { return "'\(quantizer)' (a model input)" }
+    if r.readers.isEmpty && !r.residualSum { return "\(r.depthwise ? "depthwise " : "")\(op) '\(node)'" }
+    let source = r.residualSum ? "residual sum of Add '\(node)'" : "output of \(op) '\(node)'"
+    let readers = r.readers.isEmpty ? "" : ", read by " + r.readers.joined(separator: ", ")
+    return "'\(quantizer)' (\(source)\(readers))"
   }
 
   /// A fix in a few words.

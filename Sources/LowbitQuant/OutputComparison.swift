@@ -34,19 +34,24 @@ struct OutputComparison {
   /// `graph`'s loss against the float outputs, per sample.
   func loss(_ graph: Graph) throws -> Double { try measure(graph).loss }
 
-  /// `graph`'s loss against the float outputs, per sample, and the SQNR (dB) of all compared
-  /// outputs together, `10 log10(sum t^2 / sum (y - t)^2)`.
-  func measure(_ graph: Graph) throws -> (loss: Double, sqnr: Double) {
+  /// `graph`'s loss against the float outputs, per sample, the SQNR (dB) of all compared
+  /// outputs together, `10 log10(sum t^2 / sum (y - t)^2)`, and the mean cosine similarity of
+  /// each output row (along the last axis) with the float one (`Metrics.meanCosine`).
+  func measure(_ graph: Graph) throws -> (loss: Double, sqnr: Double, cosine: Double) {
     let interpreter = try Interpreter(graph)
-    var total = 0.0, sums = SQNRSums()
+    var total = 0.0, sums = SQNRSums(), cosines = 0.0, rows = 0
     for (b, feeds) in batches.enumerated() {
       let result = try interpreter.run(feeds)
       for output in outputs {
         guard let y = result[output.name], let t = targets[b][output.name], y.shape == t.shape else { continue }
         total += OutputLoss.compare(y, t, logits: output.logits).loss * Double(sizes[b])
         sums.add(reference: t.floats, quantized: y.floats)
+        let width = max(t.shape.last ?? 1, 1), count = t.count / width
+        guard count > 0 else { continue }
+        cosines += Metrics.meanCosine(reference: t.floats, quantized: y.floats, width: width) * Double(count)
+        rows += count
       }
     }
-    return (total / Double(max(sizes.reduce(0, +), 1)), sums.decibels)
+    return (total / Double(max(sizes.reduce(0, +), 1)), sums.decibels, rows == 0 ? 1 : cosines / Double(rows))
   }
 }

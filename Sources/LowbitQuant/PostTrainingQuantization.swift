@@ -356,12 +356,9 @@ public enum PostTrainingQuantization {
           progress: { progress?("sensitivity", $0, $1) })
       }
       let chosen = Set(ranking.prefix(config.mixedPrecision).map(\.name))
-      let raised = Calibration.closedOverSharedGrids(chosen, transformed, quantized: Set(activations.keys), config: config)
-      var wide = config
-      wide.activationBits = config.mixedPrecisionBits
-      let refitted = try timed("mixed precision") {
-        try Calibration.activationQuantizers(
-          transformed, sites: sites.filter { raised.contains($0.name) }, config: wide, batchNormStatistics: stats,
+      let (refitted, raised) = try timed("mixed precision") {
+        try widened(
+          chosen, graph: transformed, sites: sites, activations: Set(activations.keys), config: config, statistics: stats,
           batches: batches)
       }
       quantizers.merge(refitted) { _, new in new }

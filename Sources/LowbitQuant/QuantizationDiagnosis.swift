@@ -71,6 +71,8 @@ public struct QuantizationDiagnosis: Sendable, Codable {
   public var quantizers: [Quantizer]
   /// In graph order.
   public var layers: [Layer]
+  /// What the measurements point at (`causes(_:sites:graph:)`), most telling kind first.
+  public var causes: [Cause]
 
   /// Output loss with every quantizer on.
   public var lossAll: Double { variants.first?.loss ?? 0 }
@@ -144,7 +146,7 @@ public struct QuantizationDiagnosis: Sendable, Codable {
     step()
     return QuantizationDiagnosis(
       samples: comparison.sizes.reduce(0, +), sanityMaxDifference: sanity, variants: variants,
-      quantizers: quantizers, layers: layers)
+      quantizers: quantizers, layers: layers, causes: causes(quantizers, sites: sites, graph: equalized))
   }
 
   /// `graph` with the weight of a weight site (and its layer's bias) as the result writes them

@@ -1,7 +1,7 @@
 import Foundation
 import LowbitCore
 import LowbitData
-import LowbitQuant
+@testable import LowbitQuant
 import LowbitTestSupport
 import Testing
 
@@ -64,6 +64,31 @@ import Testing
     let faultyWeight = d.quantizers.first { $0.kind == .weight && faulty.contains($0.name) }!
     let widths = faultyWeight.channelRanges.map { $0.upperBound - $0.lowerBound }
     #expect(widths[0] > 100 * widths.dropFirst().sorted()[widths.count / 2])
+    // ... and the causes name it: a per-tensor grid over channel ranges 1000x apart.
+    let cause = try #require(d.causes.first { $0.kind == .weightChannelRanges })
+    let i = try #require(cause.quantizers.firstIndex(of: faultyWeight.name))
+    #expect(cause.roles[i].node == "/features/features.1/c1/c1.0/Conv" && cause.roles[i].opType == "Conv" && !cause.roles[i].depthwise)
+    #expect(cause.measures[i] > 40)  // about 20 log10(1000 / a few) dB
+  }
+
+  /// The per-tensor penalty is `10 log10(mean_c (max a / a_c)^2)`; the outlier ratio the range
+  /// over the central 99.9%'s bins.
+  @Test func causeMeasuresFollowTheirFormulas() {
+    func weight(_ amplitudes: [Float]) -> QuantizationDiagnosis.Quantizer {
+      .init(
+        name: "w", kind: .weight, bits: 8, perChannel: false, tensorSQNR: 0, clipped: 0, lossAlone: 1, lossWithoutIt: 0,
+        channelRanges: amplitudes.map { -$0...($0 / 2) }, gridRanges: [], histogram: .init(lower: 0, upper: 1, counts: []))
+    }
+    // amplitudes 1, 2, 4: mean of (4/1)^2, (4/2)^2, 1 = 7.
+    #expect(abs(QuantizationDiagnosis.perTensorPenalty(weight([1, 2, 4]))! - 10 * log10(7.0)) < 1e-9)
+    #expect(QuantizationDiagnosis.perTensorPenalty(weight([3])) == nil)
+    // 10,000 values in bin 0..9 of 100 bins, one in bin 99: the tail (5 values) drops the
+    // outlier, the central bins are 0...9, the ratio 100 / 10.
+    var counts = [Int](repeating: 0, count: 100)
+    for b in 0..<10 { counts[b] = 1000 }
+    counts[99] = 1
+    #expect(QuantizationDiagnosis.outlierRatio(.init(lower: -1, upper: 9, counts: counts)) == 10)
+    #expect(QuantizationDiagnosis.outlierRatio(.init(lower: 0, upper: 1, counts: [5])) == nil)
   }
 
   /// The loss and SQNR of "all quantizers" are the QDQ graph's own against the float model.
