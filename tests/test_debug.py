@@ -48,6 +48,14 @@ def test_debug_finds_the_fix_and_its_command_reproduces(models, lowbit, tmp_path
     assert kinds & {"per-channel weights", "cross-layer equalization"}, flow["recommendedFixes"]
     assert flow["recommendedMeasurement"]["loss"] < flow["baseline"]["loss"]
     assert "<script" not in page.read_text().lower() and "6. The fixes, tried" in page.read_text()
+    # Below 8-bit weights, the front of weight mixed precision against model size: each point
+    # a run with k weight quantizers at 8 bits, its weight bits growing with k; the page plots
+    # loss against size with the Pareto front.
+    weights = flow["weightFront"]
+    assert [p["fix"]["quantizers"] for p in weights][:3] == [1, 2, 4]
+    sizes = [p["measurement"]["weightBits"] for p in weights]
+    assert sizes == sorted(sizes) and sizes[0] >= flow["trialBaseline"]["weightBits"] and sizes[-1] > sizes[0]
+    assert "Held-out loss (log scale) against the quantized weights" in page.read_text()
     command = shlex.split(report["recommended_command"])
     assert command[:3] == ["lowbit", "ptq", str(model)] and "--samples" not in command
     out = tmp_path / "recommended.onnx"

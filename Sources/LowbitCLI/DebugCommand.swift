@@ -19,7 +19,8 @@ struct DebugCommand: ParsableCommand {
       (per-channel weights, CLE on or off, each activation range method, AdaRound, empirical bias \
       correction), keeping each that lowers the held-out loss by more than 2%, and the front of \
       mixed precision for the 1, 2, 4, ... most sensitive activation quantizers (the front; the \
-      recommendation widens at most --widen-at-most of them). Trials run at --effort fast. Ends with the \
+      recommendation widens at most --widen-at-most of them), and below 8-bit weights the front \
+      of weight mixed precision against model size (within --size-budget). Trials run at --effort fast. Ends with the \
       recommended `lowbit ptq` command and its measured result.
       """)
 
@@ -40,6 +41,9 @@ struct DebugCommand: ParsableCommand {
 
   @Option(help: "Held-out samples each measurement runs on.")
   var samples = 64
+
+  @Option(help: "The weight bits the recommendation may reach, as a multiple of the options given's (weight mixed precision; the front shows every point).")
+  var sizeBudget = DebuggingFlow.defaultSizeBudget
 
   @Option(help: "The most activation quantizers the recommendation may widen (mixed precision; the front in the report shows them all).")
   var widenAtMost = DebuggingFlow.defaultWidenAtMost
@@ -62,6 +66,7 @@ struct DebugCommand: ParsableCommand {
       throw ValidationError("--calib-size, --batch-size and --samples must be positive")
     }
     guard widenAtMost >= 0 else { throw ValidationError("--widen-at-most must be 0 or more") }
+    guard sizeBudget.isFinite && sizeBudget >= 1 else { throw ValidationError("--size-budget must be 1 or more (a multiple of the model's weight bits)") }
   }
 
   /// What `--json` holds: the run, its diagnosis and the fixes tried.
@@ -98,7 +103,7 @@ struct DebugCommand: ParsableCommand {
     }
     let flow = try DebuggingFlow.run(
       graph, config: config, calibration: batches, heldOut: heldOut, samples: samples, baseline: result,
-      widenAtMost: widenAtMost, progress: { progress.update("fixes: \($0)", $1, $2) })
+      widenAtMost: widenAtMost, sizeBudget: sizeBudget, progress: { progress.update("fixes: \($0)", $1, $2) })
     progress.finish()
     let command = recommendedCommand(flow.recommendedFixes)
 
@@ -118,7 +123,7 @@ struct DebugCommand: ParsableCommand {
     var args = Array(CommandLine.arguments.dropFirst())
     if let i = args.firstIndex(of: "debug") { args[i] = "ptq" }
     // Options of debug alone, with their values.
-    for option in ["-o", "--output", "--json", "--samples", "--widen-at-most"] {
+    for option in ["-o", "--output", "--json", "--samples", "--widen-at-most", "--size-budget"] {
       while let i = args.firstIndex(of: option) { args.removeSubrange(i..<min(i + 2, args.count)) }
     }
     func drop(_ flags: [String]) { args.removeAll { flags.contains($0) } }
@@ -138,6 +143,7 @@ struct DebugCommand: ParsableCommand {
         drop(["--adaround", "--no-adaround"])
         args.append(fix.enabled == true ? "--adaround" : "--no-adaround")
       case .mixedPrecision: replace("--mixed-precision", String(fix.quantizers ?? 0))
+      case .weightMixedPrecision: replace("--mixed-precision-weights", String(fix.quantizers ?? 0))
       }
     }
     let stem = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
@@ -150,13 +156,14 @@ struct DebugCommand: ParsableCommand {
   }
 
   func summary(_ flow: DebuggingFlow.Outcome, command: String) -> String {
-    var t = Table(["configuration", "held-out loss", "SQNR dB", "cosine", "seconds", "kept"])
+    var t = Table(["configuration", "held-out loss", "SQNR dB", "cosine", "weight MB", "seconds", "kept"])
     func row(_ name: String, _ m: DebuggingFlow.Measurement, _ kept: String) {
-      t.add([name, HTMLReport.number(m.loss), String(format: "%.2f", m.sqnr), String(format: "%.5f", m.cosine), String(format: "%.1f", m.seconds), kept])
+      t.add([name, HTMLReport.number(m.loss), String(format: "%.2f", m.sqnr), String(format: "%.5f", m.cosine),
+             String(format: "%.3f", Double(m.weightBits) / 8e6), String(format: "%.1f", m.seconds), kept])
     }
     row("baseline", flow.baseline, "")
     row("baseline, trial settings", flow.trialBaseline, "")
-    for trial in flow.trials + flow.mixedPrecisionFront { row(DiagnosisPage.describe(trial.fix), trial.measurement, trial.kept ? "yes" : "") }
+    for trial in flow.trials + flow.weightFront + flow.mixedPrecisionFront { row(DiagnosisPage.describe(trial.fix), trial.measurement, trial.kept ? "yes" : "") }
     return t.render() + "\n\nrecommended (held-out loss \(HTMLReport.number(flow.recommendedMeasurement.loss)), SQNR "
       + String(format: "%.2f dB", flow.recommendedMeasurement.sqnr) + "):\n  " + command + "\nreport: \(output)"
   }

@@ -96,14 +96,29 @@ enum DiagnosisPage {
   static func fixes(_ flow: DebuggingFlow.Outcome, command: String, into page: inout HTMLReport) {
     page.heading("6. The fixes, tried")
     page.paragraph("Each fix was applied on top of the ones kept before it, the model quantized again with the trial settings (`--effort fast`: weights of 8 bits and more rounded to nearest, fewer bits AdaRound capped at \(Effort.fastAdaRoundIterations) steps, no quantizer tuning; a change of activation range on the best trial's weights) and measured on the held-out samples; a fix is kept when it lowers the loss by more than \(Int(100 * QuantizationFix.margin))%. The recommendation is measured again with the settings given.")
-    var t = Table(["configuration", "held-out loss", "output SQNR dB", "output cosine", "seconds", "kept"])
+    var t = Table(["configuration", "held-out loss", "output SQNR dB", "output cosine", "weight MB", "seconds", "kept"])
     func row(_ name: String, _ m: DebuggingFlow.Measurement, _ kept: Bool) {
-      t.add([name, HTMLReport.number(m.loss), HTMLReport.number(m.sqnr), String(format: "%.5f", m.cosine), String(format: "%.1f", m.seconds), kept ? "yes" : ""])
+      t.add([name, HTMLReport.number(m.loss), HTMLReport.number(m.sqnr), String(format: "%.5f", m.cosine), megabytes(m.weightBits),
+             String(format: "%.1f", m.seconds), kept ? "yes" : ""])
     }
     row("baseline (the options given)", flow.baseline, false)
     row("baseline, trial settings", flow.trialBaseline, false)
     for trial in flow.trials { row(describe(trial.fix), trial.measurement, trial.kept) }
     page.table(t)
+    if !flow.weightFront.isEmpty {
+      var front = Table(["weight quantizers widened", "weight MB", "held-out loss", "output SQNR dB", "output cosine", "recommended"])
+      for p in flow.weightFront {
+        front.add([String(p.fix.quantizers ?? 0), megabytes(p.measurement.weightBits), HTMLReport.number(p.measurement.loss),
+                   HTMLReport.number(p.measurement.sqnr), String(format: "%.5f", p.measurement.cosine), p.kept ? "yes" : ""])
+      }
+      page.table(front)
+    }
+    let everything = [("baseline", flow.baseline, false), ("trial baseline", flow.trialBaseline, false)]
+      + (flow.trials + flow.weightFront + flow.mixedPrecisionFront).map { (describe($0.fix), $0.measurement, $0.kept) }
+    page.scatterPlot(
+      "Held-out loss (log scale) against the quantized weights' size, every configuration measured; red: kept or recommended; the line joins the Pareto front (no other point smaller and better)",
+      points: everything.map { (x: Double($0.1.weightBits) / 8e6, y: $0.1.loss, label: $0.0, highlighted: $0.2) },
+      xLabel: "weight MB", yLabel: "held-out loss")
     if !flow.mixedPrecisionFront.isEmpty {
       var front = Table(["activation quantizers widened", "held-out loss", "output SQNR dB", "output cosine", "recommended"])
       for p in flow.mixedPrecisionFront {
@@ -120,7 +135,7 @@ enum DiagnosisPage {
     }
     page.heading("Recommended")
     page.paragraph("\(command)")
-    page.paragraph("Measured on the held-out samples: loss \(HTMLReport.number(flow.recommendedMeasurement.loss)) (baseline \(HTMLReport.number(flow.baseline.loss))), output SQNR \(HTMLReport.number(flow.recommendedMeasurement.sqnr)) dB (baseline \(HTMLReport.number(flow.baseline.sqnr)) dB).")
+    page.paragraph("Measured on the held-out samples: loss \(HTMLReport.number(flow.recommendedMeasurement.loss)) (baseline \(HTMLReport.number(flow.baseline.loss))), output cosine \(String(format: "%.5f", flow.recommendedMeasurement.cosine)) (baseline \(String(format: "%.5f", flow.baseline.cosine))), output SQNR \(HTMLReport.number(flow.recommendedMeasurement.sqnr)) dB (baseline \(HTMLReport.number(flow.baseline.sqnr)) dB).")
   }
 
   /// The diagnosis' causes in words, one sentence each, with the fixes the white paper gives.
@@ -160,6 +175,8 @@ enum DiagnosisPage {
     return "'\(quantizer)' (\(source)\(readers))"
   }
 
+  static func megabytes(_ bits: Int) -> String { String(format: "%.3f", Double(bits) / 8e6) }
+
   /// A fix in a few words.
   static func describe(_ fix: QuantizationFix) -> String {
     switch fix.kind {
@@ -169,6 +186,7 @@ enum DiagnosisPage {
     case .biasCorrection: return "bias correction \(fix.biasCorrection?.rawValue ?? "")"
     case .adaRound: return fix.enabled == true ? "AdaRound on" : "AdaRound off"
     case .mixedPrecision: return "\(fix.quantizers ?? 0) activation quantizers widened"
+    case .weightMixedPrecision: return "\(fix.quantizers ?? 0) weight quantizers widened"
     }
   }
 

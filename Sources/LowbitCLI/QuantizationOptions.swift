@@ -92,6 +92,12 @@ struct QuantizationOptions: ParsableArguments {
   @Option(name: .customLong("mixed-precision-bits"), help: "Bit width of the activations --mixed-precision raises (default 16; above 8 needs opset 21, chosen automatically).")
   var mixedPrecisionBits: Int?
 
+  @Option(name: .customLong("mixed-precision-weights"), help: "Mixed precision for weights: measure each weight quantizer alone and give the N most sensitive --mixed-precision-weight-bits bits (default 0: none).")
+  var mixedPrecisionWeights: Int?
+
+  @Option(name: .customLong("mixed-precision-weight-bits"), help: "Bit width of the weights --mixed-precision-weights raises (default 8).")
+  var mixedPrecisionWeightBits: Int?
+
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
 
@@ -174,6 +180,8 @@ struct QuantizationOptions: ParsableArguments {
     if let v = tuningLearningRate { c.quantizerTuningOptions.learningRate = v }
     if let v = mixedPrecision { c.mixedPrecision = v }
     if let v = mixedPrecisionBits { c.mixedPrecisionBits = v }
+    if let v = mixedPrecisionWeights { c.mixedPrecisionWeights = v }
+    if let v = mixedPrecisionWeightBits { c.mixedPrecisionWeightBits = v }
     if symmetricActivations { c.activationSymmetric = true }
     if let v = groupSize { c.weightGroupSize = v }
     if weightsOnly { c.quantizeActivations = false }

@@ -25,12 +25,14 @@ public enum ActivationSensitivity {
 
   /// The loss of each activation quantizer in `quantizers` (keyed by site), largest first (ties
   /// in graph order), measured on the first `samples` samples of `batches`.
+  /// `kind` .weight ranks the weight quantizers the same way (each weight alone quantized,
+  /// rounded to nearest on its grid).
   public static func measure(
     _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], batches: FeedBatches,
-    opset: Int, progress: ((Int, Int) -> Void)? = nil
+    opset: Int, kind: QuantizerSite.Kind = .activation, progress: ((Int, Int) -> Void)? = nil
   ) throws -> [(name: String, loss: Double)] {
     let comparison = try OutputComparison(float: graph, batches: batches, samples: samples)
-    let candidates = sites.filter { $0.kind == .activation && quantizers[$0.name] != nil }
+    let candidates = sites.filter { $0.kind == kind && quantizers[$0.name] != nil }
     var losses: [(name: String, loss: Double)] = []
     for (k, site) in candidates.enumerated() {
       let alone = try QDQBuilder.build(graph, sites: [site], quantizers: [site.name: quantizers[site.name]!], opset: opset)

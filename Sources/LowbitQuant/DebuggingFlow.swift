@@ -16,6 +16,7 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
     case biasCorrection = "bias correction"
     case adaRound = "AdaRound"
     case mixedPrecision = "mixed precision"
+    case weightMixedPrecision = "weight mixed precision"
 
     /// Whether the fix changes the activation quantizers alone (a trial sets them again on the
     /// best run's weights).
@@ -27,7 +28,8 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
   public var enabled: Bool?
   public var rangeMethod: RangeMethod?
   public var biasCorrection: BiasCorrectionMode?
-  /// Activation quantizers given `QuantConfig.mixedPrecisionBits` bits.
+  /// Activation quantizers given `QuantConfig.mixedPrecisionBits` bits (weight quantizers
+  /// given `mixedPrecisionWeightBits`, for weight mixed precision).
   public var quantizers: Int?
 
   /// A fix must lower the held-out loss by more than this share to be kept.
@@ -42,6 +44,7 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
     case .biasCorrection: c.biasCorrection = biasCorrection ?? c.biasCorrection
     case .adaRound: c.adaRound = enabled ?? c.adaRound
     case .mixedPrecision: c.mixedPrecision = quantizers ?? 0
+    case .weightMixedPrecision: c.mixedPrecisionWeights = quantizers ?? 0
     }
     return c
   }
@@ -70,6 +73,8 @@ public enum DebuggingFlow {
     public var sqnr: Double
     /// Mean cosine similarity of the output rows with the float model's.
     public var cosine: Double
+    /// Bits of the quantized weights' integers (`QuantizationResult.weightStorageBits`).
+    public var weightBits: Int
     public var seconds: Double
   }
 
@@ -89,6 +94,9 @@ public enum DebuggingFlow {
     public var trials: [Trial]
     /// The front of mixed precision: loss with the k most sensitive activation quantizers widened.
     public var mixedPrecisionFront: [Trial]
+    /// The front of weight mixed precision: loss against weight bits with the k most sensitive
+    /// weight quantizers widened to `QuantConfig.mixedPrecisionWeightBits` (weights of fewer bits).
+    public var weightFront: [Trial]
     public var recommended: QuantConfig
     public var recommendedFixes: [QuantizationFix]
     public var recommendedMeasurement: Measurement
@@ -101,6 +109,10 @@ public enum DebuggingFlow {
   /// The most activation quantizers the recommendation widens unless told otherwise (the front
   /// shows them all).
   public static let defaultWidenAtMost = 8
+
+  /// The weight bits the recommendation may reach unless told otherwise, as a multiple of the
+  /// options given's (the weight front shows every point).
+  public static let defaultSizeBudget = 1.25
 
   /// Numbers of widened activation quantizers the front tries, of `count`: the powers of two
   /// below it, and all of them.
@@ -115,13 +127,13 @@ public enum DebuggingFlow {
   public static func run(
     _ graph: Graph, config: QuantConfig, calibration: FeedBatches, heldOut: FeedBatches, samples: Int = 64,
     baseline baselineResult: QuantizationResult? = nil, memoryBudget: Double = PostTrainingQuantization.defaultMemoryBudget,
-    widenAtMost: Int = defaultWidenAtMost, progress: ((String, Int, Int) -> Void)? = nil
+    widenAtMost: Int = defaultWidenAtMost, sizeBudget: Double = defaultSizeBudget, progress: ((String, Int, Int) -> Void)? = nil
   ) throws -> Outcome {
     let float = try PostTrainingQuantization.prepare(graph).graph
     let comparison = try OutputComparison(float: float, batches: heldOut, samples: samples)
     func measured(_ start: Double, _ result: QuantizationResult) throws -> Measurement {
       let m = try comparison.measure(result.graph)
-      return Measurement(loss: m.loss, sqnr: m.sqnr, cosine: m.cosine, seconds: monotonicSeconds() - start)
+      return Measurement(loss: m.loss, sqnr: m.sqnr, cosine: m.cosine, weightBits: result.weightStorageBits, seconds: monotonicSeconds() - start)
     }
     func measure(_ c: QuantConfig) throws -> (Measurement, QuantizationResult) {
       let start = monotonicSeconds()
@@ -149,8 +161,10 @@ public enum DebuggingFlow {
     }
     let fixes = QuantizationFix.candidates(for: config)
     var rejected: (fixes: [QuantizationFix], measurement: Measurement)?
-    let activationCount = config.quantizeActivations ? Set(baselineResult?.sites.filter { $0.kind == .activation }.map(\.name) ?? []).count : 0
-    let total = 2 + fixes.count + (config.quantizeActivations ? frontSizes(activationCount).count + 1 : 0)
+    func count(_ kind: QuantizerSite.Kind) -> Int { Set(baselineResult?.sites.filter { $0.kind == kind }.map(\.name) ?? []).count }
+    let widensWeights = config.quantizeWeights && config.weightBits < config.mixedPrecisionWeightBits
+    let total = 2 + fixes.count + (config.quantizeActivations ? frontSizes(count(.activation)).count : 0)
+      + (widensWeights ? frontSizes(count(.weight)).count : 0)
     var done = 0
     func step(_ name: String) {
       done += 1
@@ -158,7 +172,7 @@ public enum DebuggingFlow {
     }
     let baseline = try baselineResult.map { r in
       let m = try comparison.measure(r.graph)
-      return Measurement(loss: m.loss, sqnr: m.sqnr, cosine: m.cosine, seconds: r.steps.map(\.seconds).reduce(0, +))
+      return Measurement(loss: m.loss, sqnr: m.sqnr, cosine: m.cosine, weightBits: r.weightStorageBits, seconds: r.steps.map(\.seconds).reduce(0, +))
     } ?? measure(config).0
     step("baseline")
     let (trialBaseline, trialResult) = try measure(trialSettings(config))
@@ -178,30 +192,56 @@ public enum DebuggingFlow {
       trials.append(Trial(fix: fix, measurement: m, kept: kept))
       step(fix.kind.rawValue)
     }
-    var front: [Trial] = []
-    if config.quantizeActivations {
-      // Ranked once, every quantizer widened once: each point of the front takes its share.
-      var start = monotonicSeconds()
-      let ranking = try PostTrainingQuantization.activationSensitivity(best.result, batches: calibration)
-      let widened = try PostTrainingQuantization.widenedActivations(best.result, config: best.config, batches: calibration)
-      step("sensitivity")
-      for k in frontSizes(ranking.count) {
-        let fix = QuantizationFix(kind: .mixedPrecision, quantizers: k)
-        let result = try PostTrainingQuantization.mixingPrecision(
-          best.result, count: k, ranking: ranking, widened: widened, config: best.config)
-        front.append(Trial(fix: fix, measurement: try measured(start, result), kept: false))
+    // A front: the configuration with the k most sensitive quantizers widened, per k; the recommendation takes the fewest that keep
+    // 90% of the best gain among the points `allowed`, if that gain counts.
+    func front(
+      _ kind: QuantizationFix.Kind, sizes: [Int], since start: Double, allowed: (Trial) -> Bool,
+      derive: (Int) throws -> QuantizationResult
+    ) throws -> [Trial] {
+      var points: [Trial] = [], results: [QuantizationResult] = []
+      var start = start
+      for k in sizes {
+        let result = try derive(k)
+        points.append(Trial(fix: QuantizationFix(kind: kind, quantizers: k), measurement: try measured(start, result), kept: false))
+        results.append(result)
         start = monotonicSeconds()
-        step("mixed precision")
+        step(kind.rawValue)
       }
-      // Within the budget, the fewest widened quantizers that keep 90% of the best gain there,
-      // if that gain counts.
-      let bestLoss = front.filter { ($0.fix.quantizers ?? 0) <= widenAtMost }.map(\.measurement.loss).min() ?? best.measurement.loss
+      let eligible = points.indices.filter { allowed(points[$0]) }
+      let bestLoss = eligible.map { points[$0].measurement.loss }.min() ?? best.measurement.loss
       if bestLoss < best.measurement.loss * (1 - QuantizationFix.margin) {
         let target = best.measurement.loss - 0.9 * (best.measurement.loss - bestLoss)
-        if let i = front.firstIndex(where: { $0.measurement.loss <= target && ($0.fix.quantizers ?? 0) <= widenAtMost }) {
-          front[i].kept = true
-          best = (front[i].fix.applied(to: best.config), front[i].measurement, best.fixes + [front[i].fix], best.result)
+        if let i = eligible.first(where: { points[$0].measurement.loss <= target }) {
+          points[i].kept = true
+          best = (points[i].fix.applied(to: best.config), points[i].measurement, best.fixes + [points[i].fix], results[i])
         }
+      }
+      return points
+    }
+    // Weights first (each sensitive layer's weights on a wider grid, within the size budget),
+    // then activations on top: ranked once, widened once, each point derived from the best
+    // trial without a run.
+    var weightFront: [Trial] = []
+    if widensWeights {
+      // Each point a whole trial run: AdaRound's rounding of a layer answers the quantized
+      // inputs the layers before it give, so widening some layers in place of a run misleads.
+      let baseConfig = best.config
+      let budget = Double(trialResult.weightStorageBits) * sizeBudget
+      let weightCount = Set(best.result.sites.filter { $0.kind == .weight && best.result.quantizers[$0.name] != nil }.map(\.name)).count
+      weightFront = try front(.weightMixedPrecision, sizes: frontSizes(weightCount), since: monotonicSeconds(),
+                              allowed: { Double($0.measurement.weightBits) <= budget }) { k in
+        try PostTrainingQuantization.quantize(
+          graph, config: trialSettings(QuantizationFix(kind: .weightMixedPrecision, quantizers: k).applied(to: baseConfig)),
+          batches: calibration, memoryBudget: memoryBudget)
+      }
+    }
+    var activationFront: [Trial] = []
+    if config.quantizeActivations {
+      let start = monotonicSeconds(), base = best.result, baseConfig = best.config
+      let ranking = try PostTrainingQuantization.activationSensitivity(base, batches: calibration)
+      let widened = try PostTrainingQuantization.widenedActivations(base, config: baseConfig, batches: calibration)
+      activationFront = try front(.mixedPrecision, sizes: frontSizes(ranking.count), since: start, allowed: { ($0.fix.quantizers ?? 0) <= widenAtMost }) {
+        try PostTrainingQuantization.mixingPrecision(base, count: $0, ranking: ranking, widened: widened, config: baseConfig)
       }
     }
     // With the settings given, the fixes must beat the options given, or none is recommended.
@@ -216,7 +256,7 @@ public enum DebuggingFlow {
       }
     }
     return Outcome(
-      baseline: baseline, trialBaseline: trialBaseline, trials: trials, mixedPrecisionFront: front,
+      baseline: baseline, trialBaseline: trialBaseline, trials: trials, mixedPrecisionFront: activationFront, weightFront: weightFront,
       recommended: best.config, recommendedFixes: best.fixes, recommendedMeasurement: recommended,
       rejectedFixes: rejected?.fixes ?? [], rejectedMeasurement: rejected?.measurement)
   }

@@ -41,6 +41,20 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
     func require(_ holds: Bool, _ phrase: @autoclosure () -> String) { if !holds { found.append(phrase()) } }
     let activations = c.quantizeActivations, weights = c.quantizeWeights
     let perTensorActivations = !c.activationPerChannel && !c.inputPerChannel
+    // Widened weights must be a width the target's integer kernels take, as the others.
+    if c.mixedPrecisionWeights > 0 && c.mixedPrecisionWeightBits != c.weightBits {
+      var widened = c
+      widened.weightBits = c.mixedPrecisionWeightBits
+      widened.mixedPrecisionWeights = 0
+      for v in violations(of: widened) where !found.contains(v) { found.append("widened weights: " + v) }
+    }
+    // Widened weights must be a width the target's integer kernels take, as the others.
+    if c.mixedPrecisionWeights > 0 && c.mixedPrecisionWeightBits != c.weightBits {
+      var widened = c
+      widened.weightBits = c.mixedPrecisionWeightBits
+      widened.mixedPrecisionWeights = 0
+      for v in violations(of: widened) where !found.contains(v) { found.append("widened weights: " + v) }
+    }
     switch self {
     case .ort:
       break

@@ -68,9 +68,22 @@ public struct QuantizationResult: Sendable {
   /// Per activation quantizer, largest first: its output loss alone and its final bit width
   /// (when mixed precision ran).
   public var sensitivity: [SensitivityRecord] = []
+  /// Per weight quantizer, largest first, when weight mixed precision ran.
+  public var weightSensitivity: [SensitivityRecord] = []
   /// Whether the file stores Conv/Gemm biases as int32 (`QuantConfig.integerBiases`).
   public var integerBiases = true
   public var steps: [StepTiming]
+}
+
+extension QuantizationResult {
+  /// Bits of the quantized weights' integers, `sum_w count(w) * bits(w)` (scales and zero points
+  /// not counted): the model size mixed precision trades against fidelity.
+  public var weightStorageBits: Int {
+    sites.reduce(0) { total, site in
+      guard site.kind == .weight, let q = quantizers[site.name], let w = transformedGraph.initializers[site.name] else { return total }
+      return total + w.count * q.grid.bits
+    }
+  }
 }
 
 /// Progress of a long step: its name, units done, units in all.
@@ -219,6 +232,22 @@ public enum PostTrainingQuantization {
     }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)
+    }
+    var weightSensitivity: [SensitivityRecord] = []
+    if config.mixedPrecisionWeights > 0 && config.quantizeWeights && !batches.isEmpty {
+      let ranking = try timed("weight sensitivity") {
+        try ActivationSensitivity.measure(
+          float, sites: sites, quantizers: quantizers, batches: batches, opset: config.outputOpset(modelOpset: float.opset),
+          kind: .weight, progress: { progress?("weight sensitivity", $0, $1) })
+      }
+      let chosen = Set(ranking.prefix(config.mixedPrecisionWeights).map(\.name))
+      var wide = config
+      wide.weightBits = config.mixedPrecisionWeightBits
+      quantizers.merge(try Calibration.weightQuantizers(float, sites: sites.filter { chosen.contains($0.name) }, config: wide)) { _, new in new }
+      weightSensitivity = ranking.map { SensitivityRecord(name: $0.name, loss: $0.loss, bits: quantizers[$0.name]!.grid.bits) }
+      func loss(_ i: Int) -> String { i < ranking.count ? String(format: "%.3g", ranking[i].loss) : "-" }
+      steps[steps.count - 1].detail =
+        "\(ranking.count) weight quantizers, each alone: output loss \(loss(0)) to \(loss(ranking.count - 1)); the \(chosen.count) most sensitive to \(config.mixedPrecisionWeightBits) bits"
     }
     var transformed = float
     var layers: [LayerRefinement] = []
@@ -410,6 +439,6 @@ public enum PostTrainingQuantization {
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers,
       adaRoundUndone: adaRoundUndone, blocks: blocks, analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity,
-      integerBiases: config.integerBiases, steps: steps)
+      weightSensitivity: weightSensitivity, integerBiases: config.integerBiases, steps: steps)
   }
 }

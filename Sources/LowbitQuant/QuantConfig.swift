@@ -97,6 +97,12 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var mixedPrecision = 0
   /// The bit width of the activations mixed precision raises (default 16).
   public var mixedPrecisionBits = 16
+  /// Mixed precision for weights: this many weight quantizers, the most sensitive first (the
+  /// output loss with each weight alone quantized, `ActivationSensitivity.measure(kind: .weight)`),
+  /// get `mixedPrecisionWeightBits` (default 0: every weight at `weightBits`).
+  public var mixedPrecisionWeights = 0
+  /// The bit width of the weights mixed precision raises (default 8).
+  public var mixedPrecisionWeightBits = 8
   /// The runtime the file is written for (default ort): `validate()` refuses what it cannot run,
   /// and the fields it constrains default to what it requires (`DeploymentTarget.preset`).
   public var target: DeploymentTarget = .ort
@@ -141,6 +147,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
     case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
+    case mixedPrecisionWeights = "mixed_precision_weights", mixedPrecisionWeightBits = "mixed_precision_weight_bits"
     case target, weightNarrowRange = "weight_narrow_range", integerBiases = "integer_biases"
   }
 
@@ -181,6 +188,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
       ?? d.quantizerTuningOptions
     mixedPrecision = try c.decodeIfPresent(Int.self, forKey: .mixedPrecision) ?? d.mixedPrecision
     mixedPrecisionBits = try c.decodeIfPresent(Int.self, forKey: .mixedPrecisionBits) ?? d.mixedPrecisionBits
+    mixedPrecisionWeights = try c.decodeIfPresent(Int.self, forKey: .mixedPrecisionWeights) ?? d.mixedPrecisionWeights
+    mixedPrecisionWeightBits = try c.decodeIfPresent(Int.self, forKey: .mixedPrecisionWeightBits) ?? d.mixedPrecisionWeightBits
   }
 
   /// Throws `invalidArgument` saying what is allowed, for the first field out of range.
@@ -202,6 +211,12 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     guard mixedPrecision >= 0 else { throw LowbitError.invalidArgument("mixed precision needs a count of 0 or more quantizers, got \(mixedPrecision)") }
     guard bits.contains(mixedPrecisionBits) else {
       throw LowbitError.invalidArgument("mixed precision bits \(mixedPrecisionBits) are not supported: use \(bits.lowerBound) to \(bits.upperBound)")
+    }
+    guard mixedPrecisionWeights >= 0 else {
+      throw LowbitError.invalidArgument("weight mixed precision needs a count of 0 or more quantizers, got \(mixedPrecisionWeights)")
+    }
+    guard bits.contains(mixedPrecisionWeightBits) else {
+      throw LowbitError.invalidArgument("weight mixed precision bits \(mixedPrecisionWeightBits) are not supported: use \(bits.lowerBound) to \(bits.upperBound)")
     }
     if let o = opset, o < 21, weightBits > 8 || activationBits > 8 || raisesAbove8Bits {
       throw LowbitError.invalidArgument("bit widths above 8 need 16-bit integer types: use opset 21")
@@ -237,7 +252,10 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   }
 
   /// Whether mixed precision gives some activations more than 8 bits (16-bit types: opset 21).
-  var raisesAbove8Bits: Bool { mixedPrecision > 0 && quantizeActivations && mixedPrecisionBits > 8 }
+  var raisesAbove8Bits: Bool {
+    (mixedPrecision > 0 && quantizeActivations && mixedPrecisionBits > 8)
+      || (mixedPrecisionWeights > 0 && quantizeWeights && mixedPrecisionWeightBits > 8)
+  }
 
   /// Whether cross-layer equalization runs: as set, else unless the weights are per channel with
   /// 8 bits or more. CLE makes the per-channel weight ranges of a pair equal, which per-tensor

@@ -101,6 +101,39 @@ public struct HTMLReport {
     parts.append(figure(svg + "</svg>", caption))
   }
 
+  /// Points of (x, y) with y on a log scale (non-positive or non-finite y left out), labelled;
+  /// the Pareto front (points with no other point at most as large in x and lower in y) joined
+  /// by a line, highlighted points in red.
+  public mutating func scatterPlot(
+    _ caption: String, points: [(x: Double, y: Double, label: String, highlighted: Bool)], xLabel: String, yLabel: String
+  ) {
+    let shown = points.filter { $0.x.isFinite && $0.y.isFinite && $0.y > 0 }
+    guard !shown.isEmpty else { return }
+    let width = 600.0, height = 270.0, left = 90.0, top = 26.0, plotWidth = width - 120, plotHeight = height - 70
+    let xs = shown.map(\.x), ys = shown.map { log10($0.y) }
+    let (x0, x1) = (xs.min()!, xs.max()!), (y0, y1) = (ys.min()!, ys.max()!)
+    let xSpan = x1 > x0 ? x1 - x0 : 1, ySpan = y1 > y0 ? y1 - y0 : 1
+    func px(_ x: Double) -> Double { left + (x - x0) / xSpan * plotWidth }
+    func py(_ y: Double) -> Double { top + (y1 - log10(y)) / ySpan * plotHeight }
+    var svg = svgOpen(width: width, height: height, caption: caption)
+    svg += "<line x1=\"\(f(left))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(top + plotHeight))\" stroke=\"#000\"/>"
+    svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" stroke=\"#000\"/>"
+    let front = shown.filter { p in !shown.contains { q in q.x <= p.x && q.y < p.y } }.sorted { $0.x < $1.x }
+    if front.count > 1 {
+      svg += "<polyline fill=\"none\" stroke=\"#7f8c8d\" stroke-dasharray=\"3 2\" points=\"" + front.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ") + "\"/>"
+    }
+    for p in shown {
+      svg += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3.5\" fill=\"\(p.highlighted ? "#c0392b" : "#2e86c1")\"><title>\(Self.escape(p.label))</title></circle>"
+    }
+    svg += text(Self.number(x0), x: left, y: top + plotHeight + 14, anchor: "start")
+    svg += text(Self.number(x1), x: left + plotWidth, y: top + plotHeight + 14, anchor: "end")
+    svg += text(xLabel, x: left + plotWidth / 2, y: height - 8, anchor: "middle")
+    svg += text(Self.number(pow(10, y1)), x: left - 4, y: top + 8, anchor: "end")
+    svg += text(Self.number(pow(10, y0)), x: left - 4, y: top + plotHeight, anchor: "end")
+    svg += text(yLabel, x: left, y: top - 12, anchor: "middle")
+    parts.append(figure(svg + "</svg>", caption))
+  }
+
   /// The whole page.
   public func html() -> String {
     """

@@ -110,4 +110,36 @@ import Testing
     config.opset = nil
     #expect(config.outputOpset(modelOpset: 17) == 21)
   }
+
+  /// Weight mixed precision: at 2-bit weights, the weight whose rounding alone hurts the output
+  /// most (fc1's, which feeds the signal) is ranked first and only it gets 8 bits; the result
+  /// counts its bits in `weightStorageBits`; a target whose kernels take no such width refuses it.
+  @Test func theMostSensitiveWeightIsWidened() throws {
+    let graph = Self.outlierGraph()
+    var config = QuantConfig()
+    config.adaRound = false
+    config.biasCorrection = .none
+    config.quantizeActivations = false
+    config.weightBits = 2
+    let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    config.mixedPrecisionWeights = 1
+    let mixed = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    let ranking = mixed.weightSensitivity
+    #expect(ranking.map(\.name).sorted() == ["w1", "w2"])
+    #expect(ranking[0].loss >= ranking[1].loss)
+    #expect(ranking.map(\.bits) == [8, 2])
+    #expect(mixed.quantizers[ranking[0].name]?.grid.bits == 8 && mixed.quantizers[ranking[1].name]?.grid.bits == 2)
+    #expect(plain.weightStorageBits == 2 * (16 + 12))
+    #expect(mixed.weightStorageBits == (ranking[0].name == "w1" ? 8 * 16 + 2 * 12 : 8 * 12 + 2 * 16))
+    let before = try Self.outputError(plain, graph), after = try Self.outputError(mixed, graph)
+    #expect(after < before)
+
+    var qnn = QuantConfig(target: .qnn)
+    qnn.weightBits = 4
+    qnn.mixedPrecisionWeights = 2
+    qnn.mixedPrecisionWeightBits = 6
+    #expect(DeploymentTarget.qnn.violations(of: qnn).contains { $0.hasPrefix("widened weights:") })
+    qnn.mixedPrecisionWeightBits = 8
+    #expect(DeploymentTarget.qnn.violations(of: qnn).isEmpty)
+  }
 }

@@ -19,6 +19,9 @@ extension PostTrainingQuantization {
     return (refitted, raised)
   }
 
+  // What a run would give with one setting changed, derived from a run: the debugging flow's
+  // trials that need no whole run.
+
   /// `result` with its activation quantizers set again under `config`'s activation range
   /// method and bit width, and its QDQ graph written again. Weights, equalization, AdaRound's
   /// rounding and bias correction stay as they were: what a change of activation ranges alone
