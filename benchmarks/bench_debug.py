@@ -10,7 +10,7 @@ command is then run as printed and its file judged in ONNX Runtime on the same h
 
 Cases:
 - fm_resnet20: lowbit's defaults (W8A8 per tensor);
-- fm_mobilenetv2_pt_w4a8: per-tensor W4A8 without CLE (the white paper's table-3 pathology);
+- fm_mobilenetv2_pt_w4a8: per-tensor W4A8 without CLE (the white paper's table-3 pathology; one run);
 - minilm_w8a8: all-MiniLM-L6-v2 at W8A8, --effort fast (the residual stream; slow, one run).
 
 Writes benchmarks/results/debug.json (commit, settings, load average, every run's times).
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def cases(samples: int) -> dict:
     fm = ["--calib", "fashion-mnist:train:512", "--eval", "fashion-mnist:test:512"]
     return {
         "fm_resnet20": {"model": "fm_resnet20", "args": fm, "runs": None},
-        "fm_mobilenetv2_pt_w4a8": {"model": "fm_mobilenetv2", "args": fm + ["--w-bits", "4", "--no-cle"], "runs": None},
+        "fm_mobilenetv2_pt_w4a8": {"model": "fm_mobilenetv2", "args": fm + ["--w-bits", "4", "--no-cle"], "runs": 1},
         "minilm_w8a8": {"model": "minilm_l6_embed",
                         "args": ["--calib", minilm_spec("calib"), "--calib-size", "256", "--batch-size", "16",
                                  "--eval", minilm_spec("eval"), "--effort", "fast"], "runs": 1},
@@ -163,12 +164,15 @@ def main() -> int:
     if a.table:
         print_table(json.loads(a.json.read_text()))
         return 0
-    a.binary = R.lowbit_bin()
-    result = {"benchmark": "bench_debug.py (issue 23: lowbit debug against ptq)", "commit": R.git_checkout(a.binary),
-              "binary_sha256": R._sha256(a.binary), "env": R.describe_env(), "loadavg": os.getloadavg(),
-              "under_load": a.under_load, "samples": a.samples, "cases": {}}
+    commit = R.git_checkout(R.lowbit_bin())
+    result = {"benchmark": "bench_debug.py (issue 23: lowbit debug against ptq)", "commit": commit,
+              "binary_sha256": R._sha256(R.lowbit_bin()), "binary_snapshot": "copied at the start; every command ran the copy",
+              "env": R.describe_env(), "loadavg": os.getloadavg(), "under_load": a.under_load, "samples": a.samples,
+              "cases": {}}
     all_cases = cases(a.samples)
     with tempfile.TemporaryDirectory(prefix="bench-debug-") as tmp:
+        a.binary = Path(tmp) / "lowbit"
+        shutil.copy2(R.lowbit_bin(), a.binary)
         for name in a.cases:
             result["cases"][name] = run_case(name, all_cases[name], a, Path(tmp))
             a.json.parent.mkdir(parents=True, exist_ok=True)
