@@ -144,6 +144,14 @@ struct DebugCommand: ParsableCommand {
         args.append(fix.enabled == true ? "--adaround" : "--no-adaround")
       case .mixedPrecision: replace("--mixed-precision", String(fix.quantizers ?? 0))
       case .weightMixedPrecision: replace("--mixed-precision-weights", String(fix.quantizers ?? 0))
+      case .quantizerRange:
+        if let q = fix.quantizer, let m = fix.rangeMethod {
+          // One --a-range-at per quantizer: a later fix of the same one replaces it.
+          while let i = args.indices.dropLast().first(where: { args[$0] == "--a-range-at" && args[$0 + 1].hasPrefix(q + "=") }) {
+            args.removeSubrange(i...(i + 1))
+          }
+          args += ["--a-range-at", "\(q)=\(m.rawValue)"]
+        }
       }
     }
     let stem = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent

@@ -187,6 +187,7 @@ enum DiagnosisPage {
     case .adaRound: return fix.enabled == true ? "AdaRound on" : "AdaRound off"
     case .mixedPrecision: return "\(fix.quantizers ?? 0) activation quantizers widened"
     case .weightMixedPrecision: return "\(fix.quantizers ?? 0) weight quantizers widened"
+    case .quantizerRange: return "range of '\(fix.quantizer ?? "")' \(fix.rangeMethod?.rawValue ?? "")"
     }
   }
 

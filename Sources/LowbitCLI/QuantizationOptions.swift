@@ -32,6 +32,9 @@ struct QuantizationOptions: ParsableArguments {
   @Option(name: .customLong("a-range"), help: "Activation range setting: min-max, running-min-max, percentile, mse, bn-based (default mse).")
   var activationRange: RangeMethod?
 
+  @Option(name: .customLong("a-range-at"), help: ArgumentHelp("Range setting of one activation quantizer, VALUE=METHOD (the value it sits on, as --json's quantizers name it); repeatable.", valueName: "value=method"))
+  var activationRangeAt: [String] = []
+
   @Option(help: "Range setting for the logits quantizer (default cross-entropy).")
   var logitsRange: RangeMethod?
 
@@ -146,6 +149,12 @@ struct QuantizationOptions: ParsableArguments {
     }
     if let v = weightBits { c.weightBits = v }
     if let v = activationBits { c.activationBits = v }
+    for pair in activationRangeAt {
+      guard let eq = pair.lastIndex(of: "="), let m = RangeMethod(rawValue: String(pair[pair.index(after: eq)...])), eq != pair.startIndex else {
+        throw ValidationError("--a-range-at takes VALUE=METHOD with METHOD one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")), got '\(pair)'")
+      }
+      c.activationRangeOverrides[String(pair[..<eq])] = m
+    }
     if perChannel { c.perChannel = true }
     if perChannelActivations { c.activationPerChannel = true }
     if let v = inputPerChannel { c.inputPerChannel = v }

@@ -246,9 +246,10 @@ public enum Calibration {
     [.minMax, .runningMinMax, .percentile, .mse].contains(method)
   }
 
-  /// The range method for a site: the logits method on graph outputs, the activation method elsewhere.
+  /// The range method for a site: its override when it has one, else the logits method on graph
+  /// outputs and the activation method elsewhere.
   static func method(for site: QuantizerSite, _ config: QuantConfig) -> RangeMethod {
-    site.isOutput ? config.logitsRange : config.activationRange
+    config.activationRangeOverrides[site.name] ?? (site.isOutput ? config.logitsRange : config.activationRange)
   }
 
   /// The folded BatchNorm statistics feeding `value` (through an activation), and whether that

@@ -17,10 +17,11 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
     case adaRound = "AdaRound"
     case mixedPrecision = "mixed precision"
     case weightMixedPrecision = "weight mixed precision"
+    case quantizerRange = "range of one quantizer"
 
     /// Whether the fix changes the activation quantizers alone (a trial sets them again on the
     /// best run's weights).
-    var activationsOnly: Bool { self == .activationRange || self == .mixedPrecision }
+    var activationsOnly: Bool { self == .activationRange || self == .mixedPrecision || self == .quantizerRange }
   }
 
   public var kind: Kind
@@ -31,6 +32,8 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
   /// Activation quantizers given `QuantConfig.mixedPrecisionBits` bits (weight quantizers
   /// given `mixedPrecisionWeightBits`, for weight mixed precision).
   public var quantizers: Int?
+  /// The activation quantizer (the value it sits on), for the range of one quantizer.
+  public var quantizer: String?
 
   /// A fix must lower the held-out loss by more than this share to be kept.
   public static let margin = 0.02
@@ -45,6 +48,7 @@ public struct QuantizationFix: Sendable, Codable, Equatable, Hashable {
     case .adaRound: c.adaRound = enabled ?? c.adaRound
     case .mixedPrecision: c.mixedPrecision = quantizers ?? 0
     case .weightMixedPrecision: c.mixedPrecisionWeights = quantizers ?? 0
+    case .quantizerRange: if let q = quantizer, let m = rangeMethod { c.activationRangeOverrides[q] = m }
     }
     return c
   }
@@ -106,6 +110,9 @@ public enum DebuggingFlow {
     public var rejectedMeasurement: Measurement?
   }
 
+  /// How many of the most sensitive activation quantizers try the other range methods alone.
+  public static let rangeTrials = 4
+
   /// The most activation quantizers the recommendation widens unless told otherwise (the front
   /// shows them all).
   public static let defaultWidenAtMost = 8
@@ -154,16 +161,16 @@ public enum DebuggingFlow {
     }
     // A fix of the activation quantizers alone (range method) keeps the best run's weights and
     // sets only the activations again.
-    func recalibrated(_ c: QuantConfig, from best: QuantizationResult) throws -> (Measurement, QuantizationResult) {
+    func recalibrated(_ c: QuantConfig, from best: QuantizationResult, only: Set<String>? = nil) throws -> (Measurement, QuantizationResult) {
       let start = monotonicSeconds()
-      let result = try PostTrainingQuantization.recalibratingActivations(best, config: trialSettings(c), batches: calibration)
+      let result = try PostTrainingQuantization.recalibratingActivations(best, config: trialSettings(c), batches: calibration, only: only)
       return (try measured(start, result), result)
     }
     let fixes = QuantizationFix.candidates(for: config)
     var rejected: (fixes: [QuantizationFix], measurement: Measurement)?
     func count(_ kind: QuantizerSite.Kind) -> Int { Set(baselineResult?.sites.filter { $0.kind == kind }.map(\.name) ?? []).count }
     let widensWeights = config.quantizeWeights && config.weightBits < config.mixedPrecisionWeightBits
-    let total = 2 + fixes.count + (config.quantizeActivations ? frontSizes(count(.activation)).count : 0)
+    let total = 2 + fixes.count + (config.quantizeActivations ? frontSizes(count(.activation)).count + 2 * rangeTrials : 0)
       + (widensWeights ? frontSizes(count(.weight)).count : 0)
     var done = 0
     func step(_ name: String) {
@@ -182,7 +189,9 @@ public enum DebuggingFlow {
     for fix in fixes {
       // A range method replaces the one kept before: try it on the configuration without it.
       let c = fix.applied(to: best.config)
-      guard c != best.config else { continue }  // a fix kept before made it moot
+      // A fix kept before made it moot, or it changes nothing the run does (CLE "off" where the
+      // settings skip it anyway).
+      guard c != best.config, fix.kind != .crossLayerEqualization || c.equalizesLayers != best.config.equalizesLayers else { continue }
       let (m, result) = try fix.kind.activationsOnly ? recalibrated(c, from: best.result) : measure(trialSettings(c, adaRound: fix.kind == .adaRound))
       let kept = m.loss < best.measurement.loss * (1 - QuantizationFix.margin)
       if kept {
@@ -191,6 +200,26 @@ public enum DebuggingFlow {
       }
       trials.append(Trial(fix: fix, measurement: m, kept: kept))
       step(fix.kind.rawValue)
+    }
+    // The range method per quantizer: the activation quantizers whose quantization alone costs
+    // the most (on the calibration data) each try the other methods on their own.
+    if config.quantizeActivations {
+      let ranking = try PostTrainingQuantization.activationSensitivity(best.result, batches: calibration)
+      for record in ranking.prefix(rangeTrials) {
+        guard let site = best.result.sites.first(where: { $0.name == record.name }) else { continue }
+        for method in [RangeMethod.mse, .percentile, .minMax] where method != Calibration.method(for: site, best.config) {
+          let fix = QuantizationFix(kind: .quantizerRange, rangeMethod: method, quantizer: record.name)
+          let c = fix.applied(to: best.config)
+          let (m, result) = try recalibrated(c, from: best.result, only: [record.name])
+          let kept = m.loss < best.measurement.loss * (1 - QuantizationFix.margin)
+          if kept {
+            best.fixes.removeAll { $0.kind == fix.kind && $0.quantizer == fix.quantizer }
+            best = (c, m, best.fixes + [fix], result)
+          }
+          trials.append(Trial(fix: fix, measurement: m, kept: kept))
+          step(fix.kind.rawValue)
+        }
+      }
     }
     // A front: the configuration with the k most sensitive quantizers widened, per k; the recommendation takes the fewest that keep
     // 90% of the best gain among the points `allowed`, if that gain counts.

@@ -22,16 +22,20 @@ extension PostTrainingQuantization {
   // What a run would give with one setting changed, derived from a run: the debugging flow's
   // trials that need no whole run.
 
-  /// `result` with its activation quantizers set again under `config`'s activation range
-  /// method and bit width, and its QDQ graph written again. Weights, equalization, AdaRound's
+  /// `result` with its activation quantizers (those named in `only`, when given) set again under
+  /// `config`'s range methods and bit width, and its QDQ graph written again. Weights, equalization, AdaRound's
   /// rounding and bias correction stay as they were: what a change of activation ranges alone
   /// costs, without a whole run.
   public static func recalibratingActivations(
-    _ result: QuantizationResult, config: QuantConfig, batches: FeedBatches
+    _ result: QuantizationResult, config: QuantConfig, batches: FeedBatches, only: Set<String>? = nil
   ) throws -> QuantizationResult {
     try config.validate()
+    let all = activationSites(result)
+    // A quantizer tied to others (one grid for a Concat's inputs and output) is set with them.
+    let names = only.map { Calibration.closedOverSharedGrids($0, result.transformedGraph, quantized: Set(all.map(\.name)), config: config) }
+    let sites = all.filter { names?.contains($0.name) ?? true }
     let activations = try Calibration.activationQuantizers(
-      result.transformedGraph, sites: activationSites(result), config: config, batchNormStatistics: result.batchNormStatistics,
+      result.transformedGraph, sites: sites, config: config, batchNormStatistics: result.batchNormStatistics,
       batches: batches)
     return try replacing(result, activations)
   }

@@ -230,6 +230,11 @@ public enum PostTrainingQuantization {
     let sites = timed("place quantizers", placementNote.isEmpty ? nil : placementNote.joined(separator: "; ")) {
       QuantizerPlacement.sites(in: float, config: config)
     }
+    let unknown = Set(config.activationRangeOverrides.keys).subtracting(sites.filter { $0.kind == .activation }.map(\.name))
+    guard unknown.isEmpty else {
+      throw LowbitError.invalidArgument(
+        "a range method is set for \(unknown.sorted().map { "'\($0)'" }.listed()), but no activation quantizer sits there (the names are the values `--json`'s quantizers list)")
+    }
     var quantizers = try timed("weight ranges", config.weightRange.rawValue) {
       try Calibration.weightQuantizers(float, sites: sites, config: config)
     }

@@ -73,6 +73,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var quantizeActivations = true
   /// Quantizers switched off by name (the value name a quantizer sits on).
   public var disabled: [String] = []
+  /// Range setting per activation quantizer by name, in place of `activationRange` (or
+  /// `logitsRange` on the logits): the debugging flow's fix of one quantizer's range.
+  public var activationRangeOverrides: [String: RangeMethod] = [:]
   /// Opset of the written model; nil picks max(model's, 13), or 21 when a bit width needs it.
   public var opset: Int?
   /// Cross-layer equalization before placing quantizers (white paper sec. 3.2); nil (default)
@@ -142,6 +145,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationPerChannel = "activation_per_channel", inputPerChannel = "input_per_channel"
     case weightRange = "weight_range", activationRange = "activation_range", logitsRange = "logits_range"
     case percentile, concat, disabled, opset, averagePoolKeepsGrid = "average_pool_keeps_grid"
+    case activationRangeOverrides = "activation_range_overrides"
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
@@ -177,6 +181,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     quantizeWeights = try c.decodeIfPresent(Bool.self, forKey: .quantizeWeights) ?? d.quantizeWeights
     quantizeActivations = try c.decodeIfPresent(Bool.self, forKey: .quantizeActivations) ?? d.quantizeActivations
     disabled = try c.decodeIfPresent([String].self, forKey: .disabled) ?? d.disabled
+    activationRangeOverrides = try c.decodeIfPresent([String: RangeMethod].self, forKey: .activationRangeOverrides) ?? d.activationRangeOverrides
     opset = try c.decodeIfPresent(Int.self, forKey: .opset)
     crossLayerEqualization = try c.decodeIfPresent(Bool.self, forKey: .crossLayerEqualization)
     biasAbsorption = try c.decodeIfPresent(Bool.self, forKey: .biasAbsorption) ?? d.biasAbsorption

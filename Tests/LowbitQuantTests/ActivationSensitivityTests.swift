@@ -142,4 +142,22 @@ import Testing
     qnn.mixedPrecisionWeightBits = 8
     #expect(DeploymentTarget.qnn.violations(of: qnn).isEmpty)
   }
+
+  /// A range method set for one quantizer by name changes that quantizer alone; a name no
+  /// activation quantizer sits on is refused, naming it.
+  @Test func aRangeMethodForOneQuantizer() throws {
+    let graph = Self.outlierGraph()
+    var config = QuantConfig()
+    config.adaRound = false
+    config.biasCorrection = .none
+    config.quantizeWeights = false
+    let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    config.percentile = 50
+    config.activationRangeOverrides = ["h": .percentile]
+    let one = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
+    #expect(one.quantizers["h"] != plain.quantizers["h"])
+    #expect(one.quantizers["x"] == plain.quantizers["x"] && one.quantizers["y"] == plain.quantizers["y"])
+    config.activationRangeOverrides = ["nowhere": .minMax]
+    #expect(throws: LowbitError.self) { try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches()) }
+  }
 }
