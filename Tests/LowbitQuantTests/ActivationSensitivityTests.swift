@@ -33,6 +33,16 @@ import Testing
     (0..<4).map { ["x": randomTensor([16, 4], seed: 50 + UInt64($0), in: 0...1)] }
   }
 
+  /// Range setting alone (no AdaRound, no bias correction), quantizing what is asked.
+  static func rangeSettingOnly(weights: Bool = true, activations: Bool = true) -> QuantConfig {
+    var config = QuantConfig()
+    config.adaRound = false
+    config.biasCorrection = .none
+    config.quantizeWeights = weights
+    config.quantizeActivations = activations
+    return config
+  }
+
   /// The mean square between the written QDQ graph's outputs and the float graph's.
   static func outputError(_ result: QuantizationResult, _ float: Graph) throws -> Double {
     let q = try Interpreter(result.graph), f = try Interpreter(float)
@@ -47,10 +57,7 @@ import Testing
 
   @Test func theOutlierValueIsTheMostSensitiveAndOnlyItIsRaised() throws {
     let graph = Self.outlierGraph()
-    var config = QuantConfig()
-    config.adaRound = false
-    config.biasCorrection = .none
-    config.quantizeWeights = false
+    var config = Self.rangeSettingOnly(weights: false)
     let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
     config.mixedPrecision = 1
     let mixed = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
@@ -82,10 +89,7 @@ import Testing
     ], at: 2)
     graph.initializers["w3"] = randomTensor([4, 4], seed: 43)
     graph.initializers["w2"] = randomTensor([8, 3], seed: 44, in: -0.01...0.01)
-    var config = QuantConfig()
-    config.adaRound = false
-    config.biasCorrection = .none
-    config.quantizeWeights = false
+    var config = Self.rangeSettingOnly(weights: false)
     config.concat = .sharedGrid
     config.mixedPrecision = 1
     let mixed = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
@@ -116,10 +120,7 @@ import Testing
   /// counts its bits in `weightStorageBits`; a target whose kernels take no such width refuses it.
   @Test func theMostSensitiveWeightIsWidened() throws {
     let graph = Self.outlierGraph()
-    var config = QuantConfig()
-    config.adaRound = false
-    config.biasCorrection = .none
-    config.quantizeActivations = false
+    var config = Self.rangeSettingOnly(activations: false)
     config.weightBits = 2
     let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
     config.mixedPrecisionWeights = 1
@@ -147,10 +148,7 @@ import Testing
   /// activation quantizer sits on is refused, naming it.
   @Test func aRangeMethodForOneQuantizer() throws {
     let graph = Self.outlierGraph()
-    var config = QuantConfig()
-    config.adaRound = false
-    config.biasCorrection = .none
-    config.quantizeWeights = false
+    var config = Self.rangeSettingOnly(weights: false)
     let plain = try PostTrainingQuantization.quantize(graph, config: config, batches: Self.batches())
     config.percentile = 50
     config.activationRangeOverrides = ["h": .percentile]
