@@ -1,0 +1,254 @@
+import LowbitCore
+import LowbitData
+
+/// What GPTQ did to one layer: the `--json` report's `gptq` list.
+public struct GPTQLayerRecord: Sendable, Codable, Equatable {
+  public var layer: String
+  public var weight: String
+  /// `K` (input features, the reduction axis) and `N` (outputs).
+  public var rows: Int
+  public var columns: Int
+  /// The proxy loss `tr((W - Q) H (W - Q)^T)` (the paper's layout; `H = 2/n sum x^T x` on the
+  /// fitting calibration rows, undamped) with round to nearest on range setting's grids, and
+  /// with the rounding the layer kept.
+  public var nearestLoss: Double
+  public var gptqLoss: Double
+  /// True when GPTQ's loss was not below round to nearest's and the layer kept round to nearest.
+  public var keptNearest: Bool?
+  /// The λ the inverse Hessian was taken with (raised from the configured one when needed).
+  public var damping: Double
+  /// Inputs that were zero on every calibration row: their weights set to 0.
+  public var deadInputs: Int
+  public var seconds: Double
+
+  enum CodingKeys: String, CodingKey {
+    case layer, weight, rows, columns, damping, seconds
+    case nearestLoss = "nearest_loss", gptqLoss = "gptq_loss", keptNearest = "kept_nearest", deadInputs = "dead_inputs"
+  }
+}
+
+/// GPTQ over a graph: its rounded weights, their grids, and a record per layer.
+public struct GPTQResult: Sendable {
+  /// The rounded weights `Q = s (q - z)` (float, in the weight's layout) by initializer name;
+  /// quantizing them with `quantizers` gives GPTQ's integers back exactly.
+  public var weights: [String: Tensor]
+  /// Every quantizer, those of the rounded weights with GPTQ's grids.
+  public var quantizers: [String: TensorQuantizer]
+  public var layers: [GPTQLayerRecord]
+  /// Weights with a quantizer that GPTQ left to the other rounding, and why.
+  public var skipped: [String: String]
+}
+
+extension GPTQ {
+  /// A MatMul or Gemm whose weight GPTQ rounds: `y = x W` with `W` `[K, N]` (a Gemm with
+  /// `transB` stores `W^T`).
+  struct Layer {
+    var node: Node
+    var weight: String
+    var input: String
+    var transB: Bool
+    var k: Int
+    var n: Int
+  }
+
+  /// The layers of `graph` with a quantized weight that GPTQ can round, and the other weight
+  /// quantizers' reasons: a MatMul (or Gemm without `transA`, alpha and beta 1) reading a 2-D
+  /// float initializer as its second input and a computed value as its first, the weight read by
+  /// no other node.
+  static func layers(in graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer]) -> ([Layer], [String: String]) {
+    let readers = graph.consumers()
+    var found: [Layer] = [], skipped: [String: String] = [:]
+    for site in sites where site.kind == .weight && quantizers[site.name] != nil {
+      guard let consumer = site.consumer, let node = graph.nodes.first(where: { $0.name == consumer }) else { continue }
+      guard ["MatMul", "Gemm"].contains(node.opType), node.domain.isEmpty, node.inputs.count >= 2, node.inputs[1] == site.name,
+            let w = graph.initializers[site.name], w.rank == 2, w.dtype.isFloatingPoint,
+            graph.initializers[node.inputs[0]] == nil
+      else {
+        skipped[site.name] = "\(describe(consumer, graph)) has no MatMul form"
+        continue
+      }
+      guard readers[site.name]?.count == 1 else {
+        skipped[site.name] = "weight '\(site.name)' is read by \(readers[site.name]?.count ?? 0) nodes"
+        continue
+      }
+      var transB = false
+      if node.opType == "Gemm" {
+        func attribute(_ name: String) -> Int { if case .int(let v)? = node.attributes[name] { return v } else { return 0 } }
+        let unit = ["alpha", "beta"].allSatisfy { name in
+          if case .float(let v)? = node.attributes[name] { return v == 1 } else { return true }
+        }
+        guard attribute("transA") == 0, unit else {
+          skipped[site.name] = "Gemm '\(node.name)' transposes its input or scales"
+          continue
+        }
+        transB = attribute("transB") != 0
+      }
+      let (k, n) = transB ? (w.shape[1], w.shape[0]) : (w.shape[0], w.shape[1])
+      found.append(Layer(node: node, weight: site.name, input: node.inputs[0], transB: transB, k: k, n: n))
+    }
+    return (found, skipped)
+  }
+
+  private static func describe(_ name: String, _ graph: Graph) -> String {
+    graph.nodes.first { $0.name == name }.map { "\($0.opType) '\($0.name)'" } ?? "'\(name)'"
+  }
+
+  /// GPTQ for every MatMul and Gemm weight of `graph` (the float model) with a quantizer in
+  /// `quantizers` (range setting's): `H = 2/n sum x^T x` over every row reaching the layer's
+  /// input when the float model runs `batches`, then `quantize`. Layers are taken in waves whose
+  /// Hessians (`8 K^2` bytes per distinct input) fit `memoryBudget`, one pass over `batches`
+  /// per wave. `progress` hears (batches and layers done, in all).
+  public static func run(
+    _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer], config: QuantConfig,
+    batches: FeedBatches, memoryBudget: Double, progress: ((Int, Int) -> Void)? = nil
+  ) throws -> GPTQResult {
+    let (layers, skippedLayers) = Self.layers(in: graph, sites: sites, quantizers: quantizers)
+    var skipped = skippedLayers
+    var inputs: [(name: String, k: Int)] = []
+    for layer in layers where !inputs.contains(where: { $0.name == layer.input }) { inputs.append((layer.input, layer.k)) }
+    var waves: [[String: Int]] = [[:]]
+    var bytes = 0.0
+    for input in inputs {
+      let size = 8 * Double(input.k * input.k)
+      if bytes + size > memoryBudget && !waves[waves.count - 1].isEmpty {
+        waves.append([:])
+        bytes = 0
+      }
+      waves[waves.count - 1][input.name] = input.k
+      bytes += size
+    }
+    let total = waves.filter { !$0.isEmpty }.count * batches.count + layers.count
+    var done = 0
+    var result = GPTQResult(weights: [:], quantizers: quantizers, layers: [], skipped: [:])
+    for wave in waves where !wave.isEmpty {
+      let hessians = try Self.hessians(graph, inputs: wave, batches: batches) {
+        done += 1
+        progress?(done, total)
+      }
+      for layer in layers where wave[layer.input] != nil {
+        let started = monotonicSeconds()
+        if let h = hessians[layer.input], let q = quantizers[layer.weight], let w = graph.initializers[layer.weight] {
+          if var record = try round(layer, weight: w, quantizer: q, hessian: h, config: config, into: &result) {
+            record.seconds = monotonicSeconds() - started
+            result.layers.append(record)
+          } else {
+            skipped[layer.weight] = "\(layer.node.opType) '\(layer.node.name)': its grids do not run along the weight's rows"
+          }
+        }
+        done += 1
+        progress?(done, total)
+      }
+    }
+    result.skipped = skipped
+    return result
+  }
+
+  /// One layer: its weight as `[K, N]`, its grids as `[groups, N]`, GPTQ, and the result back in
+  /// the weight's layout (into `result`) unless round to nearest did as well. Nil when the
+  /// quantizer's granularity is not per tensor, per output channel or per group along `K`.
+  static func round(
+    _ layer: Layer, weight w: Tensor, quantizer q: TensorQuantizer, hessian: SymmetricMatrix, config: QuantConfig,
+    into result: inout GPTQResult
+  ) throws -> GPTQLayerRecord? {
+    let (k, n) = (layer.k, layer.n)
+    let (kAxis, nAxis) = layer.transB ? (1, 0) : (0, 1)
+    var groupSize = k, params: [QuantParams], grouped = false
+    switch q.granularity {
+    case .perTensor:
+      params = [QuantParams](repeating: q.params[0], count: n)
+    case .perChannel(let axis) where TensorQuantizer.normalized(axis, rank: 2) == nAxis:
+      params = q.params
+    case .perGroup(let axis, let size) where axis == kAxis:
+      groupSize = size
+      grouped = true
+      let groups = (k + size - 1) / size
+      params = layer.transB ? (0..<(groups * n)).map { q.params[($0 % n) * groups + $0 / n] } : q.params
+    default:
+      return nil
+    }
+    let matrix = layer.transB ? transpose(w.floats, rows: n, columns: k) : w.floats
+    let fit: (@Sendable ([Float]) -> QuantParams)? = grouped ? { @Sendable values in Calibration.weightParams(values, config: config) } : nil
+    let problem = GPTQProblem(
+      weights: matrix, rows: k, columns: n, grid: q.grid, groupSize: groupSize, params: params, refit: fit)
+    guard let outcome = quantize(problem, hessian: hessian, options: config.gptqOptions) else {
+      throw layer.node.error(
+        .invalidInput, "GPTQ: the Hessian of input '\(layer.input)' is not positive definite, even with its damping raised 1000-fold")
+    }
+    var record = GPTQLayerRecord(
+      layer: layer.node.name, weight: layer.weight, rows: k, columns: n, nearestLoss: outcome.nearestLoss,
+      gptqLoss: outcome.loss, damping: outcome.damping, deadInputs: outcome.deadInputs, seconds: 0)
+    guard outcome.loss < outcome.nearestLoss || outcome.loss == 0 else {
+      record.keptNearest = true
+      record.gptqLoss = outcome.nearestLoss
+      return record
+    }
+    let values = layer.transB ? transpose(outcome.weights, rows: k, columns: n) : outcome.weights
+    result.weights[layer.weight] = Tensor(shape: w.shape, floats: values)
+    var fitted = q
+    switch q.granularity {
+    case .perGroup:
+      let groups = (k + groupSize - 1) / groupSize
+      fitted.params = layer.transB ? (0..<(n * groups)).map { outcome.params[($0 % groups) * n + $0 / groups] } : outcome.params
+    default:
+      break  // one grid per tensor or column: GPTQ kept range setting's
+    }
+    result.quantizers[layer.weight] = fitted
+    return record
+  }
+
+  /// Per value of `inputs` (name to `K`), `H = 2/n sum x^T x` over the `n` rows of `K` features
+  /// it holds on every batch, observed as the float model runs (`Interpreter`'s observer, as
+  /// calibration observes activations); `batchDone` after each batch.
+  static func hessians(
+    _ graph: Graph, inputs: [String: Int], batches: FeedBatches, batchDone: () -> Void
+  ) throws -> [String: SymmetricMatrix] {
+    var sums = inputs.mapValues { SymmetricMatrix(zeros: $0) }
+    var rows = inputs.mapValues { _ in 0 }
+    let producers = graph.producers()
+    let interpreter = try Interpreter(graph, fuseActivations: false)
+    for b in batches.indices {
+      let feeds = try batches.batch(b)
+      var failure: Error?
+      func record(_ name: String, _ t: Tensor) {
+        guard let k = inputs[name], failure == nil else { return }
+        guard t.dtype.isFloatingPoint, t.shape.last == k else {
+          let at = producers[name].map { graph.nodes[$0] }
+          let message = "GPTQ: input '\(name)' has shape \(t.shape) (\(t.dtype)), the weight needs \(k) float features on its last axis"
+          failure = at.map { $0.error(.invalidInput, message) } ?? LowbitError.invalidInput(message)
+          return
+        }
+        sums[name]!.addGram(t.floats, rows: t.count / k)
+        rows[name]! += t.count / k
+      }
+      for (name, t) in feeds { record(name, t) }
+      _ = try interpreter.run(feeds, observe: { node, results in
+        for (name, t) in zip(node.outputs, results) { record(name, t) }
+      })
+      if let failure { throw failure }
+      batchDone()
+    }
+    for (name, count) in rows where count > 0 { sums[name]!.scale(by: 2 / Double(count)) }
+    return sums
+  }
+}
+
+extension GPTQResult {
+  /// The step's line in the log: layers, the summed proxy losses, the settings, and the weights
+  /// left to the other rounding.
+  public func summary(_ options: GPTQOptions, batches: Int) -> String {
+    let before = layers.map(\.nearestLoss).reduce(0, +), after = layers.map(\.gptqLoss).reduce(0, +)
+    var parts = [String(
+      format: "%d layers, H from %d batches; proxy loss tr((W-Q) H (W-Q)^T) summed %.4g nearest -> %.4g; damping %g, block %d%@",
+      layers.count, batches, before, after, options.damping, options.blockSize, options.actOrder ? ", act order (static groups)" : "")]
+    let kept = layers.filter { $0.keptNearest == true }
+    if !kept.isEmpty { parts.append("\(kept.count) kept round-to-nearest (" + kept.map { "'\($0.layer)'" }.listed() + ")") }
+    let dead = layers.map(\.deadInputs).reduce(0, +)
+    if dead > 0 { parts.append("\(dead) dead inputs' weights set to 0") }
+    let raised = layers.filter { $0.damping > options.damping }
+    if !raised.isEmpty { parts.append("damping raised for " + raised.map { "'\($0.layer)' (\($0.damping))" }.listed()) }
+    if !skipped.isEmpty {
+      parts.append("\(skipped.count) weights left to the other rounding: " + skipped.keys.sorted().map { "'\($0)' (\(skipped[$0]!))" }.listed())
+    }
+    return parts.joined(separator: "; ")
+  }
+}
