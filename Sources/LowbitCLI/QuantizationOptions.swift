@@ -61,8 +61,11 @@ struct QuantizationOptions: ParsableArguments {
   @Option(name: .customLong("gptq-block-size"), help: "GPTQ: rows quantized between lazy updates of the rest (default 128; the result does not depend on it).")
   var gptqBlockSize: Int?
 
-  @Flag(name: .customLong("gptq-act-order"), help: "GPTQ: rows in order of descending diag H, on the grids range setting fitted to each group's original weights (static groups).")
-  var gptqActOrder = false
+  @Flag(name: .customLong("gptq-act-order"), inversion: .prefixedNo, help: "GPTQ: rows in order of descending diag H, on the grids range setting fitted to each group's original weights (static groups; default on). --no-gptq-act-order takes the rows in order and fits each group's grids to its weights as GPTQ has updated them.")
+  var gptqActOrder: Bool?
+
+  @Option(name: .customLong("gptq-mask-input"), help: "GPTQ: the model input [N, L] whose zeros mark token positions left out of the Hessian (default attention_mask; '' for none).")
+  var gptqMaskInput: String?
 
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
@@ -180,7 +183,8 @@ struct QuantizationOptions: ParsableArguments {
     if let v = gptq { c.gptq = v }
     if let v = gptqDamping { c.gptqOptions.damping = v }
     if let v = gptqBlockSize { c.gptqOptions.blockSize = v }
-    if gptqActOrder { c.gptqOptions.actOrder = true }
+    if let v = gptqActOrder { c.gptqOptions.actOrder = v }
+    if let v = gptqMaskInput { c.gptqOptions.maskInput = v }
     if let v = adaRoundIterations { c.adaRoundOptions.setIterations(v) }
     if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
     if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }

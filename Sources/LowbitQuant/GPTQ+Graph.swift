@@ -37,6 +37,8 @@ public struct GPTQResult: Sendable {
   public var layers: [GPTQLayerRecord]
   /// Weights with a quantizer that GPTQ left to the other rounding, and why.
   public var skipped: [String: String]
+  /// The model input whose zeros marked the rows left out of `H`, when there was one.
+  public var mask: String?
 }
 
 extension GPTQ {
@@ -95,7 +97,8 @@ extension GPTQ {
 
   /// GPTQ for every MatMul and Gemm weight of `graph` (the float model) with a quantizer in
   /// `quantizers` (range setting's): `H = 2/n sum x^T x` over every row reaching the layer's
-  /// input when the float model runs `batches`, then `quantize`. Layers are taken in waves whose
+  /// input when the float model runs `batches` (the rows where `gptqOptions.maskInput` is 0 left
+  /// out), then `quantize`. Layers are taken in waves whose
   /// Hessians (`8 K^2` bytes per distinct input) fit `memoryBudget`, one pass over `batches`
   /// per wave. `progress` hears (batches and layers done, in all).
   public static func run(
@@ -117,17 +120,21 @@ extension GPTQ {
       waves[waves.count - 1][input.name] = input.k
       bytes += size
     }
+    let maskName = config.gptqOptions.maskInput
+    let mask = graph.inputs.contains { $0.name == maskName } ? maskName : nil
     let total = waves.filter { !$0.isEmpty }.count * batches.count + layers.count
     var done = 0
-    var result = GPTQResult(weights: [:], quantizers: quantizers, layers: [], skipped: [:])
+    var result = GPTQResult(weights: [:], quantizers: quantizers, layers: [], skipped: [:], mask: mask)
     for wave in waves where !wave.isEmpty {
-      let hessians = try Self.hessians(graph, inputs: wave, batches: batches) {
+      let hessians = try Self.hessians(graph, inputs: wave, batches: batches, mask: mask) {
         done += 1
         progress?(done, total)
       }
       for layer in layers where wave[layer.input] != nil {
         let started = monotonicSeconds()
-        if let h = hessians[layer.input], let q = quantizers[layer.weight], let w = graph.initializers[layer.weight] {
+        if let (h, count) = hessians[layer.input], count == 0 {
+          skipped[layer.weight] = "no calibration row reached its input '\(layer.input)'"
+        } else if let h = hessians[layer.input]?.hessian, let q = quantizers[layer.weight], let w = graph.initializers[layer.weight] {
           if var record = try round(layer, weight: w, quantizer: q, hessian: h, config: config, into: &result) {
             record.seconds = monotonicSeconds() - started
             result.layers.append(record)
@@ -198,16 +205,23 @@ extension GPTQ {
 
   /// Per value of `inputs` (name to `K`), `H = 2/n sum x^T x` over the `n` rows of `K` features
   /// it holds on every batch, observed as the float model runs (`Interpreter`'s observer, as
-  /// calibration observes activations); `batchDone` after each batch.
+  /// calibration observes activations), and `n`; `batchDone` after each batch. With `mask` (a
+  /// model input `[N, L]`, e.g. a transformer's attention mask), a value `[N, L, K]` adds only
+  /// its rows `(i, j)` where the mask is not 0: padding tokens, whose outputs the model ignores,
+  /// do not pull GPTQ towards them.
   static func hessians(
-    _ graph: Graph, inputs: [String: Int], batches: FeedBatches, batchDone: () -> Void
-  ) throws -> [String: SymmetricMatrix] {
+    _ graph: Graph, inputs: [String: Int], batches: FeedBatches, mask: String? = nil, batchDone: () -> Void
+  ) throws -> [String: (hessian: SymmetricMatrix, rows: Int)] {
     var sums = inputs.mapValues { SymmetricMatrix(zeros: $0) }
     var rows = inputs.mapValues { _ in 0 }
     let producers = graph.producers()
     let interpreter = try Interpreter(graph, fuseActivations: false)
     for b in batches.indices {
       let feeds = try batches.batch(b)
+      let kept: [Bool]? = mask.flatMap { feeds[$0] }.flatMap { m in
+        m.rank == 2 ? m.asFloats().map { $0 != 0 } : nil
+      }
+      let maskShape = mask.flatMap { feeds[$0]?.shape }
       var failure: Error?
       func record(_ name: String, _ t: Tensor) {
         guard let k = inputs[name], failure == nil else { return }
@@ -217,8 +231,12 @@ extension GPTQ {
           failure = at.map { $0.error(.invalidInput, message) } ?? LowbitError.invalidInput(message)
           return
         }
-        sums[name]!.addGram(t.floats, rows: t.count / k)
-        rows[name]! += t.count / k
+        var values = t.floats
+        if let kept, t.rank == 3, Array(t.shape.prefix(2)) == maskShape {
+          values = kept.indices.filter { kept[$0] }.flatMap { r in values[(r * k)..<(r * k + k)] }
+        }
+        sums[name]!.addGram(values, rows: values.count / k)
+        rows[name]! += values.count / k
       }
       for (name, t) in feeds { record(name, t) }
       _ = try interpreter.run(feeds, observe: { node, results in
@@ -227,8 +245,13 @@ extension GPTQ {
       if let failure { throw failure }
       batchDone()
     }
-    for (name, count) in rows where count > 0 { sums[name]!.scale(by: 2 / Double(count)) }
-    return sums
+    var result: [String: (hessian: SymmetricMatrix, rows: Int)] = [:]
+    for (name, var h) in sums {
+      let n = rows[name]!
+      if n > 0 { h.scale(by: 2 / Double(n)) }
+      result[name] = (h, n)
+    }
+    return result
   }
 }
 
@@ -240,6 +263,7 @@ extension GPTQResult {
     var parts = [String(
       format: "%d layers, H from %d batches; proxy loss tr((W-Q) H (W-Q)^T) summed %.4g nearest -> %.4g; damping %g, block %d%@",
       layers.count, batches, before, after, options.damping, options.blockSize, options.actOrder ? ", act order (static groups)" : "")]
+    if let mask { parts.append("rows where '\(mask)' is 0 left out of H") }
     let kept = layers.filter { $0.keptNearest == true }
     if !kept.isEmpty { parts.append("\(kept.count) kept round-to-nearest (" + kept.map { "'\($0.layer)'" }.listed() + ")") }
     let dead = layers.map(\.deadInputs).reduce(0, +)

@@ -98,7 +98,27 @@ private func weightOnly(bits: Int, group: Int) -> QuantConfig {
     let x = batches.flatMap { $0["x"]!.floats }
     for (i, j) in [(0, 0), (3, 17), (31, 2)] {
       let direct = (0..<48).reduce(0.0) { $0 + Double(x[$1 * 32 + i]) * Double(x[$1 * 32 + j]) } * 2 / 48
-      #expect(abs(h["x"]![i, j] - direct) <= 1e-9 * abs(direct) + 1e-12)
+      #expect(abs(h["x"]!.hessian[i, j] - direct) <= 1e-9 * abs(direct) + 1e-12)
     }
+  }
+
+  /// With a mask input `[N, L]`, a value `[N, L, K]` adds only the rows where the mask is not 0.
+  @Test func maskedRowsAreLeftOut() throws {
+    let g = Graph(
+      nodes: [Node(name: "fc", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"])],
+      inputs: [
+        ValueInfo(name: "x", dtype: .float32, shape: [.symbol("N"), .fixed(3), .fixed(4)]),
+        ValueInfo(name: "attention_mask", dtype: .int64, shape: [.symbol("N"), .fixed(3)]),
+      ],
+      outputs: [ValueInfo(name: "y", dtype: .float32)], initializers: ["w": randomTensor([4, 2], seed: 5)])
+    let x = randomTensor([2, 3, 4], seed: 6)
+    let mask = Tensor(dtype: .int64, shape: [2, 3], storage: .int([1, 1, 0, 1, 0, 0]))
+    let feeds: FeedBatches = [["x": x, "attention_mask": mask]]
+    let masked = try #require(try GPTQ.hessians(g, inputs: ["x": 4], batches: feeds, mask: "attention_mask") {}["x"])
+    let all = try #require(try GPTQ.hessians(g, inputs: ["x": 4], batches: feeds) {}["x"])
+    #expect(masked.rows == 3 && all.rows == 6)
+    let v = x.floats
+    let direct = [0, 1, 3].reduce(0.0) { $0 + Double(v[$1 * 4 + 1]) * Double(v[$1 * 4 + 2]) } * 2 / 3
+    #expect(abs(masked.hessian[1, 2] - direct) <= 1e-9 * abs(direct))
   }
 }

@@ -155,6 +155,7 @@ private func referenceGPTQ(
       w, k: k, n: n, h: h, damping: 0.01, order: Array(0..<k), groupSize: 8, params: params, grid: config.weightGrid, refit: refit)
     var options = GPTQOptions()
     options.blockSize = 16
+    options.actOrder = false
     let outcome = try #require(GPTQ.quantize(
       GPTQProblem(weights: w, rows: k, columns: n, grid: config.weightGrid, groupSize: 8, params: params, refit: refit), hessian: h,
       options: options))
