@@ -245,7 +245,7 @@ public enum PostTrainingQuantization {
     let rounded = gptq?.weights ?? [:]
     let learnedSites = sites.filter { rounded[$0.name] == nil }
     let runAdaRound = config.adaRound && !batches.isEmpty && config.quantizeWeights
-      && learnedSites.contains { $0.kind == .weight && quantizers[$0.name] != nil }
+      && (rounded.isEmpty || learnedSites.contains { $0.kind == .weight && quantizers[$0.name] != nil })
     var uncorrected: Graph?  // the graph without empirical bias correction, to check it against
     var adaRoundUndone = false
     let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound || gptq != nil)
