@@ -59,6 +59,11 @@ struct PTQReport: Codable {
   /// Per layer: AdaRound's reconstruction errors and the empirical bias shift.
   var layers: [LayerRefinement]
   var blocks: [BlockRefinement]
+  /// Per MatMul/Gemm layer: GPTQ's proxy loss against round to nearest's (absent when GPTQ did
+  /// not run).
+  var gptq: [GPTQLayerRecord]?
+  /// True when round-to-nearest beat GPTQ end to end and was written instead.
+  var gptqUndone: Bool
   /// Quantizer tuning's loss before and after, when it ran.
   var tuning: QuantizerTuningRecord?
   /// Mixed precision's ranking: each activation quantizer's output loss alone, largest first,
@@ -96,8 +101,8 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, tuning, sensitivity, absorbed
-    case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone"
+    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, gptq, tuning, sensitivity, absorbed
+    case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone", gptqUndone = "gptq_undone"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds", peakBytes = "peak_bytes"
     case skippedInputs = "skipped_inputs", diagnosis
     case weightQuantizers = "weight_quantizers", activationQuantizers = "activation_quantizers"
@@ -114,6 +119,8 @@ struct PTQReport: Codable {
     self.steps = result.steps
     self.layers = result.layers
     self.blocks = result.blocks
+    self.gptq = result.gptq.isEmpty ? nil : result.gptq
+    self.gptqUndone = result.gptqUndone
     self.tuning = result.tuning
     self.sensitivity = result.sensitivity.isEmpty ? nil : result.sensitivity
     self.absorbed = result.absorbed

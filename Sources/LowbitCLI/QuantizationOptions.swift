@@ -50,13 +50,30 @@ struct QuantizationOptions: ParsableArguments {
   @Flag(name: .customLong("no-bias-absorption"), help: "Skip high-bias absorption (on by default).")
   var noBiasAbsorption = false
 
-  @Flag(name: .customLong("adaround"), inversion: .prefixedNo, help: "AdaRound (on by default; --no-adaround rounds weights to nearest; --adaround turns it back on after --range-setting-only).")
+  @Flag(name: .customLong("adaround"), inversion: .prefixedNo, help: "AdaRound (on by default; --no-adaround rounds the weights GPTQ does not round to nearest; --adaround turns it back on after --range-setting-only).")
   var adaRound: Bool?
+
+  @Flag(name: .customLong("gptq"), inversion: .prefixedNo, help: ArgumentHelp(
+    "GPTQ for MatMul and Gemm weights (default: on for --weights-only at 4 bits and fewer).",
+    discussion: "Second-order rounding from the calibration inputs' Hessian H = 2/n sum x^T x in the float model: row by row along the reduction axis, the rows not yet quantized absorb each row's error; per-group grids are fitted as each group starts. AdaRound leaves those layers alone. Kept only when the held-out calibration rows confirm it, unless given."))
+  var gptq: Bool?
+
+  @Option(name: .customLong("gptq-damping"), help: "GPTQ's dampening λ: H + λ mean(diag H) I (default 0.01).")
+  var gptqDamping: Double?
+
+  @Option(name: .customLong("gptq-block-size"), help: "GPTQ: rows quantized between lazy updates of the rest (default 128; the result does not depend on it).")
+  var gptqBlockSize: Int?
+
+  @Flag(name: .customLong("gptq-act-order"), inversion: .prefixedNo, help: "GPTQ: rows in order of descending diag H, on the grids range setting fitted to each group's original weights (static groups; default on). --no-gptq-act-order takes the rows in order and fits each group's grids to its weights as GPTQ has updated them.")
+  var gptqActOrder: Bool?
+
+  @Option(name: .customLong("gptq-mask-input"), help: "GPTQ: the model input [N, L] whose zeros mark token positions left out of the Hessian (default attention_mask; '' for none).")
+  var gptqMaskInput: String?
 
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
 
-  @Flag(help: "Range setting only: no equalization, absorption, AdaRound, bias correction or quantizer tuning.")
+  @Flag(help: "Range setting only: no equalization, absorption, AdaRound, GPTQ, bias correction or quantizer tuning.")
   var rangeSettingOnly = false
 
   @Option(help: "Time for fidelity: fast (8-bit weights rounded to nearest with bias correction, lower widths 100 AdaRound steps; no quantizer tuning), default, or best (block AdaRound and quantizer tuning). Options given one by one override it.")
@@ -104,7 +121,7 @@ struct QuantizationOptions: ParsableArguments {
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
 
-  @Flag(help: "Quantize the weights only (activations stay float). With --group-size, MatMul weights are written as ONNX Runtime's MatMulNBits (target ort), 4-bit weights an eighth of their float size.")
+  @Flag(help: "Quantize the weights only (activations stay float). With --group-size, MatMul weights are written as ONNX Runtime's MatMulNBits (target ort), 4-bit weights an eighth of their float size; at 4 bits and fewer GPTQ rounds them (--no-gptq for AdaRound).")
   var weightsOnly = false
 
   @Flag(help: "Restrict scales to powers of two.")
@@ -170,6 +187,7 @@ struct QuantizationOptions: ParsableArguments {
       c.crossLayerEqualization = false
       c.biasAbsorption = false
       c.adaRound = false
+      c.gptq = false
       c.biasCorrection = .none
       c.quantizerTuning = false
     }
@@ -177,6 +195,11 @@ struct QuantizationOptions: ParsableArguments {
     if noBiasAbsorption { c.biasAbsorption = false }
     if let v = adaRound { c.adaRound = v }
     if let v = biasCorrection { c.biasCorrection = v }
+    if let v = gptq { c.gptq = v }
+    if let v = gptqDamping { c.gptqOptions.damping = v }
+    if let v = gptqBlockSize { c.gptqOptions.blockSize = v }
+    if let v = gptqActOrder { c.gptqOptions.actOrder = v }
+    if let v = gptqMaskInput { c.gptqOptions.maskInput = v }
     if let v = adaRoundIterations { c.adaRoundOptions.setIterations(v) }
     if let v = adaRoundBatchSize { c.adaRoundOptions.batchSize = v }
     if let v = adaRoundLambda { c.adaRoundOptions.regularization = v }

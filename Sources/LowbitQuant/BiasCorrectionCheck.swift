@@ -53,10 +53,13 @@ enum EndToEndCheck {
     var summary: String
   }
 
+  /// `alternativeWeights` are the weight quantizers that differ in the alternative (GPTQ's grids
+  /// against range setting's).
   static func run(
     float: Graph, candidate: Graph, alternative: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
     config: QuantConfig, statistics: [String: BatchNormStatistics], batches: FeedBatches,
-    heldOut: FeedBatches, opset: Int, keep: Bool, names: (with: String, without: String)
+    heldOut: FeedBatches, opset: Int, keep: Bool, names: (with: String, without: String),
+    alternativeWeights: [String: TensorQuantizer] = [:]
   ) throws -> Outcome {
     let activations = try Calibration.activationQuantizers(
       alternative, sites: sites, config: config, batchNormStatistics: statistics, batches: batches)
@@ -64,7 +67,8 @@ enum EndToEndCheck {
     let with = try comparison.loss(QDQBuilder.build(
       candidate, sites: sites, quantizers: quantizers, opset: opset, integerBiases: config.integerBiases))
     let without = try comparison.loss(QDQBuilder.build(
-      alternative, sites: sites, quantizers: quantizers.merging(activations) { _, new in new }, opset: opset,
+      alternative, sites: sites,
+      quantizers: quantizers.merging(activations) { _, new in new }.merging(alternativeWeights) { _, new in new }, opset: opset,
       integerBiases: config.integerBiases))
     let kept = keep || with <= without
     let figures = String(format: "quantized output loss %.4g %@, %.4g %@", with, names.with, without, names.without)

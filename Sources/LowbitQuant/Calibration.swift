@@ -26,14 +26,19 @@ public enum Calibration {
       let parts = TensorQuantizer.partition(w.floats, shape: w.shape, granularity)
       // Channels (or groups) are searched in parallel; each part's search is unchanged.
       let searchCost = (parts.first?.count ?? 1) * (config.weightRange == .mse ? ClippingSearch.steps : 1)
-      let params = parallelIndexedMap(parts.count, costPerItem: searchCost) { k -> QuantParams in
-        let range = RangeSearch.weightRange(parts[k], method: config.weightRange, grid: grid, symmetric: config.weightSymmetric)
-        return UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
-                                       symmetric: config.weightSymmetric, powerOfTwo: config.powerOfTwo)
-      }
+      let params = parallelIndexedMap(parts.count, costPerItem: searchCost) { k in weightParams(parts[k], config: config) }
       result[site.name] = TensorQuantizer(grid: grid, symmetric: config.weightSymmetric, granularity: granularity, params: params)
     }
     return result
+  }
+
+  /// The grid of one weight tensor, channel or group holding `values`: the range `config`'s
+  /// weight method finds (`RangeSearch.weightRange`), as a scale and zero point on `weightGrid`.
+  public static func weightParams(_ values: [Float], config: QuantConfig) -> QuantParams {
+    let grid = config.weightGrid
+    let range = RangeSearch.weightRange(values, method: config.weightRange, grid: grid, symmetric: config.weightSymmetric)
+    return UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid,
+                                   symmetric: config.weightSymmetric, powerOfTwo: config.powerOfTwo)
   }
 
   /// Observes every activation site over `batches` (each a feed dictionary) and fits its

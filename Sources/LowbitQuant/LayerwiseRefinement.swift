@@ -34,11 +34,13 @@ public struct LayerRefinement: Sendable, Codable, Equatable {
 /// turns back into exactly `q`) and its bias by the corrected bias.
 public enum LayerwiseRefinement {
   /// Returns `graph` with quantized weights and corrected biases, and a record per layer.
-  /// With `adaRound` nil, weights are rounded to nearest.
+  /// With `adaRound` nil, weights are rounded to nearest. `rounded` holds weights another step
+  /// has rounded already (GPTQ's, `s (q - z)`): the model being quantized has them from the
+  /// start, AdaRound leaves them as they are, and the graph returned holds them.
   public static func run(
     _ graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer],
     batches: [[String: Tensor]], adaRound: AdaRoundOptions?, biasCorrection: Bool,
-    progress: ((Int, Int) -> Void)? = nil
+    rounded: [String: Tensor] = [:], progress: ((Int, Int) -> Void)? = nil
   ) throws -> (graph: Graph, layers: [LayerRefinement]) {
     var g = biasCorrection ? addingZeroBiases(graph, sites: sites, quantizers: quantizers) : graph
     let readers = g.consumers()
@@ -48,16 +50,17 @@ public enum LayerwiseRefinement {
             let layer = WeightedLayer.detect(node, in: g, readers: readers) else { continue }
       layers[node.name] = layer
     }
-    var adjusted = g.initializers
+    var adjusted = g.initializers.merging(rounded) { _, new in new }
     var records: [LayerRefinement] = []
     let floatInitializers = g.initializers
-    try LayerwiseRunner.run(g, batches: batches, layers: layers, adjusted: &adjusted, progress: progress) { visit, adjusted in
+    try LayerwiseRunner.run(g, batches: batches, layers: layers, adjusted: &adjusted, changed: Set(rounded.keys), progress: progress) {
+      visit, adjusted in
       let layer = visit.layer
       guard let w = floatInitializers[layer.weight], let q = quantizers[layer.weight] else { return }
       let started = monotonicSeconds()
       var record = LayerRefinement(layer: layer.node.name)
-      var quantizedWeight = Tensor(shape: w.shape, floats: q.fakeQuantize(w.floats, shape: w.shape))
-      if let options = adaRound {
+      var quantizedWeight = rounded[layer.weight] ?? Tensor(shape: w.shape, floats: q.fakeQuantize(w.floats, shape: w.shape))
+      if let options = adaRound, rounded[layer.weight] == nil {
         let problem = try roundingProblem(visit, weight: w, quantizer: q, floatBias: layer.biasValues(g),
                                           bias: currentBias(layer, adjusted), opset: g.opset)
         var seeded = options

@@ -21,9 +21,11 @@ struct LayerVisit {
 /// Values are kept for every batch until their last reader has run; the second stream computes
 /// only what differs from the first.
 enum LayerwiseRunner {
+  /// `changed` names initializers that differ in the second stream from the start (their values
+  /// there are in `adjusted`).
   static func run(
     _ graph: Graph, batches: [[String: Tensor]], layers: [String: WeightedLayer],
-    adjusted: inout [String: Tensor], progress: ((Int, Int) -> Void)? = nil,
+    adjusted: inout [String: Tensor], changed: Set<String> = [], progress: ((Int, Int) -> Void)? = nil,
     visit: (LayerVisit, inout [String: Tensor]) throws -> Void
   ) throws {
     let g = try graph.validated()
@@ -31,7 +33,7 @@ enum LayerwiseRunner {
     for (i, node) in g.nodes.enumerated() { for input in node.inputs where !input.isEmpty { lastUse[input] = i } }
     var float = batches.map { feeds -> [String: Tensor] in feeds }
     var quantized = [[String: Tensor]](repeating: [:], count: batches.count)
-    var diverged = Set<String>()
+    var diverged = changed
     let total = g.nodes.filter { layers[$0.name] != nil }.count
     var visited = 0
     func run(_ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {

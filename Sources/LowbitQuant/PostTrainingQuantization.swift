@@ -61,6 +61,11 @@ public struct QuantizationResult: Sendable {
   public var adaRoundUndone = false
   /// Per block: block reconstruction's effect (AdaRound over blocks).
   public var blocks: [BlockRefinement] = []
+  /// Per MatMul/Gemm layer: GPTQ's proxy loss against round to nearest's.
+  public var gptq: [GPTQLayerRecord] = []
+  /// True when the end-to-end check found round-to-nearest closer to the original model than
+  /// GPTQ and the written weights are rounded to nearest.
+  public var gptqUndone = false
   /// Layers corrected analytically.
   public var analyticallyCorrected: [String] = []
   /// Quantizer tuning's losses, when it ran.
@@ -256,17 +261,33 @@ public enum PostTrainingQuantization {
     }
     var transformed = float
     var layers: [LayerRefinement] = []
+    // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
+    let split = try CalibrationSplit(batches, graph: float)
+    // GPTQ rounds the MatMul and Gemm weights first, from the float model's inputs; AdaRound
+    // and bias correction then see them rounded, and AdaRound leaves them as they are.
+    var gptq: GPTQResult?
+    let rangeSet = quantizers
+    if config.runsGPTQ && !batches.isEmpty && config.quantizeWeights {
+      let result = try timed("gptq") {
+        try GPTQ.run(float, sites: sites, quantizers: quantizers, config: config, batches: split.fitting, memoryBudget: memoryBudget,
+                     progress: { progress?("gptq", $0, $1) })
+      }
+      steps[steps.count - 1].detail = result.summary(config.gptqOptions, batches: split.fitting.count)
+      gptq = result
+      quantizers = result.quantizers
+    }
+    let rounded = gptq?.weights ?? [:]
+    let learnedSites = sites.filter { rounded[$0.name] == nil }
     let runAdaRound = config.adaRound && !batches.isEmpty && config.quantizeWeights
+      && (rounded.isEmpty || learnedSites.contains { $0.kind == .weight && quantizers[$0.name] != nil })
     var uncorrected: Graph?  // the graph without empirical bias correction, to check it against
     var adaRoundUndone = false
-    let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound)
+    let correction = config.biasCorrection.resolved(hasData: !batches.isEmpty, adaRound: runAdaRound || gptq != nil)
     if correction == .empirical && batches.isEmpty {
       throw LowbitError.invalidArgument("empirical bias correction needs calibration data: use analytical")
     }
     var blocks: [BlockRefinement] = []
     var fallback: String?
-    // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
-    let split = try CalibrationSplit(batches, graph: float)
     let cached = try LayerwiseRefinement.batchesWithinBudget(float, batches: split.fitting, budget: memoryBudget)
     // Loaded when a layer-by-layer step first needs them, so range setting alone holds one batch.
     var loadedFitting: [[String: Tensor]]?
@@ -284,7 +305,7 @@ public enum PostTrainingQuantization {
       let o = adaRound
       let outcome = try timed("adaround") {
         try BlockReconstruction.run(
-          float, sites: sites, quantizers: quantizers, batches: try fittingBatches(), options: o,
+          float, sites: learnedSites, quantizers: quantizers, batches: try fittingBatches(), options: o,
           progress: { progress?("adaround", $0, $1) })
       }
       switch outcome {
@@ -309,8 +330,8 @@ public enum PostTrainingQuantization {
       let unrefined = transformed
       let result = try timed(name) {
         try LayerwiseRefinement.run(
-          transformed, sites: sites, quantizers: quantizers, batches: try fittingBatches(),
-          adaRound: layerwiseAdaRound ? adaRound : nil, biasCorrection: correction == .empirical,
+          transformed, sites: correction == .empirical ? sites : learnedSites, quantizers: quantizers, batches: try fittingBatches(),
+          adaRound: layerwiseAdaRound ? adaRound : nil, biasCorrection: correction == .empirical, rounded: rounded,
           progress: { progress?(name, $0, $1) })
       }
       transformed = result.graph
@@ -325,7 +346,7 @@ public enum PostTrainingQuantization {
         let kept = layers.filter { $0.keptNearest == true }.count
         if kept > 0 { detail += ", \(kept) kept round-to-nearest (learned rounding lost on held-out rows)" }
         let refined = Set(layers.map(\.layer))
-        let nearestOnly = sites.filter { $0.kind == .weight && !refined.contains($0.consumer ?? "") }.compactMap(\.consumer)
+        let nearestOnly = learnedSites.filter { $0.kind == .weight && !refined.contains($0.consumer ?? "") }.compactMap(\.consumer)
         if !nearestOnly.isEmpty {
           let ops = Set(nearestOnly.compactMap { c in transformed.nodes.first { $0.name == c }?.opType }).sorted()
           detail += ", round-to-nearest for \(nearestOnly.count) \(ops.joined(separator: "/")) without a layer form ("
@@ -336,6 +357,9 @@ public enum PostTrainingQuantization {
       steps[steps.count - 1].detail = detail
       if correction == .empirical { uncorrected = BiasCorrectionCheck.uncorrected(transformed, unrefined: unrefined, sites: sites) }
     }
+    transformed.initializers.merge(rounded) { _, new in new }
+    var nearestGraph = float  // every weight AdaRound could have learned, rounded to nearest
+    nearestGraph.initializers.merge(rounded) { _, new in new }
     var corrected: [String] = []
     if correction == .analytical {
       (transformed, corrected) = timed("bias correction") {
@@ -371,7 +395,7 @@ public enum PostTrainingQuantization {
     if runAdaRound && (!layers.isEmpty || !blocks.isEmpty) && correction != .empirical {
       let check = try timed("adaround check") {
         try EndToEndCheck.run(
-          float: prepared.graph, candidate: transformed, alternative: float, sites: sites, quantizers: quantizers,
+          float: prepared.graph, candidate: transformed, alternative: nearestGraph, sites: sites, quantizers: quantizers,
           config: config, statistics: stats, batches: batches, heldOut: split.heldOut,
           opset: config.outputOpset(modelOpset: transformed.opset), keep: false, names: ("learned rounding", "nearest"))
       }
@@ -380,6 +404,28 @@ public enum PostTrainingQuantization {
         (transformed, activations) = check.alternative
         quantizers.merge(activations) { _, new in new }
         adaRoundUndone = true
+      }
+    }
+    // GPTQ, like AdaRound, stays only when the quantized model follows the float one more
+    // closely with it on the held-out rows (or when asked for).
+    var gptqUndone = false
+    if !rounded.isEmpty {
+      var alternative = transformed
+      let nearest = rangeSet.filter { rounded[$0.key] != nil }
+      for name in rounded.keys { alternative.initializers[name] = float.initializers[name] }
+      let check = try timed("gptq check") {
+        try EndToEndCheck.run(
+          float: prepared.graph, candidate: transformed, alternative: alternative, sites: sites, quantizers: quantizers,
+          config: config, statistics: stats, batches: batches, heldOut: split.heldOut,
+          opset: config.outputOpset(modelOpset: transformed.opset), keep: config.gptq == true, names: ("GPTQ", "nearest"),
+          alternativeWeights: nearest)
+      }
+      steps[steps.count - 1].detail = check.summary
+      if !check.kept {
+        (transformed, activations) = check.alternative
+        quantizers.merge(activations) { _, new in new }
+        quantizers.merge(nearest) { _, new in new }
+        gptqUndone = true
       }
     }
     var sensitivity: [SensitivityRecord] = []
@@ -443,7 +489,7 @@ public enum PostTrainingQuantization {
     return QuantizationResult(
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
       batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers,
-      adaRoundUndone: adaRoundUndone, blocks: blocks, analyticallyCorrected: corrected, tuning: tuning, sensitivity: sensitivity,
-      weightSensitivity: weightSensitivity, integerBiases: config.integerBiases, steps: steps)
+      adaRoundUndone: adaRoundUndone, blocks: blocks, gptq: gptq?.layers ?? [], gptqUndone: gptqUndone, analyticallyCorrected: corrected,
+      tuning: tuning, sensitivity: sensitivity, weightSensitivity: weightSensitivity, integerBiases: config.integerBiases, steps: steps)
   }
 }

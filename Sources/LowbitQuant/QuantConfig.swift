@@ -87,6 +87,12 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var adaRound = true
   /// AdaRound's settings (see `AdaRoundOptions` for the defaults).
   public var adaRoundOptions = AdaRoundOptions()
+  /// GPTQ for MatMul and Gemm weights when calibration data is given (`GPTQ`; the layers it
+  /// rounds are left out of AdaRound); nil (default) runs it for weight-only quantization at 4
+  /// bits and fewer (`runsGPTQ`).
+  public var gptq: Bool?
+  /// GPTQ's settings (see `GPTQOptions` for the defaults).
+  public var gptqOptions = GPTQOptions()
   /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
   public var biasCorrection: BiasCorrectionMode = .auto
   /// Quantizer tuning after range setting, when calibration data is given (`QuantizerTuning`);
@@ -133,6 +139,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     c.crossLayerEqualization = false
     c.biasAbsorption = false
     c.adaRound = false
+    c.gptq = false
     c.biasCorrection = .none
     c.quantizerTuning = false
     return c
@@ -148,6 +155,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationRangeOverrides = "activation_range_overrides"
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
+    case gptq, gptqOptions = "gptq_options"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
     case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
@@ -187,6 +195,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     biasAbsorption = try c.decodeIfPresent(Bool.self, forKey: .biasAbsorption) ?? d.biasAbsorption
     adaRound = try c.decodeIfPresent(Bool.self, forKey: .adaRound) ?? d.adaRound
     adaRoundOptions = try c.decodeIfPresent(AdaRoundOptions.self, forKey: .adaRoundOptions) ?? d.adaRoundOptions
+    gptq = try c.decodeIfPresent(Bool.self, forKey: .gptq)
+    gptqOptions = try c.decodeIfPresent(GPTQOptions.self, forKey: .gptqOptions) ?? d.gptqOptions
     biasCorrection = try c.decodeIfPresent(BiasCorrectionMode.self, forKey: .biasCorrection) ?? d.biasCorrection
     quantizerTuning = try c.decodeIfPresent(Bool.self, forKey: .quantizerTuning)
     quantizerTuningOptions = try c.decodeIfPresent(QuantizerTuningOptions.self, forKey: .quantizerTuningOptions)
@@ -231,6 +241,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     }
     try adaRoundOptions.validate()
     try quantizerTuningOptions.validate()
+    try gptqOptions.validate()
     if weightGroupSize != nil && (opset ?? 21) < 21 {
       throw LowbitError.invalidArgument("per-group weights need blocked QuantizeLinear: use opset 21")
     }
@@ -284,6 +295,13 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// already close the file is the range-set one (docs/ptq-pipeline.md gives the figures).
   public var runsQuantizerTuning: Bool {
     quantizerTuning ?? ((quantizeActivations && activationBits < 8) || perTensorWeights)
+  }
+
+  /// Whether GPTQ runs (given calibration data): as set, else for weight-only quantization
+  /// (activations float) at 4 bits and fewer, where it follows the float model more closely
+  /// than round to nearest and AdaRound (docs/ptq-pipeline.md gives the figures).
+  public var runsGPTQ: Bool {
+    gptq ?? (quantizeWeights && !quantizeActivations && weightBits <= 4)
   }
 
   /// Whether every weight has one grid per tensor.
