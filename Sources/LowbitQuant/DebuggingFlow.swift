@@ -203,9 +203,12 @@ public enum DebuggingFlow {
     }
     // The range method per quantizer: the activation quantizers whose quantization alone costs
     // the most (on the calibration data) each try the other methods on their own.
+    // The ranking is measured once and kept for the front unless a fix of a range changed it.
+    var ranking: [SensitivityRecord]?
     if config.quantizeActivations {
-      let ranking = try PostTrainingQuantization.activationSensitivity(best.result, batches: calibration)
-      for record in ranking.prefix(rangeTrials) {
+      ranking = try PostTrainingQuantization.activationSensitivity(best.result, batches: calibration)
+      var changed = false
+      for record in ranking!.prefix(rangeTrials) {
         guard let site = best.result.sites.first(where: { $0.name == record.name }) else { continue }
         for method in [RangeMethod.mse, .percentile, .minMax] where method != Calibration.method(for: site, best.config) {
           let fix = QuantizationFix(kind: .quantizerRange, rangeMethod: method, quantizer: record.name)
@@ -215,11 +218,13 @@ public enum DebuggingFlow {
           if kept {
             best.fixes.removeAll { $0.kind == fix.kind && $0.quantizer == fix.quantizer }
             best = (c, m, best.fixes + [fix], result)
+            changed = true
           }
           trials.append(Trial(fix: fix, measurement: m, kept: kept))
           step(fix.kind.rawValue)
         }
       }
+      if changed { ranking = nil }
     }
     // A front: the configuration with the k most sensitive quantizers widened, per k; the recommendation takes the fewest that keep
     // 90% of the best gain among the points `allowed`, if that gain counts.
@@ -264,10 +269,11 @@ public enum DebuggingFlow {
           batches: calibration, memoryBudget: memoryBudget)
       }
     }
+    if weightFront.contains(where: \.kept) { ranking = nil }  // other weights: measure it again
     var activationFront: [Trial] = []
     if config.quantizeActivations {
       let start = monotonicSeconds(), base = best.result, baseConfig = best.config
-      let ranking = try PostTrainingQuantization.activationSensitivity(base, batches: calibration)
+      let ranking = try ranking ?? PostTrainingQuantization.activationSensitivity(base, batches: calibration)
       let widened = try PostTrainingQuantization.widenedActivations(base, config: baseConfig, batches: calibration)
       activationFront = try front(.mixedPrecision, sizes: frontSizes(ranking.count), since: start, allowed: { ($0.fix.quantizers ?? 0) <= widenAtMost }) {
         try PostTrainingQuantization.mixingPrecision(base, count: $0, ranking: ranking, widened: widened, config: baseConfig)
