@@ -132,6 +132,9 @@ def run_case(name: str, case: dict, a, work: Path) -> dict:
 def print_table(result: dict) -> None:
     print(f"commit {result['commit']['head'][:12]}{' (dirty)' if result['commit']['dirty'] else ''}; "
           f"load average at start {result['loadavg']}; under load: {result['under_load'] or 'no'}")
+    for name, r in result["cases"].items():
+        c = r.get("commit", result["commit"])
+        print(f"  {name}: commit {c['head'][:12]}{' (dirty)' if c['dirty'] else ''}; under load: {r.get('under_load', result['under_load']) or 'no'}")
     print("\n| case | runs | ptq s (median) | debug s (median) | debug / ptq | causes named | recommended fixes | loss reported | in ORT |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in result["cases"].items():
@@ -160,6 +163,7 @@ def main() -> int:
     ap.add_argument("--under-load", default="", help="say what else ran on the machine")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "debug.json")
     ap.add_argument("--table", action="store_true", help="print the table of --json and stop")
+    ap.add_argument("--merge", action="store_true", help="keep the other cases already in --json (each case records its commit)")
     a = ap.parse_args()
     if a.table:
         print_table(json.loads(a.json.read_text()))
@@ -169,12 +173,16 @@ def main() -> int:
               "binary_sha256": R._sha256(R.lowbit_bin()), "binary_snapshot": "copied at the start; every command ran the copy",
               "env": R.describe_env(), "loadavg": os.getloadavg(), "under_load": a.under_load, "samples": a.samples,
               "cases": {}}
+    if a.merge and a.json.exists():
+        old = json.loads(a.json.read_text())
+        result["cases"] = {k: v | {"commit": v.get("commit", old["commit"]), "under_load": v.get("under_load", old["under_load"])}
+                           for k, v in old["cases"].items() if k not in a.cases}
     all_cases = cases(a.samples)
     with tempfile.TemporaryDirectory(prefix="bench-debug-") as tmp:
         a.binary = Path(tmp) / "lowbit"
         shutil.copy2(R.lowbit_bin(), a.binary)
         for name in a.cases:
-            result["cases"][name] = run_case(name, all_cases[name], a, Path(tmp))
+            result["cases"][name] = run_case(name, all_cases[name], a, Path(tmp)) | {"commit": commit, "under_load": a.under_load}
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps(result, indent=1))
     print_table(result)
