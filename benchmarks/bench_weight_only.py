@@ -52,6 +52,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 import ort_reference as R  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_minilm import embed, feeds  # noqa: E402  (the same sentences, the same ONNX Runtime run)
 
 COMMON = ["--weights-only", "--w-bits", "4", "--calib-size", "256", "--batch-size", "16"]
 ASYMMETRIC = {"weight_symmetric": False}
@@ -65,15 +67,6 @@ LOWBIT = {
 ORT = {"ort-rtn": ("default", False), "ort-rtn-sym": ("default", True), "ort-gptq": ("gptq", False), "ort-gptq-sym": ("gptq", True)}
 DEFAULT_VARIANTS = [v for v in list(LOWBIT) + list(ORT) if v != "lowbit-adaround"]
 CHECKED_ROWS = 200
-
-
-def feeds(split: str, rows: int | None = None) -> dict:
-    d = R.minilm_data_dir()
-    return {k: np.load(d / f"{split}_{k}.npy")[:rows].astype(np.int64) for k in ("input_ids", "attention_mask")}
-
-
-def embed(path: Path, data: dict, threads: int) -> np.ndarray:
-    return R.run_ort(R.ort_session(path, threads), data, batch_size=100)["embedding"].astype(np.float64)
 
 
 def score(e: np.ndarray, ref: np.ndarray) -> dict:
