@@ -186,20 +186,27 @@ public enum DebuggingFlow {
     var best = (config: config, measurement: trialBaseline, fixes: [QuantizationFix](), result: trialResult)
     step("baseline, trial settings")
     var trials: [Trial] = []
+    // A trial of `fix` (configuration `c`): kept, in place of a kept fix it replaces (same kind,
+    // same quantizer), when it lowers the best loss by more than the margin. Returns whether.
+    @discardableResult
+    func consider(_ fix: QuantizationFix, _ c: QuantConfig, _ outcome: (Measurement, QuantizationResult)) -> Bool {
+      let (m, result) = outcome
+      let kept = m.loss < best.measurement.loss * (1 - QuantizationFix.margin)
+      if kept {
+        best.fixes.removeAll { $0.kind == fix.kind && $0.quantizer == fix.quantizer }
+        best = (c, m, best.fixes + [fix], result)
+      }
+      trials.append(Trial(fix: fix, measurement: m, kept: kept))
+      step(fix.kind.rawValue)
+      return kept
+    }
     for fix in fixes {
       // A range method replaces the one kept before: try it on the configuration without it.
       let c = fix.applied(to: best.config)
       // A fix kept before made it moot, or it changes nothing the run does (CLE "off" where the
       // settings skip it anyway).
       guard c != best.config, fix.kind != .crossLayerEqualization || c.equalizesLayers != best.config.equalizesLayers else { continue }
-      let (m, result) = try fix.kind.activationsOnly ? recalibrated(c, from: best.result) : measure(trialSettings(c, adaRound: fix.kind == .adaRound))
-      let kept = m.loss < best.measurement.loss * (1 - QuantizationFix.margin)
-      if kept {
-        best.fixes.removeAll { $0.kind == fix.kind }
-        best = (c, m, best.fixes + [fix], result)
-      }
-      trials.append(Trial(fix: fix, measurement: m, kept: kept))
-      step(fix.kind.rawValue)
+      try consider(fix, c, fix.kind.activationsOnly ? recalibrated(c, from: best.result) : measure(trialSettings(c, adaRound: fix.kind == .adaRound)))
     }
     // The range method per quantizer: the activation quantizers whose quantization alone costs
     // the most (on the calibration data) each try the other methods on their own.
@@ -213,15 +220,7 @@ public enum DebuggingFlow {
         for method in [RangeMethod.mse, .percentile, .minMax] where method != Calibration.method(for: site, best.config) {
           let fix = QuantizationFix(kind: .quantizerRange, rangeMethod: method, quantizer: record.name)
           let c = fix.applied(to: best.config)
-          let (m, result) = try recalibrated(c, from: best.result, only: [record.name])
-          let kept = m.loss < best.measurement.loss * (1 - QuantizationFix.margin)
-          if kept {
-            best.fixes.removeAll { $0.kind == fix.kind && $0.quantizer == fix.quantizer }
-            best = (c, m, best.fixes + [fix], result)
-            changed = true
-          }
-          trials.append(Trial(fix: fix, measurement: m, kept: kept))
-          step(fix.kind.rawValue)
+          if try consider(fix, c, recalibrated(c, from: best.result, only: [record.name])) { changed = true }
         }
       }
       if changed { ranking = nil }
@@ -252,9 +251,9 @@ public enum DebuggingFlow {
       }
       return points
     }
-    // Weights first (each sensitive layer's weights on a wider grid, within the size budget),
-    // then activations on top: ranked once, widened once, each point derived from the best
-    // trial without a run.
+    // Weights first (each sensitive layer's weights on a wider grid, within the size budget, a
+    // whole trial run per point), then activations on top (ranked once, widened once, each
+    // point derived from the best trial without a run).
     var weightFront: [Trial] = []
     if widensWeights {
       // Each point a whole trial run: AdaRound's rounding of a layer answers the quantized

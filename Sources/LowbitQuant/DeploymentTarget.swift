@@ -48,13 +48,6 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
       widened.mixedPrecisionWeights = 0
       for v in violations(of: widened) where !found.contains(v) { found.append("widened weights: " + v) }
     }
-    // Widened weights must be a width the target's integer kernels take, as the others.
-    if c.mixedPrecisionWeights > 0 && c.mixedPrecisionWeightBits != c.weightBits {
-      var widened = c
-      widened.weightBits = c.mixedPrecisionWeightBits
-      widened.mixedPrecisionWeights = 0
-      for v in violations(of: widened) where !found.contains(v) { found.append("widened weights: " + v) }
-    }
     switch self {
     case .ort:
       break

@@ -132,7 +132,7 @@ extension GPTQ {
       }
       for layer in layers where wave[layer.input] != nil {
         let started = monotonicSeconds()
-        if let (h, count) = hessians[layer.input], count == 0 {
+        if let (_, count) = hessians[layer.input], count == 0 {
           skipped[layer.weight] = "no calibration row reached its input '\(layer.input)'"
         } else if let h = hessians[layer.input]?.hessian, let q = quantizers[layer.weight], let w = graph.initializers[layer.weight] {
           if var record = try round(layer, weight: w, quantizer: q, hessian: h, config: config, into: &result) {

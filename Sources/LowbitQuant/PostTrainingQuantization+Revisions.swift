@@ -45,12 +45,12 @@ extension PostTrainingQuantization {
   public static func widenedActivations(
     _ result: QuantizationResult, config: QuantConfig, batches: FeedBatches
   ) throws -> [String: TensorQuantizer] {
-    var wide = config
-    wide.activationBits = config.mixedPrecisionBits
-    try wide.validate()
-    return try Calibration.activationQuantizers(
-      result.transformedGraph, sites: activationSites(result), config: wide, batchNormStatistics: result.batchNormStatistics,
-      batches: batches)
+    try config.validate()
+    let all = Set(activationSites(result).map(\.name))
+    return try widened(
+      all, graph: result.transformedGraph, sites: result.sites, activations: all, config: config,
+      statistics: result.batchNormStatistics, batches: batches
+    ).quantizers
   }
 
   /// `result` with its `count` activation quantizers first in `ranking` (largest loss first),
