@@ -43,6 +43,9 @@ LOWBIT_VARIANTS = {
     "lowbit-pt-fast": ["--effort", "fast"],
     "lowbit-pc-pca-fast": ["--per-channel", "--per-channel-activations", "--effort", "fast"],
     "lowbit-pc-mp18-fast": ["--per-channel", "--mixed-precision", "18", "--effort", "fast"],
+    "lowbit-pt-nomig": ["--migration", "none"],
+    "lowbit-pc-nomig": ["--per-channel", "--migration", "none"],
+    "lowbit-pc-pca-nomig": ["--per-channel", "--per-channel-activations", "--migration", "none"],
 }
 ORT_VARIANTS = {"ort-pt": False, "ort-pc": True}
 

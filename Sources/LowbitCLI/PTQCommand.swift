@@ -9,6 +9,7 @@ import LowbitReport
 extension RangeMethod: ExpressibleByArgument {}
 extension ConcatMode: ExpressibleByArgument {}
 extension BiasCorrectionMode: ExpressibleByArgument {}
+extension MigrationMethod: ExpressibleByArgument {}
 extension DeploymentTarget: ExpressibleByArgument {}
 extension AIMETEncodings.Version: ExpressibleByArgument {}
 extension ReconstructionUnit: ExpressibleByArgument {}

@@ -64,6 +64,9 @@ struct PTQReport: Codable {
   var gptq: [GPTQLayerRecord]?
   /// True when round-to-nearest beat GPTQ end to end and was written instead.
   var gptqUndone: Bool
+  /// Per group of linear layers: channel-scale migration's α and layer output errors (absent
+  /// when it did not run).
+  var migration: [MigrationRecord]?
   /// Quantizer tuning's loss before and after, when it ran.
   var tuning: QuantizerTuningRecord?
   /// Mixed precision's ranking: each activation quantizer's output loss alone, largest first,
@@ -101,7 +104,7 @@ struct PTQReport: Codable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, gptq, tuning, sensitivity, absorbed
+    case model, output, config, opset, steps, evaluation, quantizers, layers, blocks, gptq, tuning, sensitivity, absorbed, migration
     case transformChecks = "transform_checks", adaRoundUndone = "adaround_undone", gptqUndone = "gptq_undone"
     case equalizedPairs = "equalized_pairs", totalSeconds = "total_seconds", peakBytes = "peak_bytes"
     case skippedInputs = "skipped_inputs", diagnosis
@@ -121,6 +124,7 @@ struct PTQReport: Codable {
     self.blocks = result.blocks
     self.gptq = result.gptq.isEmpty ? nil : result.gptq
     self.gptqUndone = result.gptqUndone
+    self.migration = result.migration.isEmpty ? nil : result.migration
     self.tuning = result.tuning
     self.sensitivity = result.sensitivity.isEmpty ? nil : result.sensitivity
     self.absorbed = result.absorbed

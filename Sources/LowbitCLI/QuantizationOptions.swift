@@ -16,10 +16,10 @@ struct QuantizationOptions: ParsableArguments {
   @Flag(help: "Per-output-channel weight scales.")
   var perChannel = false
 
-  @Flag(help: ArgumentHelp(
-    "Per-channel grids for activations that no Conv, Gemm or MatMul reads (residual sums, LayerNorm inputs).",
+  @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+    "Per-channel grids for activations that no Conv, Gemm or MatMul reads (residual sums, LayerNorm inputs; default: on where SmoothQuant runs).",
     discussion: "The values read only by Add, Sub, Mul, Div or LayerNormalization: in transformers the residual stream, whose few very large hidden dimensions one 8-bit grid cannot hold with the rest."))
-  var perChannelActivations = false
+  var perChannelActivations: Bool?
 
   @Flag(inversion: .prefixedNo, help: ArgumentHelp(
     "One grid per colour channel for an image input that only Convs read (default on).",
@@ -67,8 +67,13 @@ struct QuantizationOptions: ParsableArguments {
   @Flag(name: .customLong("gptq-act-order"), inversion: .prefixedNo, help: "GPTQ: rows in order of descending diag H, on the grids range setting fitted to each group's original weights (static groups; default on). --no-gptq-act-order takes the rows in order and fits each group's grids to its weights as GPTQ has updated them.")
   var gptqActOrder: Bool?
 
-  @Option(name: .customLong("gptq-mask-input"), help: "GPTQ: the model input [N, L] whose zeros mark token positions left out of the Hessian (default attention_mask; '' for none).")
+  @Option(name: .customLong("gptq-mask-input"), help: "The model input [N, L] whose zeros mark token positions (padding) left out of GPTQ's Hessian, the activation ranges and migration's statistics (default attention_mask; '' for none).")
   var gptqMaskInput: String?
+
+  @Option(help: ArgumentHelp(
+    "Channel-scale migration before quantizer placement: smoothquant, awq or none (default: smoothquant for quantized activations in graphs with LayerNormalization, awq for --weights-only at 4 bits and fewer).",
+    discussion: "y = x W = (x / s)(diag(s) W) per input channel of each MatMul/Gemm group: the float function is the same, the quantizers see x / s and diag(s) W. SmoothQuant takes s_j = max|x_j|^a / max|W_j|^(1-a), AWQ s_j = mean|x_j|^a; a from 0 to 1 (or s = 1) by the least layer output error on calibration rows. 1/s folds into the LayerNormalization before the group, else into a Mul before it."))
+  var migration: MigrationMethod?
 
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
@@ -173,7 +178,7 @@ struct QuantizationOptions: ParsableArguments {
       c.activationRangeOverrides[String(pair[..<eq])] = m
     }
     if perChannel { c.perChannel = true }
-    if perChannelActivations { c.activationPerChannel = true }
+    if let v = perChannelActivations { c.activationPerChannel = v }
     if let v = inputPerChannel { c.inputPerChannel = v }
     if let v = weightRange { c.weightRange = v }
     if let v = activationRange { c.activationRange = v }
@@ -183,19 +188,13 @@ struct QuantizationOptions: ParsableArguments {
     if let v = opset { c.opset = v }
     if powerOfTwo { c.powerOfTwo = true }
     if let e = effort { c = e.applied(to: c) }  // a preset for these bit widths: the options below override it
-    if rangeSettingOnly {
-      c.crossLayerEqualization = false
-      c.biasAbsorption = false
-      c.adaRound = false
-      c.gptq = false
-      c.biasCorrection = .none
-      c.quantizerTuning = false
-    }
+    if rangeSettingOnly { c.keepRangeSettingOnly() }
     if let v = crossLayerEqualization { c.crossLayerEqualization = v }
     if noBiasAbsorption { c.biasAbsorption = false }
     if let v = adaRound { c.adaRound = v }
     if let v = biasCorrection { c.biasCorrection = v }
     if let v = gptq { c.gptq = v }
+    if let v = migration { c.migration = v }
     if let v = gptqDamping { c.gptqOptions.damping = v }
     if let v = gptqBlockSize { c.gptqOptions.blockSize = v }
     if let v = gptqActOrder { c.gptqOptions.actOrder = v }

@@ -14,22 +14,27 @@ public enum Calibration {
     var result: [String: TensorQuantizer] = [:]
     for site in sites where site.kind == .weight && result[site.name] == nil {
       guard let w = graph.initializers[site.name] else { continue }
-      let granularity: Granularity
-      if let size = config.weightGroupSize, let axis = site.inputAxis {
-        granularity = .perGroup(axis: axis, size: size)
-      } else if config.perChannel, let axis = site.channelAxis {
-        granularity = .perChannel(axis: axis)
-      } else {
-        granularity = .perTensor
-      }
-      let grid = config.weightGrid
-      let parts = TensorQuantizer.partition(w.floats, shape: w.shape, granularity)
-      // Channels (or groups) are searched in parallel; each part's search is unchanged.
-      let searchCost = (parts.first?.count ?? 1) * (config.weightRange == .mse ? ClippingSearch.steps : 1)
-      let params = parallelIndexedMap(parts.count, costPerItem: searchCost) { k in weightParams(parts[k], config: config) }
-      result[site.name] = TensorQuantizer(grid: grid, symmetric: config.weightSymmetric, granularity: granularity, params: params)
+      result[site.name] = weightQuantizer(w, outputAxis: site.channelAxis, inputAxis: site.inputAxis, config: config)
     }
     return result
+  }
+
+  /// One weight's quantizer: per group of `config.weightGroupSize` along `inputAxis`, else per
+  /// channel along `outputAxis` when `config.perChannel`, else per tensor.
+  static func weightQuantizer(_ w: Tensor, outputAxis: Int?, inputAxis: Int?, config: QuantConfig) -> TensorQuantizer {
+    let granularity: Granularity
+    if let size = config.weightGroupSize, let axis = inputAxis {
+      granularity = .perGroup(axis: axis, size: size)
+    } else if config.perChannel, let axis = outputAxis {
+      granularity = .perChannel(axis: axis)
+    } else {
+      granularity = .perTensor
+    }
+    let parts = TensorQuantizer.partition(w.floats, shape: w.shape, granularity)
+    // Channels (or groups) are searched in parallel; each part's search is unchanged.
+    let searchCost = (parts.first?.count ?? 1) * (config.weightRange == .mse ? ClippingSearch.steps : 1)
+    let params = parallelIndexedMap(parts.count, costPerItem: searchCost) { k in weightParams(parts[k], config: config) }
+    return TensorQuantizer(grid: config.weightGrid, symmetric: config.weightSymmetric, granularity: granularity, params: params)
   }
 
   /// The grid of one weight tensor, channel or group holding `values`: the range `config`'s
@@ -80,14 +85,18 @@ public enum Calibration {
     let watched = Set(activationSites.map(\.name))
     let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
     var integerValued = Set<String>()
+    let mask = graph.inputs.contains { $0.name == config.gptqOptions.maskInput } ? config.gptqOptions.maskInput : nil
     for b in batches.indices {
       let feeds = try batches.batch(b)
-      func record(_ name: String, _ t: Tensor) throws {
+      let kept = FeatureRows(feeds: feeds, mask: mask)
+      func record(_ name: String, _ value: Tensor) throws {
         guard watched.contains(name) else { return }
-        guard t.dtype.isFloatingPoint else {
+        guard value.dtype.isFloatingPoint else {
           integerValued.insert(name)  // shape arithmetic the placement could not type: not an activation
           return
         }
+        // Token positions the mask marks as padding are left out: the model's outputs ignore them.
+        let t = kept.keptTensor(value)
         observers[name]?.observe(t.floats)
         try channelObservers[name]?.observe(t)
         if var l = lattices[name] {

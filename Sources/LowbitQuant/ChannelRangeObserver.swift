@@ -58,6 +58,10 @@ struct ChannelRangeObserver: Sendable {
   /// Each channel's clipping range by `method` (`RangeObserver.range`).
   func ranges(method: RangeMethod, grid: IntegerGrid, symmetric: Bool, percentile: Double) throws -> [ClosedRange<Float>] {
     guard !channels.isEmpty else { throw LowbitError.invalidInput("activation '\(name)': no values observed") }
-    return try channels.map { try $0.range(method: method, grid: grid, symmetric: symmetric, percentile: percentile) }
+    // Channels are searched in parallel; each channel's search is unchanged.
+    let channels = self.channels
+    return try parallelIndexedMap(channels.count, costPerItem: Self.bins * 100) { c in
+      Result { try channels[c].range(method: method, grid: grid, symmetric: symmetric, percentile: percentile) }
+    }.map { try $0.get() }
   }
 }

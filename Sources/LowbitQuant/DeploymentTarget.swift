@@ -22,12 +22,15 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
     case .ort:
       break
     case .openvino:
+      config.activationPerChannel = false  // one scale per tensor there
       config.inputPerChannel = false
     case .qnn:
+      config.activationPerChannel = false  // one scale per tensor there
       config.inputPerChannel = false
       config.concat = .sharedGrid
       config.averagePoolKeepsGrid = true
     case .tensorrt:
+      config.activationPerChannel = false  // one scale per tensor there
       config.activationSymmetric = true
       config.weightNarrowRange = true
       config.integerBiases = false
@@ -40,7 +43,7 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
     var found: [String] = []
     func require(_ holds: Bool, _ phrase: @autoclosure () -> String) { if !holds { found.append(phrase()) } }
     let activations = c.quantizeActivations, weights = c.quantizeWeights
-    let perTensorActivations = !c.activationPerChannel && !c.inputPerChannel
+    let perTensorActivations = c.activationPerChannel != true && !c.inputPerChannel
     // Widened weights must be a width the target's integer kernels take, as the others.
     if c.mixedPrecisionWeights > 0 && c.mixedPrecisionWeightBits != c.weightBits {
       var widened = c

@@ -42,51 +42,22 @@ public struct GPTQResult: Sendable {
 }
 
 extension GPTQ {
-  /// A MatMul or Gemm whose weight GPTQ rounds: `y = x W` with `W` `[K, N]` (a Gemm with
-  /// `transB` stores `W^T`).
-  struct Layer {
-    var node: Node
-    var weight: String
-    var input: String
-    var transB: Bool
-    var k: Int
-    var n: Int
-  }
-
-  /// The layers of `graph` with a quantized weight that GPTQ can round, and the other weight
-  /// quantizers' reasons: a MatMul (or Gemm without `transA`, alpha and beta 1) reading a 2-D
-  /// float initializer as its second input and a computed value as its first, the weight read by
-  /// no other node.
-  static func layers(in graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer]) -> ([Layer], [String: String]) {
+  /// The layers of `graph` with a quantized weight that GPTQ can round (`LinearLayer.form`), and
+  /// the other weight quantizers' reasons.
+  static func layers(in graph: Graph, sites: [QuantizerSite], quantizers: [String: TensorQuantizer]) -> ([LinearLayer], [String: String]) {
     let readers = graph.consumers()
-    var found: [Layer] = [], skipped: [String: String] = [:]
+    var found: [LinearLayer] = [], skipped: [String: String] = [:]
     for site in sites where site.kind == .weight && quantizers[site.name] != nil {
-      guard let consumer = site.consumer, let node = graph.nodes.first(where: { $0.name == consumer }) else { continue }
-      guard ["MatMul", "Gemm"].contains(node.opType), node.domain.isEmpty, node.inputs.count >= 2, node.inputs[1] == site.name,
-            let w = graph.initializers[site.name], w.rank == 2, w.dtype.isFloatingPoint,
-            graph.initializers[node.inputs[0]] == nil
+      guard let consumer = site.consumer, let node = graph.nodes.first(where: { $0.name == consumer }), node.inputs.count > 1,
+            node.inputs[1] == site.name
       else {
-        skipped[site.name] = "\(describe(consumer, graph)) has no MatMul form"
+        skipped[site.name] = "\(describe(site.consumer ?? site.name, graph)) has no MatMul form"
         continue
       }
-      guard readers[site.name]?.count == 1 else {
-        skipped[site.name] = "weight '\(site.name)' is read by \(readers[site.name]?.count ?? 0) nodes"
-        continue
+      switch LinearLayer.form(node, in: graph, readers: readers) {
+      case .success(let layer): found.append(layer)
+      case .failure(let reason): skipped[site.name] = reason.message
       }
-      var transB = false
-      if node.opType == "Gemm" {
-        func attribute(_ name: String) -> Int { if case .int(let v)? = node.attributes[name] { return v } else { return 0 } }
-        let unit = ["alpha", "beta"].allSatisfy { name in
-          if case .float(let v)? = node.attributes[name] { return v == 1 } else { return true }
-        }
-        guard attribute("transA") == 0, unit else {
-          skipped[site.name] = "Gemm '\(node.name)' transposes its input or scales"
-          continue
-        }
-        transB = attribute("transB") != 0
-      }
-      let (k, n) = transB ? (w.shape[1], w.shape[0]) : (w.shape[0], w.shape[1])
-      found.append(Layer(node: node, weight: site.name, input: node.inputs[0], transB: transB, k: k, n: n))
     }
     return (found, skipped)
   }
@@ -154,11 +125,11 @@ extension GPTQ {
   /// the weight's layout (into `result`) unless round to nearest did as well. Nil when the
   /// quantizer's granularity is not per tensor, per output channel or per group along `K`.
   static func round(
-    _ layer: Layer, weight w: Tensor, quantizer q: TensorQuantizer, hessian: SymmetricMatrix, config: QuantConfig,
+    _ layer: LinearLayer, weight w: Tensor, quantizer q: TensorQuantizer, hessian: SymmetricMatrix, config: QuantConfig,
     into result: inout GPTQResult
   ) throws -> GPTQLayerRecord? {
     let (k, n) = (layer.k, layer.n)
-    let (kAxis, nAxis) = layer.transB ? (1, 0) : (0, 1)
+    let (kAxis, nAxis) = layer.axes
     var groupSize = k, params: [QuantParams], grouped = false
     switch q.granularity {
     case .perTensor:
@@ -173,7 +144,7 @@ extension GPTQ {
     default:
       return nil
     }
-    let matrix = layer.transB ? transpose(w.floats, rows: n, columns: k) : w.floats
+    let matrix = layer.matrix(w)
     // Groups refitted on this quantizer's own grid (weight mixed precision may have widened it).
     var widths = config
     widths.weightBits = q.grid.bits
@@ -193,8 +164,7 @@ extension GPTQ {
       record.gptqLoss = outcome.nearestLoss
       return record
     }
-    let values = layer.transB ? transpose(outcome.weights, rows: k, columns: n) : outcome.weights
-    result.weights[layer.weight] = Tensor(shape: w.shape, floats: values)
+    result.weights[layer.weight] = layer.stored(outcome.weights)
     var fitted = q
     switch q.granularity {
     case .perGroup:
@@ -222,10 +192,7 @@ extension GPTQ {
     let interpreter = try Interpreter(graph, fuseActivations: false)
     for b in batches.indices {
       let feeds = try batches.batch(b)
-      let kept: [Bool]? = mask.flatMap { feeds[$0] }.flatMap { m in
-        m.rank == 2 ? m.asFloats().map { $0 != 0 } : nil
-      }
-      let maskShape = mask.flatMap { feeds[$0]?.shape }
+      let kept = FeatureRows(feeds: feeds, mask: mask)
       var failure: Error?
       func record(_ name: String, _ t: Tensor) {
         guard let k = inputs[name], failure == nil else { return }
@@ -235,10 +202,7 @@ extension GPTQ {
           failure = at.map { $0.error(.invalidInput, message) } ?? LowbitError.invalidInput(message)
           return
         }
-        var values = t.floats
-        if let kept, t.rank == 3, Array(t.shape.prefix(2)) == maskShape {
-          values = kept.indices.filter { kept[$0] }.flatMap { r in values[(r * k)..<(r * k + k)] }
-        }
+        let values = kept.rows(t, features: k)
         sums[name]!.addGram(values, rows: values.count / k)
         rows[name]! += values.count / k
       }

@@ -18,8 +18,9 @@ public struct GPTQOptions: Sendable, Equatable, Codable {
   /// grids fitted as each group starts (docs/ptq-pipeline.md).
   public var actOrder = true
   /// The model input `[N, L]` whose zeros mark token positions left out of `H` (padding, which
-  /// the model's outputs ignore); "" for none, and nothing is left out when the model has no
-  /// input of that name (default "attention_mask", the Hugging Face exports' name).
+  /// the model's outputs ignore), and also out of the activation ranges (`Calibration`) and
+  /// channel-scale migration's statistics; "" for none, and nothing is left out when the model
+  /// has no input of that name (default "attention_mask", the Hugging Face exports' name).
   public var maskInput = "attention_mask"
 
   public init() {}

@@ -54,6 +54,8 @@ public struct QuantizationResult: Sendable {
   public var transformChecks: [TransformCheck] = []
   public var equalized: [EqualizedPair] = []
   public var absorbed: [AbsorbedPair] = []
+  /// Per group of linear layers reading one activation: what channel-scale migration did.
+  public var migration: [MigrationRecord] = []
   /// Per layer: AdaRound's and empirical bias correction's effect.
   public var layers: [LayerRefinement] = []
   /// True when the end-to-end check found round-to-nearest closer to the original model than the
@@ -223,6 +225,22 @@ public enum PostTrainingQuantization {
         float = g
         absorbed = pairs
         stats = absorbedStats
+      }
+    }
+    var migration: [MigrationRecord] = []
+    let migrationMethod = config.migrationInUse(for: float)
+    if migrationMethod != .none && !batches.isEmpty {
+      let (g, records) = try timed("channel-scale migration") {
+        try ChannelScaleMigration.run(float, method: migrationMethod, config: config, batches: batches, progress: { progress?("migration", $0, $1) })
+      }
+      let scaled = records.filter { $0.alpha != nil }
+      let before = records.map(\.unscaledError).reduce(0, +), after = records.map(\.error).reduce(0, +)
+      steps[steps.count - 1].detail = String(
+        format: "%@: %d of %d layer groups rescaled, layer output error %.4g -> %.4g on %d sample rows each",
+        migrationMethod.rawValue, scaled.count, records.count, before, after, ChannelScaleMigration.sampleRows)
+      if try scaled.isEmpty || verified(g, "channel-scale migration") {
+        float = g
+        migration = records
       }
     }
     let heads = QuantizerPlacement.probabilityHeads(in: float).map { "output '\($0.outputs[0])' (\($0.opType)) stays float, its input is quantized" }
@@ -488,7 +506,7 @@ public enum PostTrainingQuantization {
     }
     return QuantizationResult(
       floatGraph: prepared.graph, equalizedGraph: float, transformedGraph: transformed, graph: qdq, sites: sites, quantizers: quantizers,
-      batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, layers: layers,
+      batchNormStatistics: stats, transformChecks: checks, equalized: equalized, absorbed: absorbed, migration: migration, layers: layers,
       adaRoundUndone: adaRoundUndone, blocks: blocks, gptq: gptq?.layers ?? [], gptqUndone: gptqUndone, analyticallyCorrected: corrected,
       tuning: tuning, sensitivity: sensitivity, weightSensitivity: weightSensitivity, integerBiases: config.integerBiases, steps: steps)
   }

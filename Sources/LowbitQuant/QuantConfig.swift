@@ -45,8 +45,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// Per-channel grids for the activations that no reader contracts over their channel axis
   /// (`QuantizerPlacement.channelwiseReaders`: residual sums, LayerNorm inputs, the values added
   /// into them), one grid per channel as for weights; inputs of Conv, Gemm and MatMul stay per
-  /// tensor (default false).
-  public var activationPerChannel = false
+  /// tensor. nil (default) turns them on where SmoothQuant runs (`activationPerChannelInUse`).
+  public var activationPerChannel: Bool?
   /// One grid per channel for a model input that only Convs read (an image: its colour channels,
   /// normalized by different means and standard deviations, lie on different lattices that one
   /// grid cannot hold; `QuantizerPlacement.inputChannelAxis`). A runtime dequantizes such an input
@@ -93,6 +93,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   public var gptq: Bool?
   /// GPTQ's settings (see `GPTQOptions` for the defaults).
   public var gptqOptions = GPTQOptions()
+  /// Channel-scale migration between linear layers' inputs and weights before quantizer
+  /// placement (`ChannelScaleMigration`); nil (default) picks by `migrationInUse(for:)`.
+  public var migration: MigrationMethod?
   /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
   public var biasCorrection: BiasCorrectionMode = .auto
   /// Quantizer tuning after range setting, when calibration data is given (`QuantizerTuning`);
@@ -136,13 +139,19 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// AdaRound or bias correction (the white paper's "PTQ with range setting" baseline).
   public static var rangeSettingOnly: QuantConfig {
     var c = QuantConfig()
-    c.crossLayerEqualization = false
-    c.biasAbsorption = false
-    c.adaRound = false
-    c.gptq = false
-    c.biasCorrection = .none
-    c.quantizerTuning = false
+    c.keepRangeSettingOnly()
     return c
+  }
+
+  /// Switches off every step but range setting (see `rangeSettingOnly`).
+  public mutating func keepRangeSettingOnly() {
+    crossLayerEqualization = false
+    biasAbsorption = false
+    adaRound = false
+    gptq = false
+    migration = MigrationMethod.none
+    biasCorrection = .none
+    quantizerTuning = false
   }
 
   enum CodingKeys: String, CodingKey {
@@ -155,7 +164,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationRangeOverrides = "activation_range_overrides"
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
-    case gptq, gptqOptions = "gptq_options"
+    case gptq, gptqOptions = "gptq_options", migration
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
     case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
@@ -173,7 +182,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     integerBiases = try c.decodeIfPresent(Bool.self, forKey: .integerBiases) ?? d.integerBiases
     weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
     activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
-    activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel) ?? d.activationPerChannel
+    activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel)
     inputPerChannel = try c.decodeIfPresent(Bool.self, forKey: .inputPerChannel) ?? d.inputPerChannel
     perChannel = try c.decodeIfPresent(Bool.self, forKey: .perChannel) ?? d.perChannel
     weightGroupSize = try c.decodeIfPresent(Int.self, forKey: .weightGroupSize)
@@ -197,6 +206,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     adaRoundOptions = try c.decodeIfPresent(AdaRoundOptions.self, forKey: .adaRoundOptions) ?? d.adaRoundOptions
     gptq = try c.decodeIfPresent(Bool.self, forKey: .gptq)
     gptqOptions = try c.decodeIfPresent(GPTQOptions.self, forKey: .gptqOptions) ?? d.gptqOptions
+    migration = try c.decodeIfPresent(MigrationMethod.self, forKey: .migration)
     biasCorrection = try c.decodeIfPresent(BiasCorrectionMode.self, forKey: .biasCorrection) ?? d.biasCorrection
     quantizerTuning = try c.decodeIfPresent(Bool.self, forKey: .quantizerTuning)
     quantizerTuningOptions = try c.decodeIfPresent(QuantizerTuningOptions.self, forKey: .quantizerTuningOptions)
@@ -302,6 +312,26 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// than round to nearest and AdaRound (docs/ptq-pipeline.md gives the figures).
   public var runsGPTQ: Bool {
     gptq ?? (quantizeWeights && !quantizeActivations && weightBits <= 4)
+  }
+
+  /// The channel-scale migration a run on `graph` uses: as set, else SmoothQuant when
+  /// activations are quantized in a graph with LayerNormalization (a transformer, whose residual
+  /// stream carries a few outlier channels into its MatMuls' inputs), AWQ for weight-only
+  /// quantization at 4 bits and fewer, none otherwise.
+  public func migrationInUse(for graph: Graph) -> MigrationMethod {
+    if let migration { return migration }
+    guard quantizeWeights, graph.nodes.contains(where: { $0.opType == "MatMul" }) else { return .none }
+    if !quantizeActivations { return weightBits <= 4 ? .awq : .none }
+    return graph.nodes.contains { $0.opType == "LayerNormalization" } ? .smoothQuant : .none
+  }
+
+  /// Whether the activations no layer reads take one grid per channel on `graph`: as set, else
+  /// where SmoothQuant runs (a transformer with quantized activations). SmoothQuant moves the
+  /// outlier channels out of the MatMuls' inputs; the residual stream keeps them, and per-channel
+  /// grids there are the paper's per-embedding-group ranges at their finest (MiniLM W8A8: cosine
+  /// 0.859 per tensor, 0.994 per channel; docs/transformers.md).
+  public func activationPerChannelInUse(for graph: Graph) -> Bool {
+    activationPerChannel ?? (migrationInUse(for: graph) == .smoothQuant)
   }
 
   /// Whether every weight has one grid per tensor.

@@ -206,8 +206,8 @@ public enum QuantizerPlacement {
   ///
   /// Weights: every constant weight input of Conv, Gemm and MatMul (axis 0 output channels for
   /// Conv, the output axis for Gemm/MatMul). Activations: the model's float inputs; the end of
-  /// each unit `layer [-> bias Add] [-> activation]` (one quantizer after the activation, none
-  /// between); residual Add/Sub/Mul of two computed values (followed by an activation: after it);
+  /// each unit `layer [-> bias Add] [-> activation] [-> data movement -> Mul by a per-channel constant]` (one
+  /// quantizer after the activation, none between); residual Add/Sub/Mul of two computed values (followed by an activation: after it);
   /// pooling, LayerNorm, Softmax and (requantize mode) Concat outputs; and any MatMul input
   /// still unquantized, traced back through data movement to its producer.
   public static func sites(in graph: Graph, config: QuantConfig) -> [QuantizerSite] {
@@ -245,6 +245,17 @@ public enum QuantizerPlacement {
       } else if writtenOut, !outputs.contains(v), let written = decomposedActivation(v, graph, readers: readers, outputs: outputs) {
         interior.formUnion(written.interior)
         v = written.end
+      }
+      // A Mul by a per-channel constant after it, maybe through data movement (channel-scale
+      // migration's `1/s` before the next layers), ends the unit: an integer runtime applies it
+      // in the requantization.
+      var moved = v
+      while let next = soleReader(moved), dataMovement.contains(next.opType), next.inputs.first == moved, next.outputs.count == 1 {
+        moved = next.outputs[0]
+      }
+      if let next = soleReader(moved), next.opType == "Mul", next.inputs.count == 2, next.inputs[0] == moved,
+         let c = graph.initializers[next.inputs[1]], c.rank == 1, c.count > 1 {
+        v = next.outputs[0]
       }
       return v
     }
@@ -316,8 +327,9 @@ public enum QuantizerPlacement {
       }
     }
     if config.quantizeActivations {
+      let perChannel = config.activationPerChannelInUse(for: graph)
       for v in activationValues {
-        let axis = (config.activationPerChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil)
+        let axis = (perChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil)
           ?? (config.inputPerChannel ? inputChannelAxis(v, graph, readers: readers) : nil)
         sites.append(QuantizerSite(name: v, kind: .activation, producer: producer[v].map { graph.nodes[$0].name },
                                    channelAxis: axis, isOutput: outputs.contains(v) || logits.contains(v)))
