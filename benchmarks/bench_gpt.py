@@ -173,8 +173,8 @@ def main(argv=None) -> int:
                     out, row = model, {"ok": True, "seconds": 0.0}
                 elif name in LOWBIT:
                     extra, config, _ = LOWBIT[name]
-                    row = run_lowbit(binary, model, calib_file, out, extra + (["--group-size", str(group)] if grouped else []),
-                                     config, a.threads, snapshot)
+                    extra = extra + (["--group-size", str(group)] if grouped else [])
+                    row = run_lowbit(binary, model, calib_file, out, extra, config, a.threads, snapshot)
                 else:
                     row = run_ort(model, out, group, ORT[name], False, batches)
                 row = {"variant": name, "group": group if grouped else None, **row}

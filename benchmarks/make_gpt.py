@@ -233,7 +233,8 @@ def gpt_onnx(weights: dict[str, np.ndarray], layers: int, heads: int, name: str 
                  p + "gelu")
         x = node("Add", [x, linear(g, p + "fc2")], p + "residual2")
     logits = node("MatMul", [layer_norm(x, "ln_f"), "head.weight"], "logits")
-    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", SEQ])],
+    graph = helper.make_graph(nodes, name,
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", SEQ])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", SEQ, VOCAB])],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="lowbit make_gpt.py")
@@ -341,7 +342,8 @@ def train(size: dict, tokens: np.ndarray, held: np.ndarray, threads: int, log=pr
     weights = {k: np.ascontiguousarray(v) for k, v in weights.items()}
     with torch.no_grad():
         sample = model(torch.from_numpy(held[:8])).numpy()
-    record = {"seconds": round(time.perf_counter() - start, 1), "train_loss_last_100_steps": float(np.mean(losses[-100:])),
+    record = {"seconds": round(time.perf_counter() - start, 1),
+              "train_loss_last_100_steps": float(np.mean(losses[-100:])),
               "train_loss": eval_loss(calibration_rows(tokens, 256, seed=SEED + 2)),
               "held_out_loss": eval_loss(held), "parameters": int(sum(p.numel() for p in model.parameters())),
               "torch": torch.__version__, "threads": threads}
@@ -380,13 +382,14 @@ def main(argv=None) -> int:
 
     onnx.save(model, str(out / "model.onnx"))
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    ort_logits = np.concatenate([sess.run(["logits"], {"input_ids": held[i:i + 64]})[0] for i in range(0, len(held), 64)])
+    ort_logits = np.concatenate([sess.run(["logits"], {"input_ids": held[i:i + 64]})[0]
+                                 for i in range(0, len(held), 64)])
     record |= {"held_out_loss_onnxruntime": next_token_loss(ort_logits, held),
                "held_out_perplexity_onnxruntime": perplexity(ort_logits, held),
                "max_abs_logit_diff_onnxruntime_vs_torch": float(np.abs(ort_logits[:8] - torch_logits).max())}
-    info = {"size": a.size, "seed": SEED, "settings": size | {"seq": SEQ, "vocab": VOCAB, "weight_decay": WEIGHT_DECAY,
-                                                                "min_lr_fraction": MIN_LR_FRACTION, "betas": [0.9, 0.95],
-                                                                "grad_clip": 1.0},
+    settings = size | {"seq": SEQ, "vocab": VOCAB, "weight_decay": WEIGHT_DECAY, "min_lr_fraction": MIN_LR_FRACTION,
+                       "betas": [0.9, 0.95], "grad_clip": 1.0}
+    info = {"size": a.size, "seed": SEED, "settings": settings,
             "text": source | {"held_out_fraction": HELD_OUT_FRACTION, "train_bytes": len(train_tokens),
                               "held_out_bytes": len(held_tokens)},
             "files": {"calib.npy": f"int64 {list(calib.shape)}", "heldout.npy": f"int64 {list(held.shape)}"},
