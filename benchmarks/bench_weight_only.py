@@ -111,16 +111,21 @@ def run_lowbit(binary: Path, model: Path, out: Path, group: int, extra: list, co
     return row
 
 
-def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool) -> dict:
+def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool, batches: list | None = None) -> dict:
+    """ONNX Runtime's MatMulNBitsQuantizer on `pre` at 4 bits, groups of `group`; `algorithm`
+    "default" (round to nearest), "gptq" (calibrated on `batches`, default MiniLM's 256
+    calibration sentences in batches of 16) or "hqq" (`symmetric` does not apply to HQQ)."""
     if "torch" not in sys.modules:
         try:
             import torch  # noqa: F401
         except ImportError:
             sys.modules["torch"] = types.ModuleType("torch")  # see the module docstring
-    from onnxruntime.quantization.matmul_nbits_quantizer import GPTQWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import (GPTQWeightOnlyQuantConfig, HQQWeightOnlyQuantConfig,
+                                                                 MatMulNBitsQuantizer)
 
-    calib = feeds("calib", 256)
-    batches = [{k: v[i:i + 16] for k, v in calib.items()} for i in range(0, 256, 16)]
+    if batches is None:
+        calib = feeds("calib", 256)
+        batches = [{k: v[i:i + 16] for k, v in calib.items()} for i in range(0, 256, 16)]
 
     class Reader:
         """The calibration batches; ONNX Runtime's GPTQ iterates over a copy of the reader."""
@@ -131,7 +136,8 @@ def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool) -
         def get_next(self):
             return None
 
-    config = GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader()) if algorithm == "gptq" else None
+    config = {"gptq": lambda: GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader()),
+              "hqq": lambda: HQQWeightOnlyQuantConfig(block_size=group, bits=4)}.get(algorithm, lambda: None)()
     start = time.perf_counter()
     try:
         q = MatMulNBitsQuantizer(str(pre), block_size=group, is_symmetric=symmetric, algo_config=config)

@@ -253,12 +253,31 @@ extension Graph {
 
   /// Inserts `newNodes[v]` right after the node producing `v` (after the graph inputs for an
   /// input `v`), and `newNodes[""]` first.
+  ///
+  /// Inserted nodes are named after the values they write, and a graph often names a node after
+  /// its output too (`MatMul 'logits'` writing `logits`): the DequantizeLinear that now writes
+  /// that graph output would share its producer's name, and ONNX Runtime refuses a file with
+  /// two nodes of one name. An inserted node whose name is taken gets `name_1`, `name_2`, ...
+  /// (the graph's own nodes keep theirs).
   mutating func insertNodes(_ newNodes: [String: [Node]]) {
-    var ordered: [Node] = newNodes[""] ?? []
-    for input in inputs { ordered += newNodes[input.name] ?? [] }
+    var taken = Set(nodes.map(\.name))
+    func named(_ batch: [Node]?) -> [Node] {
+      (batch ?? []).map { node in
+        guard !node.name.isEmpty else { return node }
+        var renamed = node, k = 1
+        while taken.contains(renamed.name) {
+          renamed.name = "\(node.name)_\(k)"
+          k += 1
+        }
+        taken.insert(renamed.name)
+        return renamed
+      }
+    }
+    var ordered: [Node] = named(newNodes[""])
+    for input in inputs { ordered += named(newNodes[input.name]) }
     for node in nodes {
       ordered.append(node)
-      for out in node.outputs where !out.isEmpty { ordered += newNodes[out] ?? [] }
+      for out in node.outputs where !out.isEmpty { ordered += named(newNodes[out]) }
     }
     nodes = ordered
   }
