@@ -13,7 +13,8 @@ writes 2-bit grids as MatMulNBits bits=2 and 3-bit ones in its bits=4 fields, ON
 CPU kernel running only 2, 4 and 8) and group size (the block of K-rows sharing a grid):
 
   - lowbit-nearest: `lowbit ptq --weights-only --w-bits B --group-size G --range-setting-only`
-    (symmetric signed grid, MSE ranges per group, round to nearest);
+    (`{"weight_symmetric": true}`: a symmetric signed grid, as set, since lowbit's default at 3
+    bits and fewer is asymmetric; MSE ranges per group, round to nearest);
   - lowbit-gptq: the same without `--range-setting-only` (GPTQ, the default there);
   - lowbit-nearest-asym, lowbit-gptq-asym: the same with asymmetric unsigned grids
     (`{"weight_symmetric": false}`), ONNX Runtime's default scheme;
@@ -59,10 +60,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_minilm import embed, feeds  # noqa: E402  (the same sentences, the same ONNX Runtime run)
 
 COMMON = ["--weights-only", "--calib-size", "256", "--batch-size", "16"]
-ASYMMETRIC = {"weight_symmetric": False}
+ASYMMETRIC, SYMMETRIC = {"weight_symmetric": False}, {"weight_symmetric": True}
 LOWBIT = {
-    "lowbit-nearest": (["--range-setting-only"], None),
-    "lowbit-gptq": ([], None),
+    "lowbit-nearest": (["--range-setting-only"], SYMMETRIC),
+    "lowbit-gptq": ([], SYMMETRIC),
     "lowbit-nearest-asym": (["--range-setting-only"], ASYMMETRIC),
     "lowbit-gptq-asym": ([], ASYMMETRIC),
     "lowbit-adaround": (["--no-gptq"], None),
@@ -102,7 +103,7 @@ def quantize_lowbit(binary: Path, model: Path, out: Path, bits: int, group: int,
     args = [str(binary), "ptq", str(model), "--calib", spec, "-o", str(out), "--json", str(report), "--quiet",
             *COMMON, "--w-bits", str(bits), "--group-size", str(group), *extra]
     if config is not None:
-        path = work / "asymmetric.json"
+        path = work / "grids.json"
         path.write_text(json.dumps(config))
         args += ["--config", str(path)]
     env = dict(os.environ, LOWBIT_THREADS=str(threads))

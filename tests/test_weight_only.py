@@ -21,9 +21,10 @@ def _cosine(a, b):
 
 
 # (--w-bits, group, MatMulNBits bits, least mean cosine with FP32: a sanity bound for round to nearest,
-#  measured 0.86 at W3 g64 and 0.52 at W2 g32 on these 64 sentences)
-@pytest.mark.parametrize("bits, group, packed, bound", [(4, 32, 4, 0.95), (4, 128, 4, 0.95), (8, 64, 8, 0.999), (3, 64, 4, 0.8),
-                                                         (2, 32, 2, 0.45)])
+#  measured 0.88 at W3 g64 and 0.65 at W2 g32 on these 64 sentences with the asymmetric grids that
+#  are the default there, 0.86 and 0.52 with symmetric ones)
+@pytest.mark.parametrize("bits, group, packed, bound", [(4, 32, 4, 0.95), (4, 128, 4, 0.95), (8, 64, 8, 0.999), (3, 64, 4, 0.85),
+                                                         (2, 32, 2, 0.6)])
 def test_minilm_weight_only_as_matmulnbits(bits, group, packed, bound, models, lowbit, tmp_path):
     calib, held = R.minilm_eval_feeds(rows=16, split="calib"), R.minilm_eval_feeds(rows=64)
     for name, feeds in (("c", calib), ("e", held)):

@@ -1,3 +1,4 @@
+import Foundation
 import LowbitCore
 import LowbitTestSupport
 import Testing
@@ -41,6 +42,30 @@ private func oneLayer() -> Graph {
     let expected = try Interpreter(blocked).run(["x": x])["y"]!.floats
     let got = try Interpreter(packed).run(["x": x])["y"]!.floats
     for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+  }
+
+  /// Weight-only per-group grids of 3 bits and fewer for ONNX Runtime are asymmetric unless set
+  /// (`"weight_symmetric"` decodes into the setting); every other default stays symmetric.
+  @Test func lowBitWeightOnlyGridsAreAsymmetricByDefault() throws {
+    var c = QuantConfig()
+    c.quantizeActivations = false
+    c.weightGroupSize = 32
+    for bits in 2...8 {
+      c.weightBits = bits
+      #expect(c.weightSymmetric == (bits > 3), "\(bits) bits")
+    }
+    c.weightBits = 2
+    var other = c
+    other.target = .qnn
+    var whole = c
+    whole.quantizeActivations = true
+    var perChannel = c
+    perChannel.weightGroupSize = nil
+    #expect(other.weightSymmetric && whole.weightSymmetric && perChannel.weightSymmetric)
+    c.weightSymmetric = true
+    #expect(c.weightGrid.signed)
+    let decoded = try JSONDecoder().decode(QuantConfig.self, from: Data(#"{"weight_symmetric": true, "weight_bits": 2}"#.utf8))
+    #expect(decoded.symmetricWeights == true && QuantConfig().symmetricWeights == nil)
   }
 
   /// Integers wider than 8 bits have no MatMulNBits form: the blocked DequantizeLinear stays.
