@@ -8,12 +8,18 @@ Files, all from the same MiniLM (`minilm_l6_embed.onnx`):
 
   - fp32: the float file itself; fp32-pre: ONNX Runtime's `quant_pre_process` of it (what its
     quantizer starts from, constant folding included);
-  - lowbit-wB-gG: `lowbit ptq --weights-only --w-bits B --group-size G` with its defaults (GPTQ,
-    symmetric grids, 256 calibration sentences; `bench_weight_only.quantize_lowbit`): MatMulNBits
+  - lowbit-wB-gG: `lowbit ptq --weights-only --w-bits B --group-size G --range-setting-only`
+    (symmetric grids, 256 calibration sentences; `bench_weight_only.quantize_lowbit`): MatMulNBits
     bits=2 at B = 2, bits=4 at B = 3 and 4 (the 3-bit integers in 4-bit fields: ONNX Runtime's
-    CPU kernel runs only 2, 4 and 8);
+    CPU kernel runs only 2, 4 and 8). Round to nearest by default (`--lowbit-args=""` for GPTQ)
+    because it is quicker to make and GPTQ's file has the same layout, bytes and node attributes
+    (only the integers differ), so the same size and speed; `bench_weight_only.py` scores both;
   - ort-wB-gG: ONNX Runtime's `MatMulNBitsQuantizer(pre, bits=B, block_size=G)` with its default
-    round to nearest (`bench_weight_only.run_ort`); it refuses B = 3, and the refusal is recorded.
+    round to nearest (`bench_weight_only.run_ort`); it refuses B = 3, and the refusal is recorded;
+  - lowbit-wB-gG-acc4 (timing only, `--accuracy-level4`): lowbit's file with every MatMulNBits'
+    `accuracy_level` set to 4, ONNX Runtime's int8-activation compute path. lowbit writes 0 (float
+    compute), so that the file computes what lowbit simulates; 4 rounds the activations to int8
+    per block inside the kernel, which the cosine bench does not score.
 
 Size: each file's bytes against the float file's, and the bytes of the MatMulNBits inputs
 (packed weights, scales, zero points) against the float weights of the MatMuls they replace
@@ -65,6 +71,20 @@ def packed_rows(count: int, length: int = 128) -> list[dict]:
     return rows
 
 
+def with_accuracy_level(path: Path, out: Path, level: int) -> Path:
+    """A copy of `path` whose MatMulNBits nodes have `accuracy_level` = `level`."""
+    import onnx
+
+    m = onnx.load(str(path))
+    for n in m.graph.node:
+        if n.op_type == "MatMulNBits":
+            for attr in n.attribute:
+                if attr.name == "accuracy_level":
+                    attr.i = level
+    onnx.save(m, str(out))
+    return out
+
+
 def latencies(files: dict, inputs: list[dict], threads: int, warmup: int, runs: int, seed: int) -> dict:
     """Per file, `runs` wall-clock times in ms of one `session.run` at `threads` threads."""
     import onnxruntime as ort
@@ -102,10 +122,14 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--inputs", type=int, default=8)
+    ap.add_argument("--lowbit-args", default="--range-setting-only",
+                    help='more `lowbit ptq` options, one string (--lowbit-args="" for its defaults, GPTQ)')
+    ap.add_argument("--accuracy-level4", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--quantize-threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "weight_only_speed.json")
     ap.add_argument("--under-load", default="", help="what else ran on the machine meanwhile")
     a = ap.parse_args(argv)
+    a.lowbit_args = a.lowbit_args.split()
     import onnxruntime
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -121,7 +145,7 @@ def main(argv=None) -> int:
               "settings": {"bits": a.bits, "groups": a.groups, "threads": a.threads, "runs": a.runs, "warmup": a.warmup,
                            "batch": 1, "sequence_length": 128,
                            "inputs": f"{a.inputs} rows of the eval_* sentences' tokens laid end to end (126 + [CLS], [SEP]), mask all ones",
-                           "lowbit_args": W.COMMON + ["--w-bits", "B", "--group-size", "G"],
+                           "lowbit_args": W.COMMON + ["--w-bits", "B", "--group-size", "G", *a.lowbit_args],
                            "ort_quantizer": "MatMulNBitsQuantizer(pre, bits=B, block_size=G), default RTN, asymmetric"},
               "fp32_bytes": fp32_bytes, "files": {}, "latency": {}}
     try:
@@ -134,12 +158,14 @@ def main(argv=None) -> int:
                 out = work / f"{name}.onnx"
                 print(f"{name} ...", file=sys.stderr, flush=True)
                 if side == "lowbit":
-                    seconds, proc = W.quantize_lowbit(binary, model, out, bits, group, [], None, a.quantize_threads, work)
+                    seconds, proc = W.quantize_lowbit(binary, model, out, bits, group, a.lowbit_args, None, a.quantize_threads, work)
                     row = {"ok": proc.returncode == 0, "seconds": seconds} | ({} if proc.returncode == 0 else {"reason": proc.stderr[-600:]})
                 else:
                     row = W.run_ort(pre, out, bits, group, "default", False)
                 if row["ok"]:
                     files[name] = out
+                    if side == "lowbit" and a.accuracy_level4:
+                        files[name + "-acc4"] = with_accuracy_level(out, work / f"{name}-acc4.onnx", 4)
                     row |= {"bytes": out.stat().st_size, "size_vs_fp32": out.stat().st_size / fp32_bytes, "layout": W.nbits_layout(out)}
                     row["layout"]["nbits_vs_float"] = row["layout"]["nbits_bytes"] / max(1, row["layout"]["float_bytes"])
                 result["files"][name] = {"bits": bits, "group": group, **row}
@@ -167,9 +193,11 @@ def main(argv=None) -> int:
             print(f"| {name} | refused: {f['reason'][-100:]} | | | " + " | ".join("" for _ in a.threads) + " |")
             continue
         lay = f.get("layout", {})
-        cells = [f"{result['latency'][str(t)][name]['median_ms']:.1f} ({result['latency'][str(t)][name]['vs_fp32']:.2f}x)" for t in a.threads]
-        print(f"| {name} | {lay.get('bits', '')} | {f['size_vs_fp32']:.3f} | {lay.get('nbits_vs_float', float('nan')):.3f} | "
-              + " | ".join(cells) + " |")
+        for timed in [name] + [name + "-acc4"] * (name + "-acc4" in result["latency"][str(a.threads[0])]):
+            cells = [f"{result['latency'][str(t)][timed]['median_ms']:.1f} ({result['latency'][str(t)][timed]['vs_fp32']:.2f}x)"
+                     for t in a.threads]
+            print(f"| {timed} | {lay.get('bits', '')} | {f['size_vs_fp32']:.3f} | {lay.get('nbits_vs_float', float('nan')):.3f} | "
+                  + " | ".join(cells) + " |")
     return 0
 
 
