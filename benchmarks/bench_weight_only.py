@@ -1,23 +1,27 @@
 #!/usr/bin/env python3
-"""Weight-only 4-bit MatMuls on MiniLM (all-MiniLM-L6-v2): lowbit's round to nearest and GPTQ
+"""Weight-only low-bit MatMuls on MiniLM (all-MiniLM-L6-v2): lowbit's round to nearest and GPTQ
 next to ONNX Runtime's own MatMulNBits quantizer, every file run by ONNX Runtime.
 
-    python3 benchmarks/bench_weight_only.py [--groups 32 64 128] [--variants ...] [--threads 2]
+    python3 benchmarks/bench_weight_only.py [--bits 4] [--groups 32 64 128] [--variants ...] [--threads 2]
         [--json benchmarks/results/weight_only.json] [--under-load "..."]
 
 Same model file, same 256 calibration sentences (`../shared/data/minilm/calib_*`, batches of 16),
 every written file run by ONNX Runtime (CPU, `--threads`) on the 2,000 held-out evaluation
 sentences (`eval_*`), scored against the float model's embeddings: the cosine of each sentence's
-quantized and float embedding (mean and min). Per group size (the block of K-rows sharing a grid):
+quantized and float embedding (mean and min). Per weight width B (`--bits`, default 4; lowbit
+writes 2-bit grids as MatMulNBits bits=2 and 3-bit ones in its bits=4 fields, ONNX Runtime's
+CPU kernel running only 2, 4 and 8) and group size (the block of K-rows sharing a grid):
 
-  - lowbit-nearest: `lowbit ptq --weights-only --w-bits 4 --group-size G --range-setting-only`
-    (symmetric int4, MSE ranges per group, round to nearest);
+  - lowbit-nearest: `lowbit ptq --weights-only --w-bits B --group-size G --range-setting-only`
+    (`{"weight_symmetric": true}`: a symmetric signed grid, as set, since lowbit's default at 3
+    bits and fewer is asymmetric; MSE ranges per group, round to nearest);
   - lowbit-gptq: the same without `--range-setting-only` (GPTQ, the default there);
-  - lowbit-nearest-asym, lowbit-gptq-asym: the same with asymmetric uint4 grids
+  - lowbit-nearest-asym, lowbit-gptq-asym: the same with asymmetric unsigned grids
     (`{"weight_symmetric": false}`), ONNX Runtime's default scheme;
   - lowbit-adaround (`--no-gptq`: AdaRound, what ran before GPTQ; group 128 only by default);
-  - ort-rtn: `MatMulNBitsQuantizer(model, block_size=G)` with its default algorithm (round to
-    nearest, asymmetric, min-max per block); ort-rtn-sym: `is_symmetric=True`;
+  - ort-rtn: `MatMulNBitsQuantizer(model, bits=B, block_size=G)` with its default algorithm
+    (round to nearest, asymmetric, min-max per block; it takes B = 2, 4, 8 only, so a 3-bit row
+    records its refusal); ort-rtn-sym: `is_symmetric=True`;
   - ort-gptq / ort-gptq-sym: `GPTQWeightOnlyQuantConfig` (its defaults: damping 0.01, block 128,
     no act order) on the same calibration batches.
 
@@ -55,11 +59,11 @@ import ort_reference as R  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_minilm import embed, feeds  # noqa: E402  (the same sentences, the same ONNX Runtime run)
 
-COMMON = ["--weights-only", "--w-bits", "4", "--calib-size", "256", "--batch-size", "16"]
-ASYMMETRIC = {"weight_symmetric": False}
+COMMON = ["--weights-only", "--calib-size", "256", "--batch-size", "16"]
+ASYMMETRIC, SYMMETRIC = {"weight_symmetric": False}, {"weight_symmetric": True}
 LOWBIT = {
-    "lowbit-nearest": (["--range-setting-only"], None),
-    "lowbit-gptq": ([], None),
+    "lowbit-nearest": (["--range-setting-only"], SYMMETRIC),
+    "lowbit-gptq": ([], SYMMETRIC),
     "lowbit-nearest-asym": (["--range-setting-only"], ASYMMETRIC),
     "lowbit-gptq-asym": ([], ASYMMETRIC),
     "lowbit-adaround": (["--no-gptq"], None),
@@ -74,21 +78,45 @@ def score(e: np.ndarray, ref: np.ndarray) -> dict:
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min())}
 
 
-def run_lowbit(binary: Path, model: Path, out: Path, group: int, extra: list, config: dict | None, threads: int,
-               evaluation: dict, work: Path) -> dict:
+def nbits_layout(path: Path) -> dict:
+    """What a written file holds: its MatMulNBits nodes' `bits` values and count, and the bytes of
+    their packed weights, scales and zero points (`nbits_bytes`) against the float MatMul
+    weights they stand for (`float_bytes`, 4 K N each)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    sizes = {i.name: len(i.raw_data) or onnx.numpy_helper.to_array(i).nbytes for i in m.graph.initializer}
+    nodes = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
+    attrs = [{a.name: a.i for a in n.attribute} for n in nodes]
+    return {"matmulnbits": len(nodes), "bits": sorted({x["bits"] for x in attrs}),
+            "nbits_bytes": sum(sizes.get(i, 0) for n in nodes for i in n.input[1:]),
+            "float_bytes": sum(4 * x["K"] * x["N"] for x in attrs)}
+
+
+def quantize_lowbit(binary: Path, model: Path, out: Path, bits: int, group: int, extra: list, config: dict | None,
+                    threads: int, work: Path) -> tuple[float, subprocess.CompletedProcess]:
+    """`lowbit ptq` weight-only at `bits` and `group` into `out` (its `--json` beside it):
+    (seconds, the finished process)."""
     d = R.minilm_data_dir()
     spec = f"npy:input_ids={d / 'calib_input_ids.npy'},attention_mask={d / 'calib_attention_mask.npy'}"
     report = out.with_suffix(".json")
     args = [str(binary), "ptq", str(model), "--calib", spec, "-o", str(out), "--json", str(report), "--quiet",
-            *COMMON, "--group-size", str(group), *extra]
+            *COMMON, "--w-bits", str(bits), "--group-size", str(group), *extra]
     if config is not None:
-        path = work / "asymmetric.json"
+        path = work / "grids.json"
         path.write_text(json.dumps(config))
         args += ["--config", str(path)]
     env = dict(os.environ, LOWBIT_THREADS=str(threads))
     start = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start, proc
+
+
+def run_lowbit(binary: Path, model: Path, out: Path, bits: int, group: int, extra: list, config: dict | None, threads: int,
+               evaluation: dict, work: Path) -> dict:
+    seconds, proc = quantize_lowbit(binary, model, out, bits, group, extra, config, threads, work)
+    env = dict(os.environ, LOWBIT_THREADS=str(threads))
+    report = out.with_suffix(".json")
     if proc.returncode != 0:
         return {"ok": False, "seconds": seconds, "reason": proc.stderr.strip()[-600:]}
     r = json.loads(report.read_text())
@@ -111,8 +139,9 @@ def run_lowbit(binary: Path, model: Path, out: Path, group: int, extra: list, co
     return row
 
 
-def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool, batches: list | None = None) -> dict:
-    """ONNX Runtime's MatMulNBitsQuantizer on `pre` at 4 bits, groups of `group`; `algorithm`
+def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool, batches: list | None = None,
+            bits: int = 4) -> dict:
+    """ONNX Runtime's MatMulNBitsQuantizer on `pre` at `bits` bits, groups of `group`; `algorithm`
     "default" (round to nearest), "gptq" (calibrated on `batches`, default MiniLM's 256
     calibration sentences in batches of 16) or "hqq" (`symmetric` does not apply to HQQ)."""
     if "torch" not in sys.modules:
@@ -137,10 +166,10 @@ def run_ort(pre: Path, out: Path, group: int, algorithm: str, symmetric: bool, b
             return None
 
     config = {"gptq": lambda: GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader()),
-              "hqq": lambda: HQQWeightOnlyQuantConfig(block_size=group, bits=4)}.get(algorithm, lambda: None)()
+              "hqq": lambda: HQQWeightOnlyQuantConfig(block_size=group, bits=bits)}.get(algorithm, lambda: None)()
     start = time.perf_counter()
     try:
-        q = MatMulNBitsQuantizer(str(pre), block_size=group, is_symmetric=symmetric, algo_config=config)
+        q = MatMulNBitsQuantizer(str(pre), bits=bits, block_size=group, is_symmetric=symmetric, algo_config=config)
         q.process()
         q.model.save_model_to_file(str(out))
     except Exception as e:  # noqa: BLE001 - a peer's failure is a result, not a crash of the benchmark
@@ -157,6 +186,7 @@ def checkout(binary: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bits", nargs="+", type=int, default=[4], help="weight widths (lowbit's --w-bits)")
     ap.add_argument("--groups", nargs="+", type=int, default=[32, 64, 128])
     ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(LOWBIT) + list(ORT))
     ap.add_argument("--adaround-groups", nargs="*", type=int, default=[128],
@@ -175,11 +205,11 @@ def main(argv=None) -> int:
     model = R.model_path(R.MINILM)
     evaluation = feeds("eval")
     fp32_bytes = model.stat().st_size
-    result = {"benchmark": "bench_weight_only.py (issue 24: weight-only 4-bit MatMul, GPTQ)", "commit": commit,
+    result = {"benchmark": "bench_weight_only.py (issue 24: weight-only low-bit MatMul, GPTQ)", "commit": commit,
               "env": R.describe_env(a.threads), "onnxruntime": onnxruntime.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "under_load": a.under_load or "not stated",
-              "settings": {"groups": a.groups, "variants": a.variants, "adaround_groups": a.adaround_groups,
+              "settings": {"bits": a.bits, "groups": a.groups, "variants": a.variants, "adaround_groups": a.adaround_groups,
                            "threads": a.threads, "calibration": "calib_* 256 sentences, batches of 16",
                            "evaluation": f"eval_* {len(evaluation['input_ids'])} sentences", "lowbit_args": COMMON,
                            "checked_rows": CHECKED_ROWS},
@@ -188,37 +218,38 @@ def main(argv=None) -> int:
         reference = embed(model, evaluation, a.threads)
         pre = snapshot / "pre.onnx"
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
-        for group in a.groups:
+        for bits, group in [(b, g) for b in a.bits for g in a.groups]:
             names = a.variants + (["lowbit-adaround"] if group in a.adaround_groups and "lowbit-adaround" not in a.variants else [])
             for name in names:
-                out = snapshot / f"{name}-g{group}.onnx"
-                print(f"group {group}: {name} ...", file=sys.stderr, flush=True)
+                out = snapshot / f"{name}-w{bits}-g{group}.onnx"
+                print(f"W{bits} group {group}: {name} ...", file=sys.stderr, flush=True)
                 if name in LOWBIT:
                     extra, config = LOWBIT[name]
-                    row = run_lowbit(binary, model, out, group, extra, config, a.threads, evaluation, snapshot)
+                    row = run_lowbit(binary, model, out, bits, group, extra, config, a.threads, evaluation, snapshot)
                 else:
-                    row = run_ort(pre, out, group, *ORT[name])
-                row = {"variant": name, "group": group, **row}
+                    row = run_ort(pre, out, group, *ORT[name], bits=bits)
+                row = {"variant": name, "bits": bits, "group": group, **row}
                 if row["ok"]:
                     row |= score(embed(out, evaluation, a.threads), reference)
                     row["bytes"] = out.stat().st_size
                     row["size_vs_fp32"] = row["bytes"] / fp32_bytes
+                    row["layout"] = nbits_layout(out)
                 result["rows"].append(row)
                 a.json.parent.mkdir(parents=True, exist_ok=True)
                 a.json.write_text(json.dumps(result, indent=1))
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
 
-    print(f"\nMiniLM W4 weight-only, 256 calibration / {len(evaluation['input_ids'])} held-out sentences, "
+    print(f"\nMiniLM weight-only, 256 calibration / {len(evaluation['input_ids'])} held-out sentences, "
           f"cosine with FP32 in ONNX Runtime ({a.threads} threads)\n")
-    print("| group | variant | cos mean | cos min | size vs FP32 | seconds | lowbit vs ORT |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| bits | group | variant | cos mean | cos min | size vs FP32 | seconds | lowbit vs ORT |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in result["rows"]:
         if not r["ok"]:
-            print(f"| {r['group']} | {r['variant']} | failed: {r['reason'][-120:]} | | | {r['seconds']:.0f} | |")
+            print(f"| {r['bits']} | {r['group']} | {r['variant']} | failed: {r['reason'][-120:]} | | | {r['seconds']:.0f} | |")
             continue
         sim = f"{r['max_abs_vs_simulation']:.1e}" if "max_abs_vs_simulation" in r else ""
-        print(f"| {r['group']} | {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['size_vs_fp32']:.3f} "
+        print(f"| {r['bits']} | {r['group']} | {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['size_vs_fp32']:.3f} "
               f"| {r['seconds']:.0f} | {sim} |")
     return 0
 

@@ -126,7 +126,7 @@ struct QuantizationOptions: ParsableArguments {
   @Option(help: "Seed for AdaRound's sampling (default 0): the same seed gives the same file.")
   var seed: UInt64?
 
-  @Flag(help: "Quantize the weights only (activations stay float). With --group-size, MatMul weights are written as ONNX Runtime's MatMulNBits (target ort), 4-bit weights an eighth of their float size; at 4 bits and fewer GPTQ rounds them (--no-gptq for AdaRound).")
+  @Flag(help: "Quantize the weights only (activations stay float). With --group-size, MatMul weights are written as ONNX Runtime's MatMulNBits (target ort): 4-bit weights an eighth of their float size, 2-bit ones a sixteenth, 3-bit ones in 4-bit fields (ONNX Runtime runs 2, 4 and 8 bits only); at 4 bits and fewer GPTQ rounds them (--no-gptq for AdaRound).")
   var weightsOnly = false
 
   @Flag(help: "Restrict scales to powers of two.")

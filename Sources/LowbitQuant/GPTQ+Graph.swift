@@ -148,6 +148,7 @@ extension GPTQ {
     // Groups refitted on this quantizer's own grid (weight mixed precision may have widened it).
     var widths = config
     widths.weightBits = q.grid.bits
+    widths.weightSymmetric = q.symmetric
     let fitConfig = widths
     let fit: (@Sendable ([Float]) -> QuantParams)? = grouped ? { @Sendable values in Calibration.weightParams(values, config: fitConfig) } : nil
     let problem = GPTQProblem(

@@ -3,12 +3,15 @@ import LowbitCore
 extension QDQBuilder {
   /// Weight-only MatMuls as ONNX Runtime's `com.microsoft` MatMulNBits: a MatMul whose float input
   /// is not dequantized and whose weight `B [K, N]` is a blocked DequantizeLinear (per-group
-  /// along K, a power-of-two block of 16 or more, 4- or 8-bit integers) becomes one node holding
-  /// the weight packed two (or one) to a byte, `[N, ceil(K / b), b * bits / 8]`, its scales
-  /// `[N * ceil(K / b)]` and, unless every one is `2^(bits-1)`, its packed zero points. Signed
-  /// integers `q` are stored as `q + 2^(bits-1)` with that zero point; the padding past K takes
-  /// its block's zero point, so it adds nothing. The dequantized weight is the same bits, so the
-  /// file computes what the DequantizeLinear -> MatMul pair did.
+  /// along K, a power-of-two block of 16 or more, integers of at most 8 bits) becomes one node
+  /// holding the weight packed `8 / bits` to a byte, `[N, ceil(K / b), b * bits / 8]`, its scales
+  /// `[N * ceil(K / b)]` and, unless every one is `2^(bits-1)`, its packed zero points. `bits` is
+  /// the narrowest width ONNX Runtime's CPU kernel runs (2, 4 or 8; it refuses 3, 5, 6 and 7 when
+  /// the session starts, ORT 1.32) that holds every integer and zero point: a 2-bit grid is
+  /// written at 2 bits, a 3-bit one in 4-bit fields (its values use 8 of their 16 codes).
+  /// Signed integers `q` are stored as `q + 2^(bits-1)` with that zero point; the padding past K
+  /// takes its block's zero point, so it adds nothing. The dequantized weight is the same bits,
+  /// so the file computes what the DequantizeLinear -> MatMul pair did.
   public static func usingMatMulNBits(_ graph: Graph) throws -> Graph {
     var g = graph
     let producers = g.producers()
@@ -39,6 +42,9 @@ extension QDQBuilder {
     return try g.removingDeadNodes().validated()
   }
 
+  /// The `bits` values ONNX Runtime's MatMulNBits CPU kernel runs, narrowest first.
+  static let matMulNBitsWidths = [2, 4, 8]
+
   /// The MatMulNBits inputs of a blocked DequantizeLinear of a 2-D integer weight, if it has that form.
   static func pack(_ dq: Node, in g: Graph) -> (weight: Tensor, scales: Tensor, zeroPoints: Tensor?, k: Int, n: Int, bits: Int, block: Int)? {
     guard dq.opType == "DequantizeLinear", case .int(let block)? = dq.attributes["block_size"],
@@ -47,26 +53,28 @@ extension QDQBuilder {
           dq.inputs.count > 1, let s = g.initializers[dq.inputs[1]], s.dtype == .float32
     else { return nil }
     if case .int(let axis)? = dq.attributes["axis"], axis != 0 { return nil }
-    let bits: Int
-    switch q.dtype {
-    case .int4, .uint4: bits = 4
-    case .int8, .uint8: bits = 8
-    default: return nil
-    }
     let k = q.shape[0], n = q.shape[1], blocks = (k + block - 1) / block
     guard s.shape == [blocks, n] else { return nil }
-    let shift = range.lowerBound < 0 ? 1 << (bits - 1) : 0  // signed integers move up onto 0..<2^bits
-    var zero = [Int](repeating: shift, count: blocks * n)  // [blocks, n]
+    var stored = [Int](repeating: 0, count: blocks * n)  // [blocks, n], in q's type
     if dq.inputs.count > 2, !dq.inputs[2].isEmpty {
       guard let z = g.initializers[dq.inputs[2]], z.shape == [blocks, n], z.dtype == q.dtype else { return nil }
-      zero = z.ints.map { Int($0) + shift }
+      stored = z.ints.map { Int($0) }
     }
-    // Bytes of `values` (each < 2^bits) packed as ONNX packs uint4 (low nibble first) or uint8.
+    let values = q.ints
+    let lowest = min(values.min().map(Int.init) ?? 0, stored.min() ?? 0), highest = max(values.max().map(Int.init) ?? 0, stored.max() ?? 0)
+    // Signed integers move up by 2^(bits-1) onto 0..<2^bits.
+    func offset(_ bits: Int) -> Int { range.lowerBound < 0 ? 1 << (bits - 1) : 0 }
+    guard let bits = matMulNBitsWidths.first(where: { lowest + offset($0) >= 0 && highest + offset($0) < 1 << $0 }) else { return nil }
+    let shift = offset(bits)
+    let zero = stored.map { $0 + shift }
+    // `values` (each < 2^bits) packed `8 / bits` to a byte, low bits first, as `shape`.
     func bytes(_ values: [Int64], shape: [Int]) -> Tensor {
-      let raw = Tensor(dtype: bits == 4 ? .uint4 : .uint8, shape: [values.count], storage: .int(values)).rawBytes
-      return Tensor(dtype: .uint8, shape: shape, rawBytes: raw)!
+      let perByte = 8 / bits
+      var packed = [Int64](repeating: 0, count: (values.count + perByte - 1) / perByte)
+      for (i, v) in values.enumerated() { packed[i / perByte] |= v << Int64((i % perByte) * bits) }
+      return Tensor(dtype: .uint8, shape: shape, storage: .int(packed))
     }
-    let values = q.ints, scales = s.floats
+    let scales = s.floats
     var unsigned = [Int64](repeating: 0, count: n * blocks * block)  // [n, blocks, block]
     var rowScales = [Float](repeating: 0, count: n * blocks)
     for col in 0..<n {

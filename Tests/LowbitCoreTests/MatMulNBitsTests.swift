@@ -12,21 +12,31 @@ import Testing
     return outputs[0]
   }
 
-  /// 4-bit weights, K = 20 in blocks of 16 (the last one padded), explicit packed zero points:
-  /// `W[k, n] = (u - z) * s` for the nibble `u` at element k of row n, low nibble first.
-  @Test func dequantizesPackedNibblesAndMultiplies() throws {
+  /// `values` (each below 2^bits) packed `8 / bits` to a byte, low bits first.
+  func packed(_ values: [Int], bits: Int) -> [Int64] {
+    let perByte = 8 / bits
+    return stride(from: 0, to: values.count, by: perByte).map { start in
+      (0..<perByte).reduce(Int64(0)) { byte, i in start + i < values.count ? byte | Int64(values[start + i] << (i * bits)) : byte }
+    }
+  }
+
+  /// 2-, 4- and 8-bit weights, K = 20 in blocks of 16 (the last one padded), explicit packed
+  /// zero points (each row's start a new byte): `W[k, n] = (u - z) * s` for the `bits`-wide
+  /// field `u` at element k of row n, low bits first.
+  @Test(arguments: [2, 4, 8])
+  func dequantizesPackedFieldsAndMultiplies(bits: Int) throws {
     let k = 20, n = 3, block = 16, blocks = 2
     var rng = SplitMix64(seed: 3)
-    let u = (0..<(n * blocks * block)).map { _ in Int.random(in: 0...15, using: &rng) }
-    let z = (0..<(n * blocks)).map { _ in Int.random(in: 0...15, using: &rng) }
+    let top = (1 << bits) - 1
+    let u = (0..<(n * blocks * block)).map { _ in Int.random(in: 0...top, using: &rng) }
+    let z = (0..<(n * blocks)).map { _ in Int.random(in: 0...top, using: &rng) }
     let s = (0..<(n * blocks)).map { _ in Float.random(in: 0.01...0.1, using: &rng) }
-    let packed = stride(from: 0, to: u.count, by: 2).map { Int64(u[$0] | u[$0 + 1] << 4) }
-    let zPacked = (0..<n).map { row in Int64(z[row * 2] | z[row * 2 + 1] << 4) }  // one byte per row of 2 blocks
+    let zPacked = (0..<n).flatMap { row in packed(Array(z[(row * blocks)..<(row * blocks + blocks)]), bits: bits) }
     let a = randomTensor([2, k], seed: 5)
     let y = try run(
-      [a, Tensor(dtype: .uint8, shape: [n, blocks, block / 2], storage: .int(packed)), Tensor(shape: [n * blocks], floats: s),
-       Tensor(dtype: .uint8, shape: [n], storage: .int(zPacked))],
-      ["K": .int(k), "N": .int(n), "bits": .int(4), "block_size": .int(block)])
+      [a, Tensor(dtype: .uint8, shape: [n, blocks, block * bits / 8], storage: .int(packed(u, bits: bits))),
+       Tensor(shape: [n * blocks], floats: s), Tensor(dtype: .uint8, shape: [zPacked.count], storage: .int(zPacked))],
+      ["K": .int(k), "N": .int(n), "bits": .int(bits), "block_size": .int(block)])
     #expect(y.shape == [2, n])
     for r in 0..<2 {
       for col in 0..<n {

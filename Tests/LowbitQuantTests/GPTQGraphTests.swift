@@ -45,11 +45,15 @@ private func weightOnly(bits: Int, group: Int) -> QuantConfig {
 }
 
 @Suite struct GPTQGraphTests {
-  /// The weight-only pipeline at 4 bits runs GPTQ by default: one record per layer, each below
-  /// round to nearest's proxy loss, and the written file's weights are GPTQ's.
-  @Test func weightOnlyFourBitsRunsGPTQByDefault() throws {
+  /// The weight-only pipeline at 4 bits and fewer runs GPTQ by default, on symmetric and
+  /// asymmetric grids alike: one record per layer, each below round to nearest's proxy loss,
+  /// and the written file's weights are GPTQ's.
+  @Test(arguments: [2, 3, 4], [true, false])
+  func weightOnlyLowBitsRunGPTQByDefault(bits: Int, symmetric: Bool) throws {
     let g = twoLayerGraph(gemm: false)
-    var config = weightOnly(bits: 4, group: 8)
+    var config = weightOnly(bits: bits, group: 8)
+    config.weightSymmetric = symmetric
+    #expect(config.runsGPTQ)
     config.gptq = true  // kept as asked: 2 held-out batches are too few to judge by
     let result = try PostTrainingQuantization.quantize(g, config: config, batches: correlatedBatches(16))
     #expect(result.steps.contains { $0.step == "gptq" })
