@@ -13,7 +13,11 @@ Rows: lowbit's default pipeline (per tensor, per channel), the same with `--mixe
 (the 18 activation quantizers most sensitive alone at 16 bits) or `--per-channel-activations`
 (`-pca`: one 8-bit grid per hidden channel on the residual stream), and ONNX Runtime's
 `quantize_static` (QDQ, per-tensor and per-channel int8 weights, uint8 activations, MinMax
-calibration, after `quant_pre_process`). Seconds are the wall clock of one quantization run.
+calibration, after `quant_pre_process`). The `-fast` rows split lowbit's transformer default
+(`--effort fast`): SmoothQuant and per-channel residual-stream grids together (`lowbit-pc-fast`),
+SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`). NNCF rows:
+`nncf.quantize` with its transformer preset, with and without its SmoothQuant. Seconds are the
+wall clock of one quantization run. `nncf` is installed by hand (`pip install nncf`).
 
     python3 benchmarks/bench_minilm.py [--threads 2] [--variants lowbit-pt lowbit-pt-mp18 ort-pt ...]
 """
@@ -43,11 +47,18 @@ LOWBIT_VARIANTS = {
     "lowbit-pt-fast": ["--effort", "fast"],
     "lowbit-pc-pca-fast": ["--per-channel", "--per-channel-activations", "--effort", "fast"],
     "lowbit-pc-mp18-fast": ["--per-channel", "--mixed-precision", "18", "--effort", "fast"],
+    "lowbit-pc-fast": ["--per-channel", "--effort", "fast"],
+    "lowbit-pc-fast-sq": ["--per-channel", "--effort", "fast", "--no-per-channel-activations"],
+    "lowbit-pc-fast-peg": ["--per-channel", "--effort", "fast", "--migration", "none", "--per-channel-activations"],
+    "lowbit-pc-fast-nomig": ["--per-channel", "--effort", "fast", "--migration", "none"],
     "lowbit-pt-nomig": ["--migration", "none"],
     "lowbit-pc-nomig": ["--per-channel", "--migration", "none"],
     "lowbit-pc-pca-nomig": ["--per-channel", "--per-channel-activations", "--migration", "none"],
 }
 ORT_VARIANTS = {"ort-pt": False, "ort-pc": True}
+# NNCF's post-training quantization of the ONNX file with its transformer preset (SmoothQuant on
+# MatMuls, then min-max ranges and fast bias correction), and the same preset without SmoothQuant.
+NNCF_VARIANTS = {"nncf": True, "nncf-no-smoothquant": False}
 
 
 def feeds(split: str, rows: int | None = None) -> dict:
@@ -101,10 +112,31 @@ def run_ort(model: Path, out: Path, per_channel: bool) -> float:
     return time.perf_counter() - start
 
 
+def run_nncf(model: Path, out: Path, smooth_quant: bool) -> tuple[float, dict]:
+    """`nncf.quantize` (ModelType.TRANSFORMER) on the same 256 calibration sentences in batches of
+    16; a failure is recorded as the row's result."""
+    import nncf
+    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    calib = feeds("calib", 256)
+    items = [{k: v[i:i + 16] for k, v in calib.items()} for i in range(0, 256, 16)]
+    advanced = None if smooth_quant else AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
+    start = time.perf_counter()
+    try:
+        q = nncf.quantize(onnx.load(str(model)), nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                          subset_size=256, advanced_parameters=advanced)
+    except Exception as e:  # noqa: BLE001 - a peer's failure is a result
+        return time.perf_counter() - start, {"failed": f"{type(e).__name__}: {e}"[-300:], "nncf": nncf.__version__}
+    onnx.save(q, str(out))
+    return time.perf_counter() - start, {"nncf": nncf.__version__}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["lowbit-pt", "lowbit-pt-mp18", "lowbit-pc-mp18", "ort-pt", "ort-pc"],
-                    choices=list(LOWBIT_VARIANTS) + list(ORT_VARIANTS))
+                    choices=list(LOWBIT_VARIANTS) + list(ORT_VARIANTS) + list(NNCF_VARIANTS))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "minilm.json"))
     ap.add_argument("--under-load", default="", help="what else ran on the machine meanwhile")
@@ -122,6 +154,11 @@ def main() -> int:
         if name in LOWBIT_VARIANTS:
             seconds, report = run_lowbit(model, out, LOWBIT_VARIANTS[name], args.threads)
             detail = {s["step"]: round(s["seconds"], 1) for s in report["steps"]}
+        elif name in NNCF_VARIANTS:
+            seconds, detail = run_nncf(model, out, NNCF_VARIANTS[name])
+            if "failed" in detail:
+                rows.append({"variant": name, "seconds": seconds, "steps": detail, "cos_mean": None, "cos_min": None, "nn": None})
+                continue
         else:
             seconds, detail = run_ort(model, out, ORT_VARIANTS[name]), {}
         rows.append({"variant": name, "seconds": seconds, "steps": detail, **score(embed(out, evaluation, args.threads), reference)})
@@ -130,6 +167,9 @@ def main() -> int:
     print("| variant | cos mean | cos min | nn | s/run |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
+        if r["cos_mean"] is None:
+            print(f"| {r['variant']} | failed: {r['steps']['failed'][:80]} | | | {r['seconds']:.0f} |")
+            continue
         print(f"| {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['nn']:.3f} | {r['seconds']:.0f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({

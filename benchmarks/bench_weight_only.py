@@ -15,7 +15,9 @@ CPU kernel running only 2, 4 and 8) and group size (the block of K-rows sharing 
   - lowbit-nearest: `lowbit ptq --weights-only --w-bits B --group-size G --range-setting-only`
     (`{"weight_symmetric": true}`: a symmetric signed grid, as set, since lowbit's default at 3
     bits and fewer is asymmetric; MSE ranges per group, round to nearest);
-  - lowbit-gptq: the same without `--range-setting-only` (GPTQ, the default there);
+  - lowbit-awq: the same with AWQ's channel scales first (`--migration awq`), rounded to nearest;
+  - lowbit-gptq: GPTQ alone (`--migration none`);
+  - lowbit-awq-gptq: the default there, AWQ's channel scales then GPTQ;
   - lowbit-nearest-asym, lowbit-gptq-asym: the same with asymmetric unsigned grids
     (`{"weight_symmetric": false}`), ONNX Runtime's default scheme;
   - lowbit-adaround (`--no-gptq`: AdaRound, what ran before GPTQ; group 128 only by default);
@@ -63,7 +65,9 @@ COMMON = ["--weights-only", "--calib-size", "256", "--batch-size", "16"]
 ASYMMETRIC, SYMMETRIC = {"weight_symmetric": False}, {"weight_symmetric": True}
 LOWBIT = {
     "lowbit-nearest": (["--range-setting-only"], SYMMETRIC),
-    "lowbit-gptq": ([], SYMMETRIC),
+    "lowbit-awq": (["--range-setting-only", "--migration", "awq"], SYMMETRIC),
+    "lowbit-gptq": (["--migration", "none"], SYMMETRIC),
+    "lowbit-awq-gptq": ([], SYMMETRIC),
     "lowbit-nearest-asym": (["--range-setting-only"], ASYMMETRIC),
     "lowbit-gptq-asym": ([], ASYMMETRIC),
     "lowbit-adaround": (["--no-gptq"], None),

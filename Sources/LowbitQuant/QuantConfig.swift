@@ -340,7 +340,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// where SmoothQuant runs (a transformer with quantized activations). SmoothQuant moves the
   /// outlier channels out of the MatMuls' inputs; the residual stream keeps them, and per-channel
   /// grids there are the paper's per-embedding-group ranges at their finest (MiniLM W8A8: cosine
-  /// 0.859 per tensor, 0.994 per channel; docs/transformers.md).
+  /// 0.859 per tensor, 0.994 per channel at --effort fast; docs/ptq-pipeline.md).
   public func activationPerChannelInUse(for graph: Graph) -> Bool {
     activationPerChannel ?? (migrationInUse(for: graph) == .smoothQuant)
   }
