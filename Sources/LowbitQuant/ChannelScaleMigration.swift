@@ -279,45 +279,26 @@ public enum ChannelScaleMigration {
   ) throws -> [String: InputStatistics] {
     var result = inputs.mapValues { InputStatistics(features: $0) }
     var rng = SplitMix64(seed: seed)
-    let producers = graph.producers()
-    let interpreter = try Interpreter(graph, fuseActivations: false)
     let maskName = graph.inputs.contains { $0.name == mask } ? mask : nil
-    for b in batches.indices {
-      let feeds = try batches.batch(b)
-      let kept = FeatureRows(feeds: feeds, mask: maskName)
-      var failure: Error?
-      func record(_ name: String, _ t: Tensor) {
-        guard let k = inputs[name], failure == nil else { return }
-        guard t.dtype.isFloatingPoint, t.shape.last == k else {
-          let message = "migration: input '\(name)' has shape \(t.shape) (\(t.dtype)), the weight needs \(k) float features on its last axis"
-          failure = producers[name].map { graph.nodes[$0].error(.invalidInput, message) } ?? LowbitError.invalidInput(message)
-          return
+    try FeatureRows.observe(graph, inputs: inputs, batches: batches, mask: maskName, step: "migration", take: { name, values, k in
+      var s = result[name]!
+      for r in 0..<(values.count / k) {
+        let row = values[(r * k)..<(r * k + k)]
+        for (j, v) in zip(0..<k, row) {
+          s.lower[j] = min(s.lower[j], v)
+          s.upper[j] = max(s.upper[j], v)
+          s.absoluteSum[j] += Double(abs(v))
         }
-        let values = kept.rows(t, features: k)
-        var s = result[name]!
-        for r in 0..<(values.count / k) {
-          let row = values[(r * k)..<(r * k + k)]
-          for (j, v) in zip(0..<k, row) {
-            s.lower[j] = min(s.lower[j], v)
-            s.upper[j] = max(s.upper[j], v)
-            s.absoluteSum[j] += Double(abs(v))
-          }
-          if s.sample.count < sampleRows * k {
-            s.sample += row
-          } else {
-            let slot = rng.uniform(below: s.rows + 1)
-            if slot < sampleRows { s.sample.replaceSubrange((slot * k)..<(slot * k + k), with: row) }
-          }
-          s.rows += 1
+        if s.sample.count < sampleRows * k {
+          s.sample += row
+        } else {
+          let slot = rng.uniform(below: s.rows + 1)
+          if slot < sampleRows { s.sample.replaceSubrange((slot * k)..<(slot * k + k), with: row) }
         }
-        result[name] = s
+        s.rows += 1
       }
-      for (name, t) in feeds.sorted(by: { $0.key < $1.key }) { record(name, t) }
-      _ = try interpreter.run(feeds, observe: { node, results in
-        for (name, t) in zip(node.outputs, results) { record(name, t) }
-      })
-      if let failure { throw failure }
-    }
+      result[name] = s
+    })
     return result
   }
 }

@@ -189,31 +189,10 @@ extension GPTQ {
   ) throws -> [String: (hessian: SymmetricMatrix, rows: Int)] {
     var sums = inputs.mapValues { SymmetricMatrix(zeros: $0) }
     var rows = inputs.mapValues { _ in 0 }
-    let producers = graph.producers()
-    let interpreter = try Interpreter(graph, fuseActivations: false)
-    for b in batches.indices {
-      let feeds = try batches.batch(b)
-      let kept = FeatureRows(feeds: feeds, mask: mask)
-      var failure: Error?
-      func record(_ name: String, _ t: Tensor) {
-        guard let k = inputs[name], failure == nil else { return }
-        guard t.dtype.isFloatingPoint, t.shape.last == k else {
-          let at = producers[name].map { graph.nodes[$0] }
-          let message = "GPTQ: input '\(name)' has shape \(t.shape) (\(t.dtype)), the weight needs \(k) float features on its last axis"
-          failure = at.map { $0.error(.invalidInput, message) } ?? LowbitError.invalidInput(message)
-          return
-        }
-        let values = kept.rows(t, features: k)
-        sums[name]!.addGram(values, rows: values.count / k)
-        rows[name]! += values.count / k
-      }
-      for (name, t) in feeds { record(name, t) }
-      _ = try interpreter.run(feeds, observe: { node, results in
-        for (name, t) in zip(node.outputs, results) { record(name, t) }
-      })
-      if let failure { throw failure }
-      batchDone()
-    }
+    try FeatureRows.observe(graph, inputs: inputs, batches: batches, mask: mask, step: "GPTQ", take: { name, values, k in
+      sums[name]!.addGram(values, rows: values.count / k)
+      rows[name]! += values.count / k
+    }, batchDone: batchDone)
     var result: [String: (hessian: SymmetricMatrix, rows: Int)] = [:]
     for (name, var h) in sums {
       let n = rows[name]!
