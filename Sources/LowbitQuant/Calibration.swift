@@ -85,7 +85,7 @@ public enum Calibration {
     let watched = Set(activationSites.map(\.name))
     let crossEntropySites = Set(activationSites.filter { method(for: $0, config) == .crossEntropy }.map(\.name))
     var integerValued = Set<String>()
-    let mask = graph.inputs.contains { $0.name == config.gptqOptions.maskInput } ? config.gptqOptions.maskInput : nil
+    let mask = FeatureRows.maskInput(config.gptqOptions.maskInput, of: graph)
     for b in batches.indices {
       let feeds = try batches.batch(b)
       let kept = FeatureRows(feeds: feeds, mask: mask)

@@ -125,13 +125,7 @@ public enum ChannelScaleMigration {
         input: group.input, layers: group.layers.map(\.node.name), alpha: choice.alpha, scaleMin: choice.scales.min() ?? 1,
         scaleMax: choice.scales.max() ?? 1, unscaledError: choice.unscaledError, error: choice.error, foldedInto: "")
       if choice.alpha != nil {
-        for (layer, w) in zip(group.layers, weights) {
-          var scaled = w
-          for j in 0..<layer.k {
-            for c in 0..<layer.n { scaled[j * layer.n + c] *= choice.scales[j] }
-          }
-          g.initializers[layer.weight] = layer.stored(scaled)
-        }
+        for (layer, w) in zip(group.layers, weights) { g.initializers[layer.weight] = layer.stored(scaledRows(w, by: choice.scales, layer)) }
         record.foldedInto = dividing(&g, group, by: choice.scales)
       }
       records.append(record)
@@ -186,6 +180,15 @@ public enum ChannelScaleMigration {
     return "Mul '\(name)'"
   }
 
+  /// `diag(s) W`: row `j` of the `[K, N]` matrix `w` times `s_j`.
+  static func scaledRows(_ w: [Float], by s: [Float], _ layer: LinearLayer) -> [Float] {
+    var scaled = w
+    for j in 0..<layer.k {
+      for c in 0..<layer.n { scaled[j * layer.n + c] *= s[j] }
+    }
+    return scaled
+  }
+
   /// The scales and error of each candidate, and the best: `s = 1` unless some α lowers the error.
   static func search(
     _ group: Group, weights: [[Float]], statistics s: InputStatistics, method: MigrationMethod, config: QuantConfig
@@ -214,11 +217,7 @@ public enum ChannelScaleMigration {
       }
       var total = 0.0
       for ((layer, w), reference) in zip(zip(group.layers, weights), references) {
-        var scaled = w
-        for j in 0..<k {
-          for c in 0..<layer.n { scaled[j * layer.n + c] *= scales[j] }
-        }
-        let stored = layer.stored(scaled)
+        let stored = layer.stored(scaledRows(w, by: scales, layer))
         let (input, output) = layer.axes
         let q = Calibration.weightQuantizer(stored, outputAxis: output, inputAxis: input, config: weightConfig)
         let rounded = layer.matrix(Tensor(shape: stored.shape, floats: q.fakeQuantize(stored.floats, shape: stored.shape)))
@@ -279,8 +278,7 @@ public enum ChannelScaleMigration {
   ) throws -> [String: InputStatistics] {
     var result = inputs.mapValues { InputStatistics(features: $0) }
     var rng = SplitMix64(seed: seed)
-    let maskName = graph.inputs.contains { $0.name == mask } ? mask : nil
-    try FeatureRows.observe(graph, inputs: inputs, batches: batches, mask: maskName, step: "migration", take: { name, values, k in
+    try FeatureRows.observe(graph, inputs: inputs, batches: batches, mask: FeatureRows.maskInput(mask, of: graph), step: "migration", take: { name, values, k in
       var s = result[name]!
       for r in 0..<(values.count / k) {
         let row = values[(r * k)..<(r * k + k)]

@@ -9,6 +9,11 @@ struct FeatureRows {
   var kept: [Bool]?
   var maskShape: [Int]?
 
+  /// `name` when `graph` has a model input of that name (the mask), else nil: nothing is left out.
+  static func maskInput(_ name: String, of graph: Graph) -> String? {
+    graph.inputs.contains { $0.name == name } ? name : nil
+  }
+
   /// The rows `feeds[mask]` keeps (every row when the model has no such rank-2 input).
   init(feeds: [String: Tensor], mask: String?) {
     let m = mask.flatMap { feeds[$0] }.flatMap { $0.rank == 2 ? $0 : nil }

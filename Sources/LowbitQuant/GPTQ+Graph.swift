@@ -91,8 +91,7 @@ extension GPTQ {
       waves[waves.count - 1][input.name] = input.k
       bytes += size
     }
-    let maskName = config.gptqOptions.maskInput
-    let mask = graph.inputs.contains { $0.name == maskName } ? maskName : nil
+    let mask = FeatureRows.maskInput(config.gptqOptions.maskInput, of: graph)
     let total = waves.filter { !$0.isEmpty }.count * batches.count + layers.count
     var done = 0
     var result = GPTQResult(weights: [:], quantizers: quantizers, layers: [], skipped: [:], mask: mask)
