@@ -339,8 +339,8 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// Whether the activations no layer reads take one grid per channel on `graph`: as set, else
   /// where SmoothQuant runs (a transformer with quantized activations). SmoothQuant moves the
   /// outlier channels out of the MatMuls' inputs; the residual stream keeps them, and per-channel
-  /// grids there are the paper's per-embedding-group ranges at their finest (MiniLM W8A8: cosine
-  /// 0.859 per tensor, 0.994 per channel at --effort fast; docs/ptq-pipeline.md).
+  /// grids there are the paper's per-embedding-group ranges at their finest (docs/ptq-pipeline.md;
+  /// `benchmarks/bench_minilm.py` measures each part).
   public func activationPerChannelInUse(for graph: Graph) -> Bool {
     activationPerChannel ?? (migrationInUse(for: graph) == .smoothQuant)
   }
