@@ -193,7 +193,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     integerBiases = try c.decodeIfPresent(Bool.self, forKey: .integerBiases) ?? d.integerBiases
     weightBits = try c.decodeIfPresent(Int.self, forKey: .weightBits) ?? d.weightBits
     activationBits = try c.decodeIfPresent(Int.self, forKey: .activationBits) ?? d.activationBits
-    activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel)
+    activationPerChannel = try c.decodeIfPresent(Bool.self, forKey: .activationPerChannel) ?? d.activationPerChannel
     inputPerChannel = try c.decodeIfPresent(Bool.self, forKey: .inputPerChannel) ?? d.inputPerChannel
     perChannel = try c.decodeIfPresent(Bool.self, forKey: .perChannel) ?? d.perChannel
     weightGroupSize = try c.decodeIfPresent(Int.self, forKey: .weightGroupSize)
