@@ -119,7 +119,8 @@ def test_quantizer_tuning_brings_w4a4_closer_to_the_float_model(models, lowbit, 
     """W4A4 runs quantizer tuning by default: the JSON records the calibration loss falling, ONNX
     Runtime runs the written file with lowbit's predictions, and on held-out test images the
     tuned file's softmax is closer (KL) to the float model's than the file without tuning."""
-    x, labels = R.load_fashion_mnist("test", 512)
+    # 2,048 held-out images: the KL ratio tuned/plain read 0.81 on the first 512 and 0.65 on 2,000 (small samples are noisy).
+    x, labels = R.load_fashion_mnist("test", 2048)
     np.save(tmp_path / "x.npy", x)
     fp = R.run_ort(models["fm_inception"], {"input": x}, batch_size=256)["logits"].astype(np.float64)
 
