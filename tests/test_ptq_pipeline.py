@@ -159,8 +159,10 @@ def test_quantizer_tuning_brings_w4a4_closer_to_the_float_model(models, lowbit, 
 def test_quantizer_tuning_runs_through_a_transformer(models, lowbit, tmp_path):
     """MiniLM (LayerNorm, masked Softmax, GELU's Erf, mean pooling, L2 normalization) goes
     through quantizer tuning: its int64 token ids are drawn as integers, its unit-norm embedding
-    is compared by mean square, the loss falls, and the written file, run by ONNX Runtime on the
-    calibration sentences, has the loss the JSON reports for the checkpoint kept."""
+    is compared by mean square, the loss falls, and the written file, run by lowbit on the
+    calibration sentences, has the loss the JSON reports for the checkpoint kept; ONNX Runtime
+    comes within 5% of it (rounding ties that the two engines break differently grow through six
+    all-8-bit layers: see `_minilm_engines_agree`)."""
     calib = R.minilm_eval_feeds(16, split="calib")
     spec = R.save_feeds(calib, tmp_path, prefix="calib")
     config = tmp_path / "tuning.json"
@@ -172,10 +174,14 @@ def test_quantizer_tuning_runs_through_a_transformer(models, lowbit, tmp_path):
     tuning = json.loads(js.read_text())["tuning"]
     assert tuning["loss"] == "mean square" and tuning["kept"] and tuning["after"] < tuning["before"], tuning
     float_embedding = R.run_ort(models[R.MINILM], calib)["embedding"].astype(np.float64)
+    saved = tmp_path / "lowbit.npz"
+    lowbit.ok("run", out, "--data", spec, "--save-outputs", saved, "--quiet")
+    ours = R.load_saved_outputs(saved)["embedding"].astype(np.float64)
     written = R.run_ort(out, calib)["embedding"].astype(np.float64)
-    loss = float(((written - float_embedding) ** 2).sum(1).mean())
-    print(f"tuning {tuning}; written file loss {loss:.6f}")
-    assert abs(loss - tuning["after"]) <= 0.02 * tuning["after"] + 1e-5, (loss, tuning)
+    loss, ort_loss = (float(((e - float_embedding) ** 2).sum(1).mean()) for e in (ours, written))
+    print(f"tuning {tuning}; written file loss: lowbit {loss:.6f}, ONNX Runtime {ort_loss:.6f}")
+    assert abs(loss - tuning["after"]) <= 0.01 * tuning["after"] + 1e-6, (loss, tuning)
+    assert abs(ort_loss - tuning["after"]) <= 0.05 * tuning["after"] + 1e-5, (ort_loss, tuning)
 
 
 def _minilm_engines_agree(lowbit, out, evaluation, float_embedding, tmp_path):
@@ -208,8 +214,8 @@ def test_mixed_precision_raises_the_most_sensitive_activations_of_a_transformer(
     for name, extra in [("mixed", ["--mixed-precision", "12"]), ("plain", [])]:
         out, js = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
         lowbit.ok("ptq", models[R.MINILM], "--calib", spec, "--calib-size", "32", "--batch-size", "16", "-o", out,
-                  "--json", js, "--quiet", "--per-channel", "--no-adaround", "--bias-correction", "none", *extra,
-                  timeout=900)
+                  "--json", js, "--quiet", "--per-channel", "--no-adaround", "--bias-correction", "none",
+                  "--migration", "none", *extra, timeout=900)  # all-8-bit without SmoothQuant and PEG
         files[name] = (out, json.loads(js.read_text()))
     out, report = files["mixed"]
     ranking = report["sensitivity"]
@@ -265,10 +271,11 @@ def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_pa
     evaluation = R.minilm_eval_feeds(64)
     float_embedding = R.run_ort(models[R.MINILM], evaluation)["embedding"]
     files = {}
-    for name, extra in [("channels", ["--per-channel-activations"]), ("plain", [])]:
+    # Without channel-scale migration (its LayerNorm copies would change which outputs a MatMul reads).
+    for name, extra in [("channels", ["--per-channel-activations"]), ("plain", ["--no-per-channel-activations"])]:
         out, js = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
         lowbit.ok("ptq", models[R.MINILM], "--calib", spec, "--calib-size", "32", "--batch-size", "16", "-o", out,
-                  "--json", js, "--quiet", "--per-channel", "--no-adaround", *extra, timeout=900)
+                  "--json", js, "--quiet", "--per-channel", "--no-adaround", "--migration", "none", *extra, timeout=900)
         files[name] = (out, json.loads(js.read_text()))
     out, report = files["channels"]
     per_channel = {q["name"]: q for q in report["quantizers"]
