@@ -48,15 +48,13 @@ public struct MigrationRecord: Sendable, Codable, Equatable {
 /// For each group, α runs over `alphas` (and `s = 1`); the one kept gives the least output
 /// error on a seeded sample of calibration rows (`MigrationRecord.error`), with the weight grid
 /// range setting would fit to `diag(s) W` (min-max at 8 bits and more) and, for SmoothQuant, the
-/// per-tensor activation grid the activation range method fits to `x / s` (on `rangeSampleValues`
-/// of its values).
+/// per-tensor activation grid the activation range method fits to `x / s` (from a histogram of
+/// the sample, as calibration fits it: `RangeObserver`).
 public enum ChannelScaleMigration {
   /// The α searched, 0 to 1 in steps of 0.1.
   public static let alphas: [Double] = (0...10).map { Double($0) / 10 }
   /// Calibration rows each group's error is measured on.
   public static let sampleRows = 512
-  /// Values of `x / s` the activation range method sees, evenly strided from the sample.
-  static let rangeSampleValues = 1 << 15
 
   /// A group: the linear layers that read `input`.
   struct Group: Sendable {
@@ -209,9 +207,10 @@ public enum ChannelScaleMigration {
       if method == .smoothQuant && config.quantizeActivations {
         let grid = config.activationGrid
         let rangeMethod = config.activationRange.isComputableFromValues ? config.activationRange : .mse
-        let stride = max(1, x.count / rangeSampleValues)
-        let subsample = stride == 1 ? x : Swift.stride(from: 0, to: x.count, by: stride).map { x[$0] }
-        let range = RangeSearch.weightRange(subsample, method: rangeMethod, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+        var observer = RangeObserver(name: group.input)
+        observer.observe(x)
+        guard let range = try? observer.range(method: rangeMethod, grid: grid, symmetric: config.activationSymmetric, percentile: config.percentile)
+        else { return .infinity }  // not finite: never chosen over s = 1
         let p = UniformQuantizer.params(lower: range.lowerBound, upper: range.upperBound, grid: grid, symmetric: config.activationSymmetric)
         x = x.map { UniformQuantizer.fakeQuantize($0, p, grid) }
       }
