@@ -226,7 +226,7 @@ public enum ChannelScaleMigration {
       return total / Double(max(rows, 1))
     }
     let unit = [Float](repeating: 1, count: k)
-    let candidates = [unit] + alphas.map { candidate($0, method: method, statistics: s, weights: weights, layers: group.layers) }
+    let candidates = [unit] + Self.candidates(alphas, method: method, statistics: s, weights: weights, layers: group.layers)
     // Candidates are measured in parallel; each measurement is unchanged.
     let errors = parallelIndexedMap(candidates.count, costPerItem: 1 << 20) { error(candidates[$0]) }
     var best = 0
@@ -234,15 +234,16 @@ public enum ChannelScaleMigration {
     return (best == 0 ? nil : alphas[best - 1], candidates[best], errors[0], errors[best])
   }
 
-  /// `s` for one α. SmoothQuant: `s_j = a_j^α / w_j^(1-α)` with `a_j = max|x_j|` over the
-  /// calibration rows and `w_j` the largest `|W[j, :]|` of the group's weights. AWQ:
-  /// `s_j = m_j^α` with `m_j = mean|x_j|`, divided by `sqrt(max s min s)`. A channel with no
-  /// activation or no weight keeps `s_j = 1`; the rest are kept within `[1e-5, 1e5]`.
-  static func candidate(
-    _ alpha: Double, method: MigrationMethod, statistics s: InputStatistics, weights: [[Float]], layers: [LinearLayer]
-  ) -> [Float] {
+  /// `s` for each of `alphas`. SmoothQuant: `s_j = a_j^α / w_j^(1-α)` with `a_j = max|x_j|` over
+  /// the calibration rows and `w_j` the largest `|W[j, :]|` of the group's weights. AWQ:
+  /// `s_j = m_j^α` with `m_j = mean|x_j|`, divided by `sqrt(max s min s)`. The magnitudes are
+  /// found once for all α. A channel with no activation or no weight keeps `s_j = 1`; the rest are
+  /// kept within `[1e-5, 1e5]`.
+  static func candidates(
+    _ alphas: [Double], method: MigrationMethod, statistics s: InputStatistics, weights: [[Float]], layers: [LinearLayer]
+  ) -> [[Float]] {
     let k = s.lower.count
-    var scales = [Float](repeating: 1, count: k)
+    func clamped(_ scales: [Float]) -> [Float] { scales.map { min(max($0, 1e-5), 1e5) } }
     switch method {
     case .smoothQuant:
       var w = [Float](repeating: 0, count: k)
@@ -251,22 +252,24 @@ public enum ChannelScaleMigration {
           for c in 0..<layer.n { w[j] = max(w[j], abs(m[j * layer.n + c])) }
         }
       }
-      for j in 0..<k {
-        let a = Double(max(abs(s.lower[j]), abs(s.upper[j])))
-        if a > 0 && w[j] > 0 { scales[j] = Float(pow(a, alpha) / pow(Double(w[j]), 1 - alpha)) }
+      let a = (0..<k).map { Double(max(abs(s.lower[$0]), abs(s.upper[$0]))) }
+      return alphas.map { alpha in
+        clamped((0..<k).map { j in a[j] > 0 && w[j] > 0 ? Float(pow(a[j], alpha) / pow(Double(w[j]), 1 - alpha)) : 1 })
       }
     case .none:
-      break
+      return alphas.map { _ in [Float](repeating: 1, count: k) }
     case .awq:
       let means = s.absoluteSum.map { $0 / Double(s.rows) }
-      for j in 0..<k where means[j] > 0 { scales[j] = Float(pow(means[j], alpha)) }
-      let live = scales.indices.filter { means[$0] > 0 }.map { scales[$0] }
-      if let lo = live.min(), let hi = live.max() {
-        let norm = Float((Double(lo) * Double(hi)).squareRoot())
-        for j in 0..<k where means[j] > 0 { scales[j] /= norm }
+      return alphas.map { alpha in
+        var scales = means.map { $0 > 0 ? Float(pow($0, alpha)) : 1 }
+        let live = scales.indices.filter { means[$0] > 0 }.map { scales[$0] }
+        if let lo = live.min(), let hi = live.max() {
+          let norm = Float((Double(lo) * Double(hi)).squareRoot())
+          for j in 0..<k where means[j] > 0 { scales[j] /= norm }
+        }
+        return clamped(scales)
       }
     }
-    return scales.map { min(max($0, 1e-5), 1e5) }
   }
 
   /// One pass of the float model over `batches`, observing each of `inputs` (name to `K`): the

@@ -121,10 +121,10 @@ import Testing
     let layer = LinearLayer(node: Node(name: "m", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"]), weight: "w", input: "x",
                             transB: false, k: 2, n: 2)
     let w: [Float] = [0.5, -2, 0.25, 0.125]  // rows: max |W_0| = 2, max |W_1| = 0.25
-    let smooth = ChannelScaleMigration.candidate(0.5, method: .smoothQuant, statistics: s, weights: [w], layers: [layer])
+    let smooth = ChannelScaleMigration.candidates([0.5], method: .smoothQuant, statistics: s, weights: [w], layers: [layer])[0]
     #expect(abs(smooth[0] - Float((4.0).squareRoot() / (2.0).squareRoot())) < 1e-6)
     #expect(abs(smooth[1] - Float((9.0).squareRoot() / (0.25).squareRoot())) < 1e-6)
-    let awq = ChannelScaleMigration.candidate(1, method: .awq, statistics: s, weights: [w], layers: [layer])
+    let awq = ChannelScaleMigration.candidates([1], method: .awq, statistics: s, weights: [w], layers: [layer])[0]
     // means 2 and 0.5: s = [2, 0.5] / sqrt(2 * 0.5)
     #expect(abs(awq[0] - 2) < 1e-6 && abs(awq[1] - 0.5) < 1e-6)
   }
