@@ -15,9 +15,14 @@ Rows: lowbit's default pipeline (per tensor, per channel), the same with `--mixe
 `quantize_static` (QDQ, per-tensor and per-channel int8 weights, uint8 activations, MinMax
 calibration, after `quant_pre_process`). The `-fast` rows split lowbit's transformer default
 (`--effort fast`): SmoothQuant and per-channel residual-stream grids together (`lowbit-pc-fast`),
-SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`). NNCF rows:
-`nncf.quantize` with its transformer preset, with and without its SmoothQuant. Seconds are the
-wall clock of one quantization run. `nncf` is installed by hand (`pip install nncf`).
+SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`); `-rot` adds
+`--rotation` (online Hadamard rotation of the layer inputs where it lowers the layer output
+error). NNCF rows: `nncf.quantize` with its transformer preset, with and without its
+SmoothQuant. Seconds are the wall clock of one quantization run. Every row also gives the written
+file's size and its ONNX Runtime latency at batch 1, sequence 128 (the evaluation sentences'
+tokens run together; median of 50 runs after 5
+warm-up runs, same threads), next to the float model's (`fp32` row). `nncf` is installed by hand
+(`pip install nncf`).
 
     python3 benchmarks/bench_minilm.py [--threads 2] [--variants lowbit-pt lowbit-pt-mp18 ort-pt ...]
 """
@@ -51,6 +56,8 @@ LOWBIT_VARIANTS = {
     "lowbit-pc-fast-sq": ["--per-channel", "--effort", "fast", "--no-per-channel-activations"],
     "lowbit-pc-fast-peg": ["--per-channel", "--effort", "fast", "--migration", "none", "--per-channel-activations"],
     "lowbit-pc-fast-nomig": ["--per-channel", "--effort", "fast", "--migration", "none"],
+    "lowbit-pc-rot": ["--per-channel", "--rotation"],
+    "lowbit-pc-fast-rot": ["--per-channel", "--effort", "fast", "--rotation"],
     "lowbit-pt-nomig": ["--migration", "none"],
     "lowbit-pc-nomig": ["--per-channel", "--migration", "none"],
     "lowbit-pc-pca-nomig": ["--per-channel", "--per-channel-activations", "--migration", "none"],
@@ -76,6 +83,32 @@ def score(e: np.ndarray, ref: np.ndarray) -> dict:
     np.fill_diagonal(s, -9)
     np.fill_diagonal(sq, -9)
     return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "nn": float((s.argmax(1) == sq.argmax(1)).mean())}
+
+
+def sequence_128() -> dict:
+    """One input of 128 tokens: the evaluation sentences' tokens (padding left out) run together."""
+    e = feeds("eval", 64)
+    ids = np.concatenate([row[mask == 1] for row, mask in zip(e["input_ids"], e["attention_mask"])])[:128]
+    assert ids.size == 128
+    return {"input_ids": ids[None].astype(np.int64), "attention_mask": np.ones((1, 128), np.int64)}
+
+
+def latency_ms(path: Path, threads: int, runs: int = 50) -> float:
+    """Median ONNX Runtime wall time of one batch-1, sequence-128 forward pass."""
+    session = R.ort_session(path, threads)
+    one = sequence_128()
+    for _ in range(5):
+        session.run(None, one)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, one)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def file_facts(path: Path, threads: int) -> dict:
+    return {"megabytes": path.stat().st_size / 1e6, "latency_ms": latency_ms(path, threads)}
 
 
 def run_lowbit(model: Path, out: Path, extra: list, threads: int) -> tuple[float, dict]:
@@ -147,7 +180,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     evaluation = feeds("eval")
     reference = embed(model, evaluation, args.threads)
-    rows = []
+    rows = [{"variant": "fp32", "seconds": 0.0, "steps": {}, **score(reference, reference), **file_facts(model, args.threads)}]
     for name in args.variants:
         out = work / f"{name}.onnx"
         print(f"{name} ...", file=sys.stderr, flush=True)
@@ -161,16 +194,18 @@ def main() -> int:
                 continue
         else:
             seconds, detail = run_ort(model, out, ORT_VARIANTS[name]), {}
-        rows.append({"variant": name, "seconds": seconds, "steps": detail, **score(embed(out, evaluation, args.threads), reference)})
+        rows.append({"variant": name, "seconds": seconds, "steps": detail, **score(embed(out, evaluation, args.threads), reference),
+                     **file_facts(out, args.threads)})
 
     print(f"\nMiniLM W8A8, 256 calibration sentences, 2,000 evaluation sentences, {args.threads} threads\n")
-    print("| variant | cos mean | cos min | nn | s/run |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| variant | cos mean | cos min | nn | s/run | MB | ms (batch 1, seq 128) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r["cos_mean"] is None:
             print(f"| {r['variant']} | failed: {r['steps']['failed'][:80]} | | | {r['seconds']:.0f} |")
             continue
-        print(f"| {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['nn']:.3f} | {r['seconds']:.0f} |")
+        print(f"| {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['nn']:.3f} | {r['seconds']:.0f} "
+              f"| {r['megabytes']:.1f} | {r['latency_ms']:.1f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({
         "threads": args.threads, **R.git_checkout(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -75,6 +75,11 @@ struct QuantizationOptions: ParsableArguments {
     discussion: "y = x W = (x / s)(diag(s) W) per input channel of each MatMul/Gemm group: the float function is the same, the quantizers see x / s and diag(s) W. SmoothQuant takes s_j = max|x_j|^a / max|W_j|^(1-a), AWQ s_j = mean|x_j|^a; a from 0 to 1 (or s = 1) by the least layer output error on calibration rows. 1/s folds into the LayerNormalization before the group, else into a Mul before it."))
   var migration: MigrationMethod?
 
+  @Flag(name: .customLong("rotation"), inversion: .prefixedNo, help: ArgumentHelp(
+    "Online Hadamard rotation of linear layers' inputs where it lowers the layer output error (QuaRot; default off).",
+    discussion: "y = x W = (x R)(R W) with R block-diagonal Hadamard (blocks of up to 64 channels): the quantizers see x R, whose outlier channels are spread over their block, and R W. R W is folded into the weight; x R runs in float before the layer's input quantizer (Reshape, MatMul by the 64 x 64 block, Reshape). Tried per group of layers after channel-scale migration."))
+  var rotation: Bool?
+
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
 
@@ -195,6 +200,7 @@ struct QuantizationOptions: ParsableArguments {
     if let v = biasCorrection { c.biasCorrection = v }
     if let v = gptq { c.gptq = v }
     if let v = migration { c.migration = v }
+    if let v = rotation { c.rotation = v }
     if let v = gptqDamping { c.gptqOptions.damping = v }
     if let v = gptqBlockSize { c.gptqOptions.blockSize = v }
     if let v = gptqActOrder { c.gptqOptions.actOrder = v }

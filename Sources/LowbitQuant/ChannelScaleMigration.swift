@@ -31,10 +31,14 @@ public struct MigrationRecord: Sendable, Codable, Equatable {
   public var error: Double
   /// Where `1/s` went: a LayerNormalization's scale and bias, or a Mul inserted before the layers.
   public var foldedInto: String
+  /// The block of the online Hadamard rotation of the input (`HadamardRotation`) when it was
+  /// kept (`--rotation`), else nil.
+  public var rotationBlock: Int?
 
   enum CodingKeys: String, CodingKey {
     case input, layers, alpha, error
     case scaleMin = "scale_min", scaleMax = "scale_max", unscaledError = "unscaled_error", foldedInto = "folded_into"
+    case rotationBlock = "rotation_block"
   }
 }
 
@@ -85,7 +89,8 @@ public enum ChannelScaleMigration {
     var groups: [Group] = []
     var blocked = Set<String>()
     for node in graph.nodes where ["MatMul", "Gemm"].contains(node.opType) && node.inputs.count > 1 {
-      guard graph.initializers[node.inputs[0]] == nil, graph.initializers[node.inputs[1]] != nil else { continue }
+      guard graph.initializers[node.inputs[0]] == nil, graph.initializers[node.inputs[1]] != nil,
+            !HadamardRotation.isRotation(node, in: graph) else { continue }
       switch LinearLayer.form(node, in: graph, readers: readers) {
       case .success(let layer):
         if let i = groups.firstIndex(where: { $0.input == layer.input }) {
@@ -101,30 +106,42 @@ public enum ChannelScaleMigration {
   }
 
   /// Migrates every group of `graph` by `method`, choosing each group's α on `batches` (one pass
-  /// of the float model: per-channel ranges, mean magnitudes and the row sample). Padding rows
+  /// of the float model: per-channel ranges, mean magnitudes and the row sample), and with
+  /// `config.rotation` whether its input is rotated as well. Padding rows
   /// (`config.gptqOptions.maskInput` 0) are left out. `progress` hears (groups done, in all).
   public static func run(
     _ graph: Graph, method: MigrationMethod, config: QuantConfig, batches: FeedBatches, seed: UInt64 = 0,
     progress: ((Int, Int) -> Void)? = nil
   ) throws -> (graph: Graph, records: [MigrationRecord]) {
-    let groups = method == .none ? [] : Self.groups(in: graph)
+    let groups = method == .none && !config.rotation ? [] : Self.groups(in: graph)
     guard !groups.isEmpty, !batches.isEmpty else { return (graph, []) }
     let stats = try statistics(
       graph, inputs: Dictionary(groups.map { ($0.input, $0.layers[0].k) }) { a, _ in a }, batches: batches,
       mask: config.gptqOptions.maskInput, seed: seed)
     var g = graph
     var records: [MigrationRecord] = []
+    let ranks = graph.inferShapes().compactMapValues { $0.shape?.count }
     for (i, group) in groups.enumerated() {
       defer { progress?(i + 1, groups.count) }
       guard let s = stats[group.input], s.rows > 0 else { continue }
       let weights = group.layers.map { $0.matrix(graph.initializers[$0.weight]!) }
-      let choice = search(group, weights: weights, statistics: s, method: method, config: config)
+      let block = config.rotation && (ranks[group.input] ?? 0) >= 2 ? HadamardRotation.block(for: group.layers[0].k) : nil
+      let choice = search(group, weights: weights, statistics: s, method: method, config: config, rotationBlock: block)
       var record = MigrationRecord(
         input: group.input, layers: group.layers.map(\.node.name), alpha: choice.alpha, scaleMin: choice.scales.min() ?? 1,
-        scaleMax: choice.scales.max() ?? 1, unscaledError: choice.unscaledError, error: choice.error, foldedInto: "")
-      if choice.alpha != nil {
-        for (layer, w) in zip(group.layers, weights) { g.initializers[layer.weight] = layer.stored(scaledRows(w, by: choice.scales, layer)) }
-        record.foldedInto = dividing(&g, group, by: choice.scales)
+        scaleMax: choice.scales.max() ?? 1, unscaledError: choice.unscaledError, error: choice.error, foldedInto: "",
+        rotationBlock: choice.rotation)
+      if choice.alpha != nil || choice.rotation != nil {
+        for (layer, w) in zip(group.layers, weights) {
+          g.initializers[layer.weight] = layer.stored(transformedRows(w, scales: choice.scales, rotation: choice.rotation, layer))
+        }
+      }
+      if choice.alpha != nil { record.foldedInto = dividing(&g, group, by: choice.scales) }
+      if let b = choice.rotation {
+        let members = Set(group.layers.map(\.node.name))
+        let readers = Set(g.nodes.indices.filter { members.contains(g.nodes[$0].name) })
+        let x = g.nodes[readers.min()!].inputs[0]
+        HadamardRotation.insert(&g, x: x, rank: ranks[group.input]!, k: group.layers[0].k, block: b, readers: readers)
       }
       records.append(record)
     }
@@ -187,10 +204,20 @@ public enum ChannelScaleMigration {
     return scaled
   }
 
-  /// The scales and error of each candidate, and the best: `s = 1` unless some α lowers the error.
+  /// `R diag(s) W` (`R` the rotation with blocks of `rotation`, or none) in `[K, N]` layout.
+  static func transformedRows(_ w: [Float], scales: [Float], rotation: Int?, _ layer: LinearLayer) -> [Float] {
+    var m = scaledRows(w, by: scales, layer)
+    if let b = rotation { HadamardRotation.rotate(&m, k: layer.k, inner: layer.n, block: b) }
+    return m
+  }
+
+  /// The scales and error of each candidate, and the best: `s = 1` unless some α lowers the
+  /// error. With a `rotationBlock`, `s = 1` and the best `s` are measured rotated as well, and
+  /// the rotation is kept when it lowers the error further.
   static func search(
-    _ group: Group, weights: [[Float]], statistics s: InputStatistics, method: MigrationMethod, config: QuantConfig
-  ) -> (alpha: Double?, scales: [Float], unscaledError: Double, error: Double) {
+    _ group: Group, weights: [[Float]], statistics s: InputStatistics, method: MigrationMethod, config: QuantConfig,
+    rotationBlock: Int? = nil
+  ) -> (alpha: Double?, scales: [Float], rotation: Int?, unscaledError: Double, error: Double) {
     let k = group.layers[0].k, rows = s.sample.count / k
     // At 8 bits and more a weight's MSE range is its min-max range but for a step or two.
     var minMaxWeights = config
@@ -199,12 +226,13 @@ public enum ChannelScaleMigration {
     let references = zip(group.layers, weights).map { layer, w in
       MatrixProduct.product(s.sample, w, m: rows, n: layer.n, k: k)
     }
-    @Sendable func error(_ scales: [Float]) -> Double {
+    @Sendable func error(_ scales: [Float], rotation: Int? = nil) -> Double {
       var x = s.sample
       for r in 0..<rows {
         for j in 0..<k { x[r * k + j] /= scales[j] }
       }
-      if method == .smoothQuant && config.quantizeActivations {
+      if let b = rotation { HadamardRotation.rotate(&x, k: k, inner: 1, block: b) }
+      if method != .awq && config.quantizeActivations {
         let grid = config.activationGrid
         let rangeMethod = config.activationRange.isComputableFromValues ? config.activationRange : .mse
         var observer = RangeObserver(name: group.input)
@@ -216,7 +244,7 @@ public enum ChannelScaleMigration {
       }
       var total = 0.0
       for ((layer, w), reference) in zip(zip(group.layers, weights), references) {
-        let stored = layer.stored(scaledRows(w, by: scales, layer))
+        let stored = layer.stored(transformedRows(w, scales: scales, rotation: rotation, layer))
         let (input, output) = layer.axes
         let q = Calibration.weightQuantizer(stored, outputAxis: output, inputAxis: input, config: weightConfig)
         let rounded = layer.matrix(Tensor(shape: stored.shape, floats: q.fakeQuantize(stored.floats, shape: stored.shape)))
@@ -231,7 +259,15 @@ public enum ChannelScaleMigration {
     let errors = parallelIndexedMap(candidates.count, costPerItem: 1 << 20) { error(candidates[$0]) }
     var best = 0
     for i in errors.indices where errors[i] < errors[best] { best = i }
-    return (best == 0 ? nil : alphas[best - 1], candidates[best], errors[0], errors[best])
+    if let b = rotationBlock {
+      let tried = Array(Set([0, best])).sorted()
+      let rotated = parallelIndexedMap(tried.count, costPerItem: 1 << 20) { error(candidates[tried[$0]], rotation: b) }
+      if let r = rotated.indices.min(by: { rotated[$0] < rotated[$1] }), rotated[r] < errors[best] {
+        let i = tried[r]
+        return (i == 0 ? nil : alphas[i - 1], candidates[i], b, errors[0], rotated[r])
+      }
+    }
+    return (best == 0 ? nil : alphas[best - 1], candidates[best], nil, errors[0], errors[best])
   }
 
   /// `s` for each of `alphas`. SmoothQuant: `s_j = a_j^α / w_j^(1-α)` with `a_j = max|x_j|` over
@@ -257,7 +293,7 @@ public enum ChannelScaleMigration {
         clamped((0..<k).map { j in a[j] > 0 && w[j] > 0 ? Float(pow(a[j], alpha) / pow(Double(w[j]), 1 - alpha)) : 1 })
       }
     case .none:
-      return alphas.map { _ in [Float](repeating: 1, count: k) }
+      return []
     case .awq:
       let means = s.absoluteSum.map { $0 / Double(s.rows) }
       return alphas.map { alpha in

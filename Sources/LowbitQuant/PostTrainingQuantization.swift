@@ -229,15 +229,17 @@ public enum PostTrainingQuantization {
     }
     var migration: [MigrationRecord] = []
     let migrationMethod = config.migrationInUse(for: float)
-    if migrationMethod != .none && !batches.isEmpty {
+    if (migrationMethod != .none || config.rotation) && !batches.isEmpty {
       let (g, records) = try timed("channel-scale migration") {
         try ChannelScaleMigration.run(float, method: migrationMethod, config: config, batches: batches, progress: { progress?("migration", $0, $1) })
       }
-      let scaled = records.filter { $0.alpha != nil }
+      let scaled = records.filter { $0.alpha != nil || $0.rotationBlock != nil }
+      let rotated = records.filter { $0.rotationBlock != nil }.count
       let before = records.map(\.unscaledError).reduce(0, +), after = records.map(\.error).reduce(0, +)
       steps[steps.count - 1].detail = String(
-        format: "%@: %d of %d layer groups rescaled, layer output error %.4g -> %.4g on %d sample rows each",
-        migrationMethod.rawValue, scaled.count, records.count, before, after, ChannelScaleMigration.sampleRows)
+        format: "%@: %d of %d layer groups rescaled%@, layer output error %.4g -> %.4g on %d sample rows each",
+        migrationMethod.rawValue, records.filter { $0.alpha != nil }.count, records.count,
+        config.rotation ? ", \(rotated) rotated (online Hadamard)" : "", before, after, ChannelScaleMigration.sampleRows)
       if try scaled.isEmpty || verified(g, "channel-scale migration") {
         float = g
         migration = records
@@ -285,7 +287,7 @@ public enum PostTrainingQuantization {
     // and bias correction then see them rounded, and AdaRound leaves them as they are.
     var gptq: GPTQResult?
     let rangeSet = quantizers
-    if config.runsGPTQ && !batches.isEmpty && config.quantizeWeights {
+    if config.gptqInUse(for: float) && !batches.isEmpty && config.quantizeWeights {
       let result = try timed("gptq") {
         try GPTQ.run(float, sites: sites, quantizers: quantizers, config: config, batches: split.fitting, memoryBudget: memoryBudget,
                      progress: { progress?("gptq", $0, $1) })

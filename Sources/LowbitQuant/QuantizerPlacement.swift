@@ -226,6 +226,10 @@ public enum QuantizerPlacement {
     }
     /// Values inside written-out activation functions: never a site.
     var interior = Set<String>()
+    /// The inputs of the written-out activation functions after a MatMul: one grid each, as an
+    /// integer runtime evaluates the function from one grid (a table), and ONNX Runtime's
+    /// per-axis QuantizeLinear on the last axis runs element by element.
+    var functionInputs = Set<String>()
     /// The last value of the unit that `value` starts (following bias Add and activation, a
     /// single op or, with `writtenOut`, written out).
     func unitEnd(_ value: String, allowBias: Bool, writtenOut: Bool = true) -> String {
@@ -259,6 +263,17 @@ public enum QuantizerPlacement {
       }
       return v
     }
+    /// The output of the online rotation (`HadamardRotation`) that `value` alone feeds, maybe
+    /// through data movement, else `value`: the rotation runs in float before the quantizer.
+    func throughRotation(_ value: String) -> String {
+      var moved = value
+      while let next = soleReader(moved), dataMovement.contains(next.opType), next.inputs.first == moved, next.outputs.count == 1 {
+        moved = next.outputs[0]
+      }
+      if let next = soleReader(moved), next.inputs.first == moved, HadamardRotation.isRotation(next, in: graph) { return next.outputs[0] }
+      return value
+    }
+    let rotations = Set(graph.nodes.filter { HadamardRotation.isRotation($0, in: graph) }.map(\.name))
     var activationValues: [String] = []
     var seen = Set<String>()
     let facts = graph.inferShapes()
@@ -270,7 +285,7 @@ public enum QuantizerPlacement {
       if head.opType != "Sigmoid" { logits.insert(head.inputs[0]) }
     }
     func add(_ value: String) {
-      let v = headInputs[value] ?? value
+      let v = throughRotation(headInputs[value] ?? value)
       // Only floating-point values carry activations (shape arithmetic stays integer).
       if let dtype = facts[v]?.dtype, !dtype.isFloatingPoint { return }
       if interior.contains(v) { return }
@@ -280,14 +295,22 @@ public enum QuantizerPlacement {
       if readers[input.name] != nil { add(input.name) }
     }
     for node in graph.nodes {
-      guard let out = node.outputs.first, !out.isEmpty else { continue }
+      guard let out = node.outputs.first, !out.isEmpty, !rotations.contains(node.name) else { continue }
       if layers.contains(node.opType) {
         // After a MatMul (a transformer's feed-forward layer) a written-out GELU keeps its input
         // quantizer: ONNX Runtime fuses the pattern into its own GELU kernel, and the last-bit
         // differences between the two computations grow through a per-tensor 8-bit residual
         // stream (docs/configuration.md).
-        add(unitEnd(out, allowBias: node.opType == "MatMul", writtenOut: node.opType != "MatMul"))
-      } else if ["Add", "Sub", "Mul"].contains(node.opType), node.inputs.count == 2,
+        let end = unitEnd(out, allowBias: node.opType == "MatMul", writtenOut: node.opType != "MatMul")
+        add(end)
+        // Its inside stays float as in any written-out activation function (a quantizer there
+        // would also keep ONNX Runtime from fusing it); its output is quantized.
+        if node.opType == "MatMul", let written = decomposedActivation(end, graph, readers: readers, outputs: outputs) {
+          interior.formUnion(written.interior)
+          functionInputs.insert(end)
+          add(unitEnd(written.end, allowBias: false, writtenOut: false))
+        }
+      } else if ["Add", "Sub", "Mul"].contains(node.opType), node.inputs.count == 2, !interior.contains(out),
                 !node.inputs.contains(where: isConstant), soleReader(out)?.opType != "Softmax" {
         // (An Add feeding a Softmax is an attention mask: the Softmax input stays float.)
         add(unitEnd(out, allowBias: false))
@@ -299,7 +322,7 @@ public enum QuantizerPlacement {
     // Every computed input of a layer (attention's Q K^T and P V, a Conv after a standalone
     // normalization or a written-out input normalization) is quantized: at its producer, through
     // data movement. A shared-grid Concat passes its inputs' grid on.
-    for node in graph.nodes where layers.contains(node.opType) {
+    for node in graph.nodes where layers.contains(node.opType) && !rotations.contains(node.name) {
       for input in node.inputs.prefix(2) where !input.isEmpty && !isConstant(input) {
         let v = sourceThroughDataMovement(input, graph, producer: producer) { seen.contains($0) }
         if let p = producer[v], graph.nodes[p].opType == "Concat", config.concat == .sharedGrid { continue }
@@ -308,7 +331,7 @@ public enum QuantizerPlacement {
     }
     var sites: [QuantizerSite] = []
     if config.quantizeWeights {
-      for node in graph.nodes where layers.contains(node.opType) && node.inputs.count >= 2 {
+      for node in graph.nodes where layers.contains(node.opType) && node.inputs.count >= 2 && !rotations.contains(node.name) {
         let w = node.inputs[1]
         guard let t = graph.initializers[w], t.dtype.isFloatingPoint, t.rank >= 2 else { continue }
         var outAxis: Int, inAxis: Int
@@ -329,7 +352,7 @@ public enum QuantizerPlacement {
     if config.quantizeActivations {
       let perChannel = config.activationPerChannelInUse(for: graph)
       for v in activationValues {
-        let axis = (perChannel ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil)
+        let axis = (perChannel && !functionInputs.contains(v) ? activationChannelAxis(v, graph, readers: readers, producer: producer) : nil)
           ?? (config.inputPerChannel ? inputChannelAxis(v, graph, readers: readers) : nil)
         sites.append(QuantizerSite(name: v, kind: .activation, producer: producer[v].map { graph.nodes[$0].name },
                                    channelAxis: axis, isOutput: outputs.contains(v) || logits.contains(v)))

@@ -45,14 +45,7 @@ import Testing
 
   /// The mean square between the written QDQ graph's outputs and the float graph's.
   static func outputError(_ result: QuantizationResult, _ float: Graph) throws -> Double {
-    let q = try Interpreter(result.graph), f = try Interpreter(float)
-    var total = 0.0, count = 0
-    for feeds in batches() {
-      let a = try q.run(feeds)["y"]!.floats, b = try f.run(feeds)["y"]!.floats
-      for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
-      count += a.count
-    }
-    return total / Double(count)
+    try outputMeanSquare(result.graph, float, batches: batches())
   }
 
   @Test func theOutlierValueIsTheMostSensitiveAndOnlyItIsRaised() throws {

@@ -50,14 +50,7 @@ import Testing
 
   /// Mean square between the written graph's outputs and the float graph's.
   static func outputError(_ graph: Graph, _ batches: [[String: Tensor]]) throws -> Double {
-    let q = try Interpreter(graph), f = try Interpreter(tokenGraph())
-    var total = 0.0, count = 0
-    for feeds in batches {
-      let a = try q.run(feeds)["y"]!.floats, b = try f.run(feeds)["y"]!.floats
-      for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
-      count += a.count
-    }
-    return total / Double(count)
+    try outputMeanSquare(graph, tokenGraph(), batches: batches)
   }
 
   static func check(_ result: QuantizationResult) -> String {

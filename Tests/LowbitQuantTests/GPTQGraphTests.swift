@@ -53,7 +53,7 @@ private func weightOnly(bits: Int, group: Int) -> QuantConfig {
     let g = twoLayerGraph(gemm: false)
     var config = weightOnly(bits: bits, group: 8)
     config.weightSymmetric = symmetric
-    #expect(config.runsGPTQ)
+    #expect(config.gptqInUse(for: g))
     config.gptq = true  // kept as asked: 2 held-out batches are too few to judge by
     let result = try PostTrainingQuantization.quantize(g, config: config, batches: correlatedBatches(16))
     #expect(result.steps.contains { $0.step == "gptq" })
@@ -65,8 +65,24 @@ private func weightOnly(bits: Int, group: Int) -> QuantConfig {
       #expect(q.fakeQuantize(w.floats, shape: w.shape) == w.floats)  // on the grid, so the file holds them exactly
       #expect(w.floats != g.initializers[name]!.floats)
     }
-    #expect(QuantConfig().runsGPTQ == false && config.runsGPTQ && weightOnly(bits: 4, group: 8).runsGPTQ)
-    #expect(weightOnly(bits: 8, group: 8).runsGPTQ == false && QuantConfig.rangeSettingOnly.runsGPTQ == false)
+    #expect(QuantConfig().gptqInUse(for: g) == false && config.gptqInUse(for: g) && weightOnly(bits: 4, group: 8).gptqInUse(for: g))
+    #expect(weightOnly(bits: 8, group: 8).gptqInUse(for: g) == false && QuantConfig.rangeSettingOnly.gptqInUse(for: g) == false)
+  }
+
+  /// In a transformer (a graph with LayerNormalization) whose activations are quantized, GPTQ
+  /// takes AdaRound's place for per-channel MatMul weights; `--effort fast` (no AdaRound) rounds
+  /// them to nearest, and per-tensor weights and graphs without LayerNormalization keep AdaRound.
+  @Test func transformersRunGPTQInPlaceOfAdaRound() throws {
+    let block = PerChannelActivationTests.block()
+    let batches = (0..<8).map { ["x": randomTensor([8, 3, PerChannelActivationTests.width], seed: 170 + UInt64($0))] }
+    var perChannel = QuantConfig()
+    perChannel.perChannel = true
+    let result = try PostTrainingQuantization.quantize(block, config: perChannel, batches: batches)
+    #expect(result.steps.contains { $0.step == "gptq" })
+    #expect(!result.steps.contains { $0.step.hasPrefix("adaround") })
+    #expect(Set(result.gptq.map(\.layer)) == ["fc1", "fc2"])
+    #expect(!Effort.fast.applied(to: perChannel).gptqInUse(for: block) && !QuantConfig().gptqInUse(for: block))
+    #expect(!perChannel.gptqInUse(for: twoLayerGraph(gemm: false)))
   }
 
   /// A Gemm with `transB` stores `W^T`: GPTQ rounds it to the transpose of what it makes of the

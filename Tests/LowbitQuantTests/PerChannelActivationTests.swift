@@ -58,14 +58,7 @@ import Testing
 
   /// Mean square of `y` between a quantized graph and the float one.
   static func outputError(_ graph: Graph, length: Int) throws -> Double {
-    let q = try Interpreter(graph), f = try Interpreter(block())
-    var total = 0.0, count = 0
-    for feeds in batches(length: length) {
-      let a = try q.run(feeds)["y"]!.floats, b = try f.run(feeds)["y"]!.floats
-      for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
-      count += a.count
-    }
-    return total / Double(count)
+    try outputMeanSquare(graph, block(), batches: batches(length: length))
   }
 
   @Test func onlyValuesThatNoLayerReadsAndWhoseChannelsAreFixedGetTheAxis() {

@@ -80,3 +80,16 @@ public enum Reference {
     return Tensor(shape: batch + [m, n], floats: y)
   }
 }
+
+/// The mean square between output `output` of `graph` (a quantized one) and of `float`, over
+/// every element of every batch.
+public func outputMeanSquare(_ graph: Graph, _ float: Graph, batches: [[String: Tensor]], output: String = "y") throws -> Double {
+  let q = try Interpreter(graph), f = try Interpreter(float)
+  var total = 0.0, count = 0
+  for feeds in batches {
+    let a = try q.run(feeds)[output]!.floats, b = try f.run(feeds)[output]!.floats
+    for (u, v) in zip(a, b) { total += Double(u - v) * Double(u - v) }
+    count += a.count
+  }
+  return total / Double(count)
+}
