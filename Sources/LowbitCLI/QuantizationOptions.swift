@@ -76,7 +76,7 @@ struct QuantizationOptions: ParsableArguments {
   var migration: MigrationMethod?
 
   @Flag(name: .customLong("rotation"), inversion: .prefixedNo, help: ArgumentHelp(
-    "Online Hadamard rotation of linear layers' inputs where it lowers the layer output error (QuaRot; default off).",
+    "Online Hadamard rotation of linear layers' inputs where it lowers the layer output error (QuaRot; default: on where SmoothQuant runs, target ort).",
     discussion: "y = x W = (x R)(R W) with R block-diagonal Hadamard (blocks of up to 64 channels): the quantizers see x R, whose outlier channels are spread over their block, and R W. R W is folded into the weight; x R runs in float before the layer's input quantizer (Reshape, MatMul by the 64 x 64 block, Reshape). Tried per group of layers after channel-scale migration."))
   var rotation: Bool?
 

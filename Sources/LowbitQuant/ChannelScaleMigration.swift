@@ -107,13 +107,14 @@ public enum ChannelScaleMigration {
 
   /// Migrates every group of `graph` by `method`, choosing each group's α on `batches` (one pass
   /// of the float model: per-channel ranges, mean magnitudes and the row sample), and with
-  /// `config.rotation` whether its input is rotated as well. Padding rows
+  /// `config.rotationInUse(for:)` whether its input is rotated as well. Padding rows
   /// (`config.gptqOptions.maskInput` 0) are left out. `progress` hears (groups done, in all).
   public static func run(
     _ graph: Graph, method: MigrationMethod, config: QuantConfig, batches: FeedBatches, seed: UInt64 = 0,
     progress: ((Int, Int) -> Void)? = nil
   ) throws -> (graph: Graph, records: [MigrationRecord]) {
-    let groups = method == .none && !config.rotation ? [] : Self.groups(in: graph)
+    let rotation = config.rotationInUse(for: graph)
+    let groups = method == .none && !rotation ? [] : Self.groups(in: graph)
     guard !groups.isEmpty, !batches.isEmpty else { return (graph, []) }
     let stats = try statistics(
       graph, inputs: Dictionary(groups.map { ($0.input, $0.layers[0].k) }) { a, _ in a }, batches: batches,
@@ -125,7 +126,7 @@ public enum ChannelScaleMigration {
       defer { progress?(i + 1, groups.count) }
       guard let s = stats[group.input], s.rows > 0 else { continue }
       let weights = group.layers.map { $0.matrix(graph.initializers[$0.weight]!) }
-      let block = config.rotation && (ranks[group.input] ?? 0) >= 2 ? HadamardRotation.block(for: group.layers[0].k) : nil
+      let block = rotation && (ranks[group.input] ?? 0) >= 2 ? HadamardRotation.block(for: group.layers[0].k) : nil
       let choice = search(group, weights: weights, statistics: s, method: method, config: config, rotationBlock: block)
       var record = MigrationRecord(
         input: group.input, layers: group.layers.map(\.node.name), alpha: choice.alpha, scaleMin: choice.scales.min() ?? 1,

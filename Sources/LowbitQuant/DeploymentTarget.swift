@@ -23,14 +23,17 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
       break
     case .openvino:
       config.activationPerChannel = false  // one scale per tensor there
+      config.rotation = false  // a float MatMul between integer layers
       config.inputPerChannel = false
     case .qnn:
       config.activationPerChannel = false  // one scale per tensor there
+      config.rotation = false  // a float MatMul between integer layers
       config.inputPerChannel = false
       config.concat = .sharedGrid
       config.averagePoolKeepsGrid = true
     case .tensorrt:
       config.activationPerChannel = false  // one scale per tensor there
+      config.rotation = false  // a float MatMul between integer layers
       config.activationSymmetric = true
       config.weightNarrowRange = true
       config.integerBiases = false

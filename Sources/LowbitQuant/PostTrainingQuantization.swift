@@ -229,7 +229,8 @@ public enum PostTrainingQuantization {
     }
     var migration: [MigrationRecord] = []
     let migrationMethod = config.migrationInUse(for: float)
-    if (migrationMethod != .none || config.rotation) && !batches.isEmpty {
+    let rotation = config.rotationInUse(for: float)
+    if (migrationMethod != .none || rotation) && !batches.isEmpty {
       let (g, records) = try timed("channel-scale migration") {
         try ChannelScaleMigration.run(float, method: migrationMethod, config: config, batches: batches, progress: { progress?("migration", $0, $1) })
       }
@@ -239,7 +240,7 @@ public enum PostTrainingQuantization {
       steps[steps.count - 1].detail = String(
         format: "%@: %d of %d layer groups rescaled%@, layer output error %.4g -> %.4g on %d sample rows each",
         migrationMethod.rawValue, records.filter { $0.alpha != nil }.count, records.count,
-        config.rotation ? ", \(rotated) rotated (online Hadamard)" : "", before, after, ChannelScaleMigration.sampleRows)
+        rotation ? ", \(rotated) rotated (online Hadamard)" : "", before, after, ChannelScaleMigration.sampleRows)
       if try scaled.isEmpty || verified(g, "channel-scale migration") {
         float = g
         migration = records

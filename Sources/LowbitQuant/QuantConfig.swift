@@ -108,8 +108,9 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// placement (`ChannelScaleMigration`); nil (default) picks by `migrationInUse(for:)`.
   public var migration: MigrationMethod?
   /// Whether migration also tries an online Hadamard rotation of each group's input
-  /// (`HadamardRotation`), kept per group where it lowers the layer output error (default off).
-  public var rotation = false
+  /// (`HadamardRotation`), kept per group where it lowers the layer output error; nil (default)
+  /// picks by `rotationInUse(for:)`.
+  public var rotation: Bool?
   /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
   public var biasCorrection: BiasCorrectionMode = .auto
   /// Quantizer tuning after range setting, when calibration data is given (`QuantizerTuning`);
@@ -344,6 +345,14 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     guard quantizeWeights, graph.nodes.contains(where: { $0.opType == "MatMul" }) else { return .none }
     if !quantizeActivations { return weightBits <= 4 ? .awq : .none }
     return graph.nodes.contains { $0.opType == "LayerNormalization" } ? .smoothQuant : .none
+  }
+
+  /// Whether migration tries the online Hadamard rotation on `graph`: as set, else where
+  /// SmoothQuant runs (a transformer with quantized activations); the integer-accelerator targets
+  /// set it off, as the rotation runs as a float MatMul before the layer's input quantizer.
+  /// `benchmarks/bench_minilm.py` measures it (the `-rot` and `-norot` rows).
+  public func rotationInUse(for graph: Graph) -> Bool {
+    rotation ?? (migrationInUse(for: graph) == .smoothQuant)
   }
 
   /// Whether the activations no layer reads take one grid per channel on `graph`: as set, else

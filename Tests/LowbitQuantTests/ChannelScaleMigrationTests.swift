@@ -45,6 +45,7 @@ import Testing
     c.adaRound = false
     c.biasCorrection = .none
     c.logitsRange = .mse  // the outputs are not logits
+    c.rotation = false  // SmoothQuant alone (HadamardRotationTests has the rotation)
     return c
   }
 

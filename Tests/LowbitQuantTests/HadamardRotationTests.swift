@@ -88,4 +88,16 @@ import Testing
     print("rotation: output mean square \(b) -> \(a)")
     #expect(a < 0.7 * b)
   }
+
+  /// On by default where SmoothQuant runs (a graph with LayerNormalization, quantized weights and
+  /// activations, target ort); off for the integer-accelerator targets and elsewhere.
+  @Test func onByDefaultWhereSmoothQuantRunsForOnnxRuntime() {
+    let transformer = PerChannelActivationTests.block()
+    #expect(QuantConfig().rotationInUse(for: transformer))
+    #expect(!QuantConfig().rotationInUse(for: Self.graph()))
+    for target in [DeploymentTarget.tensorrt, .openvino, .qnn] { #expect(!QuantConfig(target: target).rotationInUse(for: transformer)) }
+    var off = QuantConfig()
+    off.rotation = false
+    #expect(!off.rotationInUse(for: transformer))
+  }
 }
