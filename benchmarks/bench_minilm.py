@@ -15,12 +15,11 @@ Rows: lowbit's default pipeline (per tensor, per channel), the same with `--mixe
 `quantize_static` (QDQ, per-tensor and per-channel int8 weights, uint8 activations, MinMax
 calibration, after `quant_pre_process`). The `-fast` rows split lowbit's transformer default
 (`--effort fast`): SmoothQuant and per-channel residual-stream grids together (`lowbit-pc-fast`),
-SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`); `-rot` adds
-`--rotation` (online Hadamard rotation of the layer inputs where it lowers the layer output
-error). NNCF rows: `nncf.quantize` with its transformer preset, with and without its
-SmoothQuant. Seconds are the wall clock of one quantization run. Every row also gives the written
-file's size and its ONNX Runtime latency at batch 1, sequence 128 (the evaluation sentences'
-tokens run together; median of 50 runs after 5
+SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`); `-norot` leaves
+out the online Hadamard rotation of the layer inputs (`--no-rotation`). NNCF rows: `nncf.quantize`
+with its transformer preset, with and without its SmoothQuant. Seconds are the wall clock of one
+quantization run. Every row also gives the written file's size and its ONNX Runtime latency at
+batch 1, sequence 128 (the evaluation sentences' tokens run together; median of 50 runs after 5
 warm-up runs, same threads), next to the float model's (`fp32` row). `nncf` is installed by hand
 (`pip install nncf`).
 
@@ -56,8 +55,8 @@ LOWBIT_VARIANTS = {
     "lowbit-pc-fast-sq": ["--per-channel", "--effort", "fast", "--no-per-channel-activations"],
     "lowbit-pc-fast-peg": ["--per-channel", "--effort", "fast", "--migration", "none", "--per-channel-activations"],
     "lowbit-pc-fast-nomig": ["--per-channel", "--effort", "fast", "--migration", "none"],
-    "lowbit-pc-rot": ["--per-channel", "--rotation"],
-    "lowbit-pc-fast-rot": ["--per-channel", "--effort", "fast", "--rotation"],
+    "lowbit-pc-norot": ["--per-channel", "--no-rotation"],
+    "lowbit-pc-fast-norot": ["--per-channel", "--effort", "fast", "--no-rotation"],
     "lowbit-pt-nomig": ["--migration", "none"],
     "lowbit-pc-nomig": ["--per-channel", "--migration", "none"],
     "lowbit-pc-pca-nomig": ["--per-channel", "--per-channel-activations", "--migration", "none"],

@@ -350,7 +350,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// Whether migration tries the online Hadamard rotation on `graph`: as set, else where
   /// SmoothQuant runs (a transformer with quantized activations); the integer-accelerator targets
   /// set it off, as the rotation runs as a float MatMul before the layer's input quantizer.
-  /// `benchmarks/bench_minilm.py` measures it (the `-rot` and `-norot` rows).
+  /// `benchmarks/bench_minilm.py` measures it (the `-norot` rows).
   public func rotationInUse(for graph: Graph) -> Bool {
     rotation ?? (migrationInUse(for: graph) == .smoothQuant)
   }
