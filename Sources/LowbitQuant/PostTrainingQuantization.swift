@@ -234,14 +234,13 @@ public enum PostTrainingQuantization {
       let (g, records) = try timed("channel-scale migration") {
         try ChannelScaleMigration.run(float, method: migrationMethod, config: config, batches: batches, progress: { progress?("migration", $0, $1) })
       }
-      let scaled = records.filter { $0.alpha != nil || $0.rotationBlock != nil }
-      let rotated = records.filter { $0.rotationBlock != nil }.count
+      let rescaled = records.filter { $0.alpha != nil }.count, rotated = records.filter { $0.rotationBlock != nil }.count
       let before = records.map(\.unscaledError).reduce(0, +), after = records.map(\.error).reduce(0, +)
       steps[steps.count - 1].detail = String(
         format: "%@: %d of %d layer groups rescaled%@, layer output error %.4g -> %.4g on %d sample rows each",
-        migrationMethod.rawValue, records.filter { $0.alpha != nil }.count, records.count,
+        migrationMethod.rawValue, rescaled, records.count,
         rotation ? ", \(rotated) rotated (online Hadamard)" : "", before, after, ChannelScaleMigration.sampleRows)
-      if try scaled.isEmpty || verified(g, "channel-scale migration") {
+      if try rescaled + rotated == 0 || verified(g, "channel-scale migration") {
         float = g
         migration = records
       }

@@ -230,6 +230,15 @@ public enum QuantizerPlacement {
     /// integer runtime evaluates the function from one grid (a table), and ONNX Runtime's
     /// per-axis QuantizeLinear on the last axis runs element by element.
     var functionInputs = Set<String>()
+    /// `value` followed through the data movement that alone reads it, link by link.
+    func throughDataMovement(_ value: String) -> String {
+      var moved = value
+      while let next = soleReader(moved), dataMovement.contains(next.opType), next.inputs.first == moved, next.outputs.count == 1 {
+        moved = next.outputs[0]
+      }
+      return moved
+    }
+    let rotations = Set(graph.nodes.filter { HadamardRotation.isRotation($0, in: graph) }.map(\.name))
     /// The last value of the unit that `value` starts (following bias Add and activation, a
     /// single op or, with `writtenOut`, written out).
     func unitEnd(_ value: String, allowBias: Bool, writtenOut: Bool = true) -> String {
@@ -253,10 +262,7 @@ public enum QuantizerPlacement {
       // A Mul by a per-channel constant after it, maybe through data movement (channel-scale
       // migration's `1/s` before the next layers), ends the unit: an integer runtime applies it
       // in the requantization.
-      var moved = v
-      while let next = soleReader(moved), dataMovement.contains(next.opType), next.inputs.first == moved, next.outputs.count == 1 {
-        moved = next.outputs[0]
-      }
+      let moved = throughDataMovement(v)
       if let next = soleReader(moved), next.opType == "Mul", next.inputs.count == 2, next.inputs[0] == moved,
          let c = graph.initializers[next.inputs[1]], c.rank == 1, c.count > 1 {
         v = next.outputs[0]
@@ -266,14 +272,10 @@ public enum QuantizerPlacement {
     /// The output of the online rotation (`HadamardRotation`) that `value` alone feeds, maybe
     /// through data movement, else `value`: the rotation runs in float before the quantizer.
     func throughRotation(_ value: String) -> String {
-      var moved = value
-      while let next = soleReader(moved), dataMovement.contains(next.opType), next.inputs.first == moved, next.outputs.count == 1 {
-        moved = next.outputs[0]
-      }
-      if let next = soleReader(moved), next.inputs.first == moved, HadamardRotation.isRotation(next, in: graph) { return next.outputs[0] }
+      let moved = throughDataMovement(value)
+      if let next = soleReader(moved), next.inputs.first == moved, rotations.contains(next.name) { return next.outputs[0] }
       return value
     }
-    let rotations = Set(graph.nodes.filter { HadamardRotation.isRotation($0, in: graph) }.map(\.name))
     var activationValues: [String] = []
     var seen = Set<String>()
     let facts = graph.inferShapes()
