@@ -294,9 +294,23 @@ def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_pa
 
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
-    axes = {n.input[0]: [a.i for a in n.attribute if a.name == "axis"] for n in model.graph.node
-            if n.op_type == "QuantizeLinear"}
-    assert sum(v == [-1] for v in axes.values()) == len(per_channel)
+    # Each per-channel grid is written as Div, Round, Max, Min, Mul against [C] constants (a
+    # per-axis Q/DQ pair's arithmetic), and no QuantizeLinear is per axis.
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    divided = {n.input[0] for n in model.graph.node if n.op_type == "Div" and shapes.get(n.input[1]) in ([384], [1536])}
+    assert divided == set(per_channel), sorted(divided ^ set(per_channel))
+    assert sum(n.op_type == "Round" for n in model.graph.node) == len(per_channel)
+    assert not [n.name for n in model.graph.node if n.op_type == "QuantizeLinear" and any(a.name == "axis" for a in n.attribute)]
+    # ONNX Runtime runs the arithmetic exactly as the per-axis pair it stands for: the file with
+    # each chain put back as QuantizeLinear -> DequantizeLinear (axis -1, uint8, z = -(qmin - z))
+    # gives the same embeddings bit for bit (graph optimizations off in both).
+    paired = _per_axis_pairs(model)
+    onnx.checker.check_model(paired)
+    pair_path = tmp_path / "paired.onnx"
+    onnx.save(paired, str(pair_path))
+    short = {k: v[:8] for k, v in evaluation.items()}
+    assert np.array_equal(R.run_ort(R.ort_session(out, optimization="ORT_DISABLE_ALL"), short)["embedding"],
+                          R.run_ort(R.ort_session(pair_path, optimization="ORT_DISABLE_ALL"), short)["embedding"])
 
     cos = _minilm_engines_agree(lowbit, out, evaluation, float_embedding, tmp_path)
     plain = R.row_cosine(R.run_ort(files["plain"][0], evaluation)["embedding"], float_embedding).mean()
@@ -305,6 +319,40 @@ def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_pa
     print(f"MiniLM held-out cosine: per-tensor activations {plain:.4f}, per-channel {cos:.4f}; 32 tokens {short_cos:.4f}")
     assert cos > plain + 0.05, (cos, plain)
     assert short_cos > 0.9, short_cos
+
+
+def _per_axis_pairs(model):
+    """`model` with every written per-channel activation grid (Div, Round, Max, Min, Mul against
+    [C] constants) replaced by the per-axis uint8 QuantizeLinear -> DequantizeLinear pair it
+    stands for."""
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    by_input = {}
+    for n in g.node:
+        by_input.setdefault(n.input[0], []).append(n)
+    drop, added = set(), []
+    for div in [n for n in g.node if n.op_type == "Div" and init.get(n.input[1]) is not None and init[n.input[1]].ndim == 1]:
+        chain = [div]
+        for op in ("Round", "Max", "Min", "Mul"):
+            chain.append(next(n for n in by_input[chain[-1].output[0]] if n.op_type == op))
+        lo = init[chain[2].input[1]]
+        zero = f"{div.name}_pair_zero"
+        g.initializer.append(numpy_helper.from_array((-lo).astype(np.uint8), zero))
+        q = f"{div.name}_pair_q"
+        added.append((chain[-1], [helper.make_node("QuantizeLinear", [div.input[0], div.input[1], zero], [q], axis=-1),
+                                  helper.make_node("DequantizeLinear", [q, div.input[1], zero], [chain[-1].output[0]], axis=-1)]))
+        drop.update(n.name for n in chain)
+    pairs = {last.name: pair for last, pair in added}
+    nodes = []
+    for n in g.node:
+        nodes += [n] if n.name not in drop else pairs.get(n.name, [])
+    del g.node[:]
+    g.node.extend(nodes)
+    return m
 
 
 def test_equalization_default_follows_the_weight_grid(models, lowbit, tmp_path):

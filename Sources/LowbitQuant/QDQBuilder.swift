@@ -64,6 +64,10 @@ public enum QDQBuilder {
         let renamed = fresh(site.name + "_float"), redirected = fresh(site.name + "_dequantized")
         let (source, target) = g.redirectForQuantizer(
           site.name, isOutput: outputs.contains(site.name), renamedOutput: renamed, newValue: redirected)
+        if q.granularity == .perChannel(axis: -1) {
+          newNodes[source, default: []] += lastAxisFakeQuantization(q, site: site.name, source: source, target: target, &g)
+          continue
+        }
         let (scale, zero) = paramTensors(q, shape: paramShape, dtype: dtype, base: site.name)
         var chain: [Node] = []
         var qInput = source
@@ -163,6 +167,40 @@ public enum QDQBuilder {
     g.insertNodes(requantizingAfterDataMovement(&g))
     g.initializers = g.initializers.mapValues { $0.packed() }  // int8 weights at 1 byte each
     return try g.removingDeadNodes().validated()
+  }
+
+  /// A per-channel activation quantizer along the last axis as the arithmetic it stands for,
+  /// `y = s_c * min(max(round(x / s_c), qmin - z_c), qmax - z_c)` (Div, Round, Max, Min, Mul
+  /// against `[C]` constants): equal, element by element, to a per-axis QuantizeLinear ->
+  /// DequantizeLinear pair (the same division, round half to even and saturation, and
+  /// `s_c (q - z_c)` with `q - z_c` an exact integer), also for a grid narrower than its storage
+  /// type. Written so because ONNX Runtime runs a per-axis QuantizeLinear whose channels are the
+  /// last axis element by element (a MiniLM residual stream's took longer than its MatMuls),
+  /// while these broadcasting ops are vectorized; the Add and LayerNormalization that read such
+  /// values run in float there anyway. Other axes (NCHW channels, whose per-axis pair ONNX
+  /// Runtime runs in blocks and fuses) keep the pair. Returns the nodes, to go after `source`.
+  static func lastAxisFakeQuantization(
+    _ q: TensorQuantizer, site: String, source: String, target: String, _ g: inout Graph
+  ) -> [Node] {
+    let shape = [q.params.count]
+    func constant(_ suffix: String, _ values: [Float]) -> String {
+      let name = g.freshName(site + suffix)
+      g.initializers[name] = Tensor(shape: shape, floats: values)
+      return name
+    }
+    let scale = constant("_scale", q.params.map(\.scale))
+    let lo = constant("_integer_min", q.params.map { Float(q.grid.qmin - $0.zeroPoint) })
+    let hi = constant("_integer_max", q.params.map { Float(q.grid.qmax - $0.zeroPoint) })
+    let steps: [(op: String, operand: String?, output: String)] = [
+      ("Div", scale, site + "_in_steps"), ("Round", nil, site + "_rounded"), ("Max", lo, site + "_above_min"),
+      ("Min", hi, site + "_integers"), ("Mul", scale, target),
+    ]
+    var current = source
+    return steps.map { step in
+      let out = step.output == target ? target : g.freshName(step.output)
+      defer { current = out }
+      return Node(name: out, opType: step.op, inputs: [current] + (step.operand.map { [$0] } ?? []), outputs: [out])
+    }
   }
 
   /// A layer with a quantized weight that reads a quantized value through data movement

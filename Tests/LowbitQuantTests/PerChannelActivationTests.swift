@@ -1,12 +1,13 @@
 import LowbitCore
 import LowbitData
-import LowbitQuant
+@testable import LowbitQuant
 import LowbitTestSupport
 import Testing
 
 /// Per-channel activation grids (`--per-channel-activations`): only values that no Conv, Gemm or
 /// MatMul reads, and whose channel count a constant fixes, get one grid per channel; the QDQ
-/// graph carries them as per-axis QuantizeLinear counted from the end, and runs at any length.
+/// graph carries them as a per-axis Q/DQ pair's arithmetic (Div, Round, Max, Min, Mul against
+/// `[C]` constants, broadcast along the last axis), and runs at any length.
 @Suite struct PerChannelActivationTests {
   static let width = 8
 
@@ -85,10 +86,10 @@ import Testing
     #expect(r.granularity == .perChannel(axis: -1) && r.params.count == Self.width)
     let scales = r.params.map(\.scale)
     #expect(scales[5] > 10 * scales.enumerated().filter { $0.offset != 5 }.map(\.element).max()!, "\(scales)")
-    // The file: per-axis Q/DQ along -1 with [C] parameters.
-    let q = try #require(perChannel.graph.nodes.first { $0.opType == "QuantizeLinear" && $0.inputs[0] == "r" })
-    #expect(q.attributes["axis"] == .int(-1))
-    #expect(perChannel.graph.initializers[q.inputs[1]]?.shape == [Self.width])
+    // The file: r divided by [C] scales (broadcast along -1), rounded, clamped, scaled back.
+    let div = try #require(perChannel.graph.nodes.first { $0.opType == "Div" && $0.inputs[0] == "r" })
+    #expect(perChannel.graph.initializers[div.inputs[1]]?.shape == [Self.width])
+    #expect(!perChannel.graph.nodes.contains { $0.opType == "QuantizeLinear" && $0.inputs[0] == "r" })
 
     // Calibrated on length 3, run at length 5: the scales depend on the channels only.
     for length in [3, 5] {
@@ -98,8 +99,8 @@ import Testing
     }
   }
 
-  /// 4-bit activations at opset 13 are stored in 8 bits, so the per-channel grid is clipped first
-  /// with Min/Max against [C] bounds; the QDQ graph then equals per-channel fake quantization.
+  /// 4-bit activations at opset 13: the per-channel grid's integer bounds are the Max/Min
+  /// against [C] constants; the graph equals per-channel fake quantization.
   /// Quantizer tuning (on by default below 8 bits) trains the per-channel scales too.
   @Test func narrowGridsAreClippedPerChannelAndTuned() throws {
     var config = Self.config(activationBits: 4)
@@ -120,12 +121,49 @@ import Testing
     _ = try Interpreter(result.graph).run(feeds, observe: { node, out in
       for (name, t) in zip(node.outputs, out) { seen[name] = t }
     })
-    let maxNode = try #require(clip.first { $0.opType == "Max" })
-    let q = try #require(result.graph.nodes.first { $0.opType == "QuantizeLinear" && $0.inputs[0] == maxNode.outputs[0] })
-    let dq = try #require(result.graph.nodes.first { $0.opType == "DequantizeLinear" && $0.inputs[0] == q.outputs[0] })
-    let float = try #require(seen["r"]), quantized = try #require(seen[dq.outputs[0]])
-    let expected = r.fakeQuantize(float.floats, shape: float.shape)
-    #expect(zip(expected, quantized.floats).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
+    let minNode = try #require(clip.first { $0.opType == "Min" })
+    let mul = try #require(result.graph.nodes.first { $0.opType == "Mul" && $0.inputs[0] == minNode.outputs[0] })
+    let float = try #require(seen["r"]), quantized = try #require(seen[mul.outputs[0]])
+    #expect(quantized.floats == r.fakeQuantize(float.floats, shape: float.shape))
+  }
+}
+
+/// The written arithmetic of a last-axis per-channel activation quantizer against ONNX's per-axis
+/// QuantizeLinear -> DequantizeLinear pair, run by the interpreter on the same values: equal
+/// bit for bit, at rounding ties (`x = (k + 1/2) s`), beyond both ends of the grid and inside.
+@Suite struct PerChannelArithmeticTests {
+  @Test func equalsThePerAxisPairAtTiesAndSaturation() throws {
+    let grid = IntegerGrid(bits: 8, signed: false)
+    let params = [QuantParams(scale: 0.05, zeroPoint: 17), QuantParams(scale: 0.5, zeroPoint: 128), QuantParams(scale: 3e-3, zeroPoint: 250)]
+    let q = TensorQuantizer(grid: grid, symmetric: false, granularity: .perChannel(axis: -1), params: params)
+    let rows = 64
+    var x: [Float] = []
+    for i in 0..<rows {
+      for p in params {
+        let k = Float(i - 32) * 10  // steps from -320 to 310 from the zero point: past both ends
+        x.append(i % 2 == 0 ? (k + 0.5) * p.scale : (k + Float(i % 7) / 7) * p.scale)
+      }
+    }
+    let input = Tensor(shape: [2, rows / 2, params.count], floats: x)
+    var g = Graph(nodes: [], inputs: [ValueInfo(name: "x", dtype: .float32)], outputs: [ValueInfo(name: "y", dtype: .float32)])
+    g.nodes = QDQBuilder.lastAxisFakeQuantization(q, site: "x", source: "x", target: "y", &g)
+    g.initializers["s"] = Tensor(shape: [3], floats: params.map(\.scale))
+    g.initializers["z"] = Tensor(dtype: .uint8, shape: [3], storage: .int(params.map { Int64($0.zeroPoint) }))
+    g.nodes += [
+      Node(name: "q", opType: "QuantizeLinear", inputs: ["x", "s", "z"], outputs: ["xq"], attributes: ["axis": .int(-1)]),
+      Node(name: "dq", opType: "DequantizeLinear", inputs: ["xq", "s", "z"], outputs: ["pair"], attributes: ["axis": .int(-1)]),
+    ]
+    g.outputs.append(ValueInfo(name: "pair", dtype: .float32))
+    let out = try Interpreter(try g.validated()).run(["x": input])
+    let arithmetic = try #require(out["y"]).floats, pair = try #require(out["pair"]).floats
+    #expect(arithmetic == pair)
+    #expect(arithmetic == q.fakeQuantize(x, shape: input.shape))
+    #expect(Set(g.nodes.prefix(5).map(\.opType)) == ["Div", "Round", "Max", "Min", "Mul"])
+    // Both ends of every channel's grid are reached, and ties occur.
+    for (c, p) in params.enumerated() {
+      let column = stride(from: c, to: x.count, by: params.count).map { arithmetic[$0] }
+      #expect(column.min() == p.scale * Float(grid.qmin - p.zeroPoint) && column.max() == p.scale * Float(grid.qmax - p.zeroPoint))
+    }
   }
 }
 
