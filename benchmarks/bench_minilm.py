@@ -19,8 +19,9 @@ SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`);
 out the online Hadamard rotation of the layer inputs (`--no-rotation`). NNCF rows: `nncf.quantize`
 with its transformer preset, with and without its SmoothQuant. Seconds are the wall clock of one
 quantization run. Every row also gives the written file's size and its ONNX Runtime latency at
-batch 1, sequence 128 (the evaluation sentences' tokens run together; median of 50 runs after 5
-warm-up runs, same threads), next to the float model's (`fp32` row). `nncf` is installed by hand
+batch 1, sequence 128 (the evaluation sentences' tokens run together; median of 200 runs after 5
+warm-up runs, same threads), next to the float model's (`fp32` row), and the ratio of the two
+medians with the file's and the float model's runs interleaved (`x fp32`). `nncf` is installed by hand
 (`pip install nncf`).
 
     python3 benchmarks/bench_minilm.py [--threads 2] [--variants lowbit-pt lowbit-pt-mp18 ort-pt ...]
@@ -92,22 +93,29 @@ def sequence_128() -> dict:
     return {"input_ids": ids[None].astype(np.int64), "attention_mask": np.ones((1, 128), np.int64)}
 
 
-def latency_ms(path: Path, threads: int, runs: int = 50) -> float:
-    """Median ONNX Runtime wall time of one batch-1, sequence-128 forward pass."""
-    session = R.ort_session(path, threads)
+def latency_ms(path: Path, threads: int, runs: int = 200, reference: Path | None = None) -> tuple[float, float | None]:
+    """Median ONNX Runtime wall time of one batch-1, sequence-128 forward pass, and with
+    `reference` the ratio of that median to the reference file's, the two files' runs
+    interleaved so that both see the same machine (this one's timings drift by a third from
+    minute to minute)."""
+    sessions = [R.ort_session(path, threads)] + ([R.ort_session(reference, threads)] if reference else [])
     one = sequence_128()
-    for _ in range(5):
-        session.run(None, one)
-    times = []
+    for session in sessions:
+        for _ in range(5):
+            session.run(None, one)
+    times = [[] for _ in sessions]
     for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, one)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+        for session, t in zip(sessions, times):
+            start = time.perf_counter()
+            session.run(None, one)
+            t.append(time.perf_counter() - start)
+    medians = [float(np.median(t) * 1000) for t in times]
+    return medians[0], (medians[0] / medians[1] if reference else None)
 
 
-def file_facts(path: Path, threads: int) -> dict:
-    return {"megabytes": path.stat().st_size / 1e6, "latency_ms": latency_ms(path, threads)}
+def file_facts(path: Path, threads: int, reference: Path | None = None) -> dict:
+    ms, ratio = latency_ms(path, threads, reference=reference)
+    return {"megabytes": path.stat().st_size / 1e6, "latency_ms": ms, "latency_vs_fp32": ratio}
 
 
 def run_lowbit(model: Path, out: Path, extra: list, threads: int) -> tuple[float, dict]:
@@ -194,17 +202,17 @@ def main() -> int:
         else:
             seconds, detail = run_ort(model, out, ORT_VARIANTS[name]), {}
         rows.append({"variant": name, "seconds": seconds, "steps": detail, **score(embed(out, evaluation, args.threads), reference),
-                     **file_facts(out, args.threads)})
+                     **file_facts(out, args.threads, reference=model)})
 
     print(f"\nMiniLM W8A8, 256 calibration sentences, 2,000 evaluation sentences, {args.threads} threads\n")
-    print("| variant | cos mean | cos min | nn | s/run | MB | ms (batch 1, seq 128) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| variant | cos mean | cos min | nn | s/run | MB | ms (batch 1, seq 128) | x fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r["cos_mean"] is None:
             print(f"| {r['variant']} | failed: {r['steps']['failed'][:80]} | | | {r['seconds']:.0f} |")
             continue
         print(f"| {r['variant']} | {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['nn']:.3f} | {r['seconds']:.0f} "
-              f"| {r['megabytes']:.1f} | {r['latency_ms']:.1f} |")
+              f"| {r['megabytes']:.1f} | {r['latency_ms']:.1f} | {r['latency_vs_fp32'] or 1:.2f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({
         "threads": args.threads, **R.git_checkout(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

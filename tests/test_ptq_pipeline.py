@@ -301,6 +301,11 @@ def test_per_channel_activations_keep_a_transformer_8_bit(models, lowbit, tmp_pa
     assert divided == set(per_channel), sorted(divided ^ set(per_channel))
     assert sum(n.op_type == "Round" for n in model.graph.node) == len(per_channel)
     assert not [n.name for n in model.graph.node if n.op_type == "QuantizeLinear" and any(a.name == "axis" for a in n.attribute)]
+    # The token embedding table is stored as int8 rows with one scale each, read by the Gather.
+    tables = {i.name: i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and list(i.dims) == [30522, 384]}
+    assert len(tables) == 1, sorted(tables)
+    assert any(n.op_type == "Gather" and n.input[0] in tables for n in model.graph.node)
+    assert out.stat().st_size < 30e6, out.stat().st_size
     # ONNX Runtime runs the arithmetic exactly as the per-axis pair it stands for: the file with
     # each chain put back as QuantizeLinear -> DequantizeLinear (axis -1, uint8, z = -(qmin - z))
     # gives the same embeddings bit for bit (graph optimizations off in both).

@@ -80,6 +80,11 @@ struct QuantizationOptions: ParsableArguments {
     discussion: "y = x W = (x R)(R W) with R block-diagonal Hadamard (blocks of up to 64 channels): the quantizers see x R, whose outlier channels are spread over their block, and R W. R W is folded into the weight; x R runs in float before the layer's input quantizer (Reshape, MatMul by the 64 x 64 block, Reshape). Tried per group of layers after channel-scale migration."))
   var rotation: Bool?
 
+  @Flag(name: .customLong("embedding-tables"), inversion: .prefixedNo, help: ArgumentHelp(
+    "Store embedding tables (float constants only Gathers read) as int8 rows with one scale each (default: on, target ort).",
+    discussion: "s_v = max|T[v, :]| / 127 per row; the Gather reads the int8 table and dequantizes the rows it picks (Cast, Mul by the gathered scales)."))
+  var embeddingTables: Bool?
+
   @Option(help: "Bias correction: auto (analytical without data, none after AdaRound, else empirical), empirical, analytical or none.")
   var biasCorrection: BiasCorrectionMode?
 
@@ -201,6 +206,7 @@ struct QuantizationOptions: ParsableArguments {
     if let v = gptq { c.gptq = v }
     if let v = migration { c.migration = v }
     if let v = rotation { c.rotation = v }
+    if let v = embeddingTables { c.embeddingTables = v }
     if let v = gptqDamping { c.gptqOptions.damping = v }
     if let v = gptqBlockSize { c.gptqOptions.blockSize = v }
     if let v = gptqActOrder { c.gptqOptions.actOrder = v }

@@ -24,16 +24,19 @@ public enum DeploymentTarget: String, Sendable, Codable, CaseIterable {
     case .openvino:
       config.activationPerChannel = false  // one scale per tensor there
       config.rotation = false  // a float MatMul between integer layers
+      config.embeddingTables = false  // an int8 Gather and Cast outside Q/DQ, not checked there
       config.inputPerChannel = false
     case .qnn:
       config.activationPerChannel = false  // one scale per tensor there
       config.rotation = false  // a float MatMul between integer layers
+      config.embeddingTables = false  // an int8 Gather and Cast outside Q/DQ, not checked there
       config.inputPerChannel = false
       config.concat = .sharedGrid
       config.averagePoolKeepsGrid = true
     case .tensorrt:
       config.activationPerChannel = false  // one scale per tensor there
       config.rotation = false  // a float MatMul between integer layers
+      config.embeddingTables = false  // an int8 Gather and Cast outside Q/DQ, not checked there
       config.activationSymmetric = true
       config.weightNarrowRange = true
       config.integerBiases = false

@@ -280,6 +280,20 @@ public enum PostTrainingQuantization {
         "\(ranking.count) weight quantizers, each alone: output loss \(loss(0)) to \(loss(ranking.count - 1)); the \(chosen.count) most sensitive to \(config.mixedPrecisionWeightBits) bits"
     }
     var transformed = float
+    if config.embeddingTables && config.quantizeWeights {
+      let (g, tables) = timed("embedding tables") { EmbeddingTables.quantize(float) }
+      if !tables.isEmpty {
+        transformed = g
+        let floatBytes = tables.map { 4 * $0.rows * $0.columns }.reduce(0, +)
+        let intBytes = tables.map { $0.rows * ($0.columns + 4) }.reduce(0, +)
+        steps[steps.count - 1].detail = String(
+          format: "%d table%@ in int8 rows (%@), %.1f MB -> %.1f MB, largest error %.3g", tables.count, tables.count == 1 ? "" : "s",
+          tables.map { "\($0.rows) x \($0.columns)" }.joined(separator: ", "), Double(floatBytes) / 1e6, Double(intBytes) / 1e6,
+          tables.map(\.maxError).max() ?? 0)
+      } else {
+        steps.removeLast()
+      }
+    }
     var layers: [LayerRefinement] = []
     // The refining steps fit on `split.fitting`; whether each stays is decided on `split.heldOut`.
     let split = try CalibrationSplit(batches, graph: float)

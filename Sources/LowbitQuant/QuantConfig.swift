@@ -111,6 +111,10 @@ public struct QuantConfig: Sendable, Equatable, Codable {
   /// (`HadamardRotation`), kept per group where it lowers the layer output error; nil (default)
   /// picks by `rotationInUse(for:)`.
   public var rotation: Bool?
+  /// Embedding tables (float constants read only by Gathers) stored as int8 rows with one scale
+  /// each (`EmbeddingTables`), where weights are quantized. On by default (target ort); the
+  /// other targets' presets keep the tables float.
+  public var embeddingTables = true
   /// Bias correction (sec. 3.3; default auto: analytical without data, none after AdaRound).
   public var biasCorrection: BiasCorrectionMode = .auto
   /// Quantizer tuning after range setting, when calibration data is given (`QuantizerTuning`);
@@ -179,7 +183,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     case activationRangeOverrides = "activation_range_overrides"
     case crossLayerEqualization = "cross_layer_equalization", biasAbsorption = "bias_absorption"
     case adaRound = "adaround", adaRoundOptions = "adaround_options", biasCorrection = "bias_correction"
-    case gptq, gptqOptions = "gptq_options", migration, rotation
+    case gptq, gptqOptions = "gptq_options", migration, rotation, embeddingTables = "embedding_tables"
     case quantizeWeights = "quantize_weights", quantizeActivations = "quantize_activations"
     case quantizerTuning = "quantizer_tuning", quantizerTuningOptions = "quantizer_tuning_options"
     case mixedPrecision = "mixed_precision", mixedPrecisionBits = "mixed_precision_bits"
@@ -223,6 +227,7 @@ public struct QuantConfig: Sendable, Equatable, Codable {
     gptqOptions = try c.decodeIfPresent(GPTQOptions.self, forKey: .gptqOptions) ?? d.gptqOptions
     migration = try c.decodeIfPresent(MigrationMethod.self, forKey: .migration)
     rotation = try c.decodeIfPresent(Bool.self, forKey: .rotation) ?? d.rotation
+    embeddingTables = try c.decodeIfPresent(Bool.self, forKey: .embeddingTables) ?? d.embeddingTables
     biasCorrection = try c.decodeIfPresent(BiasCorrectionMode.self, forKey: .biasCorrection) ?? d.biasCorrection
     quantizerTuning = try c.decodeIfPresent(Bool.self, forKey: .quantizerTuning)
     quantizerTuningOptions = try c.decodeIfPresent(QuantizerTuningOptions.self, forKey: .quantizerTuningOptions)
