@@ -16,7 +16,8 @@ Rows: lowbit's default pipeline (per tensor, per channel), the same with `--mixe
 calibration, after `quant_pre_process`). The `-fast` rows split lowbit's transformer default
 (`--effort fast`): SmoothQuant and per-channel residual-stream grids together (`lowbit-pc-fast`),
 SmoothQuant alone (`-sq`), per-channel grids alone (`-peg`), neither (`-nomig`); `-norot` leaves
-out the online Hadamard rotation of the layer inputs (`--no-rotation`). NNCF rows: `nncf.quantize`
+out the online Hadamard rotation of the layer inputs (`--no-rotation`), `-float-tables` keeps the
+embedding tables float (`--no-embedding-tables`). NNCF rows: `nncf.quantize`
 with its transformer preset, with and without its SmoothQuant. Seconds are the wall clock of one
 quantization run. Every row also gives the written file's size and its ONNX Runtime latency at
 batch 1, sequence 128 (the evaluation sentences' tokens run together; median of 200 runs after 5
@@ -57,6 +58,7 @@ LOWBIT_VARIANTS = {
     "lowbit-pc-fast-peg": ["--per-channel", "--effort", "fast", "--migration", "none", "--per-channel-activations"],
     "lowbit-pc-fast-nomig": ["--per-channel", "--effort", "fast", "--migration", "none"],
     "lowbit-pc-norot": ["--per-channel", "--no-rotation"],
+    "lowbit-pc-float-tables": ["--per-channel", "--no-embedding-tables"],
     "lowbit-pc-fast-norot": ["--per-channel", "--effort", "fast", "--no-rotation"],
     "lowbit-pt-nomig": ["--migration", "none"],
     "lowbit-pc-nomig": ["--per-channel", "--migration", "none"],
