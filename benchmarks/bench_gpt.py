@@ -16,7 +16,10 @@ batches of 16), evaluation its `heldout.npy` (1,024 consecutive windows of 128 b
   - fp32: the float file;
   - lowbit-rtn: `lowbit ptq --weights-only --w-bits 4 --group-size G --range-setting-only`
     (symmetric int4, MSE ranges per group, round to nearest; written as MatMulNBits);
-  - lowbit-gptq: the same without `--range-setting-only` (GPTQ, the default there);
+  - lowbit-gptq: the same without `--range-setting-only` (the default there: AWQ's activation-
+    aware channel scales, then GPTQ);
+  - lowbit-awq: AWQ's scales with round to nearest (`--range-setting-only --migration awq`);
+  - lowbit-gptq-noawq: GPTQ alone (`--migration none`);
   - lowbit-gptq-asym: GPTQ on asymmetric uint4 grids (`{"weight_symmetric": false}`);
   - lowbit-adaround: `--no-gptq` (AdaRound instead of GPTQ; not run by default);
   - ort-rtn, ort-gptq, ort-hqq: `MatMulNBitsQuantizer(model, block_size=G)` with its default
@@ -61,13 +64,15 @@ COMMON_W8A8 = ["--calib-size", "256", "--batch-size", "16"]
 LOWBIT = {  # name: (arguments, config, grouped)
     "lowbit-rtn": (COMMON_W4 + ["--range-setting-only"], None, True),
     "lowbit-gptq": (COMMON_W4, None, True),
+    "lowbit-awq": (COMMON_W4 + ["--range-setting-only", "--migration", "awq"], None, True),
+    "lowbit-gptq-noawq": (COMMON_W4 + ["--migration", "none"], None, True),
     "lowbit-gptq-asym": (COMMON_W4, ASYMMETRIC, True),
     "lowbit-adaround": (COMMON_W4 + ["--no-gptq"], None, True),
     "lowbit-w8a8": (COMMON_W8A8, None, False),
     "lowbit-w8a8-pc": (COMMON_W8A8 + ["--per-channel"], None, False),
 }
 ORT = {"ort-rtn": "default", "ort-gptq": "gptq", "ort-hqq": "hqq"}
-DEFAULT_VARIANTS = ["fp32", "lowbit-rtn", "lowbit-gptq", "lowbit-gptq-asym", "ort-rtn", "ort-gptq", "ort-hqq",
+DEFAULT_VARIANTS = ["fp32", "lowbit-rtn", "lowbit-awq", "lowbit-gptq-noawq", "lowbit-gptq", "lowbit-gptq-asym", "ort-rtn", "ort-gptq", "ort-hqq",
                     "lowbit-w8a8", "lowbit-w8a8-pc"]
 
 
