@@ -25,7 +25,9 @@ CPU kernel running only 2, 4 and 8) and group size (the block of K-rows sharing 
     (round to nearest, asymmetric, min-max per block; it takes B = 2, 4, 8 only, so a 3-bit row
     records its refusal); ort-rtn-sym: `is_symmetric=True`;
   - ort-gptq / ort-gptq-sym: `GPTQWeightOnlyQuantConfig` (its defaults: damping 0.01, block 128,
-    no act order) on the same calibration batches.
+    no act order) on the same calibration batches;
+  - ort-hqq: `HQQWeightOnlyQuantConfig(block_size=G, bits=B)` (half-quadratic optimization of
+    each block's scale and zero point, no calibration data).
 
 ONNX Runtime's quantizer finds a MatMul's weight only as an initializer; the exported file feeds
 every MatMul through a Transpose of one, so its files are made from `quant_pre_process`'s output
@@ -72,7 +74,8 @@ LOWBIT = {
     "lowbit-gptq-asym": ([], ASYMMETRIC),
     "lowbit-adaround": (["--no-gptq"], None),
 }
-ORT = {"ort-rtn": ("default", False), "ort-rtn-sym": ("default", True), "ort-gptq": ("gptq", False), "ort-gptq-sym": ("gptq", True)}
+ORT = {"ort-rtn": ("default", False), "ort-rtn-sym": ("default", True), "ort-gptq": ("gptq", False), "ort-gptq-sym": ("gptq", True),
+       "ort-hqq": ("hqq", False)}
 DEFAULT_VARIANTS = [v for v in list(LOWBIT) + list(ORT) if v != "lowbit-adaround"]
 CHECKED_ROWS = 200
 
