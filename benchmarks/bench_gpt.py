@@ -35,6 +35,8 @@ perplexities and the largest logit difference between the two runs are recorded.
 the wall clock of one quantization run (lowbit: the whole `lowbit ptq` command; ONNX Runtime:
 its quantizer's `process()` and save). Sizes are the written files' bytes against the float
 file's.
+Latency: ONNX Runtime's median over 200 runs of one held-out row (batch 1, sequence 128),
+interleaved with the float file's runs for the ratio (`bench_minilm.latency_ms`).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ import ort_reference as R  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_weight_only import ASYMMETRIC, checkout, run_ort  # noqa: E402
 from make_gpt import next_token_loss  # noqa: E402
+from bench_minilm import latency_ms  # noqa: E402
 
 COMMON_W4 = ["--weights-only", "--w-bits", "4", "--calib-size", "256", "--batch-size", "16"]
 COMMON_W8A8 = ["--calib-size", "256", "--batch-size", "16"]
@@ -156,8 +159,9 @@ def main(argv=None) -> int:
 
     def measure(out: Path, row: dict) -> dict:
         theirs = ort_logits(out, held, a.threads)
+        ms, ratio = latency_ms(out, a.threads, reference=model, one={"input_ids": held[:1]})
         row |= {"perplexity": float(np.exp(next_token_loss(theirs, held))), "bytes": out.stat().st_size,
-                "size_vs_fp32": out.stat().st_size / fp32_bytes}
+                "size_vs_fp32": out.stat().st_size / fp32_bytes, "latency_ms": ms, "latency_vs_fp32": ratio}
         try:
             ours = lowbit_logits(binary, out, held_file, a.threads, snapshot)
             row |= {"perplexity_lowbit": float(np.exp(next_token_loss(ours, held))),
@@ -193,8 +197,8 @@ def main(argv=None) -> int:
 
     print(f"\n{made['size']}: held-out perplexity ({held.shape[0]} x {held.shape[1]} bytes), ONNX Runtime and lowbit "
           f"({a.threads} threads)\n")
-    print("| variant | group | ppl ORT | ppl lowbit | max logit diff | size vs FP32 | seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| variant | group | ppl ORT | ppl lowbit | max logit diff | size vs FP32 | latency vs FP32 | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in result["rows"]:
         g = r["group"] or ""
         if not r["ok"]:
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
         ours = f"{r['perplexity_lowbit']:.4f}" if "perplexity_lowbit" in r else "failed"
         diff = f"{r['max_abs_logit_diff_lowbit_vs_ort']:.1e}" if "max_abs_logit_diff_lowbit_vs_ort" in r else ""
         print(f"| {r['variant']} | {g} | {r['perplexity']:.4f} | {ours} | {diff} | {r['size_vs_fp32']:.3f} "
-              f"| {r['seconds']:.1f} |")
+              f"| {r['latency_vs_fp32'] or 1:.2f} | {r['seconds']:.1f} |")
     return 0
 
 

@@ -95,13 +95,15 @@ def sequence_128() -> dict:
     return {"input_ids": ids[None].astype(np.int64), "attention_mask": np.ones((1, 128), np.int64)}
 
 
-def latency_ms(path: Path, threads: int, runs: int = 200, reference: Path | None = None) -> tuple[float, float | None]:
-    """Median ONNX Runtime wall time of one batch-1, sequence-128 forward pass, and with
+def latency_ms(path: Path, threads: int, runs: int = 200, reference: Path | None = None,
+               one: dict | None = None) -> tuple[float, float | None]:
+    """Median ONNX Runtime wall time of one forward pass on `one` (default: MiniLM's batch-1,
+    sequence-128 input), and with
     `reference` the ratio of that median to the reference file's, the two files' runs
     interleaved so that both see the same machine (this one's timings drift by a third from
     minute to minute)."""
     sessions = [R.ort_session(path, threads)] + ([R.ort_session(reference, threads)] if reference else [])
-    one = sequence_128()
+    one = one if one is not None else sequence_128()
     for session in sessions:
         for _ in range(5):
             session.run(None, one)
