@@ -29,6 +29,7 @@ public enum EmbeddingTables {
   /// anything but a Gather along axis 0 (a tied output projection), not 2-D, or holding a
   /// non-finite value stays float.
   public static func quantize(_ graph: Graph) -> (graph: Graph, records: [Record]) {
+    let grid = IntegerGrid(bits: 8, signed: true, narrow: true)
     var g = graph
     let readers = graph.consumers()
     var records: [Record] = []
@@ -41,31 +42,27 @@ public enum EmbeddingTables {
       let values = t.floats
       guard values.allSatisfy(\.isFinite) else { continue }
       let (rows, columns) = (t.shape[0], t.shape[1])
-      var q = [Int64](repeating: 0, count: values.count), scales = [Float](repeating: 1, count: rows)
-      var maxError: Float = 0
-      for v in 0..<rows {
-        let row = values[v * columns..<(v + 1) * columns]
-        let largest = row.map(abs).max() ?? 0
-        if largest > 0 { scales[v] = largest / 127 }
-        for (j, x) in zip(row.indices, row) {
-          let k = min(max((x / scales[v]).rounded(.toNearestOrEven), -127), 127)
-          q[j] = Int64(k)
-          maxError = max(maxError, abs(x - scales[v] * k))
-        }
+      let q = TensorQuantizer(grid: grid, symmetric: true, granularity: .perChannel(axis: 0), params: (0..<rows).map { v in
+        let largest = values[v * columns..<(v + 1) * columns].map(abs).max() ?? 0
+        return UniformQuantizer.params(lower: -largest, upper: largest, grid: grid, symmetric: true)
+      })
+      let ints = q.quantize(values, shape: t.shape)
+      let maxError = values.indices.reduce(Float(0)) { worst, i in
+        max(worst, abs(values[i] - UniformQuantizer.dequantize(Int(ints[i]), q.params[i / columns])))
       }
       let intName = g.freshName(name + "_int8_rows"), scaleName = g.freshName(name + "_row_scales")
       g.initializers[name] = nil
-      g.initializers[intName] = Tensor(dtype: .int8, shape: t.shape, storage: .int(q))
-      g.initializers[scaleName] = Tensor(shape: [rows, 1], floats: scales)
+      g.initializers[intName] = Tensor(dtype: .int8, shape: t.shape, storage: .int(ints))
+      g.initializers[scaleName] = Tensor(shape: [rows, 1], floats: q.params.map(\.scale))
       for k in r {
         let gather = g.nodes[k], out = gather.outputs[0]
-        let ints = g.freshName(out + "_int8"), picked = g.freshName(out + "_row_scales")
+        let gathered = g.freshName(out + "_int8"), picked = g.freshName(out + "_row_scales")
         let cast = g.freshName(out + "_rows")
         g.nodes[k].inputs[0] = intName
-        g.nodes[k].outputs[0] = ints
-        after[ints] = [
+        g.nodes[k].outputs[0] = gathered
+        after[gathered] = [
           Node(name: picked, opType: "Gather", inputs: [scaleName, gather.inputs[1]], outputs: [picked]),
-          Node(name: cast, opType: "Cast", inputs: [ints], outputs: [cast], attributes: ["to": .int(DType.float32.rawValue)]),
+          Node(name: cast, opType: "Cast", inputs: [gathered], outputs: [cast], attributes: ["to": .int(DType.float32.rawValue)]),
           Node(name: g.freshName(out + "_row_dequantize"), opType: "Mul", inputs: [cast, picked], outputs: [out]),
         ]
       }
